@@ -1,0 +1,163 @@
+"""Stage the package tree and build the .deb inside the cell's build image."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import jinja2
+import yaml
+
+from .containers import CommandFailed, Container
+from .errors import MxbuildError
+from .fetch import sha256_file
+from .images import ImageRef
+from .matrix import Cell
+from .options import Options
+from .recipes import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload
+
+COMPRESSOR = "xz"  # every dpkg of every supported distro reads xz; lintian accepts it
+
+
+@dataclass(frozen=True)
+class DebResult:
+    path: Path
+    size: int
+    sha256: str
+    lintian_errors: int
+    lintian_warnings: int
+    lintian_output: str
+
+
+def _env(opts: Options) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(opts.root / "packaging")),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def rfc2822(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,
+               src: Path) -> Path:
+    """Write the source tree build-deb.sh consumes. Returns it."""
+    if src.exists():
+        shutil.rmtree(src)
+    pkg = cell.package.name
+    root = src / "debian" / pkg
+    libdir = root / "usr/lib" / cell.distro.multiarch
+    docdir = root / "usr/share/doc" / pkg
+    for d in (libdir / PRIVATE_DIR, docdir, root / "usr/share/lintian/overrides", src / "DEBIAN"):
+        d.mkdir(parents=True)
+    # Hard links: the payload is hundreds of MB and the package tree is a copy of it.
+    for rel in payload.files:
+        target = libdir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(payload.dir / rel, target)
+
+    env = _env(opts)
+    licenses = yaml.safe_load((opts.root / "packaging/licenses.yaml").read_text())
+    bundled = []
+    for soname in cell.wheel.bundled if cell.wheel else ():
+        info = licenses["libraries"].get(soname)
+        if info is None:
+            raise MxbuildError(f"bundled library {soname} has no copyright entry",
+                               "add it to packaging/licenses.yaml (copyright + license)")
+        bundled.append({"file": soname, **info})
+    license_texts = sorted({licenses["licenses"][b["license"]].rstrip() for b in bundled})
+    source = payload.source
+    values = dict(cell=cell, package=cell.package, source=source, bundled=bundled,
+                  license_texts=license_texts, multiarch=cell.distro.multiarch,
+                  private_dir=PRIVATE_DIR, date=rfc2822(payload.source_date_epoch))
+    (docdir / "copyright").write_text(env.get_template("copyright.j2").render(**values))
+    changelog = env.get_template("changelog.j2").render(**values)
+    (src / "debian/changelog").write_text(changelog)
+    (docdir / "changelog.Debian.gz").write_bytes(_gzip_n(changelog.encode()))
+    (src / "debian/control").write_text(env.get_template("control.j2").render(**values))
+    # Bundled sonames are provided by this package itself: no dependency.
+    (src / "debian/shlibs.local").write_text("".join(
+        f"{name} {ver}\n" for name, ver in (_split_soname(s) for s in bundled_sonames(cell))))
+    (root / "usr/share/lintian/overrides" / pkg).write_text(
+        env.get_template("lintian-overrides.j2").render(**values))
+    shutil.copy(opts.root / "packaging/triggers", src / "DEBIAN/triggers")
+    # shlibs(5) cannot describe an unversioned SONAME (dpkg splits libfoo.so.N); a symbols
+    # file is keyed by the whole SONAME, so dpkg-shlibdeps of consumers can use it.
+    (src / "DEBIAN/symbols").write_text(env.get_template("symbols.j2").render(
+        **{**values, "package": {"name": pkg, "soname": "libmxnet.so"}}))
+    build_info = {
+        "format": 1, "cell": cell.summary(), "recipe": cell.recipe,
+        "source": source, "upstream_sha256": payload.upstream_sha256,
+        "build_image": {"tag": build_image.ref, "id": build_image.id},
+        "source_date_epoch": payload.source_date_epoch, "deb_compressor": COMPRESSOR,
+        "files": {f"usr/lib/{cell.distro.multiarch}/{rel}": sha
+                  for rel, sha in sorted(payload.files.items())},
+    }
+    (docdir / "buildinfo.json").write_text(json.dumps(build_info, indent=2, sort_keys=True) + "\n")
+    return src
+
+
+def bundled_sonames(cell: Cell) -> tuple[str, ...]:
+    return cell.wheel.bundled if cell.wheel else ()
+
+
+def _split_soname(soname: str) -> tuple[str, str]:
+    m = re.match(r"^(.+)\.so\.(.+)$", soname) or re.match(r"^(.+)-(\d.*)\.so$", soname)
+    if not m:
+        raise MxbuildError(f"bundled library {soname} has no versioned SONAME",
+                           "only libraries named libX.so.N can be bundled privately")
+    return m.group(1), m.group(2)
+
+
+def _gzip_n(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
+        gz.write(data)
+    return buf.getvalue()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        dst.hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,
+          logf: IO[str], out_dir: Path) -> DebResult:
+    src = stage_tree(cell, payload, build_image, opts, opts.work_dir / cell.id / "pkgsrc")
+    shutil.copy(opts.root / "packaging/build-deb.sh", src / "build-deb.sh")
+    env = {"PKG": cell.package.name, "MULTIARCH": cell.distro.multiarch,
+           "PRIVATE_DIR": PRIVATE_DIR, "SOURCE_DATE_EPOCH": str(payload.source_date_epoch),
+           "DEB_COMPRESSOR": COMPRESSOR}
+    with Container(client, build_image.ref, label=f"package-{cell.id}", log_file=logf) as box:
+        box.copy_into(src, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID, arcname="pkgsrc")
+        try:
+            box.run(["sh", "build-deb.sh", f"{BUILD_HOME}/debs"], user="builder",
+                    workdir=f"{BUILD_HOME}/pkgsrc", env=env)
+        except CommandFailed as exc:
+            raise MxbuildError(f"building the .deb failed: {exc}\n{exc.tail[-1200:]}", "")
+        lintian = box.run(["sh", "-c", f"lintian --info --display-level '>=pedantic' "
+                           f"{BUILD_HOME}/debs/*.deb; echo lintian-exit=$?"], user="builder",
+                          check=False).output
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        box.copy_out(f"{BUILD_HOME}/debs/.", out_dir)
+    debs = sorted(out_dir.glob("*.deb"))
+    if len(debs) != 1:
+        raise MxbuildError(f"expected one .deb in {out_dir}, found {[d.name for d in debs]}", "")
+    errors, warnings = lintian_counts(lintian)
+    (out_dir / "lintian.txt").write_text(lintian)
+    deb = debs[0]
+    return DebResult(deb, deb.stat().st_size, sha256_file(deb), errors, warnings, lintian)
+
+
+def lintian_counts(output: str) -> tuple[int, int]:
+    errors = len(re.findall(r"^E: ", output, re.M))
+    warnings = len(re.findall(r"^W: ", output, re.M))
+    return errors, warnings

@@ -1,0 +1,273 @@
+"""Base images (bootstrap or registry digest), build and runtime images, images.lock.
+
+Tags are content hashes of everything that goes into an image, so an image whose
+inputs did not change is found by its tag and never rebuilt.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+import docker
+import jinja2
+from docker.errors import APIError, ImageNotFound
+
+from .containers import Container, CommandFailed
+from .errors import ImageError, StageError
+from .log import log
+from .matrix import BootstrapSpec, Cell, Distro
+from .options import Options
+
+BASE_REPO = "mxbuild/base"
+BUILD_REPO = "mxbuild/build"
+RUNTIME_REPO = "mxbuild/runtime"
+CLIENT_REPO = "mxbuild/smoke-client"
+CLIENT_VENV = "/opt/mxnet-client"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    ref: str   # what FROM / run uses: a tag or name@sha256:…
+    id: str    # the engine's image id (sha256:…), the pin
+
+
+def content_hash(*parts: object) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _templates(opts: Options) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(opts.root / "docker")),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render(opts: Options, template: str, **values) -> str:
+    return _templates(opts).get_template(template).render(**values)
+
+
+def _find(client: docker.DockerClient, ref: str):
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        return None
+
+
+# ------------------------------------------------------------------ images.lock
+
+class Lock:
+    """images.lock: the digest of every base image, keyed by distro name."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, distro: str) -> dict | None:
+        return self.entries.get(distro)
+
+    def record(self, distro: str, entry: dict) -> None:
+        self.entries[distro] = entry
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.entries, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.path)
+
+
+# ------------------------------------------------------------------ base images
+
+def bootstrap_inputs(spec: BootstrapSpec) -> dict:
+    return {"method": "debootstrap --variant=minbase", **asdict(spec), "format": 1}
+
+
+def ensure_base(client, distro: Distro, opts: Options, logf: IO[str]) -> ImageRef:
+    lock = Lock(opts.lock_path)
+    pinned = lock.get(distro.name)
+    if distro.base.image:
+        return _ensure_registry_base(client, distro, lock, pinned)
+    inputs = bootstrap_inputs(distro.base.bootstrap)
+    digest = content_hash(inputs)
+    tag = f"{BASE_REPO}:{distro.name}-{digest[:12]}"
+    image = _find(client, tag)
+    if image is not None:
+        if pinned and pinned.get("inputs") == digest and pinned.get("id") != image.id:
+            log.warning("images.lock pins %s for %s but this engine has %s for the same inputs; "
+                        "using the local image and updating images.lock", pinned.get("id"),
+                        distro.name, image.id)
+        if not pinned or pinned.get("id") != image.id:
+            lock.record(distro.name, _lock_entry(tag, digest, image))
+        logf.write(f"reusing base image {tag} ({image.id})\n")
+        return ImageRef(tag, image.id)
+    image = _bootstrap(client, distro, tag, opts, logf)
+    if pinned and pinned.get("inputs") == digest and pinned.get("id") != image.id:
+        # A bootstrap from a moving archive is not bit-identical: say so, never hide it.
+        log.warning("base image for %s drifted: images.lock had %s, bootstrap produced %s "
+                    "(same inputs, newer archive state); images.lock updated",
+                    distro.name, pinned.get("id"), image.id)
+    lock.record(distro.name, _lock_entry(tag, digest, image))
+    return ImageRef(tag, image.id)
+
+
+def _lock_entry(tag: str, digest: str, image) -> dict:
+    return {"kind": "bootstrap", "tag": tag, "inputs": digest, "id": image.id,
+            "layers": image.attrs.get("RootFS", {}).get("Layers", []),
+            "created": image.attrs.get("Created")}
+
+
+def _ensure_registry_base(client, distro: Distro, lock: Lock, pinned) -> ImageRef:
+    ref = distro.base.image
+    want = ref.split("@", 1)[1]
+    image = _find(client, ref)
+    if image is None:
+        try:
+            name, digest = ref.split("@", 1)
+            image = client.images.pull(name, tag=digest)
+        except APIError as exc:
+            raise ImageError(f"cannot pull {ref}: {exc.explanation or exc}",
+                             "make the registry reachable, `docker load` the image, or give "
+                             "the distro a `bootstrap:` base in matrix.yaml")
+    if not any(d.endswith("@" + want) for d in image.attrs.get("RepoDigests", [])):
+        raise ImageError(f"{ref}: the local image's repo digests {image.attrs.get('RepoDigests')} "
+                         f"do not include {want}", "remove the local image and pull it again")
+    if pinned and pinned.get("ref") == ref and pinned.get("id") != image.id:
+        log.warning("images.lock pinned %s to %s, engine has %s", ref, pinned.get("id"), image.id)
+    if not pinned or pinned.get("id") != image.id or pinned.get("ref") != ref:
+        lock.record(distro.name, {"kind": "registry", "ref": ref, "id": image.id})
+    return ImageRef(ref, image.id)
+
+
+def verify_archive_key(spec: BootstrapSpec, dest: Path) -> Path:
+    """Export exactly the pinned key from the keyring; refuse if it is not there."""
+    if not Path(spec.keyring).is_file():
+        raise ImageError(f"archive keyring {spec.keyring} does not exist",
+                         "install the distro's archive keyring package (debian-archive-keyring) "
+                         "or fix `keyring` in matrix.yaml")
+    listing = subprocess.run(
+        ["gpg", "--batch", "--no-default-keyring", "--keyring", spec.keyring,
+         "--with-colons", "--list-keys", spec.key_fingerprint], capture_output=True, text=True)
+    fprs = [line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr:")]
+    if listing.returncode != 0 or spec.key_fingerprint not in fprs:
+        raise ImageError(f"key {spec.key_fingerprint} is not in {spec.keyring}",
+                         "update the keyring package, or correct key_fingerprint in matrix.yaml")
+    exported = subprocess.run(
+        ["gpg", "--batch", "--no-default-keyring", "--keyring", spec.keyring,
+         "--export", spec.key_fingerprint], capture_output=True)
+    dest.write_bytes(exported.stdout)
+    return dest
+
+
+def _bootstrap(client, distro: Distro, tag: str, opts: Options, logf: IO[str]):
+    spec = distro.base.bootstrap
+    work = opts.cache_dir / "bootstrap"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        tmp = Path(tmp)
+        keyring = verify_archive_key(spec, tmp / "archive-key.gpg")
+        rootfs = tmp / "rootfs"
+        cmd = ["debootstrap", "--variant=minbase", "--force-check-gpg",
+               f"--keyring={keyring}", f"--components={','.join(spec.components)}",
+               spec.suite, str(rootfs), spec.mirror]
+        _host_run(cmd, logf, "debootstrap failed (see the log); check the mirror and the key")
+        # Caches and logs of the bootstrap itself are not part of the image.
+        _host_run(["sh", "-c", f"cd {rootfs} && rm -rf var/cache/apt/archives/*.deb "
+                   "var/cache/apt/*.bin var/lib/apt/lists/* var/log/*"], logf, "cleanup failed")
+        tar = tmp / "rootfs.tar"
+        _host_run(["tar", "--numeric-owner", "--sort=name", "-C", str(rootfs), "-cf", str(tar),
+                   "."], logf, "packing the rootfs failed")
+        repo, tagname = tag.split(":")
+        logf.write(f"docker import {tar} {tag}\n")
+        client.api.import_image_from_file(str(tar), repository=repo, tag=tagname,
+                                          changes=["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]'])
+    image = client.images.get(tag)
+    logf.write(f"imported {tag} as {image.id}\n")
+    return image
+
+
+def _host_run(cmd: list[str], logf: IO[str], problem: str) -> None:
+    logf.write("$ " + " ".join(cmd) + "\n")
+    logf.flush()
+    proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise ImageError(f"`{cmd[0]}` exited with {proc.returncode}: {problem}", "")
+
+
+# ------------------------------------------------------------------ derived images
+
+def build_from_template(client, repo: str, label: str, dockerfile: str, logf: IO[str]) -> ImageRef:
+    tag = f"{repo}:{label}-{content_hash(dockerfile)[:12]}"
+    image = _find(client, tag)
+    if image is not None:
+        logf.write(f"reusing {tag} ({image.id})\n")
+        return ImageRef(tag, image.id)
+    logf.write(f"building {tag}\n--- Dockerfile\n{dockerfile}---\n")
+    errors = []
+    # APIClient.build never raises on a failed step: the failure is an `error` chunk.
+    for chunk in client.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
+                                  forcerm=True, pull=False, decode=True):
+        if "stream" in chunk:
+            logf.write(chunk["stream"])
+        if "error" in chunk:
+            errors.append(chunk["error"])
+            logf.write("ERROR: " + chunk["error"] + "\n")
+    logf.flush()
+    if errors:
+        raise ImageError(f"building {tag} failed: {errors[-1].strip()[:300]}", "")
+    image = client.images.get(tag)
+    return ImageRef(tag, image.id)
+
+
+def ensure_build_image(client, cell: Cell, base: ImageRef, opts: Options, logf) -> ImageRef:
+    text = render(opts, "build.Dockerfile.j2", base=base, distro=cell.distro)
+    return build_from_template(client, BUILD_REPO, cell.distro.name, text, logf)
+
+
+def ensure_runtime_image(client, cell: Cell, base: ImageRef, opts: Options, logf) -> ImageRef:
+    text = render(opts, "runtime.Dockerfile.j2", base=base, distro=cell.distro)
+    return build_from_template(client, RUNTIME_REPO, cell.distro.name, text, logf)
+
+
+def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts: Options,
+                        logf) -> ImageRef:
+    """Runtime image + the MXNet Python client, with the wheel's own native libraries
+    removed, so only the packaged libmxnet can ever be loaded.
+
+    Made by run + commit rather than a Dockerfile so the extra CA bundle that pip needs is
+    a bind mount (never a layer).
+    """
+    smoke = cell.distro.smoke
+    digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip), 1)
+    tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-{digest[:12]}"
+    image = _find(client, tag)
+    if image is not None:
+        logf.write(f"reusing {tag} ({image.id})\n")
+        return ImageRef(tag, image.id)
+    with Container(client, runtime.ref, label=f"client-{cell.distro.name}", network="bridge",
+                   extra_ca=opts.extra_ca_bundle, log_file=logf) as box:
+        box.run(["mkdir", "-p", "/tmp/wheel"])
+        box.copy_into(wheel, "/tmp/wheel")
+        try:
+            box.run([smoke.python, "-m", "venv", CLIENT_VENV])
+            box.run([f"{CLIENT_VENV}/bin/pip", "install", "--no-cache-dir",
+                     "--disable-pip-version-check", f"/tmp/wheel/{wheel.name}", *smoke.pip])
+            # The client must not carry a native stack: the host's .deb provides it.
+            box.run(["sh", "-c", f"rm -f {CLIENT_VENV}/lib/python3*/site-packages/mxnet/*.so* "
+                     "&& rm -rf /tmp/wheel"])
+        except CommandFailed as exc:
+            raise ImageError(f"installing the MXNet client failed: {exc}\n{exc.tail[-1500:]}",
+                             "if pip cannot reach PyPI over HTTPS, set MXBUILD_CA_BUNDLE to "
+                             "the CA bundle your network needs")
+        image_id = box.commit(CLIENT_REPO, tag.split(":", 1)[1],
+                              changes=['CMD ["/bin/bash"]', f"ENV PATH={CLIENT_VENV}/bin:"
+                                       "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    return ImageRef(tag, image_id)
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

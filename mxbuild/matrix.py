@@ -1,0 +1,417 @@
+"""Load and validate matrix.yaml into frozen dataclasses; select cells.
+
+A cell is one point of the matrix: (mxnet version, variant, distro). Its id,
+e.g. ``1.9.1-cpu-debian12``, keys everything downstream.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import MatrixError, SelectionError
+
+# The distro names users type, and the apt suite (codename) each one means.
+KNOWN_DISTROS = {
+    "ubuntu16": "xenial", "ubuntu18": "bionic", "ubuntu20": "focal",
+    "ubuntu22": "jammy", "ubuntu24": "noble",
+    "debian11": "bullseye", "debian12": "bookworm", "debian13": "trixie",
+}
+RECIPES = ("wheel", "compile")
+VARIANT_RE = re.compile(r"^(cpu|cu\d{2,3})$")
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(\.post\d+)?$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+FPR_RE = re.compile(r"^[0-9A-F]{40}$")
+DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    name: str
+    revision: int
+    maintainer: str
+    homepage: str
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    suite: str
+    mirror: str
+    keyring: str
+    key_fingerprint: str
+    components: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """Either a registry reference pinned by digest, or a debootstrap recipe."""
+    image: str | None = None
+    bootstrap: BootstrapSpec | None = None
+
+
+@dataclass(frozen=True)
+class SmokeSpec:
+    python: str
+    pip: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Distro:
+    name: str
+    codename: str
+    version_tag: str
+    multiarch: str
+    base: BaseSpec
+    smoke: SmokeSpec
+
+
+@dataclass(frozen=True)
+class WheelPin:
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    bundled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    mxnet: str
+    variant: str
+    cuda: str | None
+    distro: Distro
+    recipe: str
+    wheel: WheelPin | None
+    features: tuple[tuple[str, bool], ...]
+    package: PackageInfo
+
+    @property
+    def id(self) -> str:
+        return f"{self.mxnet}-{self.variant}-{self.distro.name}"
+
+    @property
+    def codename(self) -> str:
+        return self.distro.codename
+
+    @property
+    def component(self) -> str:
+        return self.variant
+
+    @property
+    def deb_version(self) -> str:
+        """Upstream version + packaging revision + distro tag, e.g. 1.9.1-1~deb12."""
+        return deb_version(self.mxnet, self.package.revision, self.distro.version_tag)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "mxnet": self.mxnet, "variant": self.variant,
+            "cuda": self.cuda, "distro": self.distro.name, "codename": self.codename,
+            "recipe": self.recipe, "package": self.package.name,
+            "version": self.deb_version,
+        }
+
+
+def deb_version(upstream: str, revision: int, distro_tag: str) -> str:
+    # "~" sorts before anything, so a later plain "-1" upload still supersedes ours.
+    return f"{upstream}-{revision}~{distro_tag}"
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: str
+    package: PackageInfo
+    distros: dict[str, Distro] = field(hash=False)
+    cells: tuple[Cell, ...]
+
+    def select(self, variant=None, cuda=None, distro=None, mxnet=None, cell=None) -> list[Cell]:
+        return select(self.cells, variant=variant, cuda=cuda, distro=distro, mxnet=mxnet, cell=cell)
+
+
+# ---------------------------------------------------------------- validation
+
+class _Checker:
+    """Walks the YAML tree; every complaint names the file and key path."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, key: str, problem: str, expected: str):
+        raise MatrixError(self.path, key, problem, expected)
+
+    def mapping(self, value, key, required: dict[str, str], optional: dict[str, str] = {}):
+        if not isinstance(value, dict):
+            self.fail(key, f"is a {type(value).__name__}", "a mapping with keys "
+                      + ", ".join(sorted({**required, **optional})))
+        for k in value:
+            if k not in required and k not in optional:
+                self.fail(_join(key, str(k)), "unknown key",
+                          "one of: " + ", ".join(sorted({**required, **optional})))
+        for k, form in required.items():
+            if k not in value:
+                self.fail(_join(key, k), "missing", form)
+        return value
+
+    def string(self, value, key, pattern: re.Pattern | None = None, form="a string"):
+        if not isinstance(value, str) or not value:
+            self.fail(key, f"is {value!r}", form)
+        if pattern and not pattern.match(value):
+            self.fail(key, f"{value!r} is malformed", form)
+        return value
+
+    def version(self, value, key):
+        # YAML reads 1.9 as a float: insist on quoted or x.y.z strings.
+        if not isinstance(value, str):
+            self.fail(key, f"is {value!r} ({type(value).__name__})", "a version string like 1.9.1")
+        return self.string(value, key, VERSION_RE, "a version string like 1.9.1 or 1.6.0.post0")
+
+    def str_list(self, value, key, form="a list of strings"):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.fail(key, f"is {value!r}", form)
+        return tuple(value)
+
+
+def _join(prefix: str, key) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def load(path: str | Path) -> Matrix:
+    path = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise MatrixError(path, "", f"cannot be read ({exc.strerror})", "a readable YAML file")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "somewhere"
+        raise MatrixError(path, "", f"is not valid YAML ({where})", "valid YAML")
+    return parse(doc, path)
+
+
+def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
+    c = _Checker(path)
+    c.mapping(doc, "", {"schema": "1", "package": "a mapping", "distros": "a mapping",
+                        "variants": "a mapping"})
+    if doc["schema"] != 1:
+        c.fail("schema", f"is {doc['schema']!r}", "1 (the only schema this mxbuild reads)")
+
+    p = c.mapping(doc["package"], "package", {"name": "the Debian package name",
+                                              "revision": "a positive integer",
+                                              "maintainer": "'Name <email>'"},
+                  {"homepage": "a URL"})
+    c.string(p["name"], "package.name", re.compile(r"^[a-z0-9][a-z0-9.+-]+$"),
+             "a Debian package name (lowercase letters, digits, . + -)")
+    if not isinstance(p["revision"], int) or isinstance(p["revision"], bool) or p["revision"] < 1:
+        c.fail("package.revision", f"is {p['revision']!r}", "a positive integer")
+    c.string(p["maintainer"], "package.maintainer", re.compile(r"^[^<>]+ <[^<>@]+@[^<>]+>$"),
+             "'Name <email>'")
+    package = PackageInfo(p["name"], p["revision"], p["maintainer"],
+                          p.get("homepage", "https://mxnet.apache.org"))
+
+    if not isinstance(doc["distros"], dict) or not doc["distros"]:
+        c.fail("distros", "is empty or not a mapping", "a mapping of distro name to its settings")
+    distros = {name: _parse_distro(c, name, spec) for name, spec in doc["distros"].items()}
+
+    if not isinstance(doc["variants"], dict) or not doc["variants"]:
+        c.fail("variants", "is empty or not a mapping", "a mapping of variant name to its builds")
+    cells: list[Cell] = []
+    seen: dict[str, str] = {}
+    for vname, vspec in doc["variants"].items():
+        for cell, key in _parse_variant(c, vname, vspec, distros, package):
+            if cell.id in seen:
+                c.fail(key, f"cell {cell.id} is defined twice (first at {seen[cell.id]})",
+                       "each (mxnet, variant, distro) once")
+            seen[cell.id] = key
+            cells.append(cell)
+    return Matrix(path, package, distros, tuple(sorted(cells, key=lambda x: x.id)))
+
+
+def _parse_distro(c: _Checker, name, spec) -> Distro:
+    key = f"distros.{name}"
+    if name not in KNOWN_DISTROS:
+        c.fail(key, f"unknown distro name {name!r}", "one of " + ", ".join(KNOWN_DISTROS))
+    c.mapping(spec, key, {"codename": "the apt suite", "version_tag": "e.g. deb12",
+                          "multiarch": "e.g. x86_64-linux-gnu", "base": "a mapping",
+                          "smoke": "a mapping"})
+    if spec["codename"] != KNOWN_DISTROS[name]:
+        c.fail(f"{key}.codename", f"is {spec['codename']!r}", repr(KNOWN_DISTROS[name]))
+    c.string(spec["version_tag"], f"{key}.version_tag", re.compile(r"^[a-z0-9.]+$"),
+             "lowercase letters, digits and dots, e.g. deb12 or ubuntu16.04")
+    c.string(spec["multiarch"], f"{key}.multiarch", re.compile(r"^[a-z0-9_]+-linux-gnu$"),
+             "a multiarch triplet such as x86_64-linux-gnu")
+    base = c.mapping(spec["base"], f"{key}.base", {}, {"image": "name@sha256:<64 hex>",
+                                                      "bootstrap": "a mapping"})
+    if ("image" in base) == ("bootstrap" in base):
+        c.fail(f"{key}.base", "needs exactly one of image / bootstrap",
+               "either `image: name@sha256:<digest>` or a `bootstrap:` mapping")
+    if "image" in base:
+        c.string(base["image"], f"{key}.base.image", DIGEST_REF_RE,
+                 "a registry reference pinned by digest, name@sha256:<64 hex>")
+        base_spec = BaseSpec(image=base["image"])
+    else:
+        bkey = f"{key}.base.bootstrap"
+        b = c.mapping(base["bootstrap"], bkey,
+                      {"suite": "the suite to debootstrap", "mirror": "an http(s) archive URL",
+                       "keyring": "path of the archive keyring",
+                       "key_fingerprint": "40 uppercase hex digits"},
+                      {"components": "a list such as [main]"})
+        c.string(b["mirror"], f"{bkey}.mirror", re.compile(r"^https?://"), "an http(s) URL")
+        c.string(b["key_fingerprint"], f"{bkey}.key_fingerprint", FPR_RE,
+                 "a full OpenPGP fingerprint: 40 uppercase hex digits")
+        base_spec = BaseSpec(bootstrap=BootstrapSpec(
+            c.string(b["suite"], f"{bkey}.suite"), b["mirror"],
+            c.string(b["keyring"], f"{bkey}.keyring"), b["key_fingerprint"],
+            c.str_list(b.get("components", ["main"]), f"{bkey}.components")))
+    s = c.mapping(spec["smoke"], f"{key}.smoke", {"python": "the interpreter, e.g. python3",
+                                                 "pip": "a list of pinned requirements"})
+    smoke = SmokeSpec(c.string(s["python"], f"{key}.smoke.python"),
+                      c.str_list(s["pip"], f"{key}.smoke.pip",
+                                 "a list of pinned requirements like numpy==1.23.5"))
+    return Distro(name, spec["codename"], spec["version_tag"], spec["multiarch"], base_spec, smoke)
+
+
+def _parse_variant(c: _Checker, vname, vspec, distros, package) -> Iterable[tuple[Cell, str]]:
+    key = f"variants.{vname}"
+    if not isinstance(vname, str) or not VARIANT_RE.match(vname):
+        c.fail(key, f"variant name {vname!r} is malformed", "cpu or cuXY such as cu90, cu112")
+    c.mapping(vspec, key, {"cuda": "null for cpu, or 'X.Y'", "features": "a mapping",
+                           "builds": "a list"})
+    cuda = vspec["cuda"]
+    if vname == "cpu":
+        if cuda is not None:
+            c.fail(f"{key}.cuda", f"is {cuda!r}", "null for the cpu variant")
+    else:
+        if not isinstance(cuda, str) or not re.match(r"^\d+\.\d+$", cuda):
+            c.fail(f"{key}.cuda", f"is {cuda!r}", "a quoted 'major.minor' string such as '9.0'")
+        if vname != "cu" + cuda.replace(".", ""):
+            c.fail(f"{key}.cuda", f"{cuda!r} does not match the variant name {vname}",
+                   f"cuda '{vname[2:-1]}.{vname[-1]}' for {vname}")
+    feats = vspec["features"]
+    if not isinstance(feats, dict) or not all(isinstance(v, bool) for v in feats.values()):
+        c.fail(f"{key}.features", f"is {feats!r}", "a mapping of FEATURE_NAME: true/false")
+    features = tuple(sorted(feats.items()))
+    if not isinstance(vspec["builds"], list) or not vspec["builds"]:
+        c.fail(f"{key}.builds", "is empty or not a list", "a list of builds")
+    for i, build in enumerate(vspec["builds"]):
+        bkey = f"{key}.builds[{i}]"
+        c.mapping(build, bkey, {"mxnet": "a version string", "recipe": "wheel or compile",
+                                "distros": "a list of distro names"}, {"wheel": "a mapping"})
+        mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
+        if build["recipe"] not in RECIPES:
+            c.fail(f"{bkey}.recipe", f"is {build['recipe']!r}", " or ".join(RECIPES))
+        wheel = None
+        if build["recipe"] == "wheel":
+            if "wheel" not in build:
+                c.fail(f"{bkey}.wheel", "missing (the wheel recipe needs its pin)",
+                       "a mapping with name, version, filename, sha256")
+            w = c.mapping(build["wheel"], f"{bkey}.wheel",
+                          {"name": "the PyPI project", "version": "the exact version",
+                           "filename": "the wheel file name", "sha256": "64 lowercase hex"},
+                          {"bundled": "a list of sonames bundled in the wheel"})
+            wheel = WheelPin(c.string(w["name"], f"{bkey}.wheel.name"),
+                             c.string(str(w["version"]), f"{bkey}.wheel.version"),
+                             c.string(w["filename"], f"{bkey}.wheel.filename",
+                                      re.compile(r"^[\w.+-]+\.whl$"), "a .whl file name"),
+                             c.string(w["sha256"], f"{bkey}.wheel.sha256", SHA256_RE,
+                                      "64 lowercase hex digits (sha256 of the wheel)"),
+                             c.str_list(w.get("bundled", []), f"{bkey}.wheel.bundled"))
+        dl = c.str_list(build["distros"], f"{bkey}.distros", "a list of distro names")
+        for j, dname in enumerate(dl):
+            if dname not in distros:
+                c.fail(f"{bkey}.distros[{j}]", f"{dname!r} is not defined under distros",
+                       "one of " + ", ".join(distros))
+            yield (Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel,
+                        features, package), f"{bkey}.distros[{j}]")
+
+
+# ---------------------------------------------------------------- selectors
+
+def expand_braces(pattern: str) -> list[str]:
+    """'1.9.1-cu11{2,7}-*' -> ['1.9.1-cu112-*', '1.9.1-cu117-*'] (nested braces too)."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    head, tail = pattern[:m.start()], pattern[m.end():]
+    out: list[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(expand_braces(head + alt + tail))
+    return out
+
+
+def _values(arg) -> list[str]:
+    if arg is None or arg == "":
+        return []
+    items = arg if isinstance(arg, (list, tuple)) else [arg]
+    return [v.strip() for item in items for v in str(item).split(",") if v.strip()]
+
+
+def _cuda_matches(want: str, cuda: str | None) -> bool:
+    if want in ("none", "cpu"):
+        return cuda is None
+    if cuda is None:
+        return False
+    return cuda == want or ("." not in want and cuda.split(".")[0] == want)
+
+
+def select(cells: Iterable[Cell], variant=None, cuda=None, distro=None, mxnet=None,
+           cell=None) -> list[Cell]:
+    cells = list(cells)
+    chosen = cells
+    checks = [
+        ("--variant", _values(variant), sorted({c.variant for c in cells}),
+         lambda want, c: c.variant == want),
+        ("--distro", _values(distro), sorted({c.distro.name for c in cells}),
+         lambda want, c: c.distro.name == want),
+        ("--mxnet", _values(mxnet), sorted({c.mxnet for c in cells}),
+         lambda want, c: c.mxnet == want),
+    ]
+    for flag, wants, valid, match in checks:
+        for want in wants:
+            if want not in valid:
+                raise SelectionError(f"{flag} {want!r} matches no cell of the matrix",
+                                     f"use one of: {', '.join(valid)}")
+        if wants:
+            chosen = [c for c in chosen if any(match(w, c) for w in wants)]
+    cudas = _values(cuda)
+    if cudas:
+        valid = sorted({c.cuda for c in cells if c.cuda})
+        for want in cudas:
+            if not re.match(r"^(\d+(\.\d+)?|none|cpu)$", want):
+                raise SelectionError(f"--cuda {want!r} is malformed",
+                                     "give a major version (9), major.minor (11.2) or none")
+            if not any(_cuda_matches(want, c.cuda) for c in cells):
+                raise SelectionError(f"--cuda {want!r} matches no cell of the matrix",
+                                     f"use one of: {', '.join(valid) or '(no CUDA cells)'}, none")
+        chosen = [c for c in chosen if any(_cuda_matches(w, c.cuda) for w in cudas)]
+    globs = [p for g in _values_glob(cell) for p in expand_braces(g)]
+    if globs:
+        chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.id, g) for g in globs)]
+    if not chosen:
+        raise SelectionError(
+            "the selection matches no cell",
+            "valid cells are: " + ", ".join(c.id for c in cells) + " (see `invoke matrix`)")
+    return chosen
+
+
+def _values_glob(arg) -> list[str]:
+    # Globs may contain commas inside braces: split on commas outside braces only.
+    if not arg:
+        return []
+    out, depth, cur = [], 0, ""
+    for ch in str(arg):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [p.strip() for p in out if p.strip()]

@@ -1,0 +1,74 @@
+"""Run options, resolved once from flags and environment into a frozen dataclass."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass(frozen=True)
+class Options:
+    root: Path              # the project checkout (data folders live here)
+    matrix_path: Path
+    out_dir: Path           # everything a run produces: repo, logs, reports, debs
+    cache_dir: Path         # content-addressed downloads and stage caches
+    gnupg_home: Path        # the repository signing key; never inside the checkout's git
+    extra_ca_bundle: Path | None  # trusted inside build containers only, never shipped
+    lock_path: Path         # images.lock
+    source_date_epoch: int
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.out_dir / "repo"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.out_dir / "logs"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.out_dir / "work"
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def resolve(out_dir: str | None = None, matrix: str | None = None,
+            ca_bundle: str | None = None, gnupg_home: str | None = None) -> Options:
+    root = PROJECT_ROOT
+    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share"))
+    out = Path(out_dir).resolve() if out_dir else _env_path("MXBUILD_OUT_DIR", root / "out")
+    ca_setting = ca_bundle if ca_bundle is not None else os.environ.get("MXBUILD_CA_BUNDLE")
+    if ca_setting in ("none", ""):
+        extra_ca = None
+    elif ca_setting:
+        extra_ca = Path(ca_setting).expanduser().resolve()
+        if not extra_ca.is_file():
+            raise ConfigError(f"extra CA bundle {extra_ca} does not exist",
+                              "point MXBUILD_CA_BUNDLE / --ca-bundle at a PEM file, or 'none'")
+    else:
+        extra_ca = SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
+    sde = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if sde and not sde.isdigit():
+        raise ConfigError(f"SOURCE_DATE_EPOCH={sde!r} is not an integer",
+                          "unset it or give seconds since 1970")
+    return Options(
+        root=root,
+        matrix_path=Path(matrix).resolve() if matrix else _env_path("MXBUILD_MATRIX",
+                                                                   root / "matrix.yaml"),
+        out_dir=out,
+        cache_dir=_env_path("MXBUILD_CACHE_DIR", root / ".cache" / "mxbuild"),
+        gnupg_home=Path(gnupg_home).resolve() if gnupg_home else _env_path(
+            "MXBUILD_GNUPGHOME", data_home / "mxbuild" / "gnupg"),
+        extra_ca_bundle=extra_ca,
+        lock_path=_env_path("MXBUILD_IMAGES_LOCK", root / "images.lock"),
+        # Fixed default: the package's own inputs (the wheel's date) drive it in deb.py.
+        source_date_epoch=int(sde) if sde else 0,
+    )

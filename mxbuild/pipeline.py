@@ -1,0 +1,78 @@
+"""Run cells through their stages: image → recipe → package → publish → smoke."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import deb, engine, images, recipes, smoke
+from .errors import MxbuildError, StageError
+from .fetch import fetch_wheel
+from .log import log
+from .matrix import Cell
+from .options import Options
+from .repo.publish import Upload, publish
+from .repo.sign import KEYRING_NAME, Signer
+from .repo.storage import LocalStorage
+from .report import Report
+
+STAGES = ["image", "recipe", "package", "publish", "smoke"]
+
+
+def build(cells: list[Cell], opts: Options, *, do_publish: bool = True,
+          do_smoke: bool = True) -> Report:
+    """Build every selected cell; a failed cell does not stop the others. Raises the first
+    StageError after report.json is written."""
+    client = engine.client()
+    report = Report(opts.out_dir, opts.logs_dir)
+    storage = LocalStorage(opts.repo_dir)
+    signer = Signer(opts.gnupg_home)
+    for cell in cells:
+        try:
+            _build_cell(client, cell, opts, report, storage, signer, do_publish, do_smoke)
+        except StageError:
+            report.skip_rest(cell, STAGES)
+        finally:
+            report.write()
+    report.summary()
+    failed = [r.error for r in report.cells.values() if r.error]
+    if failed:
+        raise failed[0]
+    return report
+
+
+def _build_cell(client, cell, opts, report, storage, signer, do_publish, do_smoke):
+    record = report.cell(cell)
+    with report.stage(cell, "image") as logf:
+        base = images.ensure_base(client, cell.distro, opts, logf)
+        build_image = images.ensure_build_image(client, cell, base, opts, logf)
+        runtime = images.ensure_runtime_image(client, cell, base, opts, logf)
+    record.artifacts["images"] = {"base": base.id, "build": build_image.ref,
+                                  "runtime": runtime.ref}
+    with report.stage(cell, "recipe") as logf:
+        payload = recipes.produce(client, cell, build_image, opts, logf)
+    with report.stage(cell, "package") as logf:
+        result = deb.build(client, cell, payload, build_image, opts, logf,
+                           opts.out_dir / "debs" / cell.id)
+        logf.write(result.lintian_output)
+        if result.lintian_errors:
+            raise MxbuildError(f"lintian reports {result.lintian_errors} error(s)",
+                               f"see {result.path.parent / 'lintian.txt'}")
+    record.artifacts["deb"] = {"path": str(result.path), "size": result.size,
+                               "sha256": result.sha256,
+                               "lintian": {"errors": result.lintian_errors,
+                                           "warnings": result.lintian_warnings}}
+    if not do_publish:
+        return
+    with report.stage(cell, "publish") as logf:
+        published = publish(storage, signer, [Upload(result.path, cell.codename, cell.component)])
+        logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
+    record.artifacts["repo"] = {"path": str(opts.repo_dir), "codename": cell.codename,
+                                "component": cell.component,
+                                "keyring": str(opts.repo_dir / KEYRING_NAME)}
+    if not do_smoke:
+        return
+    with report.stage(cell, "smoke") as logf:
+        wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+        client_image = images.ensure_client_image(client, cell, runtime, wheel, opts, logf)
+        counts = smoke.run(client, cell, client_image, payload, opts, logf,
+                           opts.work_dir / cell.id / "smoke")
+    record.artifacts["smoke"] = counts.as_dict()

@@ -1,0 +1,1 @@
+"""The apt repository: index generation, signing, storage backends, publish protocol."""

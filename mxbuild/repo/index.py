@@ -1,0 +1,162 @@
+"""Packages and Release files (deb822 via python-debian), compression, hashes."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import lzma
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.deb822 import Deb822, Packages, Release
+from debian.debfile import DebFile
+from debian.debian_support import Version
+
+from ..errors import RepoError
+
+ARCH = "amd64"
+HASHES = (("SHA256", "sha256"), ("SHA512", "sha512"))
+# Field order of a Packages paragraph after the control fields (as apt-ftparchive does).
+FILE_FIELDS = ("Filename", "Size", "MD5sum", "SHA256", "SHA512")
+
+
+@dataclass(frozen=True)
+class RepoIdentity:
+    """Stable across publishes: apt asks users to confirm when Origin/Label change."""
+    origin: str = "mxbuild"
+    label: str = "mxbuild MXNet native libraries"
+    description: str = "Apache MXNet native library (libmxnet) built by mxbuild"
+
+
+def pool_key(component: str, package: str, filename: str) -> str:
+    prefix = package[:4] if package.startswith("lib") else package[:1]
+    return f"pool/{component}/{prefix}/{package}/{filename}"
+
+
+def packages_dir(codename: str, component: str) -> str:
+    return f"dists/{codename}/{component}/binary-{ARCH}"
+
+
+def by_hash_key(directory: str, algo: str, hexdigest: str) -> str:
+    return f"{directory}/by-hash/{algo}/{hexdigest}"
+
+
+def deb_entry(deb: Path, component: str) -> Packages:
+    """The Packages paragraph of a .deb: its control fields plus where and what it is."""
+    try:
+        control = DebFile(str(deb)).debcontrol()
+    except Exception as exc:  # python-debian raises several types for broken archives
+        raise RepoError(f"{deb} is not a readable .deb: {exc}", "rebuild the package")
+    entry = Packages()
+    for key, value in control.items():
+        entry[key] = value
+    data = deb.read_bytes() if deb.stat().st_size < (1 << 20) else None
+    digests = _file_digests(deb) if data is None else _digests(data)
+    entry["Filename"] = pool_key(component, control["Package"], deb.name)
+    entry["Size"] = str(deb.stat().st_size)
+    entry["MD5sum"] = digests["md5"]
+    entry["SHA256"] = digests["sha256"]
+    entry["SHA512"] = digests["sha512"]
+    return entry
+
+
+def digest(algo: str, data: bytes) -> str:
+    return hashlib.new(algo, data).hexdigest()
+
+
+def _digests(data: bytes) -> dict[str, str]:
+    return {n: hashlib.new(n, data).hexdigest() for n in ("md5", "sha256", "sha512")}
+
+
+def _file_digests(path: Path) -> dict[str, str]:
+    hs = {n: hashlib.new(n) for n in ("md5", "sha256", "sha512")}
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            for h in hs.values():
+                h.update(block)
+    return {n: h.hexdigest() for n, h in hs.items()}
+
+
+def entry_key(entry) -> tuple[str, str, str]:
+    return entry["Package"], entry["Version"], entry["Architecture"]
+
+
+def parse_packages(text: str) -> list[Packages]:
+    return list(Packages.iter_paragraphs(text, use_apt_pkg=False))
+
+
+def merge(existing: list, new: list) -> tuple[list, list]:
+    """Add new entries; keep every older version. Returns (merged, actually_added)."""
+    by_key = {entry_key(e): e for e in existing}
+    added = []
+    for entry in new:
+        old = by_key.get(entry_key(entry))
+        if old is not None:
+            if old["SHA256"] != entry["SHA256"]:
+                raise RepoError(
+                    f"{'/'.join(entry_key(entry))} is already published with different content",
+                    "bump the packaging revision so the new build gets a new version")
+            continue
+        by_key[entry_key(entry)] = entry
+        added.append(entry)
+    merged = sorted(by_key.values(),
+                    key=lambda e: (e["Package"], Version(e["Version"]), e["Architecture"]))
+    return merged, added
+
+
+def render_packages(entries: list) -> bytes:
+    return "\n".join(_ordered(e).dump() for e in entries).encode()
+
+
+def _ordered(entry) -> Packages:
+    out = Packages()
+    for key in entry:
+        if key not in FILE_FIELDS:
+            out[key] = entry[key]
+    for key in FILE_FIELDS:
+        if key in entry:
+            out[key] = entry[key]
+    return out
+
+
+def compressed_variants(raw: bytes) -> dict[str, bytes]:
+    """Packages in the forms apt may ask for; deterministic (no names, no timestamps)."""
+    gz = io.BytesIO()
+    with gzip.GzipFile(fileobj=gz, mode="wb", compresslevel=9, mtime=0, filename="") as f:
+        f.write(raw)
+    return {"Packages": raw, "Packages.gz": gz.getvalue(),
+            "Packages.xz": lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64)}
+
+
+def release_date(when: dt.datetime | None = None) -> str:
+    when = when or dt.datetime.now(dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC")
+
+
+def render_release(codename: str, components: list[str], files: dict[str, bytes],
+                   date: str, identity: RepoIdentity = RepoIdentity()) -> str:
+    """files: path relative to dists/<codename>/ -> content."""
+    rel = Release()
+    rel["Origin"] = identity.origin
+    rel["Label"] = identity.label
+    rel["Suite"] = codename
+    rel["Codename"] = codename
+    rel["Date"] = date
+    rel["Architectures"] = ARCH
+    rel["Components"] = " ".join(sorted(components))
+    rel["Description"] = identity.description
+    rel["Acquire-By-Hash"] = "yes"
+    for field, algo in HASHES:
+        rel[field] = [{algo: hashlib.new(algo, data).hexdigest(), "size": str(len(data)),
+                       "name": name} for name, data in sorted(files.items())]
+    return rel.dump()
+
+
+def parse_release(text: str) -> Release:
+    return Release(text)
+
+
+def release_files(release: Release, field: str = "SHA256") -> dict[str, tuple[str, int]]:
+    algo = dict(HASHES)[field]
+    return {f["name"]: (f[algo], int(f["size"])) for f in release.get(field, [])}

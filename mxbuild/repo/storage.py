@@ -1,0 +1,131 @@
+"""Storage backends of the one publish protocol. The local directory is first; S3 comes
+with the same interface (get/put_new/put_cas/put/list/delete)."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import PoolConflictError, RepoError
+
+
+class CasConflict(Exception):
+    """Another publisher committed first: re-read the state and merge again."""
+
+
+class LocalStorage:
+    """A directory served as-is over http. Writes are atomic renames; compare-and-swap
+    holds an advisory lock across compare + rename (the local analogue of S3 IfMatch)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not str(path).startswith(str(self.root.resolve()) + os.sep):
+            raise RepoError(f"key {key!r} escapes the repository", "")
+        return path
+
+    @contextmanager
+    def _locked(self):
+        with open(self.root / ".mxbuild-publish.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def token_of(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return data, self.token_of(data)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def _write(self, key: str, data: bytes | None = None, src: Path | None = None) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if src is not None:
+                    with open(src, "rb") as s:
+                        shutil.copyfileobj(s, f, 1 << 20)
+                else:
+                    f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_new(self, key: str, data: bytes | None = None, src: Path | None = None,
+                sha256: str | None = None) -> bool:
+        """Create key; True if written, False if it already held the same bytes.
+        Different bytes under an existing key: PoolConflictError (never overwritten)."""
+        if sha256:
+            want = sha256
+        elif src is not None:
+            want = _sha256_path(src)
+        else:
+            want = hashlib.sha256(data).hexdigest()
+        with self._locked():
+            existing = self._path(key)
+            if existing.exists():
+                have = _sha256_path(existing)
+                if have != want:
+                    raise PoolConflictError(
+                        f"{self.describe()}/{key} already exists with different content "
+                        f"(sha256 {have}, new {want})")
+                return False
+            self._write(key, data, src)
+            return True
+
+    def put_cas(self, key: str, data: bytes, expected_token: str | None) -> str:
+        """Write key only if its current token is expected_token (None: must not exist)."""
+        with self._locked():
+            current = self.get(key)
+            token = current[1] if current else None
+            if token != expected_token:
+                raise CasConflict(key)
+            self._write(key, data)
+        return self.token_of(data)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._write(key, data)
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self.root
+        out = []
+        for path in (base / prefix).rglob("*") if (base / prefix).exists() else []:
+            if path.is_file() and not path.name.startswith((".tmp-", ".mxbuild")):
+                out.append(str(path.relative_to(base)))
+        return sorted(out)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+def _sha256_path(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Build the .deb from a staged source tree, with this distro's own dpkg tools.
+# Runs inside the cell's build image as the build user, with no network.
+#   cd SRC && build-deb.sh OUTDIR
+# SRC holds debian/{control,changelog,shlibs.local}, debian/$PKG (the file tree),
+# DEBIAN/ (control-member extras). Environment: PKG, MULTIARCH, PRIVATE_DIR,
+# SOURCE_DATE_EPOCH, DEB_COMPRESSOR.
+set -eu
+out=$1
+root="debian/$PKG"
+umask 022
+export LC_ALL=C.UTF-8 TZ=UTC
+
+mkdir -p "$root/DEBIAN" "$out"
+for f in DEBIAN/*; do install -m 0644 "$f" "$root/DEBIAN/"; done
+
+# Depends for everything not bundled. Bundled sonames resolve through debian/shlibs.local
+# to "no dependency"; anything else must come from this distro's shlibs/symbols files.
+: > "debian/$PKG.substvars"
+dpkg-shlibdeps -T"debian/$PKG.substvars" -e"$root/usr/lib/$MULTIARCH/libmxnet.so" \
+    $(find "$root/usr/lib/$MULTIARCH/$PRIVATE_DIR" -type f -name '*.so*' | sort | sed 's/^/-e/')
+echo "misc:Depends=" >> "debian/$PKG.substvars"
+cat "debian/$PKG.substvars"
+
+# Normalise the tree: fixed modes, every mtime clamped to SOURCE_DATE_EPOCH.
+find "$root" -type d -exec chmod 0755 {} +
+find "$root" -type f -exec chmod 0644 {} +
+(cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z \
+    | xargs -0r md5sum > DEBIAN/md5sums)
+chmod 0644 "$root/DEBIAN/md5sums"
+dpkg-gencontrol -p"$PKG" -P"$root" -T"debian/$PKG.substvars"
+find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
+
+dpkg-deb --root-owner-group -Z"$DEB_COMPRESSOR" --build "$root" "$out"
+deb=$(ls "$out"/*.deb)
+echo "--- dpkg-deb -I"
+dpkg-deb -I "$deb"
+echo "--- dpkg-deb -c"
+dpkg-deb -c "$deb"

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Harvest libmxnet.so and the libraries it bundles from an official wheel.
+# Runs inside the cell's build image, as the build user, with no network.
+#   harvest.sh WHEEL OUTDIR PRIVATE_DIR_NAME BUNDLED_SONAME...
+# Output: OUTDIR/libmxnet.so (RPATH $ORIGIN/PRIVATE_DIR_NAME) and OUTDIR/PRIVATE_DIR_NAME/*.
+set -eu
+wheel=$1 out=$2 private=$3
+shift 3
+
+mkdir -p "$out/$private"
+# Every native library the wheel carries must be accounted for in matrix.yaml.
+unzip -Z1 "$wheel" | grep -E '^mxnet/[^/]+\.so(\.[0-9]+)*$' | sed 's|^mxnet/||' | sort > "$out/.wheel-libs"
+printf '%s\n' libmxnet.so "$@" | sort > "$out/.declared-libs"
+if ! cmp -s "$out/.wheel-libs" "$out/.declared-libs"; then
+    echo "harvest: the wheel's native libraries differ from matrix.yaml (wheel.bundled):" >&2
+    diff "$out/.declared-libs" "$out/.wheel-libs" >&2 || true
+    exit 3
+fi
+rm -f "$out/.wheel-libs" "$out/.declared-libs"
+
+unzip -q -o -j "$wheel" mxnet/libmxnet.so -d "$out"
+for lib in "$@"; do
+    unzip -q -o -j "$wheel" "mxnet/$lib" -d "$out/$private"
+done
+
+soname=$(readelf -d "$out/libmxnet.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+if [ "$soname" != "libmxnet.so" ]; then
+    echo "harvest: SONAME of libmxnet.so is '$soname', expected libmxnet.so" >&2
+    exit 4
+fi
+# The wheel finds its bundled libraries through RPATH $ORIGIN; the package keeps them in a
+# private directory (they would clash with the distro's libopenblas/libgfortran otherwise).
+# $ORIGIN is not resolved through symlinks, so the rpath must name that directory.
+patchelf --force-rpath --set-rpath "\$ORIGIN/$private" "$out/libmxnet.so"
+readelf -d "$out/libmxnet.so" | grep -E 'RPATH|RUNPATH|NEEDED'
+chmod 0644 "$out/libmxnet.so" "$out/$private"/*
+ls -l "$out" "$out/$private"
+# Bundled libraries that upstream left unstripped lose their symbol tables only
+# (Debian policy); libmxnet.so itself is already stripped upstream.
+for lib in "$@"; do
+    if file -L "$out/$private/$lib" | grep -q 'not stripped'; then
+        strip --strip-unneeded --remove-section=.comment --remove-section=.note "$out/$private/$lib"
+        echo "stripped $lib"
+    fi
+done

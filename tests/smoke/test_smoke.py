@@ -1,0 +1,87 @@
+import hashlib
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+
+def loaded_paths(name):
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if line.rstrip().endswith(name)}
+    return {os.path.realpath(p) for p in paths}
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def test_package_installed_at_expected_version(expect):
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Version} ${Status}", expect["package"]],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == f"{expect['version']} install ok installed"
+
+
+def test_loaded_library_is_the_packaged_one(mx, expect):
+    assert loaded_paths("libmxnet.so") == {expect["library_path"]}
+    assert sha256(expect["library_path"]) == expect["library_sha256"]
+
+
+def test_bundled_libraries_come_from_the_private_directory(mx, expect):
+    for soname, path in expect["bundled"].items():
+        assert loaded_paths(soname) == {path}, soname
+
+
+def test_ldd_finds_every_dependency(expect):
+    for lib in [expect["library_path"], *expect["bundled"].values()]:
+        out = subprocess.run(["ldd", lib], capture_output=True, text=True, check=True).stdout
+        assert "not found" not in out, f"{lib}:\n{out}"
+
+
+def test_runtime_features_match_the_matrix(mx, expect):
+    features = mx.runtime.Features()
+    wrong = {name: features.is_enabled(name) for name, want in expect["features"].items()
+             if features.is_enabled(name) != want}
+    assert not wrong, f"features differ from matrix.yaml: {wrong}"
+
+
+def test_ndarray_arithmetic(mx):
+    a = mx.nd.array([[1, 2], [3, 4]], dtype="float32")
+    b = mx.nd.array([[5, 6], [7, 8]], dtype="float32")
+    np.testing.assert_array_equal((a * 2 + b).asnumpy(), [[7, 10], [13, 16]])
+    np.testing.assert_array_equal(mx.nd.dot(a, b).asnumpy(), [[19, 22], [43, 50]])
+    assert float(mx.nd.sum(a).asscalar()) == 10.0
+    big = mx.nd.ones((256, 256))
+    assert float(mx.nd.dot(big, big).sum().asscalar()) == 256.0 ** 3
+
+
+def _model(fixtures):
+    meta = json.loads((fixtures / "model.json").read_text())
+    return meta, str(fixtures / meta["prefix"]), np.load(fixtures / "reference.npz")
+
+
+@pytest.mark.parametrize("case", ["single", "batch"])
+def test_module_api_matches_host_reference(mx, fixtures, expect, case):
+    meta, prefix, ref = _model(fixtures)
+    sym, args, auxs = mx.model.load_checkpoint(prefix, meta["epoch"])
+    mod = mx.mod.Module(symbol=sym, data_names=[meta["input"]], label_names=None,
+                        context=mx.cpu())
+    mod.bind(data_shapes=[(meta["input"], ref[case].shape)], for_training=False)
+    mod.set_params(args, auxs)
+    mod.forward(mx.io.DataBatch([mx.nd.array(ref[case])]), is_train=False)
+    out = mod.get_outputs()[0].asnumpy()
+    np.testing.assert_allclose(out, ref[f"out_{case}"], rtol=expect["rtol"], atol=expect["atol"])
+
+
+@pytest.mark.parametrize("case", ["single", "batch"])
+def test_gluon_symbolblock_matches_host_reference(mx, fixtures, expect, case):
+    meta, prefix, ref = _model(fixtures)
+    net = mx.gluon.SymbolBlock.imports(f"{prefix}-symbol.json", [meta["input"]],
+                                       f"{prefix}-{meta['epoch']:04d}.params", ctx=mx.cpu())
+    out = net(mx.nd.array(ref[case])).asnumpy()
+    np.testing.assert_allclose(out, ref[f"out_{case}"], rtol=expect["rtol"], atol=expect["atol"])
