@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 log = logging.getLogger("mxbuild")
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def configure(verbose: bool = False) -> None:

@@ -292,8 +292,12 @@ def _parse_variant(c: _Checker, vname, vspec, distros, package) -> Iterable[tupl
             c.fail(f"{key}.cuda", f"{cuda!r} does not match the variant name {vname}",
                    f"cuda '{vname[2:-1]}.{vname[-1]}' for {vname}")
     feats = vspec["features"]
-    if not isinstance(feats, dict) or not all(isinstance(v, bool) for v in feats.values()):
+    if not isinstance(feats, dict):
         c.fail(f"{key}.features", f"is {feats!r}", "a mapping of FEATURE_NAME: true/false")
+    for fname, fvalue in feats.items():
+        if not isinstance(fvalue, bool):
+            c.fail(f"{key}.features.{fname}", f"is {fvalue!r}",
+                   "true or false (what mx.runtime.Features() must report)")
     features = tuple(sorted(feats.items()))
     if not isinstance(vspec["builds"], list) or not vspec["builds"]:
         c.fail(f"{key}.builds", "is empty or not a list", "a list of builds")
@@ -333,14 +337,23 @@ def _parse_variant(c: _Checker, vname, vspec, distros, package) -> Iterable[tupl
 
 def expand_braces(pattern: str) -> list[str]:
     """'1.9.1-cu11{2,7}-*' -> ['1.9.1-cu112-*', '1.9.1-cu117-*'] (nested braces too)."""
-    m = re.search(r"\{([^{}]*)\}", pattern)
-    if not m:
+    open_at = pattern.find("{")
+    if open_at < 0:
         return [pattern]
-    head, tail = pattern[:m.start()], pattern[m.end():]
-    out: list[str] = []
-    for alt in m.group(1).split(","):
-        out.extend(expand_braces(head + alt + tail))
-    return out
+    depth, alts, cur = 0, [], ""
+    for i in range(open_at + 1, len(pattern)):
+        ch = pattern[i]
+        if ch == "," and depth == 0:
+            alts.append(cur)
+            cur = ""
+            continue
+        if ch == "}" and depth == 0:
+            alts.append(cur)
+            head, tail = pattern[:open_at], pattern[i + 1:]
+            return [x for alt in alts for x in expand_braces(head + alt + tail)]
+        depth += (ch == "{") - (ch == "}")
+        cur += ch
+    return [pattern]  # unbalanced: taken literally
 
 
 def _values(arg) -> list[str]:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything mxbuild needs on a fresh Debian/Ubuntu machine:
+# host tools (as root), a virtualenv with mxbuild and its test tools, a Docker engine.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# debootstrap + the archive keyring make base images; gpg signs the repository;
+# dpkg-deb builds test fixtures. Everything else runs inside containers.
+host_packages=(debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils
+               python3-venv ca-certificates)
+missing=()
+for p in "${host_packages[@]}"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup.sh: missing host packages: ${missing[*]}" >&2
+        echo "  fix: sudo apt-get install -y ${missing[*]}  (then re-run ./setup.sh)" >&2
+        exit 1
+    fi
+    echo "setup.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "setup.sh: mxbuild needs Python >= 3.11 (found $(python3 -V))" >&2; exit 1; }
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# A Docker engine: reuse one that answers; as root install docker.io and start dockerd.
+.venv/bin/invoke setup

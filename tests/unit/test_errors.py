@@ -1,0 +1,78 @@
+import subprocess
+import sys
+
+import pytest
+from invoke import Exit
+
+from mxbuild import errors
+from mxbuild.entry import entrypoint
+
+from ..conftest import ROOT
+
+
+def test_every_error_class_has_its_own_exit_code():
+    classes = [errors.MxbuildError, errors.SelectionError, errors.MatrixError,
+               errors.ChecksumError, errors.DockerEngineError, errors.StageError,
+               errors.RepoError, errors.SigningError, errors.ImageError, errors.ConfigError]
+    codes = [c.exit_code for c in classes]
+    assert len(set(codes)) == len(codes)
+    assert all(code > 0 for code in codes)
+
+
+def test_stage_error_names_cell_stage_and_log():
+    err = errors.StageError("1.9.1-cpu-debian12", "package", "lintian reports 2 error(s)",
+                            "out/logs/1.9.1-cpu-debian12/package.log", "read it")
+    assert err.render() == ("error: cell 1.9.1-cpu-debian12, stage package: lintian reports "
+                            "2 error(s) (log: out/logs/1.9.1-cpu-debian12/package.log)\n"
+                            "  fix: read it")
+    assert err.exit_code == 6
+
+
+def test_docker_error_says_what_to_do():
+    text = errors.DockerEngineError("no Docker engine answers at unix:///x.sock").render()
+    assert "invoke setup" in text and "DOCKER_HOST" in text
+
+
+def test_pool_conflict_hint_names_the_fix():
+    assert "revision" in errors.PoolConflictError("exists").hint
+
+
+def test_entrypoint_turns_errors_into_exit_codes(capsys):
+    @entrypoint
+    def task():
+        raise errors.ChecksumError("wheel: sha256 is x, the pin says y", "delete it")
+    with pytest.raises(Exit) as info:
+        task()
+    assert info.value.code == 4
+    err = capsys.readouterr().err
+    assert "error: wheel: sha256 is x, the pin says y" in err and "fix: delete it" in err
+
+
+def _invoke(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+
+
+def test_cli_unknown_selector_exits_2_and_lists_valid_values():
+    proc = _invoke("matrix", "--distro", "ubuntu17")
+    assert proc.returncode == 2
+    assert "--distro 'ubuntu17' matches no cell" in proc.stderr
+    assert "use one of: debian12" in proc.stderr
+
+
+def test_cli_matrix_error_exits_3(tmp_path):
+    bad = tmp_path / "matrix.yaml"
+    bad.write_text("schema: 1\npackage: {}\ndistros: {}\nvariants: {}\n")
+    import os
+    proc = _invoke("matrix", env={**os.environ, "MXBUILD_MATRIX": str(bad)})
+    assert proc.returncode == 3
+    assert f"{bad}: package.name: missing" in proc.stderr
+
+
+def test_cli_matrix_json():
+    import json
+    proc = _invoke("matrix", "--json", "--variant", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {"id", "mxnet", "variant", "cuda", "distro", "codename", "recipe"} <= set(rows[0])
+    assert all(r["variant"] == "cpu" for r in rows)

@@ -1,0 +1,67 @@
+import hashlib
+
+import pytest
+
+from mxbuild.errors import ChecksumError, ImageError
+from mxbuild.fetch import cas_path, fetch_wheel, verify
+from mxbuild.images import verify_archive_key
+from mxbuild.matrix import BootstrapSpec, WheelPin
+
+
+def _pin(data: bytes, sha=None) -> WheelPin:
+    return WheelPin("mxnet", "1.9.1", "mxnet-1.9.1-py3-none-any.whl",
+                    sha or hashlib.sha256(data).hexdigest(), ())
+
+
+def test_verify_mismatch_names_both_hashes_and_the_fix(tmp_path):
+    f = tmp_path / "w.whl"
+    f.write_bytes(b"corrupt")
+    with pytest.raises(ChecksumError) as info:
+        verify(f, "0" * 64, "w.whl")
+    assert hashlib.sha256(b"corrupt").hexdigest() in info.value.message
+    assert "0" * 64 in info.value.message
+    assert info.value.exit_code == 4
+
+
+def test_corrupt_wheel_never_enters_the_cache(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    good = b"the real wheel"
+    pin = _pin(good)
+    (src / pin.filename).write_bytes(b"the real whee1")   # one byte flipped
+    monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(src))
+    cache = tmp_path / "cache"
+    with pytest.raises(ChecksumError):
+        fetch_wheel(pin, cache)
+    assert not cas_path(cache, pin.sha256, pin.filename).exists()
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
+def test_good_wheel_is_cached_by_content(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    pin = _pin(b"wheel bytes")
+    (src / pin.filename).write_bytes(b"wheel bytes")
+    monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(src))
+    path = fetch_wheel(pin, tmp_path / "cache")
+    assert path == cas_path(tmp_path / "cache", pin.sha256, pin.filename)
+    (src / pin.filename).unlink()
+    assert fetch_wheel(pin, tmp_path / "cache") == path   # served from the cache
+    path.write_bytes(b"rotted")
+    with pytest.raises(ChecksumError, match="cached"):
+        fetch_wheel(pin, tmp_path / "cache")
+
+
+def test_archive_key_must_be_in_the_keyring(tmp_path):
+    spec = BootstrapSpec("bookworm", "http://deb.debian.org/debian",
+                         "/usr/share/keyrings/debian-archive-keyring.gpg",
+                         "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8", ("main",))
+    out = verify_archive_key(spec, tmp_path / "k.gpg")
+    assert out.stat().st_size > 0
+    wrong = BootstrapSpec(spec.suite, spec.mirror, spec.keyring, "0" * 40, ("main",))
+    with pytest.raises(ImageError, match="is not in"):
+        verify_archive_key(wrong, tmp_path / "k2.gpg")
+    missing = BootstrapSpec(spec.suite, spec.mirror, str(tmp_path / "none.gpg"),
+                            spec.key_fingerprint, ("main",))
+    with pytest.raises(ImageError, match="does not exist"):
+        verify_archive_key(missing, tmp_path / "k3.gpg")

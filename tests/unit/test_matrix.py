@@ -1,0 +1,233 @@
+import copy
+
+import pytest
+import yaml
+from debian.debian_support import Version
+
+from mxbuild import matrix
+from mxbuild.errors import MatrixError, SelectionError
+
+from ..conftest import ROOT
+
+
+def test_real_matrix_loads_into_frozen_cells():
+    m = matrix.load(ROOT / "matrix.yaml")
+    ids = [c.id for c in m.cells]
+    assert "1.9.1-cpu-debian12" in ids
+    cell = next(c for c in m.cells if c.id == "1.9.1-cpu-debian12")
+    assert (cell.mxnet, cell.variant, cell.cuda, cell.distro.name, cell.codename, cell.recipe) \
+        == ("1.9.1", "cpu", None, "debian12", "bookworm", "wheel")
+    assert cell.wheel.name == "mxnet" and len(cell.wheel.sha256) == 64
+    assert cell.deb_version == "1.9.1-1~deb12"
+    with pytest.raises(AttributeError):
+        cell.variant = "cu112"
+    assert set(cell.summary()) >= {"id", "mxnet", "variant", "cuda", "distro", "codename",
+                                   "recipe"}
+
+
+def _del(path):
+    def mutate(doc):
+        *parents, last = path
+        node = doc
+        for p in parents:
+            node = node[p]
+        del node[last]
+    return mutate
+
+
+def _set(path, value):
+    def mutate(doc):
+        *parents, last = path
+        node = doc
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return mutate
+
+
+D12 = ["distros", "debian12"]
+BUILD0 = ["variants", "cpu", "builds", 0]
+
+
+def _duplicate_build(doc):
+    doc["variants"]["cpu"]["builds"].append(copy.deepcopy(doc["variants"]["cpu"]["builds"][0]))
+
+
+def _add_cuda_variant(cuda):
+    def mutate(doc):
+        v = copy.deepcopy(doc["variants"]["cpu"])
+        v["cuda"] = cuda
+        doc["variants"]["cu112"] = v
+    return mutate
+
+
+def _both_bases(doc):
+    doc["distros"]["debian12"]["base"]["image"] = "debian@sha256:" + "a" * 64
+
+
+BAD = [
+    ("unknown-top-key", _set(["colour"], "blue"), "colour", "unknown key"),
+    ("schema-version", _set(["schema"], 2), "schema", "is 2"),
+    ("missing-maintainer", _del(["package", "maintainer"]), "package.maintainer", "missing"),
+    ("revision-not-int", _set(["package", "revision"], "one"), "package.revision", "'one'"),
+    ("unknown-distro", lambda d: d["distros"].__setitem__("ubuntu17", d["distros"]["debian12"]),
+     "distros.ubuntu17", "unknown distro"),
+    ("wrong-codename", _set(D12 + ["codename"], "buster"), "distros.debian12.codename", "buster"),
+    ("both-bases", _both_bases, "distros.debian12.base", "exactly one"),
+    ("image-without-digest", lambda d: d["distros"]["debian12"].__setitem__(
+        "base", {"image": "debian:bookworm"}), "distros.debian12.base.image", "malformed"),
+    ("short-fingerprint", _set(D12 + ["base", "bootstrap", "key_fingerprint"], "B7C5D7D6350947F8"),
+     "distros.debian12.base.bootstrap.key_fingerprint", "malformed"),
+    ("variant-name", lambda d: d["variants"].__setitem__("gpu", d["variants"].pop("cpu")),
+     "variants.gpu", "malformed"),
+    ("cpu-with-cuda", _set(["variants", "cpu", "cuda"], "11.2"), "variants.cpu.cuda", "'11.2'"),
+    ("cuda-name-mismatch", _add_cuda_variant("11.0"), "variants.cu112.cuda", "does not match"),
+    ("cuda-as-float", _add_cuda_variant(11.2), "variants.cu112.cuda", "11.2"),
+    ("mxnet-as-float", _set(BUILD0 + ["mxnet"], 1.9), "variants.cpu.builds[0].mxnet", "float"),
+    ("unknown-recipe", _set(BUILD0 + ["recipe"], "conda"), "variants.cpu.builds[0].recipe",
+     "'conda'"),
+    ("wheel-missing", _del(BUILD0 + ["wheel"]), "variants.cpu.builds[0].wheel", "missing"),
+    ("sha256-short", _set(BUILD0 + ["wheel", "sha256"], "abc"),
+     "variants.cpu.builds[0].wheel.sha256", "malformed"),
+    ("undefined-distro", _set(BUILD0 + ["distros"], ["debian12", "debian13"]),
+     "variants.cpu.builds[0].distros[1]", "not defined"),
+    ("duplicate-cell", _duplicate_build, "variants.cpu.builds[1].distros[0]", "defined twice"),
+    ("features-not-bool", _set(["variants", "cpu", "features", "CUDA"], "no"),
+     "variants.cpu.features.CUDA", "'no'"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,key_path,fragment", BAD, ids=[b[0] for b in BAD])
+def test_bad_matrix_is_rejected_with_file_and_key_path(tmp_path, matrix_doc, name, mutate,
+                                                       key_path, fragment):
+    mutate(matrix_doc)
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(matrix_doc))
+    with pytest.raises(MatrixError) as info:
+        matrix.load(path)
+    err = info.value
+    assert err.exit_code == 3
+    assert err.path == str(path)
+    assert err.key_path == key_path
+    assert fragment in err.message
+    assert err.render().startswith(f"error: {path}: {key_path}")
+    assert "fix: expected" in err.render()
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "matrix.yaml"
+    path.write_text("schema: 1\npackage: [unclosed\n")
+    with pytest.raises(MatrixError, match="not valid YAML \\(line"):
+        matrix.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MatrixError, match="cannot be read"):
+        matrix.load(tmp_path / "nope.yaml")
+
+
+# ------------------------------------------------------------------ selectors
+
+@pytest.fixture
+def wide(matrix_doc):
+    """The real matrix widened with GPU variants and a second distro, for selectors."""
+    d = matrix_doc
+    ubuntu = copy.deepcopy(d["distros"]["debian12"])
+    ubuntu.update(codename="focal", version_tag="ubuntu20.04")
+    d["distros"]["ubuntu20"] = ubuntu
+    for name, cuda, version in (("cu90", "9.0", "1.6.0"), ("cu112", "11.2", "1.9.1"),
+                                ("cu117", "11.7", "1.9.1")):
+        v = copy.deepcopy(d["variants"]["cpu"])
+        v["cuda"] = cuda
+        v["builds"][0]["mxnet"] = version
+        v["builds"][0]["distros"] = ["ubuntu20", "debian12"]
+        d["variants"][name] = v
+    return matrix.parse(d)
+
+
+def ids(cells):
+    return sorted(c.id for c in cells)
+
+
+def test_select_everything_by_default(wide):
+    assert len(wide.select()) == 7
+
+
+def test_select_variant_distro_mxnet(wide):
+    assert ids(wide.select(variant="cpu")) == ["1.9.1-cpu-debian12"]
+    assert ids(wide.select(distro="ubuntu20", mxnet="1.9.1")) == [
+        "1.9.1-cu112-ubuntu20", "1.9.1-cu117-ubuntu20"]
+    assert ids(wide.select(variant="cpu,cu90", distro="debian12")) == [
+        "1.6.0-cu90-debian12", "1.9.1-cpu-debian12"]
+
+
+def test_select_cuda_major_and_minor(wide):
+    assert ids(wide.select(cuda="9")) == ["1.6.0-cu90-debian12", "1.6.0-cu90-ubuntu20"]
+    assert ids(wide.select(cuda="11.2", distro="ubuntu20")) == ["1.9.1-cu112-ubuntu20"]
+    assert len(wide.select(cuda="11")) == 4
+    assert ids(wide.select(cuda="none")) == ["1.9.1-cpu-debian12"]
+
+
+def test_select_cell_glob_with_braces(wide):
+    assert ids(wide.select(cell="1.9.1-cu11*-ubuntu2?")) == [
+        "1.9.1-cu112-ubuntu20", "1.9.1-cu117-ubuntu20"]
+    assert ids(wide.select(cell="*-cu{90,117}-debian12")) == [
+        "1.6.0-cu90-debian12", "1.9.1-cu117-debian12"]
+    assert ids(wide.select(cell="*-cpu-*,*-cu90-ubuntu20")) == [
+        "1.6.0-cu90-ubuntu20", "1.9.1-cpu-debian12"]
+
+
+@pytest.mark.parametrize("kwargs,flag", [
+    ({"variant": "gpu"}, "--variant 'gpu'"),
+    ({"distro": "ubuntu17"}, "--distro 'ubuntu17'"),
+    ({"mxnet": "2.0.0"}, "--mxnet '2.0.0'"),
+    ({"cuda": "10"}, "--cuda '10'"),
+])
+def test_unknown_selector_value_lists_the_valid_ones(wide, kwargs, flag):
+    with pytest.raises(SelectionError) as info:
+        wide.select(**kwargs)
+    assert flag in info.value.message
+    assert info.value.exit_code == 2
+    assert "use one of:" in info.value.hint
+
+
+def test_selector_lists_valid_values(wide):
+    with pytest.raises(SelectionError) as info:
+        wide.select(distro="ubuntu17")
+    assert info.value.hint == "use one of: debian12, ubuntu20"
+
+
+def test_malformed_cuda(wide):
+    with pytest.raises(SelectionError, match="malformed"):
+        wide.select(cuda="eleven")
+
+
+def test_empty_selection_lists_the_cells(wide):
+    with pytest.raises(SelectionError) as info:
+        wide.select(variant="cpu", distro="ubuntu20")
+    assert info.value.message == "the selection matches no cell"
+    assert "1.9.1-cpu-debian12" in info.value.hint
+
+
+def test_brace_expansion_nested():
+    assert matrix.expand_braces("a{b,c{d,e}}f") == ["abf", "acdf", "acef"]
+    assert matrix.expand_braces("plain") == ["plain"]
+    assert matrix.expand_braces("x{1,2}y{a,b}") == ["x1ya", "x1yb", "x2ya", "x2yb"]
+
+
+# ------------------------------------------------------------------ versions
+
+@pytest.mark.parametrize("upstream,rev,tag,expected", [
+    ("1.9.1", 1, "deb12", "1.9.1-1~deb12"),
+    ("1.6.0", 1, "ubuntu16.04", "1.6.0-1~ubuntu16.04"),
+    ("1.6.0.post0", 2, "deb11", "1.6.0.post0-2~deb11"),
+])
+def test_deb_version(upstream, rev, tag, expected):
+    assert matrix.deb_version(upstream, rev, tag) == expected
+
+
+def test_deb_versions_sort_as_apt_sorts_them():
+    # ~distro sorts below the plain revision, and revisions bump above older ones
+    assert Version("1.9.1-1~deb12") < Version("1.9.1-1")
+    assert Version("1.9.1-1~deb12") < Version("1.9.1-2~deb12")
+    assert Version("1.9.1-2~deb12") < Version("1.10.0-1~deb12")
