@@ -5,7 +5,6 @@ inputs did not change is found by its tag and never rebuilt.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
@@ -193,7 +192,11 @@ def _bootstrap(client, distro: Distro, tag: str, opts: Options, logf: IO[str]):
 def _host_run(cmd: list[str], logf: IO[str], problem: str) -> None:
     logf.write("$ " + " ".join(cmd) + "\n")
     logf.flush()
-    proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT)
+    # Streamed line by line: the log may be any text stream, and debootstrap is long.
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as proc:
+        for line in proc.stdout:
+            logf.write(line)
     if proc.returncode != 0:
         raise ImageError(f"`{cmd[0]}` exited with {proc.returncode}: {problem}", "")
 
@@ -238,36 +241,46 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
     """Runtime image + the MXNet Python client, with the wheel's own native libraries
     removed, so only the packaged libmxnet can ever be loaded.
 
-    Made by run + commit rather than a Dockerfile so the extra CA bundle that pip needs is
-    a bind mount (never a layer).
+    Two containers: one with network and the extra CA bundle mounted downloads the
+    wheels; a second one, with neither, installs them offline and is committed. A bind
+    mount leaves its mount point in a committed layer, so the committed container never
+    has one.
     """
     smoke = cell.distro.smoke
-    digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip), 1)
+    digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip), 2)
     tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-{digest[:12]}"
     image = _find(client, tag)
     if image is not None:
         logf.write(f"reusing {tag} ({image.id})\n")
         return ImageRef(tag, image.id)
-    with Container(client, runtime.ref, label=f"client-{cell.distro.name}", network="bridge",
-                   extra_ca=opts.extra_ca_bundle, log_file=logf) as box:
-        box.run(["mkdir", "-p", "/tmp/wheel"])
-        box.copy_into(wheel, "/tmp/wheel")
-        try:
+    requirements = [f"/tmp/wheel/{wheel.name}", *smoke.pip]
+    with tempfile.TemporaryDirectory(dir=opts.cache_dir) as tmp:
+        with Container(client, runtime.ref, label=f"client-fetch-{cell.distro.name}",
+                       network="bridge", extra_ca=opts.extra_ca_bundle, log_file=logf) as box:
+            box.run(["mkdir", "-p", "/tmp/wheel"])
+            box.copy_into(wheel, "/tmp/wheel")
+            try:
+                box.run([smoke.python, "-m", "venv", "/tmp/fetch"])
+                box.run(["/tmp/fetch/bin/pip", "download", "--disable-pip-version-check",
+                         "--dest", "/tmp/wheelhouse", *requirements])
+            except CommandFailed as exc:
+                raise ImageError(f"downloading the MXNet client's requirements failed: {exc}"
+                                 f"\n{exc.tail[-1500:]}",
+                                 "if pip cannot reach PyPI over HTTPS, set MXBUILD_CA_BUNDLE "
+                                 "to the CA bundle your network needs")
+            wheelhouse = box.copy_out("/tmp/wheelhouse", Path(tmp))
+        with Container(client, runtime.ref, label=f"client-{cell.distro.name}",
+                       log_file=logf) as box:
+            box.copy_into(wheelhouse, "/tmp")
             box.run([smoke.python, "-m", "venv", CLIENT_VENV])
-            box.run([f"{CLIENT_VENV}/bin/pip", "install", "--no-cache-dir",
-                     "--disable-pip-version-check", f"/tmp/wheel/{wheel.name}", *smoke.pip])
+            box.run([f"{CLIENT_VENV}/bin/pip", "install", "--no-index", "--no-cache-dir",
+                     "--disable-pip-version-check", "--find-links", "/tmp/wheelhouse",
+                     f"/tmp/wheelhouse/{wheel.name}", *smoke.pip])
             # The client must not carry a native stack: the host's .deb provides it.
             box.run(["sh", "-c", f"rm -f {CLIENT_VENV}/lib/python3*/site-packages/mxnet/*.so* "
-                     "&& rm -rf /tmp/wheel"])
-        except CommandFailed as exc:
-            raise ImageError(f"installing the MXNet client failed: {exc}\n{exc.tail[-1500:]}",
-                             "if pip cannot reach PyPI over HTTPS, set MXBUILD_CA_BUNDLE to "
-                             "the CA bundle your network needs")
-        image_id = box.commit(CLIENT_REPO, tag.split(":", 1)[1],
-                              changes=['CMD ["/bin/bash"]', f"ENV PATH={CLIENT_VENV}/bin:"
-                                       "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+                     "&& rm -rf /tmp/wheelhouse"])
+            image_id = box.commit(CLIENT_REPO, tag.split(":", 1)[1], changes=[
+                'CMD ["/bin/bash"]',
+                f"ENV PATH={CLIENT_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                "/usr/bin:/sbin:/bin"])
     return ImageRef(tag, image_id)
-
-
-def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

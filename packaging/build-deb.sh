@@ -22,14 +22,14 @@ dpkg-shlibdeps -T"debian/$PKG.substvars" -e"$root/usr/lib/$MULTIARCH/libmxnet.so
 echo "misc:Depends=" >> "debian/$PKG.substvars"
 cat "debian/$PKG.substvars"
 
-# Normalise the tree: fixed modes, every mtime clamped to SOURCE_DATE_EPOCH.
+# Normalise the tree: fixed modes, every mtime set to SOURCE_DATE_EPOCH.
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f -exec chmod 0644 {} +
 (cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z \
     | xargs -0r md5sum > DEBIAN/md5sums)
 chmod 0644 "$root/DEBIAN/md5sums"
 dpkg-gencontrol -p"$PKG" -P"$root" -T"debian/$PKG.substvars"
-find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
+find "$root" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
 
 dpkg-deb --root-owner-group -Z"$DEB_COMPRESSOR" --build "$root" "$out"
 deb=$(ls "$out"/*.deb)

@@ -59,3 +59,49 @@ def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends:
 def gnupg_home(tmp_path_factory):
     """A throwaway signing key directory (the key is generated on first use)."""
     return tmp_path_factory.mktemp("gnupg")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tiers by folder: integration needs Docker, end-to-end runs a whole cell.
+    for item in items:
+        path = str(item.path)
+        if "/tests/integration/" in path:
+            item.add_marker(pytest.mark.docker)
+            item.add_marker(pytest.mark.slow)
+        elif "/tests/e2e/" in path:
+            item.add_marker(pytest.mark.docker)
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The engine, or a skip; with MXBUILD_REQUIRE_DOCKER=1 (CI) a missing engine fails."""
+    from mxbuild import engine
+    from mxbuild.errors import DockerEngineError
+    try:
+        return engine.client()
+    except DockerEngineError as exc:
+        if os.environ.get("MXBUILD_REQUIRE_DOCKER"):
+            pytest.fail(exc.render())
+        pytest.skip(exc.message)
+
+
+@pytest.fixture(scope="session")
+def test_opts(tmp_path_factory, gnupg_home):
+    """Options for one test session: own out dir, signing key and images.lock copy;
+    the download cache and the engine's images are shared with normal runs."""
+    import dataclasses
+    from mxbuild import options
+    out = tmp_path_factory.mktemp("out")
+    lock = out / "images.lock"
+    if (ROOT / "images.lock").exists():
+        shutil.copy(ROOT / "images.lock", lock)
+    return dataclasses.replace(options.resolve(out_dir=str(out), gnupg_home=str(gnupg_home)),
+                               lock_path=lock)
+
+
+@pytest.fixture(scope="session")
+def cpu_cell():
+    from mxbuild import matrix
+    return matrix.load(ROOT / "matrix.yaml").select(cell="1.9.1-cpu-debian12")[0]

@@ -1,0 +1,97 @@
+import dataclasses
+import io
+import json
+
+import pytest
+
+from mxbuild import images
+from mxbuild.containers import CA_ENV, CA_MOUNT, Container
+from mxbuild.errors import ImageError
+from mxbuild.fetch import fetch_wheel
+from mxbuild.matrix import BaseSpec
+
+
+def test_base_image_is_pinned_and_reused(docker_client, cpu_cell, test_opts, cell_images):
+    base = cell_images[0]
+    log = io.StringIO()
+    again = images.ensure_base(docker_client, cpu_cell.distro, test_opts, log)
+    assert again == base
+    assert "reusing base image" in log.getvalue()
+    lock = json.loads(test_opts.lock_path.read_text())["debian12"]
+    assert lock["id"] == base.id and lock["kind"] == "bootstrap"
+    assert lock["inputs"] == images.content_hash(
+        images.bootstrap_inputs(cpu_cell.distro.base.bootstrap))
+
+
+def test_bootstrap_from_scratch_verifies_the_archive_and_is_reused(docker_client, cpu_cell,
+                                                                  test_opts):
+    # Different inputs (an extra component) force a real debootstrap + docker import.
+    spec = dataclasses.replace(cpu_cell.distro.base.bootstrap, components=("main", "contrib"))
+    distro = dataclasses.replace(cpu_cell.distro,
+                                 base=dataclasses.replace(cpu_cell.distro.base, bootstrap=spec))
+    tag = f"{images.BASE_REPO}:debian12-{images.content_hash(images.bootstrap_inputs(spec))[:12]}"
+    def remove():
+        if docker_client.images.list(name=tag):
+            docker_client.images.remove(tag, force=True)
+    remove()
+    try:
+        log = io.StringIO()
+        made = images.ensure_base(docker_client, distro, test_opts, log)
+        assert made.ref == tag
+        assert "Valid Release signature" in log.getvalue()   # debootstrap checked the key
+        out = docker_client.containers.run(made.ref, ["cat", "/etc/os-release"], remove=True,
+                                           network_mode="none").decode()
+        assert "VERSION_CODENAME=bookworm" in out
+        assert json.loads(test_opts.lock_path.read_text())["debian12"]["id"] == made.id
+        log2 = io.StringIO()
+        assert images.ensure_base(docker_client, distro, test_opts, log2) == made
+        assert "reusing" in log2.getvalue() and "debootstrap" not in log2.getvalue()
+    finally:
+        remove()
+
+
+def test_unreachable_registry_reference_is_a_clear_error(docker_client, cpu_cell, test_opts):
+    ref = "registry.invalid/nvidia/cuda@sha256:" + "a" * 64
+    distro = dataclasses.replace(cpu_cell.distro, base=BaseSpec(image=ref))
+    with pytest.raises(ImageError) as info:
+        images.ensure_base(docker_client, distro, test_opts, io.StringIO())
+    assert f"cannot pull {ref}" in info.value.message
+    assert "docker load" in info.value.hint
+
+
+def test_derived_images_are_tagged_by_content(docker_client, cpu_cell, test_opts, cell_images):
+    base, build, runtime = cell_images
+    log = io.StringIO()
+    assert images.ensure_build_image(docker_client, cpu_cell, base, test_opts, log) == build
+    assert "reusing" in log.getvalue()
+    text = images.render(test_opts, "build.Dockerfile.j2", base=base, distro=cpu_cell.distro)
+    assert build.ref.endswith(images.content_hash(text)[:12])
+    assert base.id in text   # a new base digest means a new build image
+    # the runtime image is the plain distro + Python: no build tools
+    with Container(docker_client, runtime.ref, label="runtime-check") as box:
+        assert box.run(["python3", "--version"]).exit_code == 0
+        for tool in ("lintian", "patchelf", "dpkg-shlibdeps"):
+            assert box.run(["sh", "-c", f"command -v {tool}"], check=False).exit_code != 0, tool
+
+
+def test_extra_ca_bundle_never_lands_in_an_image(docker_client, cpu_cell, test_opts, cell_images):
+    assert test_opts.extra_ca_bundle is not None, "the host has a system CA bundle"
+    wheel = fetch_wheel(cpu_cell.wheel, test_opts.cache_dir / "downloads",
+                        test_opts.extra_ca_bundle)
+    client_image = images.ensure_client_image(docker_client, cpu_cell, cell_images[2], wheel,
+                                              test_opts, io.StringIO())
+    attrs = docker_client.images.get(client_image.ref).attrs
+    env = " ".join(attrs["Config"].get("Env") or [])
+    assert CA_MOUNT not in env and not any(k in env for k in CA_ENV)
+    with Container(docker_client, client_image.ref, label="ca-check") as box:
+        assert box.run(["test", "-e", CA_MOUNT], check=False).exit_code != 0
+        # the client has no native library of its own: only the .deb can provide it
+        out = box.run(["sh", "-c", "ls /opt/mxnet-client/lib/python3*/site-packages/mxnet/"
+                       " | grep -c '\\.so' || true"]).output.strip()
+        assert out == "0"
+    # while a build container runs, the bundle is there (mounted read-only) and trusted
+    with Container(docker_client, client_image.ref, label="ca-mounted",
+                   extra_ca=test_opts.extra_ca_bundle) as box:
+        assert box.run(["test", "-r", CA_MOUNT]).exit_code == 0
+        assert box.run(["sh", "-c", "echo x >> " + CA_MOUNT], check=False).exit_code != 0
+        assert box.run(["printenv", "PIP_CERT"]).output.strip() == CA_MOUNT

@@ -1,0 +1,178 @@
+"""The wheel recipe and the .deb of the cpu × debian12 cell, inspected with real tools."""
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import re
+import subprocess
+
+import pytest
+
+from mxbuild import deb, recipes
+from mxbuild.errors import ChecksumError, MxbuildError
+from mxbuild.fetch import cas_path
+
+MA = "usr/lib/x86_64-linux-gnu"
+
+
+@pytest.fixture(scope="session")
+def payload(docker_client, cpu_cell, test_opts, cell_images):
+    return recipes.produce(docker_client, cpu_cell, cell_images[1], test_opts, io.StringIO())
+
+
+@pytest.fixture(scope="session")
+def built(docker_client, cpu_cell, test_opts, cell_images, payload):
+    return deb.build(docker_client, cpu_cell, payload, cell_images[1], test_opts,
+                     io.StringIO(), test_opts.out_dir / "debs" / cpu_cell.id)
+
+
+@pytest.fixture(scope="session")
+def unpacked(built, tmp_path_factory):
+    root = tmp_path_factory.mktemp("unpacked")
+    subprocess.run(["dpkg-deb", "-x", str(built.path), str(root)], check=True)
+    return root
+
+
+def dpkg_deb(*args):
+    return subprocess.run(["dpkg-deb", *args], check=True, capture_output=True, text=True).stdout
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_control_fields(built, cpu_cell):
+    fields = dict(re.findall(r"^ ?([A-Za-z-]+): (.*)$", dpkg_deb("-I", str(built.path)), re.M))
+    assert fields["Package"] == "libmxnet"
+    assert fields["Version"] == "1.9.1-1~deb12" == cpu_cell.deb_version
+    assert fields["Architecture"] == "amd64"
+    assert fields["Section"] == "libs"
+    assert fields["Mxnet-Variant"] == "cpu"
+    depends = [d.split()[0] for d in fields["Depends"].split(", ")]
+    # from dpkg-shlibdeps for what is not bundled
+    assert {"libc6", "libgomp1", "libquadmath0", "libstdc++6", "libgcc-s1"} <= set(depends)
+    # the bundled libraries are not dependencies
+    assert not any("openblas" in d or "gfortran" in d for d in depends)
+    assert built.path.name == "libmxnet_1.9.1-1~deb12_amd64.deb"
+
+
+def test_contents(built):
+    listing = dpkg_deb("-c", str(built.path))
+    files = sorted(line.split()[-1] for line in listing.splitlines() if line.startswith("-"))
+    assert files == sorted([
+        f"./{MA}/libmxnet.so",
+        f"./{MA}/libmxnet/libgfortran.so.3",
+        f"./{MA}/libmxnet/libopenblas.so.0",
+        "./usr/share/doc/libmxnet/buildinfo.json",
+        "./usr/share/doc/libmxnet/changelog.Debian.gz",
+        "./usr/share/doc/libmxnet/copyright",
+        "./usr/share/lintian/overrides/libmxnet",
+    ])
+    for line in listing.splitlines():
+        assert " root/root " in line, line
+    members = subprocess.run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{built.path}' | tar -t"],
+                             check=True, capture_output=True, text=True).stdout.split()
+    assert sorted(m.lstrip("./") for m in members if m not in ("./",)) == [
+        "control", "md5sums", "symbols", "triggers"]
+
+
+def test_lintian_has_no_errors_and_every_override_has_a_reason(built, unpacked):
+    assert built.lintian_errors == 0, built.lintian_output
+    assert "lintian-exit=0" in built.lintian_output
+    lines = (unpacked / "usr/share/lintian/overrides/libmxnet").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith("#"):
+            assert lines[i - 1].startswith("# "), f"override without a reason: {line}"
+
+
+def test_triggers_and_symbols(built, tmp_path):
+    subprocess.run(["dpkg-deb", "-e", str(built.path), str(tmp_path / "ctl")], check=True)
+    assert "activate-noawait ldconfig" in (tmp_path / "ctl/triggers").read_text()
+    assert (tmp_path / "ctl/symbols").read_text() == "libmxnet.so libmxnet (>= 1.9.1)\n"
+
+
+def test_library_rpath_points_at_the_private_directory(unpacked):
+    dyn = subprocess.run(["readelf", "-d", str(unpacked / MA / "libmxnet.so")], check=True,
+                         capture_output=True, text=True).stdout
+    assert "Library rpath: [$ORIGIN/libmxnet]" in dyn
+    assert "Library soname: [libmxnet.so]" in dyn
+
+
+def test_build_info_records_inputs_and_file_hashes(unpacked, cpu_cell, cell_images, payload):
+    info = json.loads((unpacked / "usr/share/doc/libmxnet/buildinfo.json").read_text())
+    assert info["recipe"] == "wheel"
+    assert cpu_cell.wheel.sha256 in info["source"]
+    assert info["build_image"]["id"] == cell_images[1].id
+    assert info["source_date_epoch"] == payload.source_date_epoch
+    assert info["deb_compressor"] == "xz"
+    for rel, digest in info["files"].items():
+        assert sha256(unpacked / rel) == digest, rel
+    # upstream hashes are kept: libmxnet.so differs only by its rpath
+    assert set(info["upstream_sha256"]) == {"libmxnet.so", "libopenblas.so.0", "libgfortran.so.3"}
+    assert info["upstream_sha256"]["libgfortran.so.3"] == info["files"][f"{MA}/libmxnet/libgfortran.so.3"]
+
+
+def test_copyright_and_changelog(unpacked):
+    text = (unpacked / "usr/share/doc/libmxnet/copyright").read_text()
+    assert text.startswith("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/")
+    for needle in ("License: Apache-2.0", f"Files: {MA}/libmxnet/libopenblas.so.0",
+                   "License: BSD-3-clause", "License: GPL-3+ with GCC-exception-3.1"):
+        assert needle in text
+    changelog = gzip.decompress((unpacked / "usr/share/doc/libmxnet/changelog.Debian.gz")
+                                .read_bytes()).decode()
+    assert changelog.startswith("libmxnet (1.9.1-1~deb12) bookworm; urgency=medium")
+
+
+def test_no_ca_bundle_in_the_package(unpacked, test_opts):
+    bundle = test_opts.extra_ca_bundle.read_bytes()[:4096]
+    for path in unpacked.rglob("*"):
+        if path.is_file():
+            assert not path.name.endswith((".crt", ".pem")), path
+            if path.stat().st_size < 1 << 20:
+                assert bundle not in path.read_bytes(), path
+
+
+def test_mtimes_are_set_to_source_date_epoch(built, payload):
+    import tarfile
+    proc = subprocess.run(["sh", "-c", f"dpkg-deb --fsys-tarfile '{built.path}'"],
+                          check=True, capture_output=True)
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        assert {m.mtime for m in tar.getmembers()} == {payload.source_date_epoch}
+
+
+def test_rebuilding_gives_a_bit_identical_deb(docker_client, cpu_cell, test_opts, cell_images,
+                                              payload, built, tmp_path):
+    again = deb.build(docker_client, cpu_cell, payload, cell_images[1], test_opts,
+                      io.StringIO(), tmp_path / "again")
+    assert again.sha256 == built.sha256
+
+
+def test_corrupted_wheel_is_refused_before_anything_is_built(docker_client, cpu_cell,
+                                                             test_opts, cell_images, tmp_path,
+                                                             monkeypatch):
+    cached = cas_path(test_opts.cache_dir / "downloads", cpu_cell.wheel.sha256,
+                      cpu_cell.wheel.filename)
+    corrupt = tmp_path / "wheels" / cpu_cell.wheel.filename
+    corrupt.parent.mkdir()
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(corrupt.parent))
+    opts = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache",
+                               out_dir=tmp_path / "out")
+    with pytest.raises(ChecksumError) as info:
+        recipes.produce(docker_client, cpu_cell, cell_images[1], opts, io.StringIO())
+    assert cpu_cell.wheel.sha256 in info.value.message
+    assert not (opts.work_dir / cpu_cell.id / "payload").exists()
+    assert not any((tmp_path / "cache").rglob("*.whl"))
+
+
+def test_harvest_refuses_undeclared_bundled_libraries(docker_client, cpu_cell, test_opts,
+                                                      cell_images, tmp_path):
+    wheel = dataclasses.replace(cpu_cell.wheel, bundled=("libopenblas.so.0",))
+    cell = dataclasses.replace(cpu_cell, wheel=wheel)
+    opts = dataclasses.replace(test_opts, out_dir=tmp_path / "out")
+    with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
+        recipes.produce(docker_client, cell, cell_images[1], opts, io.StringIO())
+    assert "libgfortran.so.3" in info.value.message
