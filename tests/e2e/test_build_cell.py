@@ -1,0 +1,71 @@
+"""The main job, as a user runs it: `invoke build --variant cpu --distro debian12`."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ..conftest import ROOT
+
+
+def invoke(*args, env):
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=3600)
+
+
+@pytest.fixture(scope="module")
+def run_env(tmp_path_factory, gnupg_home, docker_client):
+    out = tmp_path_factory.mktemp("e2e-out")
+    lock = out / "images.lock"
+    if (ROOT / "images.lock").exists():
+        lock.write_text((ROOT / "images.lock").read_text())
+    return out, {**os.environ, "MXBUILD_OUT_DIR": str(out), "MXBUILD_GNUPGHOME": str(gnupg_home),
+                 "MXBUILD_IMAGES_LOCK": str(lock)}
+
+
+def test_cpu_debian12_cell_end_to_end(run_env):
+    out, env = run_env
+    proc = invoke("build", "--variant", "cpu", "--distro", "debian12", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for stage in ("image", "recipe", "package", "publish", "smoke"):
+        assert re.search(rf"^✓ 1\.9\.1-cpu-debian12 +{stage} +[0-9.]+s$", proc.stderr, re.M), stage
+    report = json.loads((out / "report.json").read_text())
+    assert report["ok"] is True
+    (cell,) = report["cells"]
+    assert cell["id"] == "1.9.1-cpu-debian12"
+    assert [(s["name"], s["status"]) for s in cell["stages"]] == [
+        ("image", "ok"), ("recipe", "ok"), ("package", "ok"), ("publish", "ok"), ("smoke", "ok")]
+    for stage in cell["stages"]:
+        assert os.path.isfile(stage["log"]) and stage["seconds"] >= 0
+    deb = cell["deb"]
+    assert os.path.getsize(deb["path"]) == deb["size"]
+    assert deb["lintian"]["errors"] == 0
+    smoke = cell["smoke"]
+    assert smoke["tests"] >= 10 and smoke["passed"] == smoke["tests"]
+    assert smoke["failed"] == smoke["errors"] == smoke["skipped"] == 0
+    repo = out / "repo"
+    assert (repo / "dists/bookworm/InRelease").is_file()
+    assert (repo / "mxbuild-archive-keyring.gpg").is_file()
+    assert (repo / "pool/cpu/libm/libmxnet" / os.path.basename(deb["path"])).is_file()
+
+
+def test_a_failing_stage_names_cell_stage_and_log(run_env, tmp_path):
+    out, env = run_env
+    doc = yaml.safe_load((ROOT / "matrix.yaml").read_text())
+    doc["variants"]["cpu"]["builds"][0]["wheel"]["sha256"] = "0" * 64
+    bad = tmp_path / "matrix.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    proc = invoke("build", "--variant", "cpu", env={**env, "MXBUILD_MATRIX": str(bad),
+                                                    "MXBUILD_OUT_DIR": str(tmp_path / "out")})
+    assert proc.returncode == 4, proc.stderr            # ChecksumError's exit code
+    log = tmp_path / "out/logs/1.9.1-cpu-debian12/recipe.log"
+    assert f"error: cell 1.9.1-cpu-debian12, stage recipe:" in proc.stderr
+    assert str(log) in proc.stderr and log.is_file()
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    stages = {s["name"]: s["status"] for s in report["cells"][0]["stages"]}
+    assert stages == {"image": "ok", "recipe": "failed", "package": "skipped",
+                      "publish": "skipped", "smoke": "skipped"}
+    assert not (tmp_path / "out/repo/dists").exists()   # nothing half-published

@@ -1,0 +1,94 @@
+"""The local repository as a real apt client sees it: in a fresh runtime container,
+over http on loopback, with signed-by."""
+import contextlib
+
+import pytest
+
+from mxbuild.containers import Container
+from mxbuild.repo.publish import Upload, publish
+from mxbuild.repo.sign import KEYRING_NAME, Signer
+from mxbuild.repo.storage import LocalStorage
+from mxbuild.smoke import serve_directory
+
+from ..conftest import make_deb
+
+KEYRING = f"/usr/share/keyrings/{KEYRING_NAME}"
+
+
+@contextlib.contextmanager
+def apt_client(docker_client, image, repo_dir, keyring_bytes, tmp_path, component="cpu"):
+    ring = tmp_path / KEYRING_NAME
+    ring.write_bytes(keyring_bytes)
+    with serve_directory(repo_dir) as url, \
+            Container(docker_client, image, label="apt-client", network="host") as box:
+        box.copy_into(ring, "/usr/share/keyrings")
+        # Only our repository: these tests are about it, not about Debian's mirror.
+        box.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
+        box.write_file("/etc/apt/sources.list.d/mxbuild.list",
+                       f"deb [signed-by={KEYRING}] {url} bookworm {component}\n")
+        yield box
+
+
+@pytest.fixture
+def repo(tmp_path, gnupg_home):
+    signer = Signer(gnupg_home)
+    storage = LocalStorage(tmp_path / "repo")
+    return signer, storage
+
+
+def test_publish_twice_keeps_both_versions_installable(docker_client, cell_images, repo,
+                                                        tmp_path):
+    signer, storage = repo
+    publish(storage, signer, [Upload(make_deb(tmp_path, "mxbuild-probe", "1.0-1~deb12", b"1"),
+                                     "bookworm", "cpu")])
+    publish(storage, signer, [Upload(make_deb(tmp_path, "mxbuild-probe", "1.0+2-1~deb12", b"2"),
+                                     "bookworm", "cpu")])
+    with apt_client(docker_client, cell_images[2].ref, storage.root, signer.public_keyring(),
+                    tmp_path) as box:
+        box.run(["apt-get", "update", "--error-on=any"])
+        madison = box.run(["apt-cache", "madison", "mxbuild-probe"]).output
+        assert "1.0-1~deb12" in madison and "1.0+2-1~deb12" in madison
+        box.run(["apt-get", "install", "-y", "mxbuild-probe=1.0-1~deb12"])
+        box.run(["apt-get", "install", "-y", "mxbuild-probe"])   # upgrades to the newest
+        assert box.run(["dpkg-query", "-W", "-f", "${Version}", "mxbuild-probe"]).output \
+            == "1.0+2-1~deb12"
+
+
+def test_tampered_packages_index_is_rejected_by_apt(docker_client, cell_images, repo, tmp_path):
+    signer, storage = repo
+    publish(storage, signer, [Upload(make_deb(tmp_path, "mxbuild-probe", "1.0-1"), "bookworm",
+                                     "cpu")])
+    # An attacker rewrites every copy of the index (plain paths and by-hash files).
+    index_dir = storage.root / "dists/bookworm/cpu/binary-amd64"
+    import gzip
+    import lzma
+    evil = (index_dir / "Packages").read_bytes().replace(b"mxbuild-probe", b"mxbuild-evil!")
+    for path in index_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if data.startswith(b"\x1f\x8b"):
+                path.write_bytes(gzip.compress(evil))
+            elif data.startswith(b"\xfd7zXZ"):
+                path.write_bytes(lzma.compress(evil))
+            else:
+                path.write_bytes(evil)
+    with apt_client(docker_client, cell_images[2].ref, storage.root, signer.public_keyring(),
+                    tmp_path) as box:
+        result = box.run(["apt-get", "update", "--error-on=any"], check=False)
+        assert result.exit_code != 0
+        assert "Hash Sum mismatch" in result.output or "unexpected size" in result.output
+        assert box.run(["apt-cache", "show", "mxbuild-evil!"], check=False).exit_code != 0
+
+
+def test_repository_signed_by_another_key_is_refused(docker_client, cell_images, repo,
+                                                     tmp_path, tmp_path_factory):
+    signer, storage = repo
+    publish(storage, signer, [Upload(make_deb(tmp_path, "mxbuild-probe", "1.0-1"), "bookworm",
+                                     "cpu")])
+    stranger = Signer(tmp_path_factory.mktemp("stranger-gnupg"))
+    with apt_client(docker_client, cell_images[2].ref, storage.root, stranger.public_keyring(),
+                    tmp_path) as box:
+        result = box.run(["apt-get", "update", "--error-on=any"], check=False)
+        assert result.exit_code != 0
+        assert "NO_PUBKEY" in result.output or "not signed" in result.output
+        assert box.run(["apt-cache", "show", "mxbuild-probe"], check=False).exit_code != 0
