@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # debootstrap + the archive keyring make base images; gpg signs the repository;
-# dpkg-deb builds test fixtures. Everything else runs inside containers.
-host_packages=(debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils
+# dpkg-deb and gcc build test fixtures. Everything else runs inside containers.
+host_packages=(debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils gcc libc6-dev
                python3-venv ca-certificates)
 missing=()
 for p in "${host_packages[@]}"; do

@@ -62,5 +62,5 @@ def ensure(install: bool) -> docker.DockerClient:
             return client()
         except DockerEngineError:
             time.sleep(1)
-    raise DockerEngineError(f"dockerd was started but did not answer within 90 s",
+    raise DockerEngineError("dockerd was started but did not answer within 90 s",
                             f"read {DOCKERD_LOG} for the reason")

@@ -19,7 +19,7 @@ import jinja2
 from docker.errors import APIError, ImageNotFound
 
 from .containers import Container, CommandFailed
-from .errors import ImageError, StageError
+from .errors import ImageError
 from .log import log
 from .matrix import BootstrapSpec, Cell, Distro
 from .options import Options

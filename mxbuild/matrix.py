@@ -142,7 +142,8 @@ class _Checker:
     def fail(self, key: str, problem: str, expected: str):
         raise MatrixError(self.path, key, problem, expected)
 
-    def mapping(self, value, key, required: dict[str, str], optional: dict[str, str] = {}):
+    def mapping(self, value, key, required: dict[str, str], optional: dict[str, str] | None = None):
+        optional = optional or {}
         if not isinstance(value, dict):
             self.fail(key, f"is a {type(value).__name__}", "a mapping with keys "
                       + ", ".join(sorted({**required, **optional})))

@@ -1,12 +1,10 @@
 """Run cells through their stages: image → recipe → package → publish → smoke."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from . import deb, engine, images, recipes, smoke
 from .errors import MxbuildError, StageError
 from .fetch import fetch_wheel
-from .log import log
 from .matrix import Cell
 from .options import Options
 from .repo.publish import Upload, publish

@@ -9,7 +9,7 @@ import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
-from debian.deb822 import Deb822, Packages, Release
+from debian.deb822 import Packages, Release
 from debian.debfile import DebFile
 from debian.debian_support import Version
 

@@ -61,7 +61,7 @@ def read_state(storage, codename: str, keyring: bytes) -> SuiteState:
         text = verify_clearsigned(data, keyring, Path(tmp))
     release = index.parse_release(text)
     state = SuiteState(codename, token, release_text=text)
-    for name, (digest, size) in index.release_files(release).items():
+    for name, (digest, _size) in index.release_files(release).items():
         if not name.endswith("/Packages"):
             continue
         component = name.split("/")[0]

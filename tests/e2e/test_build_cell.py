@@ -62,7 +62,7 @@ def test_a_failing_stage_names_cell_stage_and_log(run_env, tmp_path):
                                                     "MXBUILD_OUT_DIR": str(tmp_path / "out")})
     assert proc.returncode == 4, proc.stderr            # ChecksumError's exit code
     log = tmp_path / "out/logs/1.9.1-cpu-debian12/recipe.log"
-    assert f"error: cell 1.9.1-cpu-debian12, stage recipe:" in proc.stderr
+    assert "error: cell 1.9.1-cpu-debian12, stage recipe:" in proc.stderr
     assert str(log) in proc.stderr and log.is_file()
     report = json.loads((tmp_path / "out/report.json").read_text())
     stages = {s["name"]: s["status"] for s in report["cells"][0]["stages"]}

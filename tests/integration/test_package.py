@@ -176,3 +176,28 @@ def test_harvest_refuses_undeclared_bundled_libraries(docker_client, cpu_cell, t
     with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
         recipes.produce(docker_client, cell, cell_images[1], opts, io.StringIO())
     assert "libgfortran.so.3" in info.value.message
+
+
+def test_consumers_get_a_versioned_dependency_from_the_symbols_file(docker_client, built,
+                                                                   cell_images, payload,
+                                                                   tmp_path):
+    """A library linked against libmxnet.so gets `libmxnet (>= 1.9.1)` from dpkg-shlibdeps,
+    although the SONAME is unversioned (what a shlibs file could not give it)."""
+    from mxbuild.containers import Container
+    src = tmp_path / "consumer"
+    tree = src / "debian/consumer/usr/lib"
+    tree.mkdir(parents=True)
+    (src / "c.c").write_text("extern int MXGetVersion(int*);\n"
+                             "int consumer(void) { int v; return MXGetVersion(&v); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tree / "libconsumer.so.1"),
+                    str(src / "c.c"), f"-L{payload.dir}", "-lmxnet",
+                    "-Wl,-soname,libconsumer.so.1"], check=True)
+    (src / "debian/control").write_text("Source: consumer\n\nPackage: consumer\n"
+                                        "Architecture: amd64\n")
+    with Container(docker_client, cell_images[1].ref, label="consumer") as box:
+        box.copy_into(built.path, "/tmp")
+        box.copy_into(src, "/tmp")
+        box.run(["dpkg", "-i", f"/tmp/{built.path.name}"])
+        out = box.run(["sh", "-c", "cd /tmp/consumer && dpkg-shlibdeps -O "
+                       "debian/consumer/usr/lib/libconsumer.so.1 2>/dev/null"]).output
+    assert out.strip() == "shlibs:Depends=libmxnet (>= 1.9.1)"
