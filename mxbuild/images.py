@@ -108,7 +108,8 @@ def ensure_base(client, distro: Distro, opts: Options, logf: IO[str]) -> ImageRe
     if pinned and pinned.get("inputs") == digest and pinned.get("id") != image.id:
         # A bootstrap from a moving archive is not bit-identical: say so, never hide it.
         log.warning("base image for %s drifted: images.lock had %s, bootstrap produced %s "
-                    "(same inputs, newer archive state); images.lock updated",
+                    "(same inputs: a bootstrap is not bit-identical across runs); "
+                    "images.lock updated",
                     distro.name, pinned.get("id"), image.id)
     lock.record(distro.name, _lock_entry(tag, digest, image))
     return ImageRef(tag, image.id)
