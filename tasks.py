@@ -1,8 +1,9 @@
 """Invoke tasks: parse flags, call mxbuild. No logic lives here."""
-from invoke import task
+from invoke import Collection, task
 
 from mxbuild import cli
 from mxbuild.entry import entrypoint
+from mxbuild.repo.target import S3Options
 
 SELECTOR_HELP = {
     "variant": "cpu or cuXY, comma-separated",
@@ -11,6 +12,20 @@ SELECTOR_HELP = {
     "mxnet": "MXNet version, e.g. 1.9.1",
     "cell": "cell-id glob, braces allowed: '1.9.1-cu11*-ubuntu2?'",
 }
+S3_HELP = {
+    "endpoint_url": "S3-compatible endpoint (default: AWS, from the boto3 chain)",
+    "region": "S3 region (default: from the boto3 chain)",
+    "path_style": "path-style S3 addressing (most S3-compatible stores)",
+    "sse": "server-side encryption: AES256 or aws:kms",
+    "sse_kms_key_id": "KMS key for --sse aws:kms",
+}
+REPO_HELP = {"repo": "s3://BUCKET/PREFIX or a directory (default: out/repo)",
+             "keyring": "public keyring to verify against (default: the local signing key)",
+             **S3_HELP}
+
+
+def _s3(endpoint_url, region, path_style, sse, sse_kms_key_id):
+    return S3Options(endpoint_url, region, path_style, sse, sse_kms_key_id)
 
 
 @task(help=SELECTOR_HELP | {"json": "print a JSON list instead of a table"})
@@ -27,15 +42,28 @@ def setup(c):
     cli.setup()
 
 
-@task(help=SELECTOR_HELP | {
-    "publish": "publish to the local repository out/repo (default on)",
-    "smoke": "run the smoke suite after publishing (default on)",
+@task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
+    "publish": "where to publish: s3://BUCKET/PREFIX, a directory, or none "
+               "(default: out/repo)",
+    "smoke": "run the smoke suite from the published repository (default on)",
     "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)"})
 @entrypoint
-def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=True,
-          smoke=True, ca_bundle=None):
+def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
+          smoke=True, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
+          sse=None, sse_kms_key_id=None):
     """Build, package, publish and smoke-test the selected cells."""
-    cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell), publish, smoke, ca_bundle)
+    cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell),
+              publish if isinstance(publish, str) else None, smoke, ca_bundle,
+              _s3(endpoint_url, region, path_style, sse, sse_kms_key_id))
+
+
+@task(help=SELECTOR_HELP | S3_HELP | {"to": "s3://BUCKET/PREFIX or a directory"})
+@entrypoint
+def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=None,
+            endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None):
+    """Publish the built .debs of the selected cells to a repository."""
+    cli.publish(cli.Selectors(variant, cuda, distro, mxnet, cell),
+                cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)))
 
 
 @task(help={"port": "port on 127.0.0.1 (default 8080)"})
@@ -43,3 +71,50 @@ def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publis
 def serve(c, port=8080):
     """Serve the local apt repository (out/repo) over http on loopback."""
     cli.serve(port)
+
+
+@task(name="list", help=REPO_HELP | {"json": "print JSON"})
+@entrypoint
+def repo_list(c, repo=None, keyring=None, json=False, endpoint_url=None, region=None,
+              path_style=False, sse=None, sse_kms_key_id=None):
+    """Suites, components, packages and versions of a repository."""
+    cli.repo_list(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
+                                         sse_kms_key_id), keyring), json)
+
+
+@task(name="verify", help=REPO_HELP)
+@entrypoint
+def repo_verify(c, repo=None, keyring=None, endpoint_url=None, region=None, path_style=False,
+                sse=None, sse_kms_key_id=None):
+    """Download every index, check every hash and signature; non-zero exit on any problem."""
+    cli.repo_verify(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
+                                           sse_kms_key_id), keyring))
+
+
+@task(name="remove", help=REPO_HELP | {"suite": "codename, e.g. bookworm",
+                                       "component": "variant, e.g. cpu",
+                                       "package": "package name (default libmxnet)",
+                                       "version": "the exact version to remove"})
+@entrypoint
+def repo_remove(c, suite, component, version, package="libmxnet", repo=None, keyring=None,
+                endpoint_url=None, region=None, path_style=False, sse=None,
+                sse_kms_key_id=None):
+    """Remove one version from a suite's index (explicit request only)."""
+    cli.repo_remove(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
+                                           sse_kms_key_id), keyring),
+                    suite, component, package, version)
+
+
+@task(name="clean", help=REPO_HELP | {
+    "grace": "keep unreferenced files younger than this (default 24h; e.g. 30m, 7d)",
+    "apply": "really delete (default: dry run)"})
+@entrypoint
+def repo_clean(c, repo=None, keyring=None, grace="24h", apply=False, endpoint_url=None,
+               region=None, path_style=False, sse=None, sse_kms_key_id=None):
+    """Unreferenced pool files and old by-hash generations past the grace period."""
+    cli.repo_clean(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
+                                          sse_kms_key_id), keyring), grace, apply)
+
+
+repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_clean)
+ns = Collection(matrix, setup, build, publish, serve, repo)

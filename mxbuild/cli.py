@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from . import engine, matrix as matrix_mod, options, pipeline, smoke
+from .errors import ConfigError, MxbuildError, RepoError
 from .log import console, log
+from .repo import ops
+from .repo.publish import Upload, publish as publish_debs
+from .repo.sign import Signer
+from .repo.target import S3Options, open_storage
 
 
 @dataclass(frozen=True)
@@ -21,10 +28,26 @@ class Selectors:
     cell: str | None = None
 
 
+@dataclass(frozen=True)
+class RepoArgs:
+    location: str | None        # s3://BUCKET/PREFIX, a directory, or None: out/repo
+    s3: S3Options = S3Options()
+    keyring: str | None = None  # verify against this public keyring file
+
+
 def _cells(opts: options.Options, sel: Selectors):
     m = matrix_mod.load(opts.matrix_path)
     return m.select(variant=sel.variant, cuda=sel.cuda, distro=sel.distro, mxnet=sel.mxnet,
                     cell=sel.cell)
+
+
+def _print_table(title: str, columns: list[str], rows) -> None:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("-" if v is None else str(v) for v in row))
+    Console(width=max(console.width, 140)).print(table)
 
 
 def show_matrix(sel: Selectors, as_json: bool) -> None:
@@ -33,15 +56,9 @@ def show_matrix(sel: Selectors, as_json: bool) -> None:
     if as_json:
         print(json.dumps([c.summary() for c in cells], indent=2))
         return
-    table = Table(title=f"{len(cells)} cell(s) from {opts.matrix_path.name}")
-    for col in ("id", "mxnet", "variant", "cuda", "distro", "codename", "recipe", "version"):
-        table.add_column(col)
-    for c in cells:
-        s = c.summary()
-        table.add_row(*(str(s[k]) if s[k] is not None else "-" for k in
-                        ("id", "mxnet", "variant", "cuda", "distro", "codename", "recipe",
-                         "version")))
-    Console(width=max(console.width, 140)).print(table)
+    cols = ["id", "mxnet", "variant", "cuda", "distro", "codename", "recipe", "version"]
+    _print_table(f"{len(cells)} cell(s) from {opts.matrix_path.name}", cols,
+                 ([c.summary()[k] for k in cols] for c in cells))
 
 
 def setup() -> None:
@@ -49,10 +66,104 @@ def setup() -> None:
     log.info("Docker engine is up")
 
 
-def build(sel: Selectors, publish: bool, run_smoke: bool, ca_bundle: str | None) -> None:
+def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
+          s3: S3Options) -> None:
     opts = options.resolve(ca_bundle=ca_bundle)
     cells = _cells(opts, sel)
-    pipeline.build(cells, opts, do_publish=publish, do_smoke=run_smoke and publish)
+    if publish == "none":
+        pipeline.build(cells, opts, storage=None, do_smoke=False)
+        return
+    storage = open_storage(publish or opts.repo_dir, s3)
+    pipeline.build(cells, opts, storage=storage, do_smoke=run_smoke)
+
+
+def publish(sel: Selectors, repo: RepoArgs) -> None:
+    """Publish the already built .debs of the selected cells."""
+    opts = options.resolve()
+    if not repo.location:
+        raise ConfigError("--to is required", "give s3://BUCKET/PREFIX or a directory")
+    uploads = []
+    for cell in _cells(opts, sel):
+        debs = sorted((opts.out_dir / "debs" / cell.id).glob("*.deb"))
+        if len(debs) != 1:
+            raise MxbuildError(f"cell {cell.id} has no built .deb in {opts.out_dir / 'debs'}",
+                               f"build it first: invoke build --cell {cell.id} --publish none")
+        uploads.append(Upload(debs[0], cell.codename, cell.component))
+    storage = open_storage(repo.location, repo.s3)
+    result = publish_debs(storage, Signer(opts.gnupg_home), uploads)
+    for line in result.added:
+        console.print(f"[green]✓[/] published {line} to {storage.describe()}")
+    for line in result.skipped:
+        console.print(f"= {line} ({storage.describe()})")
+
+
+def _repo(repo: RepoArgs, opts: options.Options):
+    return open_storage(repo.location or opts.repo_dir, repo.s3)
+
+
+def _keyring(repo: RepoArgs, opts: options.Options) -> bytes:
+    if repo.keyring:
+        path = Path(repo.keyring)
+        if not path.is_file():
+            raise ConfigError(f"keyring {path} does not exist", "give the repository's public "
+                              "keyring (mxbuild-archive-keyring.gpg)")
+        return path.read_bytes()
+    ring = Signer(opts.gnupg_home).existing_public_keyring()
+    if ring is None:
+        raise ConfigError(f"no signing key in {opts.gnupg_home} to verify against",
+                          "pass --keyring with the repository's public keyring")
+    return ring
+
+
+def repo_list(repo: RepoArgs, as_json: bool) -> None:
+    opts = options.resolve()
+    storage = _repo(repo, opts)
+    listing = ops.list_repo(storage, _keyring(repo, opts))
+    if as_json:
+        print(json.dumps(listing.suites, indent=2))
+        return
+    _print_table(storage.describe(), ["suite", "component", "package", "version"],
+                 listing.rows())
+
+
+def repo_verify(repo: RepoArgs) -> None:
+    opts = options.resolve()
+    storage = _repo(repo, opts)
+    problems = ops.verify(storage, _keyring(repo, opts))
+    if problems:
+        for p in problems:
+            console.print(f"[red]✗[/] {p}", markup=True)
+        raise RepoError(f"{storage.describe()}: {len(problems)} problem(s)",
+                        "re-run the interrupted publish, or restore the named files")
+    console.print(f"[green]✓[/] {storage.describe()}: every index, hash and signature checks out")
+
+
+def repo_remove(repo: RepoArgs, suite: str, component: str, package: str, version: str) -> None:
+    opts = options.resolve()
+    storage = _repo(repo, opts)
+    for line in ops.remove(storage, Signer(opts.gnupg_home), suite, component, package, version):
+        console.print(f"[green]✓[/] removed {line} (its pool file goes with `repo.clean`)")
+
+
+def parse_duration(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", str(text).strip())
+    if not m:
+        raise ConfigError(f"duration {text!r} is malformed", "write e.g. 90s, 30m, 24h or 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def repo_clean(repo: RepoArgs, grace: str, apply: bool) -> None:
+    opts = options.resolve()
+    storage = _repo(repo, opts)
+    found = ops.garbage(storage, _keyring(repo, opts), parse_duration(grace))
+    for g in found:
+        verb = "deleting" if apply else "would delete"
+        console.print(f"{verb} {g.key} ({g.size} bytes, {g.age_seconds / 3600:.1f} h old, {g.why})")
+        if apply:
+            storage.delete(g.key)
+    total = sum(g.size for g in found)
+    console.print(f"{len(found)} object(s), {total} bytes"
+                  + ("" if apply else " — dry run; add --apply to delete"))
 
 
 def serve(port: int) -> None:

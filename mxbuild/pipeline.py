@@ -9,23 +9,21 @@ from .matrix import Cell
 from .options import Options
 from .repo.publish import Upload, publish
 from .repo.sign import KEYRING_NAME, Signer
-from .repo.storage import LocalStorage
 from .report import Report
 
 STAGES = ["image", "recipe", "package", "publish", "smoke"]
 
 
-def build(cells: list[Cell], opts: Options, *, do_publish: bool = True,
-          do_smoke: bool = True) -> Report:
-    """Build every selected cell; a failed cell does not stop the others. Raises the first
-    StageError after report.json is written."""
+def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = True) -> Report:
+    """Build every selected cell, publish to `storage` (None: do not publish) and smoke-test
+    from there. A failed cell does not stop the others. Raises the first StageError after
+    report.json is written."""
     client = engine.client()
     report = Report(opts.out_dir, opts.logs_dir)
-    storage = LocalStorage(opts.repo_dir)
     signer = Signer(opts.gnupg_home)
     for cell in cells:
         try:
-            _build_cell(client, cell, opts, report, storage, signer, do_publish, do_smoke)
+            _build_cell(client, cell, opts, report, storage, signer, do_smoke)
         except StageError:
             report.skip_rest(cell, STAGES)
         finally:
@@ -37,7 +35,7 @@ def build(cells: list[Cell], opts: Options, *, do_publish: bool = True,
     return report
 
 
-def _build_cell(client, cell, opts, report, storage, signer, do_publish, do_smoke):
+def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
     record = report.cell(cell)
     with report.stage(cell, "image") as logf:
         base = images.ensure_base(client, cell.distro, opts, logf)
@@ -58,19 +56,19 @@ def _build_cell(client, cell, opts, report, storage, signer, do_publish, do_smok
                                "sha256": result.sha256,
                                "lintian": {"errors": result.lintian_errors,
                                            "warnings": result.lintian_warnings}}
-    if not do_publish:
+    if storage is None:
         return
     with report.stage(cell, "publish") as logf:
         published = publish(storage, signer, [Upload(result.path, cell.codename, cell.component)])
         logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
-    record.artifacts["repo"] = {"path": str(opts.repo_dir), "codename": cell.codename,
-                                "component": cell.component,
-                                "keyring": str(opts.repo_dir / KEYRING_NAME)}
+    record.artifacts["repo"] = {"location": storage.describe(), "codename": cell.codename,
+                                "component": cell.component, "keyring": KEYRING_NAME}
     if not do_smoke:
         return
     with report.stage(cell, "smoke") as logf:
         wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
         client_image = images.ensure_client_image(client, cell, runtime, wheel, opts, logf)
         counts = smoke.run(client, cell, client_image, payload, opts, logf,
-                           opts.work_dir / cell.id / "smoke")
+                           opts.work_dir / cell.id / "smoke", storage,
+                           signer.public_keyring())
     record.artifacts["smoke"] = counts.as_dict()

@@ -22,6 +22,7 @@ from .matrix import Cell
 from .options import Options
 from .recipes import PRIVATE_DIR, Payload
 from .repo.sign import KEYRING_NAME
+from .repo.target import public_url
 
 SMOKE_DIR = "/srv/smoke"
 KEYRING_PATH = f"/usr/share/keyrings/{KEYRING_NAME}"
@@ -95,8 +96,20 @@ def apt_source_line(url: str, cell: Cell, keyring_path: str = KEYRING_PATH) -> s
     return f"deb [signed-by={keyring_path}] {url} {cell.codename} {cell.component}"
 
 
+@contextlib.contextmanager
+def repo_url(storage) -> Iterator[str]:
+    """Where apt in the smoke container finds the repository: a local directory is
+    served on loopback for the duration; S3 is read from its public URL."""
+    url = public_url(storage)
+    if url is not None:
+        yield url
+        return
+    with serve_directory(storage.root) as served:
+        yield served
+
+
 def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Options,
-        logf: IO[str], work: Path) -> SmokeCounts:
+        logf: IO[str], work: Path, storage, keyring: bytes) -> SmokeCounts:
     fixtures = model_fixtures(opts)
     if work.exists():
         shutil.rmtree(work)
@@ -106,11 +119,11 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
     shutil.copytree(opts.root / "tests/smoke", work / "tests",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (work / "expect.json").write_text(json.dumps(expectations(cell, payload), indent=2))
-    keyring = opts.repo_dir / KEYRING_NAME
-    with serve_directory(opts.repo_dir) as url, \
+    (work / KEYRING_NAME).write_bytes(keyring)
+    with repo_url(storage) as url, \
             Container(client, client_image.ref, label=f"smoke-{cell.id}", network="host",
                       log_file=logf) as box:
-        box.copy_into(keyring, "/usr/share/keyrings")
+        box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
         box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(url, cell) + "\n")
         box.copy_into(work, "/srv", arcname="smoke")
         try:

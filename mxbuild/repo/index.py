@@ -134,9 +134,24 @@ def release_date(when: dt.datetime | None = None) -> str:
     return when.astimezone(dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S UTC")
 
 
-def render_release(codename: str, components: list[str], files: dict[str, bytes],
+@dataclass(frozen=True)
+class IndexFile:
+    """One file a Release names: its path under dists/<codename>/, size and hashes."""
+    name: str
+    size: int
+    sha256: str
+    sha512: str
+
+    @classmethod
+    def of(cls, name: str, data: bytes) -> "IndexFile":
+        return cls(name, len(data), digest("sha256", data), digest("sha512", data))
+
+    def hash(self, field: str) -> str:
+        return {"SHA256": self.sha256, "SHA512": self.sha512}[field]
+
+
+def render_release(codename: str, components: list[str], files: list[IndexFile],
                    date: str, identity: RepoIdentity = RepoIdentity()) -> str:
-    """files: path relative to dists/<codename>/ -> content."""
     rel = Release()
     rel["Origin"] = identity.origin
     rel["Label"] = identity.label
@@ -147,9 +162,10 @@ def render_release(codename: str, components: list[str], files: dict[str, bytes]
     rel["Components"] = " ".join(sorted(components))
     rel["Description"] = identity.description
     rel["Acquire-By-Hash"] = "yes"
+    ordered = sorted(files, key=lambda f: f.name)
     for field, algo in HASHES:
-        rel[field] = [{algo: hashlib.new(algo, data).hexdigest(), "size": str(len(data)),
-                       "name": name} for name, data in sorted(files.items())]
+        rel[field] = [{algo: f.hash(field), "size": str(f.size), "name": f.name}
+                      for f in ordered]
     return rel.dump()
 
 
@@ -157,6 +173,18 @@ def parse_release(text: str) -> Release:
     return Release(text)
 
 
-def release_files(release: Release, field: str = "SHA256") -> dict[str, tuple[str, int]]:
-    algo = dict(HASHES)[field]
-    return {f["name"]: (f[algo], int(f["size"])) for f in release.get(field, [])}
+def release_files(release: Release) -> dict[str, IndexFile]:
+    """The files a Release names (both hash lists must agree on names and sizes)."""
+    by_name: dict[str, dict] = {}
+    for field, algo in HASHES:
+        for f in release.get(field, []):
+            entry = by_name.setdefault(f["name"], {"size": int(f["size"])})
+            if entry["size"] != int(f["size"]):
+                raise RepoError(f"Release lists {f['name']} with two sizes",
+                                "the Release file is corrupt: re-run the publish")
+            entry[algo] = f[algo]
+    missing = [n for n, e in by_name.items() if "sha256" not in e or "sha512" not in e]
+    if missing:
+        raise RepoError(f"Release lacks a SHA256 or SHA512 entry for {missing}",
+                        "publish again with this mxbuild to regenerate the Release")
+    return {n: IndexFile(n, e["size"], e["sha256"], e["sha512"]) for n, e in by_name.items()}

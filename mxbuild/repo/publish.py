@@ -1,11 +1,15 @@
 """The publish protocol (design.md §6), the same for every storage backend.
 
 1. upload pool files (existing key: same bytes skip, different bytes refuse);
-2. read the suite's state: the signed InRelease and its token;
-3. merge new packages into the indexes, write every index under by-hash (new keys only);
+2. read the suite's state: the signed InRelease and its token (S3 ETag);
+3. merge new packages into the indexes of the touched components only, write those
+   indexes under by-hash (new keys only);
 4. commit: InRelease with compare-and-swap on the token; on conflict go back to 2;
 5. finish: Release, Release.gpg and plain-path indexes derived from the committed InRelease.
-A publisher stopped anywhere leaves a repository apt reads; re-running completes it.
+
+A publisher stopped anywhere leaves a repository apt reads (it only ever follows a signed
+InRelease whose by-hash files were written first); re-running completes the job.
+Adding one package costs O(1) writes whatever the size of the repository.
 """
 from __future__ import annotations
 
@@ -23,15 +27,19 @@ from . import index
 from .sign import KEYRING_NAME, Signer, verify_clearsigned
 from .storage import CasConflict
 
-MAX_ATTEMPTS = 20
+MAX_ATTEMPTS = 50
 
 
 @dataclass
 class SuiteState:
     codename: str
-    token: str | None                      # None: the suite does not exist yet
-    packages: dict[str, list] = field(default_factory=dict)  # component -> entries
+    token: str | None                       # None: the suite does not exist yet
     release_text: str = ""
+    files: dict[str, index.IndexFile] = field(default_factory=dict)
+
+    @property
+    def components(self) -> list[str]:
+        return sorted({name.split("/")[0] for name in self.files})
 
 
 @dataclass(frozen=True)
@@ -52,131 +60,155 @@ def inrelease_key(codename: str) -> str:
     return f"dists/{codename}/InRelease"
 
 
+def packages_name(component: str) -> str:
+    return f"{component}/binary-{index.ARCH}/Packages"
+
+
 def read_state(storage, codename: str, keyring: bytes) -> SuiteState:
+    """The committed state of a suite: its verified InRelease and the files it names."""
     current = storage.get(inrelease_key(codename))
     if current is None:
         return SuiteState(codename, None)
     data, token = current
     with tempfile.TemporaryDirectory() as tmp:
         text = verify_clearsigned(data, keyring, Path(tmp))
-    release = index.parse_release(text)
-    state = SuiteState(codename, token, release_text=text)
-    for name, (digest, _size) in index.release_files(release).items():
-        if not name.endswith("/Packages"):
-            continue
-        component = name.split("/")[0]
-        key = index.by_hash_key(f"dists/{codename}/{name.rsplit('/', 1)[0]}", "SHA256", digest)
-        got = storage.get(key)
-        if got is None:
-            raise RepoError(f"{key}, named by the signed InRelease of {codename}, is missing",
-                            "run `invoke repo.verify`; restore the file from a backup")
-        if index.digest('sha256', got[0]) != digest:
-            raise RepoError(f"{key} does not match its hash in InRelease", "the repository "
-                            "was tampered with: restore it from a backup")
-        state.packages[component] = index.parse_packages(got[0].decode())
-    return state
+    return SuiteState(codename, token, text, index.release_files(index.parse_release(text)))
 
 
-def _pool_upload(storage, up: Upload, result: PublishResult):
-    control = DebFile(str(up.deb)).debcontrol()
-    key = index.pool_key(up.component, control["Package"], up.deb.name)
-    written = storage.put_new(key, src=up.deb, sha256=sha256_file(up.deb))
-    log.debug("pool %s: %s", key, "uploaded" if written else "already present (same bytes)")
-    return index.deb_entry(up.deb, up.component)
+def read_packages(storage, state: SuiteState, component: str) -> list:
+    """A component's entries, fetched by hash and checked against the signed Release."""
+    named = state.files.get(packages_name(component))
+    if named is None:
+        return []
+    directory = index.packages_dir(state.codename, component)
+    key = index.by_hash_key(directory, "SHA256", named.sha256)
+    got = storage.get(key)
+    if got is None:
+        raise RepoError(f"{storage.describe()}/{key}, named by the signed InRelease of "
+                        f"{state.codename}, is missing",
+                        "run `invoke repo.verify`; restore the file from a backup")
+    if index.digest("sha256", got[0]) != named.sha256:
+        raise RepoError(f"{storage.describe()}/{key} does not match its hash in InRelease",
+                        "the repository was tampered with: restore it from a backup")
+    return index.parse_packages(got[0].decode())
 
 
 def publish(storage, signer: Signer, uploads: list[Upload],
             identity: index.RepoIdentity = index.RepoIdentity(), date: str | None = None,
             after_write=None) -> PublishResult:
-    """Publish .debs; `after_write(key)` is a test hook called after every write."""
-    hook = after_write or (lambda key: None)
+    """Publish .debs; `after_write(kind)` is a test hook called after each step's writes."""
+    hook = after_write or (lambda kind: None)
     result = PublishResult()
     keyring = signer.public_keyring()
     _put_keyring(storage, keyring, hook)
     by_suite: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for up in uploads:                                         # 1. pool
-        entry = _pool_upload(storage, up, result)
+    for up in uploads:                                              # 1. pool
+        control = DebFile(str(up.deb)).debcontrol()
+        key = index.pool_key(up.component, control["Package"], up.deb.name)
+        written = storage.put_new(key, src=up.deb, sha256=sha256_file(up.deb))
+        log.debug("pool %s: %s", key, "uploaded" if written else "present (same bytes)")
         hook("pool")
-        by_suite[up.codename][up.component].append(entry)
+        by_suite[up.codename][up.component].append(index.deb_entry(up.deb, up.component))
     for codename, new_by_component in sorted(by_suite.items()):
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            result.attempts += 1
-            state = read_state(storage, codename, keyring)    # 2. state + token
-            components = dict(state.packages)
-            added_here = []
-            for component, new in new_by_component.items():   # 3. merge
-                merged, added = index.merge(components.get(component, []), new)
-                components[component] = merged
-                added_here += [f"{codename}/{component}/{'_'.join(index.entry_key(e))}"
-                               for e in added]
-            if not added_here and state.token is not None:
-                result.skipped += [f"{codename}: nothing new"]
-                break
-            files = _write_indexes(storage, codename, components, hook)
-            text = index.render_release(codename, list(components), files,
-                                        date or index.release_date(), identity)
-            try:                                              # 4. commit
-                storage.put_cas(inrelease_key(codename), signer.clearsign(text), state.token)
-                hook(inrelease_key(codename))
-                result.added += added_here
-                break
-            except CasConflict:
-                log.info("%s changed while publishing (attempt %d): merging again",
-                         codename, attempt)
+        def adder(new):
+            return lambda existing: index.merge(existing, new)
+        changes = {component: adder(new) for component, new in new_by_component.items()}
+        added, attempts = update_suite(storage, signer, codename, changes, keyring, identity,
+                                       date, hook)
+        result.attempts += attempts
+        if added:
+            result.added += added
         else:
-            raise RepoError(f"gave up publishing {codename} after {MAX_ATTEMPTS} conflicts",
-                            "too many concurrent publishers; re-run the publish")
-        finish(storage, signer, codename, keyring, hook)       # 5. legacy files
+            result.skipped.append(f"{codename}: nothing new")
     return result
 
 
-def _write_indexes(storage, codename, components, hook) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for component, entries in sorted(components.items()):
-        directory = index.packages_dir(codename, component)
-        for name, data in index.compressed_variants(index.render_packages(entries)).items():
-            rel = f"{component}/binary-{index.ARCH}/{name}"
-            files[rel] = data
-            for field_name, algo in index.HASHES:
-                digest = index.digest(algo, data)
-                if storage.put_new(index.by_hash_key(directory, field_name, digest), data,
-                                   sha256=index.digest('sha256', data)):
-                    hook("by-hash")
+def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring: bytes,
+                 identity: index.RepoIdentity = index.RepoIdentity(), date: str | None = None,
+                 hook=lambda kind: None) -> tuple[list[str], int]:
+    """Steps 2-5 for one suite. changes: component -> f(entries) -> (entries, changed).
+    Returns (descriptions of what changed, attempts)."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        state = read_state(storage, codename, keyring)              # 2. state + token
+        files = dict(state.files)
+        done = []
+        for component, change in sorted(changes.items()):           # 3. merge, by-hash
+            entries, changed = change(read_packages(storage, state, component))
+            done += [f"{codename}/{component}/{'_'.join(index.entry_key(e))}" for e in changed]
+            if changed or packages_name(component) not in files:
+                files.update(_write_indexes(storage, codename, component, entries, hook))
+        if not done and state.token is not None:
+            break
+        components = sorted({name.split("/")[0] for name in files})
+        text = index.render_release(codename, components, list(files.values()),
+                                    date or index.release_date(), identity)
+        try:                                                        # 4. commit
+            storage.put_cas(inrelease_key(codename), signer.clearsign(text), state.token)
+        except CasConflict:
+            log.info("%s changed meanwhile (attempt %d): merging again", codename, attempt)
+            continue
+        hook("InRelease")
+        break
+    else:
+        raise RepoError(f"gave up updating {codename} after {MAX_ATTEMPTS} conflicts",
+                        "too many concurrent publishers; re-run the command")
+    finish(storage, signer, codename, keyring, hook)                 # 5. legacy files
+    return done, attempt
+
+
+def _write_indexes(storage, codename, component, entries, hook) -> dict[str, index.IndexFile]:
+    directory = index.packages_dir(codename, component)
+    files = {}
+    for name, data in index.compressed_variants(index.render_packages(entries)).items():
+        described = index.IndexFile.of(f"{component}/binary-{index.ARCH}/{name}", data)
+        files[described.name] = described
+        for field_name, _ in index.HASHES:
+            storage.put_new(index.by_hash_key(directory, field_name, described.hash(field_name)),
+                            data, sha256=described.sha256)
+    hook("by-hash")
     return files
 
 
-def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda key: None):
-    """Derive Release, Release.gpg and plain-path indexes from the committed InRelease.
-    Idempotent: re-running after an interruption completes a publish."""
-    state = read_state(storage, codename, keyring)
-    if state.token is None:
-        return
+def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda kind: None):
+    """Make Release, Release.gpg and the plain-path indexes match the committed InRelease.
+
+    Idempotent, and it converges under concurrency: after writing, it checks that
+    InRelease did not move meanwhile, and starts over if it did.
+    """
     base = f"dists/{codename}"
-    release = index.parse_release(state.release_text)
-    for name, (digest, _) in sorted(index.release_files(release).items()):
-        directory = f"{base}/{name.rsplit('/', 1)[0]}"
-        got = storage.get(index.by_hash_key(directory, "SHA256", digest))
-        if got is None:
-            raise RepoError(f"by-hash copy of {base}/{name} is missing", "re-run the publish")
-        current = storage.get(f"{base}/{name}")
-        if current is None or current[0] != got[0]:
-            storage.put(f"{base}/{name}", got[0])
-            hook(f"{base}/{name}")
-    old = storage.get(f"{base}/Release")
-    if old is None or old[0].decode() != state.release_text:
-        storage.put(f"{base}/Release", state.release_text.encode())
-        hook(f"{base}/Release")
-        storage.put(f"{base}/Release.gpg", signer.detach_sign(state.release_text))
-        hook(f"{base}/Release.gpg")
+    for _ in range(MAX_ATTEMPTS):
+        state = read_state(storage, codename, keyring)
+        if state.token is None:
+            return
+        for name, named in sorted(state.files.items()):
+            plain = f"{base}/{name}"
+            if storage.sha256_of(plain) == named.sha256:
+                continue
+            directory = f"{base}/{name.rsplit('/', 1)[0]}"
+            got = storage.get(index.by_hash_key(directory, "SHA256", named.sha256))
+            if got is None:
+                raise RepoError(f"by-hash copy of {base}/{name} is missing", "re-run the publish")
+            storage.put(plain, got[0])
+            hook("plain")
+        release = state.release_text.encode()
+        if storage.sha256_of(f"{base}/Release") != index.digest("sha256", release):
+            storage.put(f"{base}/Release.gpg", signer.detach_sign(state.release_text))
+            hook("Release.gpg")
+            storage.put(f"{base}/Release", release)
+            hook("Release")
+        after = storage.get(inrelease_key(codename))
+        if after is not None and after[1] == state.token:
+            return
+    raise RepoError(f"{codename}: Release kept moving while finishing", "re-run the publish")
 
 
 def _put_keyring(storage, keyring: bytes, hook) -> None:
     current = storage.get(KEYRING_NAME)
     if current is not None and current[0] != keyring:
-        raise SigningError(f"{KEYRING_NAME} in the repository holds another key than the "
-                           "signing key in use",
+        raise SigningError(f"{KEYRING_NAME} in {storage.describe()} holds another key than "
+                           "the signing key in use",
                            "sign with the repository's key (MXBUILD_GNUPGHOME / "
                            "MXBUILD_SIGNING_KEY), or publish to a new repository")
     if current is None:
         storage.put(KEYRING_NAME, keyring)
-        hook(KEYRING_NAME)
+        hook("keyring")

@@ -68,6 +68,17 @@ class Signer:
         """Binary keyring (what apt's signed-by expects on every apt version)."""
         return self._gpg("--export", self.fingerprint)
 
+    def existing_public_keyring(self) -> bytes | None:
+        """The public key if a signing key exists already; never generates one."""
+        if self._fpr is None:
+            if not self.home.is_dir():
+                return None
+            fprs = self._secret_fprs()
+            if not fprs:
+                return None
+            self._fpr = fprs[0]
+        return self.public_keyring()
+
 
 def verify_clearsigned(data: bytes, keyring: bytes, workdir: Path) -> str:
     """Check an InRelease against a keyring with gpgv; return the signed text."""

@@ -1,5 +1,8 @@
-"""Storage backends of the one publish protocol. The local directory is first; S3 comes
-with the same interface (get/put_new/put_cas/put/list/delete)."""
+"""Storage backends of the one publish protocol: a local directory and S3.
+
+Both offer get / exists / put_new / put_cas / put / list / delete with the same meaning;
+publish.py never knows which one it talks to.
+"""
 from __future__ import annotations
 
 import fcntl
@@ -8,9 +11,18 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PoolConflictError, RepoError
+from ..fetch import sha256_file
+
+
+@dataclass(frozen=True, order=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: float   # seconds since the epoch
 
 
 class CasConflict(Exception):
@@ -83,13 +95,13 @@ class LocalStorage:
         if sha256:
             want = sha256
         elif src is not None:
-            want = _sha256_path(src)
+            want = sha256_file(src)
         else:
             want = hashlib.sha256(data).hexdigest()
         with self._locked():
             existing = self._path(key)
             if existing.exists():
-                have = _sha256_path(existing)
+                have = sha256_file(existing)
                 if have != want:
                     raise PoolConflictError(
                         f"{self.describe()}/{key} already exists with different content "
@@ -111,21 +123,19 @@ class LocalStorage:
     def put(self, key: str, data: bytes) -> None:
         self._write(key, data)
 
-    def list(self, prefix: str = "") -> list[str]:
+    def sha256_of(self, key: str) -> str | None:
+        path = self._path(key)
+        return sha256_file(path) if path.exists() else None
+
+    def list(self, prefix: str = "") -> list[StoredObject]:
         base = self.root
         out = []
         for path in (base / prefix).rglob("*") if (base / prefix).exists() else []:
             if path.is_file() and not path.name.startswith((".tmp-", ".mxbuild")):
-                out.append(str(path.relative_to(base)))
+                st = path.stat()
+                out.append(StoredObject(str(path.relative_to(base)), st.st_size, st.st_mtime))
         return sorted(out)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-
-def _sha256_path(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

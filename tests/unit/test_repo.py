@@ -10,7 +10,7 @@ from debian.deb822 import Packages
 
 from mxbuild.errors import PoolConflictError, RepoError, SigningError
 from mxbuild.repo import index
-from mxbuild.repo.publish import Upload, finish, publish, read_state
+from mxbuild.repo.publish import Upload, finish, publish, read_packages, read_state
 from mxbuild.repo.sign import KEYRING_NAME, Signer
 from mxbuild.repo.storage import CasConflict, LocalStorage
 
@@ -46,8 +46,8 @@ def test_packages_golden(golden):
 
 def test_release_golden(golden):
     files = index.compressed_variants(index.render_packages([entry("libmxnet", "1.9.1-1~deb12")]))
-    text = index.render_release("bookworm", ["cpu"],
-                                {f"cpu/binary-amd64/{n}": d for n, d in files.items()}, DATE)
+    text = index.render_release("bookworm", ["cpu"], [index.IndexFile.of(f"cpu/binary-amd64/{n}", d)
+                                                      for n, d in files.items()], DATE)
     golden("Release", text)
     rel = index.parse_release(text)
     for field in ("Origin", "Label", "Suite", "Codename", "Date", "Architectures", "Components",
@@ -115,7 +115,8 @@ def test_publish_twice_keeps_both_versions_and_signs(tmp_path, signer):
     r2 = publish(storage, signer, [Upload(v2, "bookworm", "cpu")])
     assert r2.added == ["bookworm/cpu/libmxnet_1.9.1-2~deb12_amd64"]
     state = read_state(storage, "bookworm", signer.public_keyring())
-    assert [e["Version"] for e in state.packages["cpu"]] == ["1.9.1-1~deb12", "1.9.1-2~deb12"]
+    assert [e["Version"] for e in read_packages(storage, state, "cpu")] == [
+        "1.9.1-1~deb12", "1.9.1-2~deb12"]
     repo = tmp_path / "repo"
     assert (repo / "pool/cpu/libm/libmxnet" / v1.name).read_bytes() == v1.read_bytes()
     assert (repo / KEYRING_NAME).read_bytes() == signer.public_keyring()
@@ -126,15 +127,12 @@ def test_publish_twice_keeps_both_versions_and_signs(tmp_path, signer):
                     str(repo / "dists/bookworm/Release")], check=True, capture_output=True)
     assert state.release_text == (repo / "dists/bookworm/Release").read_text()
     # every index named by Release exists at its plain path and under by-hash, hashes match
-    release = index.parse_release(state.release_text)
-    for name, (digest, size) in index.release_files(release).items():
+    for name, named in state.files.items():
         plain = (repo / "dists/bookworm" / name).read_bytes()
-        assert hashlib.sha256(plain).hexdigest() == digest and len(plain) == size
-        d = repo / "dists/bookworm" / name.rsplit("/", 1)[0] / "by-hash/SHA256" / digest
-        assert d.read_bytes() == plain
-    for name, (digest, _) in index.release_files(release, "SHA512").items():
-        d = repo / "dists/bookworm" / name.rsplit("/", 1)[0] / "by-hash/SHA512" / digest
-        assert hashlib.sha512(d.read_bytes()).hexdigest() == digest
+        assert hashlib.sha256(plain).hexdigest() == named.sha256 and len(plain) == named.size
+        by_hash = repo / "dists/bookworm" / name.rsplit("/", 1)[0] / "by-hash"
+        assert (by_hash / "SHA256" / named.sha256).read_bytes() == plain
+        assert (by_hash / "SHA512" / named.sha512).read_bytes() == plain
     # the old generation of the index is still there for clients holding the old InRelease
     assert len(list((repo / "dists/bookworm/cpu/binary-amd64/by-hash/SHA256").iterdir())) == 6
 
@@ -176,7 +174,8 @@ def test_concurrent_commit_is_merged_not_lost(tmp_path, signer):
     result = publish(storage, signer, [Upload(first, "bookworm", "cpu")], after_write=race)
     assert result.attempts == 2
     state = read_state(storage, "bookworm", signer.public_keyring())
-    assert sorted(e["Package"] for e in state.packages["cpu"]) == ["libmxnet", "libother"]
+    assert sorted(e["Package"] for e in read_packages(storage, state, "cpu")) == [
+        "libmxnet", "libother"]
 
 
 def test_finish_completes_an_interrupted_publish(tmp_path, signer):

@@ -1,0 +1,168 @@
+"""Operations on a published repository: list, verify, remove, clean."""
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import RepoError, SigningError
+from . import index
+from .publish import (inrelease_key, packages_name, read_packages, read_state,
+                      update_suite)
+from .sign import Signer
+
+REQUIRED_RELEASE_FIELDS = ("Origin", "Label", "Suite", "Codename", "Date", "Architectures",
+                           "Components", "Acquire-By-Hash", "SHA256", "SHA512")
+
+
+def suites(storage) -> list[str]:
+    return sorted({m.group(1) for obj in storage.list("dists/")
+                   if (m := re.match(r"^dists/([^/]+)/InRelease$", obj.key))})
+
+
+@dataclass
+class Listing:
+    suites: dict[str, dict[str, list[tuple[str, str]]]] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        return [(s, c, p, v) for s, comps in sorted(self.suites.items())
+                for c, pkgs in sorted(comps.items()) for p, v in pkgs]
+
+
+def list_repo(storage, keyring: bytes) -> Listing:
+    out = Listing()
+    for codename in suites(storage):
+        state = read_state(storage, codename, keyring)
+        out.suites[codename] = {
+            c: [(e["Package"], e["Version"]) for e in read_packages(storage, state, c)]
+            for c in state.components}
+    return out
+
+
+def verify(storage, keyring: bytes) -> list[str]:
+    """Every problem apt (or a later publish) would trip over, each named; [] if clean."""
+    problems: list[str] = []
+    where = storage.describe()
+    names = suites(storage)
+    if not names:
+        return [f"{where}: no suite (no dists/*/InRelease)"]
+    for codename in names:
+        base = f"dists/{codename}"
+        try:
+            state = read_state(storage, codename, keyring)
+        except (SigningError, RepoError) as exc:
+            problems.append(f"{where}/{inrelease_key(codename)}: {exc.message}")
+            continue
+        release = index.parse_release(state.release_text)
+        for fname in REQUIRED_RELEASE_FIELDS:
+            if fname not in release:
+                problems.append(f"{where}/{base}/InRelease: no {fname} field")
+        problems += _check_release_pair(storage, base, state.release_text, keyring)
+        for name, named in sorted(state.files.items()):
+            directory = f"{base}/{name.rsplit('/', 1)[0]}"
+            for field_name in ("SHA256", "SHA512"):
+                key = index.by_hash_key(directory, field_name, named.hash(field_name))
+                got = storage.get(key)
+                if got is None:
+                    problems.append(f"{where}/{key}: missing (named by InRelease)")
+                elif (len(got[0]) != named.size or
+                      index.digest(field_name.lower(), got[0]) != named.hash(field_name)):
+                    problems.append(f"{where}/{key}: content does not match InRelease")
+            plain = storage.get(f"{base}/{name}")
+            if plain is None:
+                problems.append(f"{where}/{base}/{name}: missing")
+            elif index.digest("sha256", plain[0]) != named.sha256:
+                problems.append(f"{where}/{base}/{name}: differs from InRelease "
+                                "(an unfinished publish: re-run it)")
+        for component in state.components:
+            try:
+                entries = read_packages(storage, state, component)
+            except RepoError as exc:
+                problems.append(exc.message)
+                continue
+            for e in entries:
+                have = storage.sha256_of(e["Filename"])
+                if have is None:
+                    problems.append(f"{where}/{e['Filename']}: missing (listed in "
+                                    f"{codename}/{packages_name(component)})")
+                elif have != e["SHA256"]:
+                    problems.append(f"{where}/{e['Filename']}: sha256 {have} differs from "
+                                    f"the index ({e['SHA256']})")
+    return problems
+
+
+def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes) -> list[str]:
+    where = storage.describe()
+    release = storage.get(f"{base}/Release")
+    signature = storage.get(f"{base}/Release.gpg")
+    if release is None or signature is None:
+        return [f"{where}/{base}/Release or Release.gpg: missing (an unfinished publish: "
+                "re-run it)"]
+    problems = []
+    if release[0].decode() != inrelease_text:
+        problems.append(f"{where}/{base}/Release: differs from InRelease (an unfinished "
+                        "publish: re-run it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        ring, rel, sig = Path(tmp, "k.gpg"), Path(tmp, "Release"), Path(tmp, "Release.gpg")
+        ring.write_bytes(keyring)
+        rel.write_bytes(release[0])
+        sig.write_bytes(signature[0])
+        proc = subprocess.run(["gpgv", "--keyring", str(ring), str(sig), str(rel)],
+                              capture_output=True)
+        if proc.returncode != 0:
+            problems.append(f"{where}/{base}/Release.gpg: does not verify Release")
+    return problems
+
+
+def remove(storage, signer: Signer, codename: str, component: str, package: str,
+           version: str) -> list[str]:
+    """Drop one version from a suite's index. The pool file stays until `clean`."""
+    keyring = signer.public_keyring()
+
+    def drop(entries):
+        kept = [e for e in entries if (e["Package"], e["Version"]) != (package, version)]
+        gone = [e for e in entries if (e["Package"], e["Version"]) == (package, version)]
+        return kept, gone
+    if codename not in suites(storage):
+        raise RepoError(f"{storage.describe()} has no suite {codename}",
+                        "see `invoke repo.list` for what is published")
+    removed, _ = update_suite(storage, signer, codename, {component: drop}, keyring)
+    if not removed:
+        raise RepoError(f"{package} {version} is not published in {codename}/{component}",
+                        "see `invoke repo.list` for what is published")
+    return removed
+
+
+@dataclass(frozen=True)
+class Garbage:
+    key: str
+    size: int
+    age_seconds: float
+    why: str
+
+
+def garbage(storage, keyring: bytes, grace_seconds: float, now: float | None = None) -> list[Garbage]:
+    """Pool files no index references and by-hash files no Release names, older than the
+    grace period (a client may still hold an older InRelease within it)."""
+    now = now or time.time()
+    referenced: set[str] = set()
+    for codename in suites(storage):
+        state = read_state(storage, codename, keyring)
+        for name, named in state.files.items():
+            directory = f"dists/{codename}/{name.rsplit('/', 1)[0]}"
+            referenced |= {index.by_hash_key(directory, f, named.hash(f))
+                           for f in ("SHA256", "SHA512")}
+        for component in state.components:
+            referenced |= {e["Filename"] for e in read_packages(storage, state, component)}
+    out = []
+    for obj in storage.list("pool/") + [o for o in storage.list("dists/") if "/by-hash/" in o.key]:
+        if obj.key in referenced:
+            continue
+        age = now - obj.modified
+        if age >= grace_seconds:
+            why = "not in any index" if obj.key.startswith("pool/") else "not named by any Release"
+            out.append(Garbage(obj.key, obj.size, age, why))
+    return sorted(out, key=lambda g: g.key)

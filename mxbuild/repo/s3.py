@@ -1,0 +1,217 @@
+"""S3 storage backend: conditional writes (IfNoneMatch / IfMatch) give the publish
+protocol its compare-and-swap without any lock server.
+
+Credentials, region and endpoint come from boto3's standard chain; nothing here ever
+formats a credential into a message.
+"""
+from __future__ import annotations
+
+import hashlib
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import ConfigError, PoolConflictError, RepoError
+from ..fetch import sha256_file
+from .storage import CasConflict, StoredObject
+
+IMMUTABLE = "public, max-age=31536000, immutable"   # pool files and by-hash indexes
+MUTABLE = "public, max-age=60, must-revalidate"      # InRelease, Release, plain-path indexes
+SHA256_META = "sha256"
+
+
+@dataclass(frozen=True)
+class S3Target:
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    sse: str | None = None            # AES256 | aws:kms
+    sse_kms_key_id: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, **kw) -> "S3Target":
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ConfigError(f"{url!r} is not an S3 URL", "write s3://BUCKET/PREFIX")
+        if kw.get("sse") not in (None, "AES256", "aws:kms"):
+            raise ConfigError(f"server-side encryption {kw['sse']!r} is not supported",
+                              "use AES256 or aws:kms")
+        return cls(parts.netloc, parts.path.strip("/"), **kw)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def public_url(self) -> str:
+        """The URL apt uses (anonymous GET: bucket policy or a CDN in front)."""
+        base = (f"{self.endpoint_url.rstrip('/')}/{self.bucket}" if self.endpoint_url
+                else f"https://{self.bucket}.s3.amazonaws.com")
+        return f"{base}/{self.prefix}".rstrip("/")
+
+
+def content_type(key: str, data: bytes | None) -> str:
+    name = key.rsplit("/", 1)[-1]
+    if name.endswith(".deb"):
+        return "application/vnd.debian.binary-package"
+    if name == "Release.gpg":
+        return "application/pgp-signature"
+    if name.endswith(".gpg"):
+        return "application/pgp-keys"
+    head = data[:6] if data is not None else b""
+    if name.endswith(".gz") or head.startswith(b"\x1f\x8b"):
+        return "application/gzip"
+    if name.endswith(".xz") or head.startswith(b"\xfd7zXZ"):
+        return "application/x-xz"
+    return "text/plain; charset=utf-8"
+
+
+def cache_control(key: str) -> str:
+    return IMMUTABLE if key.startswith("pool/") or "/by-hash/" in key else MUTABLE
+
+
+class S3Storage:
+    def __init__(self, target: S3Target, client=None, max_attempts: int = 10):
+        self.target = target
+        self.client = client or boto3.client(
+            "s3", endpoint_url=target.endpoint_url, region_name=target.region,
+            config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
+                          s3={"addressing_style": "path" if target.path_style else "auto"},
+                          connect_timeout=10, read_timeout=120))
+
+    def describe(self) -> str:
+        return self.target.describe()
+
+    def _key(self, key: str) -> str:
+        return f"{self.target.prefix}/{key}" if self.target.prefix else key
+
+    def _fail(self, action: str, key: str, exc: Exception) -> RepoError:
+        # botocore messages name the operation and the error code, never credentials
+        return RepoError(f"S3 {action} {self.describe()}/{key} failed: {exc}",
+                         "check the endpoint, the bucket and the credentials' permissions "
+                         "(boto3 chain: AWS_PROFILE, AWS_ACCESS_KEY_ID, instance role…)")
+
+    @staticmethod
+    def _code(exc: ClientError) -> str:
+        return str(exc.response.get("Error", {}).get("Code", ""))
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            obj = self.client.get_object(Bucket=self.target.bucket, Key=self._key(key))
+            return obj["Body"].read(), obj["ETag"]
+        except ClientError as exc:
+            if self._code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._fail("GET", key, exc)
+        except BotoCoreError as exc:
+            raise self._fail("GET", key, exc)
+
+    def head(self, key: str) -> dict | None:
+        try:
+            return self.client.head_object(Bucket=self.target.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if self._code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail("HEAD", key, exc)
+        except BotoCoreError as exc:
+            raise self._fail("HEAD", key, exc)
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def _put_args(self, key: str, data: bytes | None) -> dict:
+        args = {"Bucket": self.target.bucket, "Key": self._key(key),
+                "ContentType": content_type(key, data), "CacheControl": cache_control(key)}
+        if self.target.sse:
+            args["ServerSideEncryption"] = self.target.sse
+            if self.target.sse_kms_key_id:
+                args["SSEKMSKeyId"] = self.target.sse_kms_key_id
+        return args
+
+    def _put(self, key: str, data: bytes | None, src: Path | None, sha256: str, **cond):
+        args = {**self._put_args(key, data), "Metadata": {SHA256_META: sha256}, **cond}
+        if src is not None:
+            with open(src, "rb") as body:   # streamed: .debs can be hundreds of MB
+                return self.client.put_object(Body=body, **args)
+        return self.client.put_object(Body=data, **args)
+
+    def sha256_of(self, key: str) -> str | None:
+        head = self.head(key)
+        return None if head is None else self._stored_sha256(key, head)
+
+    def _stored_sha256(self, key: str, head: dict) -> str:
+        meta = head.get("Metadata", {}).get(SHA256_META)
+        if meta:
+            return meta
+        got = self.get(key)                 # written by another tool: hash the bytes
+        return hashlib.sha256(got[0]).hexdigest() if got else ""
+
+    def put_new(self, key: str, data: bytes | None = None, src: Path | None = None,
+                sha256: str | None = None) -> bool:
+        want = sha256 or (hashlib.sha256(data).hexdigest() if data is not None
+                          else sha256_file(src))
+        head = self.head(key)
+        if head is None:
+            try:
+                self._put(key, data, src, want, IfNoneMatch="*")
+                return True
+            except ClientError as exc:
+                # 412: created meanwhile (or our own write whose response was lost)
+                if self._code(exc) not in ("PreconditionFailed", "412",
+                                           "ConditionalRequestConflict", "409"):
+                    raise self._fail("PUT", key, exc)
+            except BotoCoreError as exc:
+                raise self._fail("PUT", key, exc)
+            head = self.head(key)
+            if head is None:
+                raise RepoError(f"{self.describe()}/{key}: conditional create failed but the "
+                                "object does not exist", "re-run the publish")
+        have = self._stored_sha256(key, head)
+        if have != want:
+            raise PoolConflictError(f"{self.describe()}/{key} already exists with different "
+                                    f"content (sha256 {have}, new {want})")
+        return False
+
+    def put_cas(self, key: str, data: bytes, expected_token: str | None) -> str:
+        cond = {"IfNoneMatch": "*"} if expected_token is None else {"IfMatch": expected_token}
+        try:
+            resp = self._put(key, data, None, hashlib.sha256(data).hexdigest(), **cond)
+        except ClientError as exc:
+            if self._code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict",
+                                   "409", "NoSuchKey"):
+                raise CasConflict(key)
+            raise self._fail("PUT", key, exc)
+        except BotoCoreError as exc:
+            raise self._fail("PUT", key, exc)
+        return resp["ETag"]
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self._put(key, data, None, hashlib.sha256(data).hexdigest())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("PUT", key, exc)
+
+    def list(self, prefix: str = "") -> list[StoredObject]:
+        out = []
+        base = f"{self.target.prefix}/" if self.target.prefix else ""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.target.bucket, Prefix=base + prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    out.append(StoredObject(obj["Key"][len(base):], obj["Size"],
+                                            obj["LastModified"].timestamp()))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("LIST", prefix, exc)
+        return sorted(out)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.target.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("DELETE", key, exc)
+

@@ -1,0 +1,33 @@
+"""Where a repository lives: a local directory or s3://BUCKET/PREFIX."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .s3 import S3Storage, S3Target
+from .storage import LocalStorage
+
+
+@dataclass(frozen=True)
+class S3Options:
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+
+
+def open_storage(location: str | Path, s3: S3Options = S3Options()):
+    text = str(location)
+    if text.startswith("s3://"):
+        return S3Storage(S3Target.parse(text, endpoint_url=s3.endpoint_url, region=s3.region,
+                                        path_style=s3.path_style, sse=s3.sse,
+                                        sse_kms_key_id=s3.sse_kms_key_id))
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return LocalStorage(Path(text).expanduser().resolve())
+
+
+def public_url(storage) -> str | None:
+    """The URL apt uses for an S3 repository; None for a local directory (served locally)."""
+    return storage.target.public_url() if isinstance(storage, S3Storage) else None

@@ -1,0 +1,77 @@
+"""A publisher process for the S3 tests: `python -m tests.integration.s3_publisher ...`.
+
+--kill-after N: SIGKILL this process right after its Nth completed S3 write (the crash
+test). --start FILE: wait until FILE exists, so many publishers start together.
+"""
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mxbuild.repo.publish import Upload, publish
+from mxbuild.repo.s3 import S3Storage, S3Target
+from mxbuild.repo.sign import Signer
+
+
+class KillingStorage:
+    """The real S3Storage; the process dies right after the Nth write that happened."""
+
+    def __init__(self, inner: S3Storage, kill_after: int):
+        self.inner, self.kill_after, self.writes = inner, kill_after, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _wrote(self):
+        self.writes += 1
+        if self.writes == self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def put_new(self, *args, **kwargs):
+        written = self.inner.put_new(*args, **kwargs)
+        if written:
+            self._wrote()
+        return written
+
+    def put_cas(self, *args, **kwargs):
+        token = self.inner.put_cas(*args, **kwargs)
+        self._wrote()
+        return token
+
+    def put(self, *args, **kwargs):
+        self.inner.put(*args, **kwargs)
+        self._wrote()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--gnupg", required=True)
+    ap.add_argument("--codename", default="bookworm")
+    ap.add_argument("--component", default="cpu")
+    ap.add_argument("--kill-after", type=int, default=0)
+    ap.add_argument("--start")
+    ap.add_argument("--one-by-one", action="store_true")
+    ap.add_argument("debs", nargs="+")
+    args = ap.parse_args()
+    storage = S3Storage(S3Target.parse(args.target, endpoint_url=args.endpoint, path_style=True))
+    if args.kill_after:
+        storage = KillingStorage(storage, args.kill_after)
+    if args.start:
+        while not Path(args.start).exists():
+            time.sleep(0.01)
+    signer = Signer(Path(args.gnupg))
+    uploads = [Upload(Path(d), args.codename, args.component) for d in args.debs]
+    batches = [[u] for u in uploads] if args.one_by_one else [uploads]
+    attempts = 0
+    for batch in batches:
+        attempts += publish(storage, signer, batch).attempts
+    print(f"done attempts={attempts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The S3 backend of the publish protocol against a real S3-compatible server (moto on
+loopback), read by a real apt-get in a container."""
+import contextlib
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from mxbuild.containers import Container
+from mxbuild.errors import PoolConflictError, RepoError
+from mxbuild.repo import ops
+from mxbuild.repo.publish import Upload, publish
+from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, S3Storage, S3Target
+from mxbuild.repo.sign import KEYRING_NAME, Signer
+
+from ..conftest import ROOT, S3_KEY_ID, S3_SECRET, make_deb
+from .fault_proxy import FaultProxy
+
+KEYRING = f"/usr/share/keyrings/{KEYRING_NAME}"
+
+
+def storage_for(endpoint, bucket, prefix="apt", **kw) -> S3Storage:
+    return S3Storage(S3Target.parse(f"s3://{bucket}/{prefix}", endpoint_url=endpoint,
+                                    path_style=True, **kw))
+
+
+@pytest.fixture(scope="module")
+def signer(tmp_path_factory):
+    s = Signer(tmp_path_factory.mktemp("gnupg"))
+    s.public_keyring()  # make the key once, before processes share the directory
+    return s
+
+
+@contextlib.contextmanager
+def apt_box(docker_client, cell_images, keyring: bytes, tmp_path):
+    ring = tmp_path / KEYRING_NAME
+    ring.write_bytes(keyring)
+    with Container(docker_client, cell_images[2].ref, label="s3-apt", network="host") as box:
+        box.copy_into(ring, "/usr/share/keyrings")
+        box.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
+        yield box
+
+
+def point_apt(box, url: str, component: str = "cpu"):
+    box.write_file("/etc/apt/sources.list.d/mxbuild.list",
+                   f"deb [signed-by={KEYRING}] {url} bookworm {component}\n")
+    box.run(["sh", "-c", "rm -rf /var/lib/apt/lists/*"])
+
+
+def visible(box, package: str) -> set[str]:
+    out = box.run(["apt-cache", "madison", package], check=False).output
+    return {line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
+
+
+def test_apt_installs_from_s3_with_signed_by_and_plus_in_version(
+        docker_client, cell_images, moto_endpoint, s3_bucket, signer, tmp_path):
+    storage = storage_for(moto_endpoint, s3_bucket)
+    deb = make_deb(tmp_path, "mxbuild-probe", "1.9.1+really1-1~deb12", b"plus")
+    result = publish(storage, signer, [Upload(deb, "bookworm", "cpu")])
+    assert result.added == ["bookworm/cpu/mxbuild-probe_1.9.1+really1-1~deb12_amd64"]
+    assert ops.verify(storage, signer.public_keyring()) == []
+    with apt_box(docker_client, cell_images, signer.public_keyring(), tmp_path) as box:
+        point_apt(box, storage.target.public_url())
+        box.run(["apt-get", "update", "--error-on=any"])
+        box.run(["apt-get", "install", "-y", "mxbuild-probe"])
+        assert box.run(["dpkg-query", "-W", "-f", "${Version}", "mxbuild-probe"]).output \
+            == "1.9.1+really1-1~deb12"
+
+
+def test_objects_have_content_type_cache_control_and_no_acl(moto_endpoint, s3_bucket, signer,
+                                                           tmp_path):
+    storage = storage_for(moto_endpoint, s3_bucket, sse="AES256")
+    sent = []
+    storage.client.meta.events.register("before-call.s3.*",
+                                        lambda model, **kw: sent.append(model.name))
+    publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
+    assert not any("Acl" in op for op in sent), sent
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+
+    def head(key):
+        return s3.head_object(Bucket=s3_bucket, Key=f"apt/{key}")
+    deb = head("pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb")
+    assert deb["ContentType"] == "application/vnd.debian.binary-package"
+    assert deb["CacheControl"] == IMMUTABLE
+    assert deb["ServerSideEncryption"] == "AES256"
+    inrelease = head("dists/bookworm/InRelease")
+    assert inrelease["CacheControl"] == MUTABLE and inrelease["ContentType"].startswith("text/plain")
+    assert head("dists/bookworm/Release.gpg")["ContentType"] == "application/pgp-signature"
+    assert head("dists/bookworm/cpu/binary-amd64/Packages.xz")["CacheControl"] == MUTABLE
+    listing = s3.list_objects_v2(Bucket=s3_bucket, Prefix="apt/dists/bookworm/cpu/binary-amd64/by-hash/")
+    for obj in listing["Contents"]:
+        h = s3.head_object(Bucket=s3_bucket, Key=obj["Key"])
+        assert h["CacheControl"] == IMMUTABLE
+        assert h["ContentType"] in ("text/plain; charset=utf-8", "application/gzip",
+                                    "application/x-xz")
+
+
+def test_pool_is_immutable(moto_endpoint, s3_bucket, signer, tmp_path):
+    storage = storage_for(moto_endpoint, s3_bucket)
+    deb = make_deb(tmp_path / "a", "libmxnet", "1.0-1", b"A")
+    publish(storage, signer, [Upload(deb, "bookworm", "cpu")])
+    puts = []
+    storage.client.meta.events.register("before-parameter-build.s3.PutObject",
+                                        lambda params, **kw: puts.append(params["Key"]))
+    publish(storage, signer, [Upload(deb, "bookworm", "cpu")])     # same bytes: skipped
+    assert puts == []                                               # nothing at all
+    other = make_deb(tmp_path / "b", "libmxnet", "1.0-1", b"B")
+    with pytest.raises(PoolConflictError, match="already exists with different content"):
+        publish(storage, signer, [Upload(other, "bookworm", "cpu")])
+    got = storage.get("pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb")
+    assert got[0] == deb.read_bytes()
+
+
+def _put_count(storage, signer, tmp_path, n):
+    debs = [make_deb(tmp_path / f"n{n}", f"pkg{i:04d}", "1.0-1") for i in range(n)]
+    publish(storage, signer, [Upload(d, "bookworm", "cpu") for d in debs])
+    puts = []
+    storage.client.meta.events.register("before-parameter-build.s3.PutObject",
+                                        lambda params, **kw: puts.append(params["Key"]))
+    publish(storage, signer, [Upload(make_deb(tmp_path / f"n{n}", "zz-new", "1.0-1"),
+                                     "bookworm", "cpu")])
+    prefix = storage.target.prefix + "/"
+    return sorted(k[len(prefix):] for k in puts)
+
+
+def test_adding_one_package_costs_a_constant_number_of_uploads(moto_endpoint, s3_bucket,
+                                                               signer, tmp_path):
+    small = _put_count(storage_for(moto_endpoint, s3_bucket, "small"), signer, tmp_path, 5)
+    large = _put_count(storage_for(moto_endpoint, s3_bucket, "large"), signer, tmp_path, 60)
+    assert len(small) == len(large) == 13
+    # the pool file, 3 indexes × 2 by-hash copies, InRelease, 3 plain indexes, Release(.gpg)
+    assert sum(k.startswith("pool/") for k in large) == 1
+    assert sum("/by-hash/" in k for k in large) == 6
+
+
+def test_concurrent_publishers_lose_nothing(docker_client, cell_images, moto_endpoint,
+                                            s3_bucket, signer, tmp_path):
+    start = tmp_path / "go"
+    procs = []
+    for p in range(8):
+        debs = [str(make_deb(tmp_path / f"p{p}", f"pkg-{p}-{i}", "1.0-1")) for i in range(5)]
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.s3_publisher", "--endpoint", moto_endpoint,
+             "--target", f"s3://{s3_bucket}/apt", "--gnupg", str(signer.home),
+             "--start", str(start), "--one-by-one", *debs],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    time.sleep(2)       # all imported and waiting
+    start.touch()
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+    attempts = sum(int(out.split("attempts=")[1]) for out, _ in outputs)
+    print(f"8 publishers x 5 packages: {attempts} attempts for 40 commits")
+    assert attempts > 40, "the publishers never collided: the test proves nothing"
+    storage = storage_for(moto_endpoint, s3_bucket)
+    listing = ops.list_repo(storage, signer.public_keyring())
+    assert len(listing.rows()) == 40
+    assert ops.verify(storage, signer.public_keyring()) == []
+    with apt_box(docker_client, cell_images, signer.public_keyring(), tmp_path) as box:
+        point_apt(box, storage.target.public_url())
+        box.run(["apt-get", "update", "--error-on=any"])
+        names = box.run(["sh", "-c", "apt-cache pkgnames pkg- | sort"]).output.split()
+        assert len(names) == 40
+
+
+def test_killed_publisher_leaves_a_readable_repo_at_every_write(docker_client, cell_images,
+                                                                moto_endpoint, s3_bucket,
+                                                                signer, tmp_path):
+    old = make_deb(tmp_path / "old", "mxbuild-probe", "1.0-1")
+    new = make_deb(tmp_path / "new", "mxbuild-probe", "2.0-1")
+    positions = 0
+    with apt_box(docker_client, cell_images, signer.public_keyring(), tmp_path) as box:
+        for kill_after in range(1, 40):
+            prefix = f"kill{kill_after}"
+            storage = storage_for(moto_endpoint, s3_bucket, prefix)
+            publish(storage, signer, [Upload(old, "bookworm", "cpu")])
+            proc = subprocess.run(
+                [sys.executable, "-m", "tests.integration.s3_publisher", "--endpoint",
+                 moto_endpoint, "--target", f"s3://{s3_bucket}/{prefix}", "--gnupg",
+                 str(signer.home), "--kill-after", str(kill_after), str(new)],
+                cwd=ROOT, capture_output=True, text=True)
+            if proc.returncode == 0:
+                break                       # fewer writes than kill_after: all positions done
+            assert proc.returncode == -9, proc.stderr
+            positions += 1
+            point_apt(box, storage.target.public_url())
+            update = box.run(["apt-get", "update", "--error-on=any"], check=False)
+            assert update.exit_code == 0, f"after write {kill_after}:\n{update.output}"
+            assert visible(box, "mxbuild-probe") in ({"1.0-1"}, {"1.0-1", "2.0-1"}), kill_after
+            publish(storage, signer, [Upload(new, "bookworm", "cpu")])  # re-run completes
+            assert ops.verify(storage, signer.public_keyring()) == [], kill_after
+            point_apt(box, storage.target.public_url())
+            box.run(["apt-get", "update", "--error-on=any"])
+            assert visible(box, "mxbuild-probe") == {"1.0-1", "2.0-1"}
+    print(f"killed at {positions} write positions; each left a repo apt reads")
+    assert positions >= 10, f"only {positions} write positions were exercised"
+
+
+def test_publish_survives_30_percent_faults(moto_endpoint, s3_bucket, signer, tmp_path):
+    with FaultProxy(moto_endpoint, rate=0.3, seed=7) as proxy:
+        storage = storage_for(proxy.url, s3_bucket)
+        for i in range(4):
+            publish(storage, signer, [Upload(make_deb(tmp_path, f"pkg{i}", "1.0-1"),
+                                             "bookworm", "cpu")])
+    print(f"fault proxy: {proxy.counts}")
+    assert proxy.counts["requests"] > 50
+    assert min(proxy.counts[k] for k in ("503", "500", "reset-before", "reset-after")) > 0
+    direct = storage_for(moto_endpoint, s3_bucket)
+    assert ops.verify(direct, signer.public_keyring()) == []
+    assert len(ops.list_repo(direct, signer.public_keyring()).rows()) == 4
+
+
+def test_publish_that_cannot_get_through_fails_clearly_and_leaves_the_repo_valid(
+        moto_endpoint, s3_bucket, signer, tmp_path):
+    direct = storage_for(moto_endpoint, s3_bucket)
+    publish(direct, signer, [Upload(make_deb(tmp_path, "pkg0", "1.0-1"), "bookworm", "cpu")])
+    with FaultProxy(moto_endpoint, rate=1.0, seed=3) as proxy:
+        storage = S3Storage(S3Target.parse(f"s3://{s3_bucket}/apt", endpoint_url=proxy.url,
+                                           path_style=True), max_attempts=3)
+        with pytest.raises(RepoError) as info:
+            publish(storage, signer, [Upload(make_deb(tmp_path, "pkg1", "1.0-1"), "bookworm",
+                                             "cpu")])
+    assert info.value.message.startswith(f"S3 ")
+    assert f"s3://{s3_bucket}/apt/" in info.value.message
+    assert ops.verify(direct, signer.public_keyring()) == []
+    assert ops.list_repo(direct, signer.public_keyring()).rows() == [
+        ("bookworm", "cpu", "pkg0", "1.0-1")]
+
+
+def test_remove_and_clean(moto_endpoint, s3_bucket, signer, tmp_path):
+    storage = storage_for(moto_endpoint, s3_bucket)
+    for v in ("1.0-1", "2.0-1"):
+        publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", v), "bookworm", "cpu")])
+    keyring = signer.public_keyring()
+    assert ops.garbage(storage, keyring, grace_seconds=0) != []   # generation 1's by-hash
+    removed = ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+    assert removed == ["bookworm/cpu/libmxnet_1.0-1_amd64"]
+    assert ops.list_repo(storage, keyring).rows() == [("bookworm", "cpu", "libmxnet", "2.0-1")]
+    assert ops.verify(storage, keyring) == []
+    assert ops.garbage(storage, keyring, grace_seconds=3600) == []  # all inside the grace
+    found = ops.garbage(storage, keyring, grace_seconds=0)
+    keys = {g.key for g in found}
+    assert "pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb" in keys
+    assert all("/by-hash/" in k or k.startswith("pool/") for k in keys)
+    for g in found:
+        storage.delete(g.key)
+    assert ops.verify(storage, keyring) == []
+    assert ops.garbage(storage, keyring, grace_seconds=0) == []
+    with pytest.raises(RepoError, match="is not published"):
+        ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+
+
+def test_verify_names_each_problem(moto_endpoint, s3_bucket, signer, tmp_path):
+    storage = storage_for(moto_endpoint, s3_bucket)
+    publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
+    storage.delete("pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb")
+    storage.put("dists/bookworm/cpu/binary-amd64/Packages.gz", b"garbage")
+    problems = ops.verify(storage, signer.public_keyring())
+    assert any("libmxnet_1.0-1_amd64.deb: missing" in p for p in problems), problems
+    assert any("Packages.gz: differs from InRelease" in p for p in problems), problems
+    stranger = Signer(tmp_path / "stranger")
+    problems = ops.verify(storage, stranger.public_keyring())
+    assert any("does not verify" in p for p in problems), problems
+
+
+def test_credentials_never_appear_in_output(moto_endpoint, s3_bucket, signer, tmp_path):
+    import os
+    env = {**os.environ, "MXBUILD_GNUPGHOME": str(signer.home),
+           "MXBUILD_OUT_DIR": str(tmp_path / "out")}
+    storage = storage_for(moto_endpoint, s3_bucket)
+    publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
+    runs = [
+        ["repo.list", "--repo", f"s3://{s3_bucket}/apt", "--endpoint-url", moto_endpoint,
+         "--path-style"],
+        ["repo.verify", "--repo", f"s3://{s3_bucket}/apt", "--endpoint-url", moto_endpoint,
+         "--path-style"],
+        ["repo.verify", "--repo", f"s3://{s3_bucket}/apt", "--endpoint-url",
+         "http://127.0.0.1:9", "--path-style"],                   # unreachable: error path
+        ["repo.list", "--repo", "s3://no-such-bucket-xyz/apt", "--endpoint-url", moto_endpoint,
+         "--path-style"],
+    ]
+    codes = []
+    for args in runs:
+        proc = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        codes.append(proc.returncode)
+        for secret in (S3_SECRET, S3_KEY_ID):
+            assert secret not in proc.stdout + proc.stderr, args
+    assert codes[:2] == [0, 0] and codes[2] == 7 and codes[3] == 7
