@@ -69,3 +69,25 @@ def test_a_failing_stage_names_cell_stage_and_log(run_env, tmp_path):
     assert stages == {"image": "ok", "recipe": "failed", "package": "skipped",
                       "publish": "skipped", "smoke": "skipped"}
     assert not (tmp_path / "out/repo/dists").exists()   # nothing half-published
+
+
+def test_build_publishes_to_s3_and_smoke_installs_from_it(run_env, moto_endpoint, s3_bucket,
+                                                          tmp_path):
+    out, env = run_env
+    env = {**env, "MXBUILD_OUT_DIR": str(tmp_path / "out")}
+    target = f"s3://{s3_bucket}/apt"
+    proc = invoke("build", "--cell", "1.9.1-cpu-debian12", "--publish", target,
+                  "--endpoint-url", moto_endpoint, "--path-style", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    (cell,) = report["cells"]
+    assert cell["repo"]["location"] == target
+    assert cell["smoke"]["passed"] == cell["smoke"]["tests"] >= 10
+    smoke_log = (tmp_path / "out/logs/1.9.1-cpu-debian12/smoke.log").read_text()
+    assert f"{moto_endpoint}/{s3_bucket}/apt bookworm InRelease" in smoke_log   # apt read S3
+    listed = invoke("repo.list", "--repo", target, "--endpoint-url", moto_endpoint,
+                    "--path-style", "--json", env=env)
+    assert json.loads(listed.stdout) == {"bookworm": {"cpu": [["libmxnet", "1.9.1-1~deb12"]]}}
+    verified = invoke("repo.verify", "--repo", target, "--endpoint-url", moto_endpoint,
+                      "--path-style", env=env)
+    assert verified.returncode == 0, verified.stderr

@@ -1,0 +1,69 @@
+import pytest
+
+from mxbuild.cli import parse_duration
+from mxbuild.errors import ConfigError
+from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, S3Target, cache_control, content_type
+from mxbuild.repo.storage import LocalStorage
+from mxbuild.repo.target import S3Options, open_storage
+
+
+def test_s3_url_parsing_and_public_url():
+    t = S3Target.parse("s3://my-bucket/apt/prod/")
+    assert (t.bucket, t.prefix) == ("my-bucket", "apt/prod")
+    assert t.public_url() == "https://my-bucket.s3.amazonaws.com/apt/prod"
+    local = S3Target.parse("s3://b/p", endpoint_url="http://127.0.0.1:9000/")
+    assert local.public_url() == "http://127.0.0.1:9000/b/p"
+    assert S3Target.parse("s3://bucket").prefix == ""
+
+
+@pytest.mark.parametrize("url", ["http://bucket/x", "s3:///nobucket", "bucket/prefix"])
+def test_bad_s3_urls(url):
+    with pytest.raises(ConfigError, match="is not an S3 URL"):
+        S3Target.parse(url)
+
+
+def test_bad_sse():
+    with pytest.raises(ConfigError, match="'des' is not supported") as info:
+        S3Target.parse("s3://b/p", sse="des")
+    assert info.value.hint == "use AES256 or aws:kms"
+
+
+@pytest.mark.parametrize("key,data,ctype", [
+    ("pool/cpu/libm/libmxnet/libmxnet_1.9.1-1~deb12_amd64.deb", None,
+     "application/vnd.debian.binary-package"),
+    ("dists/bookworm/Release.gpg", b"-----BEGIN", "application/pgp-signature"),
+    ("mxbuild-archive-keyring.gpg", b"\x99", "application/pgp-keys"),
+    ("dists/bookworm/cpu/binary-amd64/Packages.gz", b"\x1f\x8b", "application/gzip"),
+    ("dists/bookworm/cpu/binary-amd64/by-hash/SHA256/ab", b"\xfd7zXZ\x00", "application/x-xz"),
+    ("dists/bookworm/cpu/binary-amd64/by-hash/SHA256/cd", b"Package: x", "text/plain; charset=utf-8"),
+    ("dists/bookworm/InRelease", b"-----BEGIN PGP", "text/plain; charset=utf-8"),
+])
+def test_content_type(key, data, ctype):
+    assert content_type(key, data) == ctype
+
+
+def test_cache_control():
+    assert cache_control("pool/cpu/libm/libmxnet/x.deb") == IMMUTABLE
+    assert cache_control("dists/bookworm/cpu/binary-amd64/by-hash/SHA512/ab") == IMMUTABLE
+    for key in ("dists/bookworm/InRelease", "dists/bookworm/Release",
+                "dists/bookworm/cpu/binary-amd64/Packages.xz"):
+        assert cache_control(key) == MUTABLE
+
+
+def test_open_storage_picks_the_backend(tmp_path):
+    assert isinstance(open_storage(tmp_path / "repo"), LocalStorage)
+    assert isinstance(open_storage(f"file://{tmp_path}/repo"), LocalStorage)
+    s3 = open_storage("s3://bkt/pfx", S3Options(endpoint_url="http://127.0.0.1:1",
+                                                 region="us-east-1", path_style=True))
+    assert s3.describe() == "s3://bkt/pfx"
+
+
+@pytest.mark.parametrize("text,seconds", [("0", 0), ("90s", 90), ("30m", 1800),
+                                          ("24h", 86400), ("7d", 604800), ("1.5h", 5400)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_parse_duration_rejects_garbage():
+    with pytest.raises(ConfigError, match="malformed"):
+        parse_duration("a day")
