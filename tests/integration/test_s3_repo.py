@@ -149,7 +149,7 @@ def test_concurrent_publishers_lose_nothing(docker_client, cell_images, moto_end
     time.sleep(2)       # all imported and waiting
     start.touch()
     outputs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     attempts = sum(int(out.split("attempts=")[1]) for out, _ in outputs)
     print(f"8 publishers x 5 packages: {attempts} attempts for 40 commits")
@@ -222,7 +222,7 @@ def test_publish_that_cannot_get_through_fails_clearly_and_leaves_the_repo_valid
         with pytest.raises(RepoError) as info:
             publish(storage, signer, [Upload(make_deb(tmp_path, "pkg1", "1.0-1"), "bookworm",
                                              "cpu")])
-    assert info.value.message.startswith(f"S3 ")
+    assert info.value.message.startswith("S3 ")
     assert f"s3://{s3_bucket}/apt/" in info.value.message
     assert ops.verify(direct, signer.public_keyring()) == []
     assert ops.list_repo(direct, signer.public_keyring()).rows() == [
