@@ -76,3 +76,13 @@ def test_cli_matrix_json():
     rows = json.loads(proc.stdout)
     assert {"id", "mxnet", "variant", "cuda", "distro", "codename", "recipe"} <= set(rows[0])
     assert all(r["variant"] == "cpu" for r in rows)
+
+
+def test_cli_without_a_docker_engine_exits_5_and_says_what_to_do(tmp_path):
+    import os
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
+           "MXBUILD_OUT_DIR": str(tmp_path / "out")}
+    proc = _invoke("build", "--variant", "cpu", env=env)
+    assert proc.returncode == 5
+    assert f"no Docker engine answers at unix://{tmp_path}/no-engine.sock" in proc.stderr
+    assert "invoke setup" in proc.stderr
