@@ -83,6 +83,55 @@ def verify(path: Path, sha256: str, what: str) -> None:
                             f"({path}) to download it again, or correct the pin in matrix.yaml")
 
 
+def _store(dest: Path, sha256: str, what: str, fill) -> Path:
+    """Write via fill(file) into a temp file beside dest, verify, then move into place:
+    nothing unverified ever enters the cache."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+        try:
+            fill(tmp)
+        except (urllib.error.URLError, OSError) as exc:
+            tmp_path.unlink(missing_ok=True)
+            raise MxbuildError(f"downloading {what} failed: {exc}",
+                               "check network access (PyPI, the distro archives) or set "
+                               "MXBUILD_INDEX_URL / MXBUILD_WHEEL_DIR")
+    try:
+        verify(tmp_path, sha256, f"downloaded {what}")
+    except ChecksumError:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    tmp_path.replace(dest)
+    return dest
+
+
+def _copy_from(src: Path):
+    def fill(out):
+        with open(src, "rb") as f:
+            for block in iter(lambda: f.read(CHUNK), b""):
+                out.write(block)
+    return fill
+
+
+def _download(url: str, ctx: ssl.SSLContext):
+    def fill(out):
+        with urllib.request.urlopen(url, context=ctx, timeout=300) as resp:
+            for block in iter(lambda: resp.read(CHUNK), b""):
+                out.write(block)
+    return fill
+
+
+def fetch_pinned(url: str, sha256: str, cache_dir: Path, extra_ca: Path | None = None) -> Path:
+    """Download url into the content-addressed cache; refuse it unless its sha256 matches."""
+    filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    dest = cas_path(cache_dir, sha256, filename)
+    if dest.exists():
+        verify(dest, sha256, f"cached {filename}")
+        return dest
+    log.info("downloading %s", url)
+    return _store(dest, sha256, filename, _download(url, _ssl_context(extra_ca)))
+
+
 def fetch_wheel(pin: WheelPin, cache_dir: Path, extra_ca: Path | None = None) -> Path:
     """Return the verified wheel from the cache, downloading it (streamed) if absent."""
     dest = cas_path(cache_dir, pin.sha256, pin.filename)
@@ -90,31 +139,10 @@ def fetch_wheel(pin: WheelPin, cache_dir: Path, extra_ca: Path | None = None) ->
         verify(dest, pin.sha256, f"cached {pin.filename}")
         return dest
     local = os.environ.get("MXBUILD_WHEEL_DIR")  # e.g. a pip download dir already on disk
+    if local and (Path(local) / pin.filename).is_file():
+        log.info("copying %s from MXBUILD_WHEEL_DIR", pin.filename)
+        return _store(dest, pin.sha256, pin.filename, _copy_from(Path(local) / pin.filename))
     ctx = _ssl_context(extra_ca)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-        try:
-            if local and (Path(local) / pin.filename).is_file():
-                src = Path(local) / pin.filename
-                log.info("copying %s from MXBUILD_WHEEL_DIR", pin.filename)
-                with open(src, "rb") as f:
-                    for block in iter(lambda: f.read(CHUNK), b""):
-                        tmp.write(block)
-            else:
-                url = index_url(pin, os.environ.get("MXBUILD_INDEX_URL", DEFAULT_INDEX), ctx)
-                log.info("downloading %s", url)
-                with urllib.request.urlopen(url, context=ctx, timeout=300) as resp:
-                    for block in iter(lambda: resp.read(CHUNK), b""):
-                        tmp.write(block)
-        except (urllib.error.URLError, OSError) as exc:
-            tmp_path.unlink(missing_ok=True)
-            raise MxbuildError(f"downloading {pin.filename} failed: {exc}",
-                               "check network access to PyPI or set MXBUILD_INDEX_URL")
-    try:
-        verify(tmp_path, pin.sha256, f"downloaded {pin.filename}")
-    except ChecksumError:
-        tmp_path.unlink(missing_ok=True)  # nothing unverified ever enters the cache
-        raise
-    tmp_path.replace(dest)
-    return dest
+    url = index_url(pin, os.environ.get("MXBUILD_INDEX_URL", DEFAULT_INDEX), ctx)
+    log.info("downloading %s", url)
+    return _store(dest, pin.sha256, pin.filename, _download(url, ctx))

@@ -5,9 +5,11 @@ inputs did not change is found by its tag and never rebuilt.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -19,6 +21,7 @@ import jinja2
 from docker.errors import APIError, ImageNotFound
 
 from .containers import Container, CommandFailed
+from .fetch import DEFAULT_INDEX, fetch_pinned
 from .errors import ImageError
 from .log import log
 from .matrix import BootstrapSpec, Cell, Distro
@@ -29,6 +32,13 @@ BUILD_REPO = "mxbuild/build"
 RUNTIME_REPO = "mxbuild/runtime"
 CLIENT_REPO = "mxbuild/smoke-client"
 CLIENT_VENV = "/opt/mxnet-client"
+# numpy 1.24 removed the np.bool/np.int/... aliases MXNet 1.9's Python code still uses.
+# Distros whose Python has no numpy < 1.24 wheels (noble's 3.12) get them back at start-up
+# of the smoke client's interpreter; the library under test is untouched.
+NUMPY_COMPAT_PTH = ('import numpy; d = numpy.__dict__; d.setdefault("bool", bool); '
+                    'd.setdefault("int", int); d.setdefault("float", float); '
+                    'd.setdefault("complex", complex); d.setdefault("object", object); '
+                    'd.setdefault("str", str)')
 
 
 @dataclass(frozen=True)
@@ -74,16 +84,22 @@ class Lock:
         return self.entries.get(distro)
 
     def record(self, distro: str, entry: dict) -> None:
-        self.entries[distro] = entry
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.entries, indent=2, sort_keys=True) + "\n")
-        tmp.replace(self.path)
+        # Re-read under a lock: runs building other distros may record meanwhile.
+        with open(self.path.with_suffix(".lock"), "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            current = json.loads(self.path.read_text()) if self.path.exists() else {}
+            current[distro] = entry
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+            tmp.replace(self.path)
+            self.entries = current
 
 
 # ------------------------------------------------------------------ base images
 
 def bootstrap_inputs(spec: BootstrapSpec) -> dict:
-    return {"method": "debootstrap --variant=minbase", **asdict(spec), "format": 1}
+    fields = {k: v for k, v in asdict(spec).items() if v is not None}
+    return {"method": "debootstrap --variant=minbase", **fields, "format": 1}
 
 
 def ensure_base(client, distro: Distro, opts: Options, logf: IO[str]) -> ImageRef:
@@ -143,21 +159,35 @@ def _ensure_registry_base(client, distro: Distro, lock: Lock, pinned) -> ImageRe
     return ImageRef(ref, image.id)
 
 
-def verify_archive_key(spec: BootstrapSpec, dest: Path) -> Path:
+def keyring_file(spec: BootstrapSpec, cache_dir: Path, work: Path) -> Path:
+    """The archive keyring: a host file, or extracted from a sha256-pinned .deb."""
+    if spec.keyring_package is None:
+        return Path(spec.keyring)
+    kp = spec.keyring_package
+    deb = fetch_pinned(kp.url, kp.sha256, cache_dir)
+    out = work / "keyring-package"
+    proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImageError(f"cannot unpack {deb.name}: {proc.stderr.strip()}", "")
+    return out / kp.path.lstrip("/")
+
+
+def verify_archive_key(spec: BootstrapSpec, dest: Path, keyring: Path | None = None) -> Path:
     """Export exactly the pinned key from the keyring; refuse if it is not there."""
-    if not Path(spec.keyring).is_file():
-        raise ImageError(f"archive keyring {spec.keyring} does not exist",
+    keyring = keyring or Path(spec.keyring)
+    if not keyring.is_file():
+        raise ImageError(f"archive keyring {keyring} does not exist",
                          "install the distro's archive keyring package (debian-archive-keyring) "
                          "or fix `keyring` in matrix.yaml")
     listing = subprocess.run(
-        ["gpg", "--batch", "--no-default-keyring", "--keyring", spec.keyring,
+        ["gpg", "--batch", "--no-default-keyring", "--keyring", str(keyring),
          "--with-colons", "--list-keys", spec.key_fingerprint], capture_output=True, text=True)
     fprs = [line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr:")]
     if listing.returncode != 0 or spec.key_fingerprint not in fprs:
-        raise ImageError(f"key {spec.key_fingerprint} is not in {spec.keyring}",
+        raise ImageError(f"key {spec.key_fingerprint} is not in {keyring}",
                          "update the keyring package, or correct key_fingerprint in matrix.yaml")
     exported = subprocess.run(
-        ["gpg", "--batch", "--no-default-keyring", "--keyring", spec.keyring,
+        ["gpg", "--batch", "--no-default-keyring", "--keyring", str(keyring),
          "--export", spec.key_fingerprint], capture_output=True)
     dest.write_bytes(exported.stdout)
     return dest
@@ -169,11 +199,12 @@ def _bootstrap(client, distro: Distro, tag: str, opts: Options, logf: IO[str]):
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         tmp = Path(tmp)
-        keyring = verify_archive_key(spec, tmp / "archive-key.gpg")
+        keyring = verify_archive_key(spec, tmp / "archive-key.gpg",
+                                     keyring_file(spec, opts.cache_dir / "downloads", tmp))
         rootfs = tmp / "rootfs"
         cmd = ["debootstrap", "--variant=minbase", "--force-check-gpg",
                f"--keyring={keyring}", f"--components={','.join(spec.components)}",
-               spec.suite, str(rootfs), spec.mirror]
+               spec.suite, str(rootfs), spec.mirror] + ([spec.script] if spec.script else [])
         _host_run(cmd, logf, "debootstrap failed (see the log); check the mirror and the key")
         # Caches and logs of the bootstrap itself are not part of the image.
         _host_run(["sh", "-c", f"cd {rootfs} && rm -rf var/cache/apt/archives/*.deb "
@@ -248,13 +279,16 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
     has one.
     """
     smoke = cell.distro.smoke
-    digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip), 2)
+    digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip),
+                          smoke.pip_upgrade, smoke.numpy_compat, NUMPY_COMPAT_PTH, 2)
     tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-{digest[:12]}"
     image = _find(client, tag)
     if image is not None:
         logf.write(f"reusing {tag} ({image.id})\n")
         return ImageRef(tag, image.id)
     requirements = [f"/tmp/wheel/{wheel.name}", *smoke.pip]
+    # Explicit index: old pips default to pypi.python.org, and mirrors must apply here too.
+    index = ["--index-url", os.environ.get("MXBUILD_INDEX_URL", DEFAULT_INDEX)]
     with tempfile.TemporaryDirectory(dir=opts.cache_dir) as tmp:
         with Container(client, runtime.ref, label=f"client-fetch-{cell.distro.name}",
                        network="bridge", extra_ca=opts.extra_ca_bundle, log_file=logf) as box:
@@ -262,8 +296,12 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
             box.copy_into(wheel, "/tmp/wheel")
             try:
                 box.run([smoke.python, "-m", "venv", "/tmp/fetch"])
+                if smoke.pip_upgrade:
+                    box.run(["/tmp/fetch/bin/pip", "install", "--upgrade", *index,
+                             "--disable-pip-version-check", smoke.pip_upgrade])
+                    requirements.append(smoke.pip_upgrade)
                 box.run(["/tmp/fetch/bin/pip", "download", "--disable-pip-version-check",
-                         "--dest", "/tmp/wheelhouse", *requirements])
+                         *index, "--dest", "/tmp/wheelhouse", *requirements])
             except CommandFailed as exc:
                 raise ImageError(f"downloading the MXNet client's requirements failed: {exc}"
                                  f"\n{exc.tail[-1500:]}",
@@ -274,9 +312,14 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
                        log_file=logf) as box:
             box.copy_into(wheelhouse, "/tmp")
             box.run([smoke.python, "-m", "venv", CLIENT_VENV])
-            box.run([f"{CLIENT_VENV}/bin/pip", "install", "--no-index", "--no-cache-dir",
-                     "--disable-pip-version-check", "--find-links", "/tmp/wheelhouse",
-                     f"/tmp/wheelhouse/{wheel.name}", *smoke.pip])
+            offline = [f"{CLIENT_VENV}/bin/pip", "install", "--no-index", "--no-cache-dir",
+                       "--disable-pip-version-check", "--find-links", "/tmp/wheelhouse"]
+            if smoke.pip_upgrade:
+                box.run([*offline, "--upgrade", smoke.pip_upgrade])
+            box.run([*offline, f"/tmp/wheelhouse/{wheel.name}", *smoke.pip])
+            if smoke.numpy_compat:
+                box.run(["sh", "-c", f"echo '{NUMPY_COMPAT_PTH}' > "
+                         f"$(echo {CLIENT_VENV}/lib/python3*/site-packages)/mxnet_numpy_compat.pth"])
             # The client must not carry a native stack: the host's .deb provides it.
             box.run(["sh", "-c", f"rm -f {CLIENT_VENV}/lib/python3*/site-packages/mxnet/*.so* "
                      "&& rm -rf /tmp/wheelhouse"])

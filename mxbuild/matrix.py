@@ -38,12 +38,23 @@ class PackageInfo:
 
 
 @dataclass(frozen=True)
+class KeyringPackage:
+    """A keyring shipped in a .deb that the host does not carry (Ubuntu's on Debian):
+    fetched over http, trusted only if its sha256 matches the pin."""
+    url: str
+    sha256: str
+    path: str          # the keyring file inside the package
+
+
+@dataclass(frozen=True)
 class BootstrapSpec:
     suite: str
     mirror: str
-    keyring: str
+    keyring: str                      # a host path, or the path inside keyring_package
     key_fingerprint: str
     components: tuple[str, ...]
+    keyring_package: KeyringPackage | None = None
+    script: str | None = None         # debootstrap script when the host lacks the suite's
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class BaseSpec:
 class SmokeSpec:
     python: str
     pip: tuple[str, ...]
+    pip_upgrade: str | None = None    # the distro's pip is too old for manylinux2014 wheels
+    numpy_compat: bool = False        # numpy >= 1.24: restore the aliases MXNet 1.9 uses
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,8 @@ def load(path: str | Path) -> Matrix:
 
 def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     c = _Checker(path)
+    if isinstance(doc, dict):  # x-… keys only hold YAML anchors
+        doc = {k: v for k, v in doc.items() if not str(k).startswith("x-")}
     c.mapping(doc, "", {"schema": "1", "package": "a mapping", "distros": "a mapping",
                         "variants": "a mapping"})
     if doc["schema"] != 1:
@@ -260,19 +275,39 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
                       {"suite": "the suite to debootstrap", "mirror": "an http(s) archive URL",
                        "keyring": "path of the archive keyring",
                        "key_fingerprint": "40 uppercase hex digits"},
-                      {"components": "a list such as [main]"})
+                      {"components": "a list such as [main]",
+                       "keyring_package": "a mapping with url and sha256",
+                       "script": "a debootstrap script name such as gutsy"})
+        kp = None
+        if "keyring_package" in b:
+            k = c.mapping(b["keyring_package"], f"{bkey}.keyring_package",
+                          {"url": "the .deb's http(s) URL", "sha256": "64 lowercase hex"})
+            kp = KeyringPackage(
+                c.string(k["url"], f"{bkey}.keyring_package.url", re.compile(r"^https?://.+\.deb$"),
+                         "an http(s) URL of a .deb"),
+                c.string(k["sha256"], f"{bkey}.keyring_package.sha256", SHA256_RE,
+                         "64 lowercase hex digits (sha256 of the .deb)"),
+                b["keyring"])
         c.string(b["mirror"], f"{bkey}.mirror", re.compile(r"^https?://"), "an http(s) URL")
         c.string(b["key_fingerprint"], f"{bkey}.key_fingerprint", FPR_RE,
                  "a full OpenPGP fingerprint: 40 uppercase hex digits")
         base_spec = BaseSpec(bootstrap=BootstrapSpec(
             c.string(b["suite"], f"{bkey}.suite"), b["mirror"],
             c.string(b["keyring"], f"{bkey}.keyring"), b["key_fingerprint"],
-            c.str_list(b.get("components", ["main"]), f"{bkey}.components")))
+            c.str_list(b.get("components", ["main"]), f"{bkey}.components"), kp,
+            c.string(b["script"], f"{bkey}.script") if "script" in b else None))
     s = c.mapping(spec["smoke"], f"{key}.smoke", {"python": "the interpreter, e.g. python3",
-                                                 "pip": "a list of pinned requirements"})
+                                                 "pip": "a list of pinned requirements"},
+                  {"pip_upgrade": "a pip requirement such as 'pip<21'",
+                   "numpy_compat": "true or false"})
+    if not isinstance(s.get("numpy_compat", False), bool):
+        c.fail(f"{key}.smoke.numpy_compat", f"is {s['numpy_compat']!r}", "true or false")
     smoke = SmokeSpec(c.string(s["python"], f"{key}.smoke.python"),
                       c.str_list(s["pip"], f"{key}.smoke.pip",
-                                 "a list of pinned requirements like numpy==1.23.5"))
+                                 "a list of pinned requirements like numpy==1.23.5"),
+                      c.string(s["pip_upgrade"], f"{key}.smoke.pip_upgrade")
+                      if "pip_upgrade" in s else None,
+                      s.get("numpy_compat", False))
     return Distro(name, spec["codename"], spec["version_tag"], spec["multiarch"], base_spec, smoke)
 
 

@@ -126,9 +126,8 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
         box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
         box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(url, cell) + "\n")
         box.copy_into(work, "/srv", arcname="smoke")
+        apt_update(box)
         try:
-            # --error-on=any: a bad signature or hash must fail here, not just warn.
-            box.run(["apt-get", "update", "--error-on=any"])
             box.run(["apt-get", "install", "-y", "--no-install-recommends",
                      f"{cell.package.name}={cell.deb_version}"],
                     env={"DEBIAN_FRONTEND": "noninteractive"})
@@ -148,6 +147,22 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
         raise MxbuildError(f"smoke suite: {counts.failed} failed, {counts.errors} errors of "
                            f"{counts.tests}", "read the stage log for the failing tests")
     return counts
+
+
+def apt_update(box) -> str:
+    """apt-get update that fails on any error or warning: a bad signature or hash sum
+    must stop the smoke, not scroll by. apt < 2.1.16 has no --error-on, so the
+    output is checked as well."""
+    result = box.run(["apt-get", "update", "--error-on=any"], check=False)
+    if result.exit_code != 0 and "--error-on" in result.output:
+        result = box.run(["apt-get", "update"], check=False)
+    problems = [line for line in result.output.splitlines()
+                if line.startswith(("W:", "E:", "Err:"))]
+    if result.exit_code != 0 or problems:
+        raise MxbuildError("apt-get update failed against the repository:\n"
+                           + "\n".join(problems or result.output.splitlines()[-20:]),
+                           "check the repository with `invoke repo.verify`")
+    return result.output
 
 
 def junit_counts(path: Path) -> SmokeCounts:

@@ -31,7 +31,12 @@ chmod 0644 "$root/DEBIAN/md5sums"
 dpkg-gencontrol -p"$PKG" -P"$root" -T"debian/$PKG.substvars"
 find "$root" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
 
-dpkg-deb --root-owner-group -Z"$DEB_COMPRESSOR" --build "$root" "$out"
+if dpkg-deb --help | grep -q -- --root-owner-group; then
+    dpkg-deb --root-owner-group -Z"$DEB_COMPRESSOR" --build "$root" "$out"
+else
+    # dpkg < 1.19 (xenial): fakeroot shows every file as root:root to dpkg-deb
+    fakeroot dpkg-deb -Z"$DEB_COMPRESSOR" --build "$root" "$out"
+fi
 deb=$(ls "$out"/*.deb)
 echo "--- dpkg-deb -I"
 dpkg-deb -I "$deb"

@@ -1,3 +1,5 @@
+# Runs on every distro's own Python, down to xenial's 3.5: no f-strings, no
+# subprocess capture_output/text.
 import hashlib
 import json
 import os
@@ -21,10 +23,14 @@ def sha256(path):
     return h.hexdigest()
 
 
+def run(cmd):
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=True).stdout
+
+
 def test_package_installed_at_expected_version(expect):
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Version} ${Status}", expect["package"]],
-                         capture_output=True, text=True, check=True).stdout
-    assert out == f"{expect['version']} install ok installed"
+    out = run(["dpkg-query", "-W", "-f", "${Version} ${Status}", expect["package"]])
+    assert out == expect["version"] + " install ok installed"
 
 
 def test_loaded_library_is_the_packaged_one(mx, expect):
@@ -39,15 +45,15 @@ def test_bundled_libraries_come_from_the_private_directory(mx, expect):
 
 def test_ldd_finds_every_dependency(expect):
     for lib in [expect["library_path"], *expect["bundled"].values()]:
-        out = subprocess.run(["ldd", lib], capture_output=True, text=True, check=True).stdout
-        assert "not found" not in out, f"{lib}:\n{out}"
+        out = run(["ldd", lib])
+        assert "not found" not in out, lib + ":\n" + out
 
 
 def test_runtime_features_match_the_matrix(mx, expect):
     features = mx.runtime.Features()
     wrong = {name: features.is_enabled(name) for name, want in expect["features"].items()
              if features.is_enabled(name) != want}
-    assert not wrong, f"features differ from matrix.yaml: {wrong}"
+    assert not wrong, "features differ from matrix.yaml: {}".format(wrong)
 
 
 def test_ndarray_arithmetic(mx):
@@ -62,7 +68,7 @@ def test_ndarray_arithmetic(mx):
 
 def _model(fixtures):
     meta = json.loads((fixtures / "model.json").read_text())
-    return meta, str(fixtures / meta["prefix"]), np.load(fixtures / "reference.npz")
+    return meta, str(fixtures / meta["prefix"]), np.load(str(fixtures / "reference.npz"))
 
 
 @pytest.mark.parametrize("case", ["single", "batch"])
@@ -75,13 +81,14 @@ def test_module_api_matches_host_reference(mx, fixtures, expect, case):
     mod.set_params(args, auxs)
     mod.forward(mx.io.DataBatch([mx.nd.array(ref[case])]), is_train=False)
     out = mod.get_outputs()[0].asnumpy()
-    np.testing.assert_allclose(out, ref[f"out_{case}"], rtol=expect["rtol"], atol=expect["atol"])
+    np.testing.assert_allclose(out, ref["out_" + case], rtol=expect["rtol"], atol=expect["atol"])
 
 
 @pytest.mark.parametrize("case", ["single", "batch"])
 def test_gluon_symbolblock_matches_host_reference(mx, fixtures, expect, case):
     meta, prefix, ref = _model(fixtures)
-    net = mx.gluon.SymbolBlock.imports(f"{prefix}-symbol.json", [meta["input"]],
-                                       f"{prefix}-{meta['epoch']:04d}.params", ctx=mx.cpu())
+    net = mx.gluon.SymbolBlock.imports(prefix + "-symbol.json", [meta["input"]],
+                                       "{}-{:04d}.params".format(prefix, meta["epoch"]),
+                                       ctx=mx.cpu())
     out = net(mx.nd.array(ref[case])).asnumpy()
-    np.testing.assert_allclose(out, ref[f"out_{case}"], rtol=expect["rtol"], atol=expect["atol"])
+    np.testing.assert_allclose(out, ref["out_" + case], rtol=expect["rtol"], atol=expect["atol"])

@@ -65,3 +65,26 @@ def test_archive_key_must_be_in_the_keyring(tmp_path):
                             spec.key_fingerprint, ("main",))
     with pytest.raises(ImageError, match="does not exist"):
         verify_archive_key(missing, tmp_path / "k3.gpg")
+
+
+def test_pinned_download_is_refused_on_mismatch(tmp_path):
+    import functools
+    import http.server
+    import threading
+    from mxbuild.fetch import fetch_pinned
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www/keyring_1_all.deb").write_bytes(b"not the pinned bytes")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/keyring_1_all.deb"
+        with pytest.raises(ChecksumError):
+            fetch_pinned(url, "0" * 64, tmp_path / "cache")
+        assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+        good = hashlib.sha256(b"not the pinned bytes").hexdigest()
+        path = fetch_pinned(url, good, tmp_path / "cache")
+        assert path.read_bytes() == b"not the pinned bytes"
+    finally:
+        server.shutdown()

@@ -92,6 +92,11 @@ BAD = [
     ("undefined-distro", _set(BUILD0 + ["distros"], ["debian12", "debian13"]),
      "variants.cpu.builds[0].distros[1]", "not defined"),
     ("duplicate-cell", _duplicate_build, "variants.cpu.builds[1].distros[0]", "defined twice"),
+    ("keyring-package-sha", _set(D12 + ["base", "bootstrap", "keyring_package"],
+                                 {"url": "http://archive.example/k.deb", "sha256": "abc"}),
+     "distros.debian12.base.bootstrap.keyring_package.sha256", "malformed"),
+    ("numpy-compat-not-bool", _set(D12 + ["smoke", "numpy_compat"], "yes"),
+     "distros.debian12.smoke.numpy_compat", "'yes'"),
     ("features-not-bool", _set(["variants", "cpu", "features", "CUDA"], "no"),
      "variants.cpu.features.CUDA", "'no'"),
 ]
@@ -114,6 +119,24 @@ def test_bad_matrix_is_rejected_with_file_and_key_path(tmp_path, matrix_doc, nam
     assert "fix: expected" in err.render()
 
 
+def test_x_keys_hold_anchors_only(tmp_path, matrix_doc):
+    matrix_doc["x-anything"] = {"free": "form"}
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(matrix_doc))
+    assert matrix.load(path).cells
+
+
+def test_ubuntu_distros_pin_their_keyring_package():
+    m = matrix.load(ROOT / "matrix.yaml")
+    for name, distro in m.distros.items():
+        spec = distro.base.bootstrap
+        if name.startswith("ubuntu"):
+            assert spec.keyring_package is not None and len(spec.keyring_package.sha256) == 64
+            assert spec.mirror.startswith("http://archive.ubuntu.com/")
+        else:
+            assert spec.keyring == "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
 def test_invalid_yaml_names_the_line(tmp_path):
     path = tmp_path / "matrix.yaml"
     path.write_text("schema: 1\npackage: [unclosed\n")
@@ -134,7 +157,8 @@ def wide(matrix_doc):
     d = matrix_doc
     ubuntu = copy.deepcopy(d["distros"]["debian12"])
     ubuntu.update(codename="focal", version_tag="ubuntu20.04")
-    d["distros"]["ubuntu20"] = ubuntu
+    d["distros"] = {"debian12": d["distros"]["debian12"], "ubuntu20": ubuntu}
+    d["variants"]["cpu"]["builds"][0]["distros"] = ["debian12"]
     for name, cuda, version in (("cu90", "9.0", "1.6.0"), ("cu112", "11.2", "1.9.1"),
                                 ("cu117", "11.7", "1.9.1")):
         v = copy.deepcopy(d["variants"]["cpu"])
