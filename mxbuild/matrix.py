@@ -101,6 +101,8 @@ class Cell:
     wheel: WheelPin | None
     features: tuple[tuple[str, bool], ...]
     package: PackageInfo
+    # NEEDED soname -> package providing it on the host ("driver": the NVIDIA driver)
+    runtime_packages: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -316,7 +318,14 @@ def _parse_variant(c: _Checker, vname, vspec, distros, package) -> Iterable[tupl
     if not isinstance(vname, str) or not VARIANT_RE.match(vname):
         c.fail(key, f"variant name {vname!r} is malformed", "cpu or cuXY such as cu90, cu112")
     c.mapping(vspec, key, {"cuda": "null for cpu, or 'X.Y'", "features": "a mapping",
-                           "builds": "a list"})
+                           "builds": "a list"},
+              {"runtime_packages": "a mapping of soname to package (or driver)"})
+    runtime = vspec.get("runtime_packages", {})
+    if not isinstance(runtime, dict) or not all(
+            isinstance(k, str) and re.match(r"^lib[\w+.-]+\.so(\.\d+)*$", k) and
+            isinstance(v, str) and v for k, v in runtime.items()):
+        c.fail(f"{key}.runtime_packages", f"is {runtime!r}",
+               "a mapping like libcudart.so.9.0: cuda-cudart-9-0 (or: driver)")
     cuda = vspec["cuda"]
     if vname == "cpu":
         if cuda is not None:
@@ -366,7 +375,8 @@ def _parse_variant(c: _Checker, vname, vspec, distros, package) -> Iterable[tupl
                 c.fail(f"{bkey}.distros[{j}]", f"{dname!r} is not defined under distros",
                        "one of " + ", ".join(distros))
             yield (Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel,
-                        features, package), f"{bkey}.distros[{j}]")
+                        features, package, tuple(sorted(runtime.items()))),
+                   f"{bkey}.distros[{j}]")
 
 
 # ---------------------------------------------------------------- selectors

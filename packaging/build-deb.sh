@@ -4,7 +4,8 @@
 #   cd SRC && build-deb.sh OUTDIR
 # SRC holds debian/{control,changelog,shlibs.local}, debian/$PKG (the file tree),
 # DEBIAN/ (control-member extras). Environment: PKG, MULTIARCH, PRIVATE_DIR,
-# SOURCE_DATE_EPOCH, DEB_COMPRESSOR.
+# SOURCE_DATE_EPOCH, DEB_COMPRESSOR; for GPU variants also HOST_SONAMES (provided outside
+# the package: CUDA runtime, driver), HOST_DEPENDS (their packages) and PATCHELF.
 set -eu
 out=$1
 root="debian/$PKG"
@@ -16,9 +17,32 @@ for f in DEBIAN/*; do install -m 0644 "$f" "$root/DEBIAN/"; done
 
 # Depends for everything not bundled. Bundled sonames resolve through debian/shlibs.local
 # to "no dependency"; anything else must come from this distro's shlibs/symbols files.
+# Sonames the host provides (CUDA, driver) cannot be found here: dpkg-shlibdeps analyses a
+# scratch copy of libmxnet.so without them, next to a link to the private directory so
+# $ORIGIN still resolves; their packages come from matrix.yaml instead.
 : > "debian/$PKG.substvars"
-dpkg-shlibdeps -T"debian/$PKG.substvars" -e"$root/usr/lib/$MULTIARCH/libmxnet.so" \
-    $(find "$root/usr/lib/$MULTIARCH/$PRIVATE_DIR" -type f -name '*.so*' | sort | sed 's/^/-e/')
+lib="$root/usr/lib/$MULTIARCH/libmxnet.so"
+if [ -n "${HOST_SONAMES:-}" ]; then
+    scratch="$(pwd)/shlibdeps-scratch"
+    mkdir -p "$scratch"
+    cp "$lib" "$scratch/libmxnet.so"
+    ln -s "$(pwd)/$root/usr/lib/$MULTIARCH/$PRIVATE_DIR" "$scratch/$PRIVATE_DIR"
+    needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+    for so in $HOST_SONAMES; do
+        if echo "$needed" | grep -qxF "$so"; then
+            "$PATCHELF" --remove-needed "$so" "$scratch/libmxnet.so"
+        fi
+    done
+    lib="$scratch/libmxnet.so"
+fi
+if ! dpkg-shlibdeps -T"debian/$PKG.substvars" -e"$lib" \
+    $(find "$root/usr/lib/$MULTIARCH/$PRIVATE_DIR" -type f -name '*.so*' | sort | sed 's/^/-e/'); then
+    echo "build-deb: a NEEDED library is neither bundled, known to this distro, nor mapped" \
+         "in matrix.yaml (variants.<variant>.runtime_packages)" >&2
+    exit 5
+fi
+rm -rf "${scratch:-/nonexistent}"
+echo "mxbuild:Depends=${HOST_DEPENDS:-}" >> "debian/$PKG.substvars"
 echo "misc:Depends=" >> "debian/$PKG.substvars"
 cat "debian/$PKG.substvars"
 

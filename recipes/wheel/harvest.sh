@@ -1,7 +1,7 @@
 #!/bin/sh
 # Harvest libmxnet.so and the libraries it bundles from an official wheel.
 # Runs inside the cell's build image, as the build user, with no network.
-#   harvest.sh WHEEL OUTDIR PRIVATE_DIR_NAME BUNDLED_SONAME...
+#   PATCHELF=/path/to/patchelf harvest.sh WHEEL OUTDIR PRIVATE_DIR_NAME BUNDLED_SONAME...
 # Output: OUTDIR/libmxnet.so (RPATH $ORIGIN/PRIVATE_DIR_NAME) and OUTDIR/PRIVATE_DIR_NAME/*.
 set -eu
 wheel=$1 out=$2 private=$3
@@ -31,7 +31,7 @@ fi
 # The wheel finds its bundled libraries through RPATH $ORIGIN; the package keeps them in a
 # private directory (they would clash with the distro's libopenblas/libgfortran otherwise).
 # $ORIGIN is not resolved through symlinks, so the rpath must name that directory.
-patchelf --force-rpath --set-rpath "\$ORIGIN/$private" "$out/libmxnet.so"
+"$PATCHELF" --force-rpath --set-rpath "\$ORIGIN/$private" "$out/libmxnet.so"
 readelf -d "$out/libmxnet.so" | grep -E 'RPATH|RUNPATH|NEEDED'
 chmod 0644 "$out/libmxnet.so" "$out/$private"/*
 ls -l "$out" "$out/$private"

@@ -58,7 +58,7 @@ def test_a_failing_stage_names_cell_stage_and_log(run_env, tmp_path):
     doc["variants"]["cpu"]["builds"][0]["wheel"]["sha256"] = "0" * 64
     bad = tmp_path / "matrix.yaml"
     bad.write_text(yaml.safe_dump(doc))
-    proc = invoke("build", "--variant", "cpu", env={**env, "MXBUILD_MATRIX": str(bad),
+    proc = invoke("build", "--cell", "1.9.1-cpu-debian12", env={**env, "MXBUILD_MATRIX": str(bad),
                                                     "MXBUILD_OUT_DIR": str(tmp_path / "out")})
     assert proc.returncode == 4, proc.stderr            # ChecksumError's exit code
     log = tmp_path / "out/logs/1.9.1-cpu-debian12/recipe.log"

@@ -44,9 +44,13 @@ def test_bundled_libraries_come_from_the_private_directory(mx, expect):
 
 
 def test_ldd_finds_every_dependency(expect):
-    for lib in [expect["library_path"], *expect["bundled"].values()]:
+    """The dependency closure: everything resolves, except exactly the host sonames whose
+    packages could not be installed here (a GPU cell without NVIDIA's repository)."""
+    not_found = set()
+    for lib in [expect["library_path"]] + list(expect["bundled"].values()):
         out = run(["ldd", lib])
-        assert "not found" not in out, lib + ":\n" + out
+        not_found |= {line.split()[0] for line in out.splitlines() if "not found" in line}
+    assert not_found == set(expect["missing_sonames"])
 
 
 def test_runtime_features_match_the_matrix(mx, expect):

@@ -97,6 +97,9 @@ BAD = [
      "distros.debian12.base.bootstrap.keyring_package.sha256", "malformed"),
     ("numpy-compat-not-bool", _set(D12 + ["smoke", "numpy_compat"], "yes"),
      "distros.debian12.smoke.numpy_compat", "'yes'"),
+    ("runtime-packages-not-sonames", _set(["variants", "cpu", "runtime_packages"],
+                                          {"cudart": "cuda-cudart-9-0"}),
+     "variants.cpu.runtime_packages", "cudart"),
     ("features-not-bool", _set(["variants", "cpu", "features", "CUDA"], "no"),
      "variants.cpu.features.CUDA", "'no'"),
 ]
@@ -117,6 +120,16 @@ def test_bad_matrix_is_rejected_with_file_and_key_path(tmp_path, matrix_doc, nam
     assert fragment in err.message
     assert err.render().startswith(f"error: {path}: {key_path}")
     assert "fix: expected" in err.render()
+
+
+def test_gpu_cells_map_every_cuda_soname():
+    m = matrix.load(ROOT / "matrix.yaml")
+    cu90 = m.select(cuda="9", distro="ubuntu16")
+    assert [c.id for c in cu90] == ["1.6.0-cu90-ubuntu16"]
+    runtime = dict(cu90[0].runtime_packages)
+    assert runtime["libcudart.so.9.0"] == "cuda-cudart-9-0"
+    assert runtime["libcuda.so.1"] == "driver"
+    assert cu90[0].wheel.name == "mxnet-cu90" and cu90[0].cuda == "9.0"
 
 
 def test_x_keys_hold_anchors_only(tmp_path, matrix_doc):

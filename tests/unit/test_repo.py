@@ -211,3 +211,16 @@ def test_repository_of_another_key_is_refused(tmp_path, signer, tmp_path_factory
     other = Signer(tmp_path_factory.mktemp("other-gnupg"))
     with pytest.raises(SigningError, match="another key"):
         publish(storage, other, [Upload(make_deb(tmp_path, "libmxnet", "2.0-1"), "bookworm", "cpu")])
+
+
+def test_junit_counts_report_gpu_checks(tmp_path):
+    from mxbuild.smoke import junit_counts
+    xml = tmp_path / "junit.xml"
+    xml.write_text('<testsuites><testsuite tests="6" failures="0" errors="0" skipped="4">'
+                   '</testsuite></testsuites>')
+    cpu = junit_counts(xml)
+    assert (cpu.tests, cpu.passed, cpu.skipped, cpu.gpu_checks) == (6, 2, 4, None)
+    gpu = junit_counts(xml, {"libcudart.so.9.0": "cuda-cudart-9-0", "libcuda.so.1": "driver"},
+                       gpu=False)
+    assert gpu.gpu_checks == "skipped: no GPU"
+    assert gpu.not_installable == ["cuda-cudart-9-0", "driver"]
