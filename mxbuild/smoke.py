@@ -8,7 +8,6 @@ import http.server
 import json
 import shutil
 import subprocess
-import subprocess
 import sys
 import threading
 import xml.etree.ElementTree as ET
