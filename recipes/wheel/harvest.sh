@@ -24,7 +24,11 @@ for lib in "$@"; do
 done
 
 soname=$(readelf -d "$out/libmxnet.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
-if [ "$soname" != "libmxnet.so" ]; then
+if [ -z "$soname" ]; then
+    # Some official builds (1.6.0 GPU wheels) carry no SONAME; the package needs one.
+    "$PATCHELF" --set-soname libmxnet.so "$out/libmxnet.so"
+    echo "harvest: set the missing SONAME to libmxnet.so"
+elif [ "$soname" != "libmxnet.so" ]; then
     echo "harvest: SONAME of libmxnet.so is '$soname', expected libmxnet.so" >&2
     exit 4
 fi
