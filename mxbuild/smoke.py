@@ -108,9 +108,10 @@ def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = 
     }
 
 
-def install(box, cell: Cell) -> dict[str, str]:
+def install(box, cell: Cell, gpu: bool) -> dict[str, str]:
     """apt-get install the package; for a GPU cell on a host without NVIDIA's repository,
-    install what is installable and return the host sonames left missing (by package)."""
+    install what is installable and return the host sonames left missing (by package).
+    The driver's libcuda.so.1 is there only when a GPU is (docker --gpus injects it)."""
     pin = f"{cell.package.name}={cell.deb_version}"
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     host = dict(cell.runtime_packages)
@@ -135,7 +136,8 @@ def install(box, cell: Cell) -> dict[str, str]:
         box.run(["apt-get", "install", "-y", "--no-install-recommends", *installable], env=env)
     box.run(["sh", "-c", f"cd /tmp && apt-get download '{pin}' && "
              f"dpkg --force-depends -i /tmp/{cell.package.name}_*.deb"], env=env)
-    return {so: pkg for so, pkg in host.items() if pkg in missing_pkgs or pkg == "driver"}
+    return {so: pkg for so, pkg in host.items()
+            if pkg in missing_pkgs or (pkg == "driver" and not gpu)}
 
 
 def apt_source_line(url: str, cell: Cell, keyring_path: str = KEYRING_PATH) -> str:
@@ -172,7 +174,7 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
         box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
         box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(url, cell) + "\n")
         apt_update(box)
-        missing = install(box, cell)
+        missing = install(box, cell, gpu)
         expect = expectations(cell, payload, missing, gpu)
         (work / "expect.json").write_text(json.dumps(expect, indent=2))
         box.copy_into(work, "/srv", arcname="smoke")
