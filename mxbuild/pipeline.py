@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from . import deb, engine, images, recipes, smoke
 from .errors import MxbuildError, StageError
-from .fetch import fetch_wheel
 from .matrix import Cell
 from .options import Options
 from .repo.publish import Upload, publish
@@ -66,8 +65,8 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
     if not do_smoke:
         return
     with report.stage(cell, "smoke") as logf:
-        wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
-        client_image = images.ensure_client_image(client, cell, runtime, wheel, opts, logf)
+        client_image = images.ensure_client_image(client, cell, runtime, payload.wheel, opts,
+                                                  logf)
         counts = smoke.run(client, cell, client_image, payload, opts, logf,
                            opts.work_dir / cell.id / "smoke", storage,
                            signer.public_keyring())

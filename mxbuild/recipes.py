@@ -34,6 +34,7 @@ class Payload:
     upstream_sha256: dict[str, str]  # file -> sha256 as published upstream
     source: str                     # where the binary came from, for copyright/build-info
     source_date_epoch: int
+    wheel: Path | None = None       # the verified wheel (the smoke client is made from it)
 
     def save(self) -> None:
         (self.dir.parent / "payload.json").write_text(json.dumps({
@@ -88,7 +89,7 @@ def harvest_wheel(client, cell: Cell, build_image: ImageRef, opts: Options, logf
     payload = Payload(payload_dir, files,
                       upstream_hashes(wheel, ["libmxnet.so", *pin.bundled]),
                       f"{pin.filename} (PyPI {pin.name}=={pin.version}, sha256 {pin.sha256})",
-                      sde)
+                      sde, wheel)
     payload.save()
     return payload
 

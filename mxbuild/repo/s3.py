@@ -7,13 +7,16 @@ formats a credential into a message.
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
+                                 HTTPClientError)
 
 from ..errors import ConfigError, PoolConflictError, RepoError
 from ..fetch import sha256_file
@@ -22,6 +25,10 @@ from .storage import CasConflict, StoredObject
 IMMUTABLE = "public, max-age=31536000, immutable"   # pool files and by-hash indexes
 MUTABLE = "public, max-age=60, must-revalidate"      # InRelease, Release, plain-path indexes
 SHA256_META = "sha256"
+# Answers worth another try. botocore retries them too, but its standard mode stops when
+# its retry quota (a token bucket per client) runs dry under a burst of faults.
+TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
+                   "500", "502", "503", "504"}
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,10 @@ def cache_control(key: str) -> str:
 
 
 class S3Storage:
-    def __init__(self, target: S3Target, client=None, max_attempts: int = 10):
+    def __init__(self, target: S3Target, client=None, max_attempts: int = 10,
+                 rounds: int = 6):
         self.target = target
+        self.rounds = rounds
         self.client = client or boto3.client(
             "s3", endpoint_url=target.endpoint_url, region_name=target.region,
             config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
@@ -99,10 +108,26 @@ class S3Storage:
     def _code(exc: ClientError) -> str:
         return str(exc.response.get("Error", {}).get("Code", ""))
 
+    def _do(self, call):
+        """Run call() (botocore retries inside), and a few more rounds with backoff when it
+        still ends in a transient fault. Conditional writes stay correct across rounds: a
+        write that was applied but whose answer was lost comes back as 412."""
+        for round_ in range(1, self.rounds + 1):
+            try:
+                return call()
+            except ClientError as exc:
+                if self._code(exc) not in TRANSIENT_CODES or round_ == self.rounds:
+                    raise
+            except (BotoConnectionError, HTTPClientError):
+                if round_ == self.rounds:
+                    raise
+            time.sleep(min(0.2 * 2 ** round_, 8) * random.uniform(0.5, 1.5))
     def get(self, key: str) -> tuple[bytes, str] | None:
         try:
-            obj = self.client.get_object(Bucket=self.target.bucket, Key=self._key(key))
-            return obj["Body"].read(), obj["ETag"]
+            def call():
+                obj = self.client.get_object(Bucket=self.target.bucket, Key=self._key(key))
+                return obj["Body"].read(), obj["ETag"]
+            return self._do(call)
         except ClientError as exc:
             if self._code(exc) in ("NoSuchKey", "404"):
                 return None
@@ -112,7 +137,8 @@ class S3Storage:
 
     def head(self, key: str) -> dict | None:
         try:
-            return self.client.head_object(Bucket=self.target.bucket, Key=self._key(key))
+            return self._do(lambda: self.client.head_object(Bucket=self.target.bucket,
+                                                            Key=self._key(key)))
         except ClientError as exc:
             if self._code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -134,10 +160,13 @@ class S3Storage:
 
     def _put(self, key: str, data: bytes | None, src: Path | None, sha256: str, **cond):
         args = {**self._put_args(key, data), "Metadata": {SHA256_META: sha256}, **cond}
-        if src is not None:
-            with open(src, "rb") as body:   # streamed: .debs can be hundreds of MB
-                return self.client.put_object(Body=body, **args)
-        return self.client.put_object(Body=data, **args)
+
+        def call():
+            if src is not None:
+                with open(src, "rb") as body:   # streamed: .debs can be hundreds of MB
+                    return self.client.put_object(Body=body, **args)
+            return self.client.put_object(Body=data, **args)
+        return self._do(call)
 
     def sha256_of(self, key: str) -> str | None:
         head = self.head(key)
@@ -198,20 +227,24 @@ class S3Storage:
     def list(self, prefix: str = "") -> list[StoredObject]:
         out = []
         base = f"{self.target.prefix}/" if self.target.prefix else ""
-        try:
+        def call():
+            out.clear()
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.target.bucket, Prefix=base + prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
                     out.append(StoredObject(obj["Key"][len(base):], obj["Size"],
                                             obj["LastModified"].timestamp()))
+        try:
+            self._do(call)
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("LIST", prefix, exc)
         return sorted(out)
 
     def delete(self, key: str) -> None:
         try:
-            self.client.delete_object(Bucket=self.target.bucket, Key=self._key(key))
+            self._do(lambda: self.client.delete_object(Bucket=self.target.bucket,
+                                                       Key=self._key(key)))
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("DELETE", key, exc)
 

@@ -1,8 +1,12 @@
+import contextlib
 import io
 
 import pytest
 
 from mxbuild import images
+from mxbuild.containers import Container
+from mxbuild.repo.sign import KEYRING_NAME
+from mxbuild.smoke import KEYRING_PATH
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +17,21 @@ def cell_images(docker_client, cpu_cell, test_opts):
     build = images.ensure_build_image(docker_client, cpu_cell, base, test_opts, log)
     runtime = images.ensure_runtime_image(docker_client, cpu_cell, base, test_opts, log)
     return base, build, runtime
+
+
+@contextlib.contextmanager
+def apt_box(docker_client, image: str, keyring: bytes, tmp_path):
+    """A fresh runtime container that trusts `keyring` and has no apt source but ours."""
+    ring = tmp_path / KEYRING_NAME
+    ring.write_bytes(keyring)
+    with Container(docker_client, image, label="apt-client", network="host") as box:
+        box.copy_into(ring, "/usr/share/keyrings")
+        box.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
+        yield box
+
+
+def point_apt(box, url: str, component: str = "cpu"):
+    """Make the repository at url the box's only apt source (signed-by our keyring)."""
+    box.write_file("/etc/apt/sources.list.d/mxbuild.list",
+                   f"deb [signed-by={KEYRING_PATH}] {url} bookworm {component}\n")
+    box.run(["sh", "-c", "rm -rf /var/lib/apt/lists/*"])

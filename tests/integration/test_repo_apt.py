@@ -4,28 +4,20 @@ import contextlib
 
 import pytest
 
-from mxbuild.containers import Container
 from mxbuild.repo.publish import Upload, publish
-from mxbuild.repo.sign import KEYRING_NAME, Signer
+from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 from mxbuild.smoke import serve_directory
 
 from ..conftest import make_deb
-
-KEYRING = f"/usr/share/keyrings/{KEYRING_NAME}"
-
+from .conftest import apt_box, point_apt
 
 @contextlib.contextmanager
-def apt_client(docker_client, image, repo_dir, keyring_bytes, tmp_path, component="cpu"):
-    ring = tmp_path / KEYRING_NAME
-    ring.write_bytes(keyring_bytes)
+def apt_client(docker_client, image, repo_dir, keyring_bytes, tmp_path):
+    """A fresh runtime container reading the local repository over http on loopback."""
     with serve_directory(repo_dir) as url, \
-            Container(docker_client, image, label="apt-client", network="host") as box:
-        box.copy_into(ring, "/usr/share/keyrings")
-        # Only our repository: these tests are about it, not about Debian's mirror.
-        box.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
-        box.write_file("/etc/apt/sources.list.d/mxbuild.list",
-                       f"deb [signed-by={KEYRING}] {url} bookworm {component}\n")
+            apt_box(docker_client, image, keyring_bytes, tmp_path) as box:
+        point_apt(box, url)
         yield box
 
 

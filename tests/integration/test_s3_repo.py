@@ -1,6 +1,5 @@
 """The S3 backend of the publish protocol against a real S3-compatible server (moto on
 loopback), read by a real apt-get in a container."""
-import contextlib
 import subprocess
 import sys
 import time
@@ -8,17 +7,16 @@ import time
 import boto3
 import pytest
 
-from mxbuild.containers import Container
 from mxbuild.errors import PoolConflictError, RepoError
 from mxbuild.repo import ops
 from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, S3Storage, S3Target
-from mxbuild.repo.sign import KEYRING_NAME, Signer
+from mxbuild.repo.sign import Signer
 
 from ..conftest import ROOT, S3_KEY_ID, S3_SECRET, make_deb
+from .conftest import apt_box, point_apt
 from .fault_proxy import FaultProxy
 
-KEYRING = f"/usr/share/keyrings/{KEYRING_NAME}"
 
 
 def storage_for(endpoint, bucket, prefix="apt", **kw) -> S3Storage:
@@ -33,22 +31,6 @@ def signer(tmp_path_factory):
     return s
 
 
-@contextlib.contextmanager
-def apt_box(docker_client, cell_images, keyring: bytes, tmp_path):
-    ring = tmp_path / KEYRING_NAME
-    ring.write_bytes(keyring)
-    with Container(docker_client, cell_images[2].ref, label="s3-apt", network="host") as box:
-        box.copy_into(ring, "/usr/share/keyrings")
-        box.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
-        yield box
-
-
-def point_apt(box, url: str, component: str = "cpu"):
-    box.write_file("/etc/apt/sources.list.d/mxbuild.list",
-                   f"deb [signed-by={KEYRING}] {url} bookworm {component}\n")
-    box.run(["sh", "-c", "rm -rf /var/lib/apt/lists/*"])
-
-
 def visible(box, package: str) -> set[str]:
     out = box.run(["apt-cache", "madison", package], check=False).output
     return {line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
@@ -61,7 +43,7 @@ def test_apt_installs_from_s3_with_signed_by_and_plus_in_version(
     result = publish(storage, signer, [Upload(deb, "bookworm", "cpu")])
     assert result.added == ["bookworm/cpu/mxbuild-probe_1.9.1+really1-1~deb12_amd64"]
     assert ops.verify(storage, signer.public_keyring()) == []
-    with apt_box(docker_client, cell_images, signer.public_keyring(), tmp_path) as box:
+    with apt_box(docker_client, cell_images[2].ref, signer.public_keyring(), tmp_path) as box:
         point_apt(box, storage.target.public_url())
         box.run(["apt-get", "update", "--error-on=any"])
         box.run(["apt-get", "install", "-y", "mxbuild-probe"])
@@ -158,7 +140,7 @@ def test_concurrent_publishers_lose_nothing(docker_client, cell_images, moto_end
     listing = ops.list_repo(storage, signer.public_keyring())
     assert len(listing.rows()) == 40
     assert ops.verify(storage, signer.public_keyring()) == []
-    with apt_box(docker_client, cell_images, signer.public_keyring(), tmp_path) as box:
+    with apt_box(docker_client, cell_images[2].ref, signer.public_keyring(), tmp_path) as box:
         point_apt(box, storage.target.public_url())
         box.run(["apt-get", "update", "--error-on=any"])
         names = box.run(["sh", "-c", "apt-cache pkgnames pkg- | sort"]).output.split()
@@ -171,7 +153,7 @@ def test_killed_publisher_leaves_a_readable_repo_at_every_write(docker_client, c
     old = make_deb(tmp_path / "old", "mxbuild-probe", "1.0-1")
     new = make_deb(tmp_path / "new", "mxbuild-probe", "2.0-1")
     positions = 0
-    with apt_box(docker_client, cell_images, signer.public_keyring(), tmp_path) as box:
+    with apt_box(docker_client, cell_images[2].ref, signer.public_keyring(), tmp_path) as box:
         for kill_after in range(1, 40):
             prefix = f"kill{kill_after}"
             storage = storage_for(moto_endpoint, s3_bucket, prefix)
@@ -218,7 +200,7 @@ def test_publish_that_cannot_get_through_fails_clearly_and_leaves_the_repo_valid
     publish(direct, signer, [Upload(make_deb(tmp_path, "pkg0", "1.0-1"), "bookworm", "cpu")])
     with FaultProxy(moto_endpoint, rate=1.0, seed=3) as proxy:
         storage = S3Storage(S3Target.parse(f"s3://{s3_bucket}/apt", endpoint_url=proxy.url,
-                                           path_style=True), max_attempts=3)
+                                           path_style=True), max_attempts=2, rounds=2)
         with pytest.raises(RepoError) as info:
             publish(storage, signer, [Upload(make_deb(tmp_path, "pkg1", "1.0-1"), "bookworm",
                                              "cpu")])
