@@ -149,6 +149,15 @@ class IndexFile:
     def hash(self, field: str) -> str:
         return {"SHA256": self.sha256, "SHA512": self.sha512}[field]
 
+    @property
+    def component(self) -> str:
+        return self.name.split("/")[0]
+
+    def by_hash_key(self, codename: str, field: str) -> str:
+        """Where this exact content lives under by-hash/ for the given hash field."""
+        directory = f"dists/{codename}/{self.name.rsplit('/', 1)[0]}"
+        return by_hash_key(directory, field, self.hash(field))
+
 
 def render_release(codename: str, components: list[str], files: list[IndexFile],
                    date: str, identity: RepoIdentity = RepoIdentity()) -> str:

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import RepoError, SigningError
 from . import index
 from .publish import (inrelease_key, packages_name, read_packages, read_state,
                       update_suite)
-from .sign import Signer
+from .sign import Signer, verify_detached
 
 REQUIRED_RELEASE_FIELDS = ("Origin", "Label", "Suite", "Codename", "Date", "Architectures",
                            "Components", "Acquire-By-Hash", "SHA256", "SHA512")
@@ -62,9 +59,8 @@ def verify(storage, keyring: bytes) -> list[str]:
                 problems.append(f"{where}/{base}/InRelease: no {fname} field")
         problems += _check_release_pair(storage, base, state.release_text, keyring)
         for name, named in sorted(state.files.items()):
-            directory = f"{base}/{name.rsplit('/', 1)[0]}"
             for field_name in ("SHA256", "SHA512"):
-                key = index.by_hash_key(directory, field_name, named.hash(field_name))
+                key = named.by_hash_key(codename, field_name)
                 got = storage.get(key)
                 if got is None:
                     problems.append(f"{where}/{key}: missing (named by InRelease)")
@@ -105,15 +101,8 @@ def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes)
     if release[0].decode() != inrelease_text:
         problems.append(f"{where}/{base}/Release: differs from InRelease (an unfinished "
                         "publish: re-run it)")
-    with tempfile.TemporaryDirectory() as tmp:
-        ring, rel, sig = Path(tmp, "k.gpg"), Path(tmp, "Release"), Path(tmp, "Release.gpg")
-        ring.write_bytes(keyring)
-        rel.write_bytes(release[0])
-        sig.write_bytes(signature[0])
-        proc = subprocess.run(["gpgv", "--keyring", str(ring), str(sig), str(rel)],
-                              capture_output=True)
-        if proc.returncode != 0:
-            problems.append(f"{where}/{base}/Release.gpg: does not verify Release")
+    if not verify_detached(release[0], signature[0], keyring):
+        problems.append(f"{where}/{base}/Release.gpg: does not verify Release")
     return problems
 
 
@@ -151,10 +140,8 @@ def garbage(storage, keyring: bytes, grace_seconds: float, now: float | None = N
     referenced: set[str] = set()
     for codename in suites(storage):
         state = read_state(storage, codename, keyring)
-        for name, named in state.files.items():
-            directory = f"dists/{codename}/{name.rsplit('/', 1)[0]}"
-            referenced |= {index.by_hash_key(directory, f, named.hash(f))
-                           for f in ("SHA256", "SHA512")}
+        for named in state.files.values():
+            referenced |= {named.by_hash_key(codename, f) for f in ("SHA256", "SHA512")}
         for component in state.components:
             referenced |= {e["Filename"] for e in read_packages(storage, state, component)}
     out = []

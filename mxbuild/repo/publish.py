@@ -13,7 +13,6 @@ Adding one package costs O(1) writes whatever the size of the repository.
 """
 from __future__ import annotations
 
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ class SuiteState:
 
     @property
     def components(self) -> list[str]:
-        return sorted({name.split("/")[0] for name in self.files})
+        return sorted({f.component for f in self.files.values()})
 
 
 @dataclass(frozen=True)
@@ -70,8 +69,7 @@ def read_state(storage, codename: str, keyring: bytes) -> SuiteState:
     if current is None:
         return SuiteState(codename, None)
     data, token = current
-    with tempfile.TemporaryDirectory() as tmp:
-        text = verify_clearsigned(data, keyring, Path(tmp))
+    text = verify_clearsigned(data, keyring)
     return SuiteState(codename, token, text, index.release_files(index.parse_release(text)))
 
 
@@ -139,7 +137,7 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
                 files.update(_write_indexes(storage, codename, component, entries, hook))
         if not done and state.token is not None:
             break
-        components = sorted({name.split("/")[0] for name in files})
+        components = sorted({f.component for f in files.values()})
         text = index.render_release(codename, components, list(files.values()),
                                     date or index.release_date(), identity)
         try:                                                        # 4. commit
@@ -184,8 +182,7 @@ def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda k
             plain = f"{base}/{name}"
             if storage.sha256_of(plain) == named.sha256:
                 continue
-            directory = f"{base}/{name.rsplit('/', 1)[0]}"
-            got = storage.get(index.by_hash_key(directory, "SHA256", named.sha256))
+            got = storage.get(named.by_hash_key(codename, "SHA256"))
             if got is None:
                 raise RepoError(f"by-hash copy of {base}/{name} is missing", "re-run the publish")
             storage.put(plain, got[0])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..errors import SigningError
@@ -80,13 +81,27 @@ class Signer:
         return self.public_keyring()
 
 
-def verify_clearsigned(data: bytes, keyring: bytes, workdir: Path) -> str:
+def _gpgv(keyring: bytes, args: list[str], data: bytes | None = None,
+          files: dict[str, bytes] | None = None) -> subprocess.CompletedProcess:
+    """gpgv against a keyring given as bytes (apt's view: only that key counts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ring = Path(tmp) / "keyring.gpg"
+        ring.write_bytes(keyring)
+        for name, content in (files or {}).items():
+            (Path(tmp) / name).write_bytes(content)
+        return subprocess.run(["gpgv", "--keyring", str(ring), *args], input=data,
+                              capture_output=True, cwd=tmp)
+
+
+def verify_detached(data: bytes, signature: bytes, keyring: bytes) -> bool:
+    """Does `signature` (Release.gpg) sign `data` (Release) with a key of the keyring?"""
+    return _gpgv(keyring, ["signature", "data"],
+                 files={"signature": signature, "data": data}).returncode == 0
+
+
+def verify_clearsigned(data: bytes, keyring: bytes) -> str:
     """Check an InRelease against a keyring with gpgv; return the signed text."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    ring = workdir / "verify-keyring.gpg"
-    ring.write_bytes(keyring)
-    proc = subprocess.run(["gpgv", "--keyring", str(ring), "--output", "-"], input=data,
-                          capture_output=True)
+    proc = _gpgv(keyring, ["--output", "-"], data=data)
     if proc.returncode != 0:
         raise SigningError("InRelease signature does not verify against the repository key: "
                            + proc.stderr.decode(errors="replace").strip()[-400:],
