@@ -55,7 +55,7 @@ def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Option
     root = src / "debian" / pkg
     libdir = root / "usr/lib" / cell.distro.multiarch
     docdir = root / "usr/share/doc" / pkg
-    for d in (libdir / PRIVATE_DIR, docdir, root / "usr/share/lintian/overrides", src / "DEBIAN"):
+    for d in (libdir, docdir, root / "usr/share/lintian/overrides", src / "DEBIAN"):
         d.mkdir(parents=True)
     # Hard links: the payload is hundreds of MB and the package tree is a copy of it.
     for rel in payload.files:
@@ -66,7 +66,7 @@ def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Option
     env = _env(opts)
     licenses = yaml.safe_load((opts.root / "packaging/licenses.yaml").read_text())
     bundled = []
-    for soname in cell.wheel.bundled if cell.wheel else ():
+    for soname in cell.bundled:
         info = licenses["libraries"].get(soname)
         if info is None:
             raise MxbuildError(f"bundled library {soname} has no copyright entry",
@@ -84,7 +84,7 @@ def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Option
     (src / "debian/control").write_text(env.get_template("control.j2").render(**values))
     # Bundled sonames are provided by this package itself: no dependency.
     (src / "debian/shlibs.local").write_text("".join(
-        f"{name} {ver}\n" for name, ver in (_split_soname(s) for s in bundled_sonames(cell))))
+        f"{name} {ver}\n" for name, ver in (_split_soname(s) for s in cell.bundled)))
     (root / "usr/share/lintian/overrides" / pkg).write_text(
         env.get_template("lintian-overrides.j2").render(**values))
     shutil.copy(opts.root / "packaging/triggers", src / "DEBIAN/triggers")
@@ -104,10 +104,6 @@ def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Option
     }
     (docdir / "buildinfo.json").write_text(json.dumps(build_info, indent=2, sort_keys=True) + "\n")
     return src
-
-
-def bundled_sonames(cell: Cell) -> tuple[str, ...]:
-    return cell.wheel.bundled if cell.wheel else ()
 
 
 def _split_soname(soname: str) -> tuple[str, str]:

@@ -32,13 +32,9 @@ BUILD_REPO = "mxbuild/build"
 RUNTIME_REPO = "mxbuild/runtime"
 CLIENT_REPO = "mxbuild/smoke-client"
 CLIENT_VENV = "/opt/mxnet-client"
-# numpy 1.24 removed the np.bool/np.int/... aliases MXNet 1.9's Python code still uses.
-# Distros whose Python has no numpy < 1.24 wheels (noble's 3.12) get them back at start-up
-# of the smoke client's interpreter; the library under test is untouched.
-NUMPY_COMPAT_PTH = ('import numpy; d = numpy.__dict__; d.setdefault("bool", bool); '
-                    'd.setdefault("int", int); d.setdefault("float", float); '
-                    'd.setdefault("complex", complex); d.setdefault("object", object); '
-                    'd.setdefault("str", str)')
+# Distros whose Python has no numpy MXNet 1.9 was written for (noble, trixie) get the
+# removed numpy names back at start-up of the smoke client's interpreter (a .pth file).
+NUMPY_COMPAT = "client/mxnet_numpy_compat.py"
 
 
 @dataclass(frozen=True)
@@ -279,14 +275,17 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
     has one.
     """
     smoke = cell.distro.smoke
+    compat = opts.root / "docker" / NUMPY_COMPAT
     digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip),
-                          smoke.pip_upgrade, smoke.numpy_compat, NUMPY_COMPAT_PTH, 2)
+                          smoke.pip_upgrade, smoke.numpy_compat, smoke.wheel_deps,
+                          compat.read_text() if smoke.numpy_compat else None, 3)
     tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-{digest[:12]}"
     image = _find(client, tag)
     if image is not None:
         logf.write(f"reusing {tag} ({image.id})\n")
         return ImageRef(tag, image.id)
-    requirements = [f"/tmp/wheel/{wheel.name}", *smoke.pip]
+    requirements = ([f"/tmp/wheel/{wheel.name}", *smoke.pip] if smoke.wheel_deps
+                    else list(smoke.pip))
     # Explicit index: old pips default to pypi.python.org, and mirrors must apply here too.
     index = ["--index-url", os.environ.get("MXBUILD_INDEX_URL", DEFAULT_INDEX)]
     with tempfile.TemporaryDirectory(dir=opts.cache_dir) as tmp:
@@ -300,8 +299,11 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
                     box.run(["/tmp/fetch/bin/pip", "install", "--upgrade", *index,
                              "--disable-pip-version-check", smoke.pip_upgrade])
                     requirements.append(smoke.pip_upgrade)
-                box.run(["/tmp/fetch/bin/pip", "download", "--disable-pip-version-check",
-                         *index, "--dest", "/tmp/wheelhouse", *requirements])
+                download = ["/tmp/fetch/bin/pip", "download", "--disable-pip-version-check",
+                            *index, "--dest", "/tmp/wheelhouse"]
+                if not smoke.wheel_deps:
+                    box.run([*download, "--no-deps", f"/tmp/wheel/{wheel.name}"])
+                box.run([*download, *requirements])
             except CommandFailed as exc:
                 raise ImageError(f"downloading the MXNet client's requirements failed: {exc}"
                                  f"\n{exc.tail[-1500:]}",
@@ -316,10 +318,16 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
                        "--disable-pip-version-check", "--find-links", "/tmp/wheelhouse"]
             if smoke.pip_upgrade:
                 box.run([*offline, "--upgrade", smoke.pip_upgrade])
-            box.run([*offline, f"/tmp/wheelhouse/{wheel.name}", *smoke.pip])
+            if smoke.wheel_deps:
+                box.run([*offline, f"/tmp/wheelhouse/{wheel.name}", *smoke.pip])
+            else:
+                box.run([*offline, "--no-deps", f"/tmp/wheelhouse/{wheel.name}"])
+                box.run([*offline, *smoke.pip])
             if smoke.numpy_compat:
-                box.run(["sh", "-c", f"echo '{NUMPY_COMPAT_PTH}' > "
-                         f"$(echo {CLIENT_VENV}/lib/python3*/site-packages)/mxnet_numpy_compat.pth"])
+                box.copy_into(compat, "/tmp")
+                box.run(["sh", "-c", f"cd {CLIENT_VENV}/lib/python3*/site-packages && "
+                         f"mv /tmp/{compat.name} . && "
+                         f"echo 'import {compat.stem}' > {compat.stem}.pth"])
             # The client must not carry a native stack: the host's .deb provides it.
             box.run(["sh", "-c", f"rm -f {CLIENT_VENV}/lib/python3*/site-packages/mxnet/*.so* "
                      "&& rm -rf /tmp/wheelhouse"])

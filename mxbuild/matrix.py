@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,6 +27,8 @@ VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(\.post\d+)?$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FPR_RE = re.compile(r"^[0-9A-F]{40}$")
 DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+SHA512_RE = re.compile(r"^[0-9a-f]{128}$")
+ABI_RE = re.compile(r"^\d+(\.\d+)+$")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,16 @@ class SmokeSpec:
     pip: tuple[str, ...]
     pip_upgrade: str | None = None    # the distro's pip is too old for manylinux2014 wheels
     numpy_compat: bool = False        # numpy >= 1.24: restore the aliases MXNet 1.9 uses
+    # False: the wheel's own requirements cannot be met on this Python (numpy < 2 has no
+    # wheels for 3.13), so it is installed with --no-deps and `pip` lists what it needs.
+    wheel_deps: bool = True
+
+
+@dataclass(frozen=True)
+class Abi:
+    """The newest symbol versions a distro's libc6 and libstdc++6 provide."""
+    glibc: str        # e.g. "2.31"
+    glibcxx: str      # e.g. "3.4.28"
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class Distro:
     multiarch: str
     base: BaseSpec
     smoke: SmokeSpec
+    abi: Abi | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,30 @@ class WheelPin:
     filename: str
     sha256: str
     bundled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SourcePin:
+    """An Apache MXNet source release: where it is and what its bytes must hash to."""
+    version: str
+    url: str
+    sha512: str | None
+    sha256: str | None
+    signature_url: str | None = None   # the release's .asc
+    keys_url: str | None = None        # the project's KEYS file
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class CompileSpec:
+    """How a variant is compiled from source (recipe "compile")."""
+    preset: str                          # recipes/compile/<preset>.cmake
+    build_on: str | None = None          # distro whose image compiles; None: the cell's own
+    toolkit_image: str | None = None     # GPU: NVIDIA's CUDA devel image, pinned by digest
+    toolkit_package: str | None = None   # GPU: the distro's CUDA toolkit package instead
 
 
 @dataclass(frozen=True)
@@ -103,6 +140,27 @@ class Cell:
     package: PackageInfo
     # NEEDED soname -> package providing it on the host ("driver": the NVIDIA driver)
     runtime_packages: tuple[tuple[str, str], ...] = ()
+    compile: CompileSpec | None = None   # set when the variant can be compiled
+    source: SourcePin | None = None      # the source release of this mxnet version
+
+    @property
+    def bundled(self) -> tuple[str, ...]:
+        """Libraries shipped privately next to libmxnet.so (only the wheel carries any)."""
+        return self.wheel.bundled if self.recipe == "wheel" and self.wheel else ()
+
+    def with_recipe(self, recipe: str) -> "Cell":
+        """This cell built by another recipe; SelectionError if the matrix cannot."""
+        if recipe == self.recipe:
+            return self
+        if recipe not in RECIPES:
+            raise SelectionError(f"unknown recipe {recipe!r}", "use wheel or compile")
+        if recipe == "compile":
+            if self.compile is None:
+                raise SelectionError(f"{self.id}: variant {self.variant} has no compile preset",
+                                     f"add variants.{self.variant}.compile to matrix.yaml")
+        elif self.wheel is None:
+            raise SelectionError(f"{self.id}: no wheel pin", "add the build's wheel pin")
+        return replace(self, recipe=recipe)
 
     @property
     def id(self) -> str:
@@ -214,7 +272,8 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     if isinstance(doc, dict):  # x-… keys only hold YAML anchors
         doc = {k: v for k, v in doc.items() if not str(k).startswith("x-")}
     c.mapping(doc, "", {"schema": "1", "package": "a mapping", "distros": "a mapping",
-                        "variants": "a mapping"})
+                        "variants": "a mapping"},
+              {"sources": "a mapping of mxnet version to its source release pin"})
     if doc["schema"] != 1:
         c.fail("schema", f"is {doc['schema']!r}", "1 (the only schema this mxbuild reads)")
 
@@ -235,12 +294,14 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
         c.fail("distros", "is empty or not a mapping", "a mapping of distro name to its settings")
     distros = {name: _parse_distro(c, name, spec) for name, spec in doc["distros"].items()}
 
+    sources = _parse_sources(c, doc.get("sources", {}))
+
     if not isinstance(doc["variants"], dict) or not doc["variants"]:
         c.fail("variants", "is empty or not a mapping", "a mapping of variant name to its builds")
     cells: list[Cell] = []
     seen: dict[str, str] = {}
     for vname, vspec in doc["variants"].items():
-        for cell, key in _parse_variant(c, vname, vspec, distros, package):
+        for cell, key in _parse_variant(c, vname, vspec, distros, package, sources):
             if cell.id in seen:
                 c.fail(key, f"cell {cell.id} is defined twice (first at {seen[cell.id]})",
                        "each (mxnet, variant, distro) once")
@@ -249,13 +310,64 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     return Matrix(path, package, distros, tuple(sorted(cells, key=lambda x: x.id)))
 
 
+def _parse_sources(c: _Checker, spec) -> dict[str, SourcePin]:
+    if not isinstance(spec, dict):
+        c.fail("sources", f"is {spec!r}", "a mapping of mxnet version to url/sha512")
+    out = {}
+    for version, pin in spec.items():
+        key = f"sources.{version}"
+        c.version(version, key)
+        c.mapping(pin, key, {"url": "the source release URL"},
+                  {"sha512": "128 lowercase hex", "sha256": "64 lowercase hex",
+                   "signature": "the .asc URL", "keys": "the KEYS URL"})
+        c.string(pin["url"], f"{key}.url", re.compile(r"^https?://.+\.tar\.gz$"),
+                 "an http(s) URL of a .tar.gz")
+        if "sha512" not in pin and "sha256" not in pin:
+            c.fail(key, "has no checksum", "sha512 (or sha256) of the tarball")
+        if "sha512" in pin:
+            c.string(pin["sha512"], f"{key}.sha512", SHA512_RE, "128 lowercase hex digits")
+        if "sha256" in pin:
+            c.string(pin["sha256"], f"{key}.sha256", SHA256_RE, "64 lowercase hex digits")
+        if ("signature" in pin) != ("keys" in pin):
+            c.fail(key, "has only one of signature / keys", "both (the .asc and KEYS URLs)")
+        out[version] = SourcePin(version, pin["url"], pin.get("sha512"), pin.get("sha256"),
+                                 pin.get("signature"), pin.get("keys"))
+    return out
+
+
+def _parse_compile(c: _Checker, key: str, spec, distros) -> CompileSpec:
+    c.mapping(spec, key, {"preset": "a file name under recipes/compile/ without .cmake"},
+              {"build_on": "a distro name", "toolkit": "a mapping with image or package"})
+    c.string(spec["preset"], f"{key}.preset", re.compile(r"^[a-z0-9_]+$"),
+             "a preset name such as linux_cpu")
+    build_on = spec.get("build_on")
+    if build_on is not None and build_on not in distros:
+        c.fail(f"{key}.build_on", f"{build_on!r} is not defined under distros",
+               "one of " + ", ".join(distros))
+    image = package = None
+    if "toolkit" in spec:
+        t = c.mapping(spec["toolkit"], f"{key}.toolkit", {},
+                      {"image": "nvidia/cuda:<tag>@sha256:<64 hex>",
+                       "package": "the distro's CUDA toolkit package"})
+        if ("image" in t) == ("package" in t):
+            c.fail(f"{key}.toolkit", "needs exactly one of image / package",
+                   "image: nvidia/cuda:…@sha256:… or package: nvidia-cuda-toolkit")
+        if "image" in t:
+            image = c.string(t["image"], f"{key}.toolkit.image", DIGEST_REF_RE,
+                             "a registry reference pinned by digest, name@sha256:<64 hex>")
+        else:
+            package = c.string(t["package"], f"{key}.toolkit.package")
+    return CompileSpec(spec["preset"], build_on, image, package)
+
+
 def _parse_distro(c: _Checker, name, spec) -> Distro:
     key = f"distros.{name}"
     if name not in KNOWN_DISTROS:
         c.fail(key, f"unknown distro name {name!r}", "one of " + ", ".join(KNOWN_DISTROS))
     c.mapping(spec, key, {"codename": "the apt suite", "version_tag": "e.g. deb12",
                           "multiarch": "e.g. x86_64-linux-gnu", "base": "a mapping",
-                          "smoke": "a mapping"})
+                          "smoke": "a mapping"},
+              {"abi": "glibc/glibcxx versions the distro provides"})
     if spec["codename"] != KNOWN_DISTROS[name]:
         c.fail(f"{key}.codename", f"is {spec['codename']!r}", repr(KNOWN_DISTROS[name]))
     c.string(spec["version_tag"], f"{key}.version_tag", re.compile(r"^[a-z0-9.]+$"),
@@ -301,25 +413,38 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
     s = c.mapping(spec["smoke"], f"{key}.smoke", {"python": "the interpreter, e.g. python3",
                                                  "pip": "a list of pinned requirements"},
                   {"pip_upgrade": "a pip requirement such as 'pip<21'",
-                   "numpy_compat": "true or false"})
-    if not isinstance(s.get("numpy_compat", False), bool):
-        c.fail(f"{key}.smoke.numpy_compat", f"is {s['numpy_compat']!r}", "true or false")
+                   "numpy_compat": "true or false", "wheel_deps": "true or false"})
+    for flag in ("numpy_compat", "wheel_deps"):
+        if not isinstance(s.get(flag, False), bool):
+            c.fail(f"{key}.smoke.{flag}", f"is {s[flag]!r}", "true or false")
     smoke = SmokeSpec(c.string(s["python"], f"{key}.smoke.python"),
                       c.str_list(s["pip"], f"{key}.smoke.pip",
                                  "a list of pinned requirements like numpy==1.23.5"),
                       c.string(s["pip_upgrade"], f"{key}.smoke.pip_upgrade")
                       if "pip_upgrade" in s else None,
-                      s.get("numpy_compat", False))
-    return Distro(name, spec["codename"], spec["version_tag"], spec["multiarch"], base_spec, smoke)
+                      s.get("numpy_compat", False), s.get("wheel_deps", True))
+    abi = None
+    if "abi" in spec:
+        a = c.mapping(spec["abi"], f"{key}.abi", {"glibc": "e.g. '2.31'",
+                                                 "glibcxx": "e.g. '3.4.28'"})
+        abi = Abi(c.string(a["glibc"], f"{key}.abi.glibc", ABI_RE, "a quoted version like '2.31'"),
+                  c.string(a["glibcxx"], f"{key}.abi.glibcxx", ABI_RE,
+                           "a quoted version like '3.4.28'"))
+    return Distro(name, spec["codename"], spec["version_tag"], spec["multiarch"], base_spec,
+                  smoke, abi)
 
 
-def _parse_variant(c: _Checker, vname, vspec, distros, package) -> Iterable[tuple[Cell, str]]:
+def _parse_variant(c: _Checker, vname, vspec, distros, package,
+                   sources) -> Iterable[tuple[Cell, str]]:
     key = f"variants.{vname}"
     if not isinstance(vname, str) or not VARIANT_RE.match(vname):
         c.fail(key, f"variant name {vname!r} is malformed", "cpu or cuXY such as cu90, cu112")
     c.mapping(vspec, key, {"cuda": "null for cpu, or 'X.Y'", "features": "a mapping",
                            "builds": "a list"},
-              {"runtime_packages": "a mapping of soname to package (or driver)"})
+              {"runtime_packages": "a mapping of soname to package (or driver)",
+               "compile": "a mapping: preset, build_on, toolkit"})
+    compile_spec = (_parse_compile(c, f"{key}.compile", vspec["compile"], distros)
+                    if "compile" in vspec else None)
     runtime = vspec.get("runtime_packages", {})
     if not isinstance(runtime, dict) or not all(
             isinstance(k, str) and re.match(r"^lib[\w+.-]+\.so(\.\d+)*$", k) and
@@ -349,33 +474,34 @@ def _parse_variant(c: _Checker, vname, vspec, distros, package) -> Iterable[tupl
     for i, build in enumerate(vspec["builds"]):
         bkey = f"{key}.builds[{i}]"
         c.mapping(build, bkey, {"mxnet": "a version string", "recipe": "wheel or compile",
-                                "distros": "a list of distro names"}, {"wheel": "a mapping"})
+                                "distros": "a list of distro names",
+                                "wheel": "the official wheel's pin (harvested by the wheel "
+                                         "recipe; every recipe's smoke client comes from it)"})
         mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
         if build["recipe"] not in RECIPES:
             c.fail(f"{bkey}.recipe", f"is {build['recipe']!r}", " or ".join(RECIPES))
-        wheel = None
-        if build["recipe"] == "wheel":
-            if "wheel" not in build:
-                c.fail(f"{bkey}.wheel", "missing (the wheel recipe needs its pin)",
-                       "a mapping with name, version, filename, sha256")
-            w = c.mapping(build["wheel"], f"{bkey}.wheel",
-                          {"name": "the PyPI project", "version": "the exact version",
-                           "filename": "the wheel file name", "sha256": "64 lowercase hex"},
-                          {"bundled": "a list of sonames bundled in the wheel"})
-            wheel = WheelPin(c.string(w["name"], f"{bkey}.wheel.name"),
-                             c.string(str(w["version"]), f"{bkey}.wheel.version"),
-                             c.string(w["filename"], f"{bkey}.wheel.filename",
-                                      re.compile(r"^[\w.+-]+\.whl$"), "a .whl file name"),
-                             c.string(w["sha256"], f"{bkey}.wheel.sha256", SHA256_RE,
-                                      "64 lowercase hex digits (sha256 of the wheel)"),
-                             c.str_list(w.get("bundled", []), f"{bkey}.wheel.bundled"))
+        if build["recipe"] == "compile" and compile_spec is None:
+            c.fail(f"{bkey}.recipe", f"is compile but {key} has no compile mapping",
+                   f"a {key}.compile mapping (preset, ...) or recipe: wheel")
+        w = c.mapping(build["wheel"], f"{bkey}.wheel",
+                      {"name": "the PyPI project", "version": "the exact version",
+                       "filename": "the wheel file name", "sha256": "64 lowercase hex"},
+                      {"bundled": "a list of sonames bundled in the wheel"})
+        wheel = WheelPin(c.string(w["name"], f"{bkey}.wheel.name"),
+                         c.string(str(w["version"]), f"{bkey}.wheel.version"),
+                         c.string(w["filename"], f"{bkey}.wheel.filename",
+                                  re.compile(r"^[\w.+-]+\.whl$"), "a .whl file name"),
+                         c.string(w["sha256"], f"{bkey}.wheel.sha256", SHA256_RE,
+                                  "64 lowercase hex digits (sha256 of the wheel)"),
+                         c.str_list(w.get("bundled", []), f"{bkey}.wheel.bundled"))
         dl = c.str_list(build["distros"], f"{bkey}.distros", "a list of distro names")
         for j, dname in enumerate(dl):
             if dname not in distros:
                 c.fail(f"{bkey}.distros[{j}]", f"{dname!r} is not defined under distros",
                        "one of " + ", ".join(distros))
             yield (Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel,
-                        features, package, tuple(sorted(runtime.items()))),
+                        features, package, tuple(sorted(runtime.items())), compile_spec,
+                        sources.get(mxnet)),
                    f"{bkey}.distros[{j}]")
 
 

@@ -102,8 +102,7 @@ def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = 
         "variant": cell.variant, "cuda": cell.cuda, "features": dict(cell.features),
         "library_path": f"{libdir}/libmxnet.so",
         "library_sha256": payload.files["libmxnet.so"],
-        "bundled": {b: f"{libdir}/{PRIVATE_DIR}/{b}" for b in (cell.wheel.bundled
-                                                                 if cell.wheel else ())},
+        "bundled": {b: f"{libdir}/{PRIVATE_DIR}/{b}" for b in cell.bundled},
         "rtol": 1e-5, "atol": 1e-6,
     }
 

@@ -36,7 +36,7 @@ if [ -n "${HOST_SONAMES:-}" ]; then
     lib="$scratch/libmxnet.so"
 fi
 if ! dpkg-shlibdeps -T"debian/$PKG.substvars" -e"$lib" \
-    $(find "$root/usr/lib/$MULTIARCH/$PRIVATE_DIR" -type f -name '*.so*' | sort | sed 's/^/-e/'); then
+    $(find "$root/usr/lib/$MULTIARCH" -path "*/$PRIVATE_DIR/*" -type f -name '*.so*' | sort | sed 's/^/-e/'); then
     echo "build-deb: a NEEDED library is neither bundled, known to this distro, nor mapped" \
          "in matrix.yaml (variants.<variant>.runtime_packages)" >&2
     exit 5
