@@ -46,15 +46,19 @@ def setup(c):
     "publish": "where to publish: s3://BUCKET/PREFIX, a directory, or none "
                "(default: out/repo)",
     "smoke": "run the smoke suite from the published repository (default on)",
-    "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)"})
+    "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)",
+    "recipe": "wheel (the official binary, default) or compile (from the source release)",
+    "source_tarball": "compile: the release tarball on disk instead of downloading it",
+    "source_dir": "compile: an unpacked source tree (not checked against a pin)"})
 @entrypoint
 def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
           smoke=True, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
-          sse=None, sse_kms_key_id=None):
+          sse=None, sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None):
     """Build, package, publish and smoke-test the selected cells."""
     cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell),
               publish if isinstance(publish, str) else None, smoke, ca_bundle,
-              _s3(endpoint_url, region, path_style, sse, sse_kms_key_id))
+              _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
+              cli.RecipeArgs(recipe, source_tarball, source_dir))
 
 
 @task(help=SELECTOR_HELP | S3_HELP | {"to": "s3://BUCKET/PREFIX or a directory"})

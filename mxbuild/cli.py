@@ -66,10 +66,23 @@ def setup() -> None:
     log.info("Docker engine is up")
 
 
+@dataclass(frozen=True)
+class RecipeArgs:
+    recipe: str | None = None          # override the matrix's recipe for every cell
+    source_tarball: str | None = None
+    source_dir: str | None = None
+
+
 def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
-          s3: S3Options) -> None:
-    opts = options.resolve(ca_bundle=ca_bundle)
+          s3: S3Options, recipe: RecipeArgs = RecipeArgs()) -> None:
+    opts = options.resolve(ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
+                           source_dir=recipe.source_dir)
     cells = _cells(opts, sel)
+    if (recipe.source_tarball or recipe.source_dir) and recipe.recipe != "compile":
+        raise ConfigError("--source-tarball/--source-dir only apply to --recipe compile",
+                          "add --recipe compile")
+    if recipe.recipe:
+        cells = [cell.with_recipe(recipe.recipe) for cell in cells]
     if publish == "none":
         pipeline.build(cells, opts, storage=None, do_smoke=False)
         return

@@ -89,3 +89,13 @@ class ImageError(MxbuildError):
 class ConfigError(MxbuildError):
     """A setting (environment variable or flag) has an unusable value."""
     exit_code = 10
+
+
+class DownloadError(MxbuildError):
+    """A pinned artefact could not be downloaded (no route, HTTP error)."""
+    exit_code = 11
+
+
+class AbiError(MxbuildError):
+    """A compiled library needs newer glibc/libstdc++ symbols than a target distro has."""
+    exit_code = 12

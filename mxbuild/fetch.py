@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .errors import ChecksumError, MxbuildError
+from .errors import ChecksumError, DownloadError, MxbuildError
 from .log import log
 from .matrix import WheelPin
 
@@ -20,16 +20,20 @@ CHUNK = 1 << 20
 DEFAULT_INDEX = "https://pypi.org/simple"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: Path, algo: str = "sha256") -> str:
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def cas_path(cache_dir: Path, sha256: str, filename: str) -> Path:
-    return cache_dir / "sha256" / sha256[:2] / sha256 / filename
+def sha256_file(path: Path) -> str:
+    return file_digest(path, "sha256")
+
+
+def cas_path(cache_dir: Path, digest: str, filename: str, algo: str = "sha256") -> Path:
+    return cache_dir / algo / digest[:2] / digest / filename
 
 
 def _ssl_context(extra_ca: Path | None) -> ssl.SSLContext:
@@ -75,15 +79,15 @@ def index_url(pin: WheelPin, index: str, ctx: ssl.SSLContext) -> str:
     return urllib.parse.urldefrag(url).url
 
 
-def verify(path: Path, sha256: str, what: str) -> None:
-    actual = sha256_file(path)
-    if actual != sha256:
-        raise ChecksumError(f"{what}: sha256 is {actual}, the pin says {sha256}",
+def verify(path: Path, digest: str, what: str, algo: str = "sha256") -> None:
+    actual = file_digest(path, algo)
+    if actual != digest:
+        raise ChecksumError(f"{what}: {algo} is {actual}, the pin says {digest}",
                             "the file is corrupt or the pin is wrong; delete the file "
                             f"({path}) to download it again, or correct the pin in matrix.yaml")
 
 
-def _store(dest: Path, sha256: str, what: str, fill) -> Path:
+def _store(dest: Path, digest: str, what: str, fill, algo: str = "sha256") -> Path:
     """Write via fill(file) into a temp file beside dest, verify, then move into place:
     nothing unverified ever enters the cache."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -93,11 +97,11 @@ def _store(dest: Path, sha256: str, what: str, fill) -> Path:
             fill(tmp)
         except (urllib.error.URLError, OSError) as exc:
             tmp_path.unlink(missing_ok=True)
-            raise MxbuildError(f"downloading {what} failed: {exc}",
+            raise DownloadError(f"downloading {what} failed: {exc}",
                                "check network access (PyPI, the distro archives) or set "
                                "MXBUILD_INDEX_URL / MXBUILD_WHEEL_DIR")
     try:
-        verify(tmp_path, sha256, f"downloaded {what}")
+        verify(tmp_path, digest, f"downloaded {what}", algo)
     except ChecksumError:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -121,15 +125,34 @@ def _download(url: str, ctx: ssl.SSLContext):
     return fill
 
 
-def fetch_pinned(url: str, sha256: str, cache_dir: Path, extra_ca: Path | None = None) -> Path:
-    """Download url into the content-addressed cache; refuse it unless its sha256 matches."""
+def fetch_pinned(url: str, digest: str, cache_dir: Path, extra_ca: Path | None = None,
+                 algo: str = "sha256") -> Path:
+    """Download url into the content-addressed cache; refuse it unless its digest matches."""
     filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
-    dest = cas_path(cache_dir, sha256, filename)
+    dest = cas_path(cache_dir, digest, filename, algo)
     if dest.exists():
-        verify(dest, sha256, f"cached {filename}")
+        verify(dest, digest, f"cached {filename}", algo)
         return dest
     log.info("downloading %s", url)
-    return _store(dest, sha256, filename, _download(url, _ssl_context(extra_ca)))
+    return _store(dest, digest, filename, _download(url, _ssl_context(extra_ca)), algo)
+
+
+def copy_pinned(src: Path, digest: str, cache_dir: Path, algo: str = "sha256") -> Path:
+    """Put a local file into the cache only if its digest matches the pin."""
+    dest = cas_path(cache_dir, digest, src.name, algo)
+    if dest.exists():
+        verify(dest, digest, f"cached {src.name}", algo)
+        return dest
+    return _store(dest, digest, str(src), _copy_from(src), algo)
+
+
+def download_bytes(url: str, extra_ca: Path | None = None, limit: int = 1 << 20) -> bytes:
+    """A small unpinned file (a signature, a KEYS file): verified by other means."""
+    try:
+        with urllib.request.urlopen(url, context=_ssl_context(extra_ca), timeout=60) as resp:
+            return resp.read(limit)
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"downloading {url} failed: {exc}", "")
 
 
 def fetch_wheel(pin: WheelPin, cache_dir: Path, extra_ca: Path | None = None) -> Path:

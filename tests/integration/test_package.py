@@ -18,7 +18,7 @@ MA = "usr/lib/x86_64-linux-gnu"
 
 @pytest.fixture(scope="session")
 def payload(docker_client, cpu_cell, test_opts, cell_images):
-    return recipes.produce(docker_client, cpu_cell, cell_images[1], test_opts, io.StringIO())
+    return recipes.harvest_wheel(docker_client, cpu_cell, cell_images[1], test_opts, io.StringIO())
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +162,7 @@ def test_corrupted_wheel_is_refused_before_anything_is_built(docker_client, cpu_
     opts = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache",
                                out_dir=tmp_path / "out")
     with pytest.raises(ChecksumError) as info:
-        recipes.produce(docker_client, cpu_cell, cell_images[1], opts, io.StringIO())
+        recipes.harvest_wheel(docker_client, cpu_cell, cell_images[1], opts, io.StringIO())
     assert cpu_cell.wheel.sha256 in info.value.message
     assert not (opts.work_dir / cpu_cell.id / "payload").exists()
     assert not any((tmp_path / "cache").rglob("*.whl"))
@@ -174,7 +174,7 @@ def test_harvest_refuses_undeclared_bundled_libraries(docker_client, cpu_cell, t
     cell = dataclasses.replace(cpu_cell, wheel=wheel)
     opts = dataclasses.replace(test_opts, out_dir=tmp_path / "out")
     with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
-        recipes.produce(docker_client, cell, cell_images[1], opts, io.StringIO())
+        recipes.harvest_wheel(docker_client, cell, cell_images[1], opts, io.StringIO())
     assert "libgfortran.so.3" in info.value.message
 
 

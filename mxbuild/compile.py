@@ -1,0 +1,272 @@
+"""Recipe "compile": build libmxnet.so from an Apache MXNet source release.
+
+Source (pinned release tarball, --source-tarball or --source-dir) → compile image (the
+build image of the distro that compiles, plus CMake/Ninja/ccache and MXNet's build
+dependencies) → `recipes/compile/build.sh` with the variant's preset, ccache in a Docker
+volume → stripped libmxnet.so → ABI gate against the distro that receives it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tarfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
+
+from docker.types import Mount
+
+from . import images
+from .containers import CommandFailed, Container
+from .errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
+from .fetch import copy_pinned, download_bytes, fetch_pinned, sha256_file, fetch_wheel
+from .images import ImageRef
+from .matrix import Abi, Cell, SourcePin
+from .options import Options
+from .recipes import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
+from .repo.sign import keyring_from_armored, verify_detached_file
+
+RECIPE_DIR = "recipes/compile"
+CCACHE_MOUNT = "/ccache"
+SOURCE_OPTIONS = ("pass --source-tarball PATH (the release tarball, checked against the "
+                  "pin in matrix.yaml) or --source-dir PATH (an unpacked source tree)")
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path            # a verified tarball in the cache, or a directory
+    is_dir: bool
+    description: str      # for copyright and build-info
+    epoch: int            # SOURCE_DATE_EPOCH: newest timestamp of the source
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    cache: dict[str, str]           # the CMake cache entries the preset controls
+    ccache_hits: int
+    ccache_misses: int
+    abi: dict[str, str]             # GLIBC/GLIBCXX/CXXABI -> highest version required
+
+
+# ---------------------------------------------------------------- source
+
+def _digest(pin: SourcePin) -> tuple[str, str]:
+    return ("sha512", pin.sha512) if pin.sha512 else ("sha256", pin.sha256)
+
+
+def resolve_source(cell: Cell, opts: Options, logf: IO[str]) -> Source:
+    pin = cell.source
+    if opts.source_dir:
+        tree = opts.source_dir
+        if not (tree / "CMakeLists.txt").is_file():
+            raise ConfigError(f"--source-dir {tree} has no CMakeLists.txt",
+                              "point it at the top of an unpacked MXNet source tree")
+        logf.write(f"source: directory {tree} (given by --source-dir, not checked against a pin)\n")
+        return Source(tree, True, f"source tree {tree.name}", _tree_epoch(tree))
+    if pin is None:
+        raise ConfigError(f"matrix.yaml pins no source release for MXNet {cell.mxnet}",
+                          f"add sources.\"{cell.mxnet}\" (url, sha512) to matrix.yaml, or "
+                          "pass --source-dir PATH")
+    algo, digest = _digest(pin)
+    cache = opts.cache_dir / "downloads"
+    if opts.source_tarball:
+        given = opts.source_tarball
+        if not given.is_file():
+            raise ConfigError(f"--source-tarball {given} does not exist", SOURCE_OPTIONS)
+        tarball = copy_pinned(given, digest, cache, algo)
+        signature = _local_signature(given)
+    else:
+        try:
+            tarball = fetch_pinned(pin.url, digest, cache, opts.extra_ca_bundle, algo)
+            signature = _remote_signature(pin, opts)
+        except DownloadError as exc:
+            raise DownloadError(
+                f"cannot download the MXNet {cell.mxnet} source release ({exc.message}); "
+                "this machine may have no route to the Apache archive", SOURCE_OPTIONS)
+    logf.write(f"source: {tarball.name} {algo} {digest} verified\n")
+    if signature is None:
+        logf.write("source: no .asc/KEYS available, signature not checked (the pinned "
+                   f"{algo} is)\n")
+    else:
+        asc, keys = signature
+        problem = verify_detached_file(tarball, asc, keyring_from_armored(keys))
+        if problem:
+            raise SigningError(f"the signature of {tarball.name} does not verify against "
+                               f"KEYS: {problem}", "do not build from this tarball; fetch "
+                               "it again from the Apache archive")
+        logf.write("source: signature verified against KEYS\n")
+    return Source(tarball, False, f"{pin.filename} ({algo} {digest})", _tar_epoch(tarball))
+
+
+def _local_signature(tarball: Path) -> tuple[bytes, bytes] | None:
+    """PATH.asc and a KEYS file next to a given tarball, if the user downloaded them."""
+    asc, keys = Path(f"{tarball}.asc"), tarball.parent / "KEYS"
+    if asc.is_file() and keys.is_file():
+        return asc.read_bytes(), keys.read_bytes()
+    return None
+
+
+def _remote_signature(pin: SourcePin, opts: Options) -> tuple[bytes, bytes] | None:
+    if not pin.signature_url:
+        return None
+    return (download_bytes(pin.signature_url, opts.extra_ca_bundle),
+            download_bytes(pin.keys_url, opts.extra_ca_bundle))
+
+
+def _tar_epoch(tarball: Path) -> int:
+    with tarfile.open(tarball) as tar:
+        return max((int(m.mtime) for m in tar), default=0)
+
+
+def _tree_epoch(tree: Path) -> int:
+    newest = 0
+    for base, dirs, files in os.walk(tree):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files:
+            try:
+                newest = max(newest, int(os.lstat(os.path.join(base, name)).st_mtime))
+            except OSError:
+                pass
+    return newest
+
+
+# ---------------------------------------------------------------- ABI gate
+
+UND_VERSIONED = re.compile(r"\bUND\s+([^\s@]+)@+(GLIBC|GLIBCXX|CXXABI)_([0-9][0-9.]*)")
+
+
+def _v(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def abi_requirements(dyn_syms: str) -> dict[str, tuple[str, list[str]]]:
+    """From `readelf --dyn-syms --wide`: for GLIBC, GLIBCXX and CXXABI, the highest version
+    an undefined symbol needs and the symbols that need it."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    for symbol, family, version in UND_VERSIONED.findall(dyn_syms):
+        best = out.get(family)
+        if best is None or _v(version) > _v(best[0]):
+            out[family] = (version, [symbol])
+        elif _v(version) == _v(best[0]) and symbol not in best[1]:
+            best[1].append(symbol)
+    return out
+
+
+def abi_gate(required: dict[str, tuple[str, list[str]]], abi: Abi, distro: str) -> None:
+    """Raise AbiError if the library needs newer glibc/libstdc++ symbols than `distro` has."""
+    problems = []
+    for family, provided in (("GLIBC", abi.glibc), ("GLIBCXX", abi.glibcxx)):
+        if family in required and _v(required[family][0]) > _v(provided):
+            version, symbols = required[family]
+            problems.append(f"{family}_{version} (for {', '.join(sorted(symbols)[:5])}) but "
+                            f"{distro} provides {family}_{provided}")
+    if problems:
+        raise AbiError("libmxnet.so needs " + "; ".join(problems),
+                       f"compile on the oldest distro that receives the binary "
+                       f"(variants.<variant>.compile.build_on), or drop {distro} from the build")
+
+
+# ---------------------------------------------------------------- compile
+
+def ccache_counts(stats: str) -> tuple[int, int]:
+    """(hits, misses) from `ccache --show-stats` of ccache 3.x or 4.x."""
+    hits = misses = 0
+    m = re.search(r"^\s*Hits:\s+(\d+)", stats, re.M)                    # 4.x
+    if m:
+        hits = int(m.group(1))
+        mm = re.search(r"^\s*Misses:\s+(\d+)", stats, re.M)
+        misses = int(mm.group(1)) if mm else 0
+    else:                                                                # 3.x
+        for kind in ("direct", "preprocessed"):
+            h = re.search(rf"^cache hit \({kind}\)\s+(\d+)", stats, re.M)
+            hits += int(h.group(1)) if h else 0
+        mm = re.search(r"^cache miss\s+(\d+)", stats, re.M)
+        misses = int(mm.group(1)) if mm else 0
+    return hits, misses
+
+
+def parse_cmake_cache(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z0-9_]+):[A-Z]+=(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def compile_cell(client, cell: Cell, opts: Options,
+                 logf: IO[str]) -> tuple[Payload, CompileReport]:
+    """Compile libmxnet.so for `cell` and return it as the package payload."""
+    spec = cell.compile
+    if spec is None:
+        raise ConfigError(f"variant {cell.variant} has no compile preset",
+                          f"add variants.{cell.variant}.compile to matrix.yaml")
+    if cell.distro.abi is None:
+        raise ConfigError(f"distros.{cell.distro.name}.abi is not set",
+                          "add abi: {glibc: 'X.Y', glibcxx: '3.4.N'} (what its libc6 and "
+                          "libstdc++6 provide) so the ABI gate can check the binary")
+    preset = opts.root / RECIPE_DIR / f"{spec.preset}.cmake"
+    if not preset.is_file():
+        raise ConfigError(f"preset {preset} does not exist",
+                          f"add it or fix variants.{cell.variant}.compile.preset")
+    source = resolve_source(cell, opts, logf)
+
+    # The distro whose image compiles (build_on) may be older than the cell's: the ABI
+    # gate below checks the binary against the distro that receives it.
+    host = spec.build_on or cell.distro
+    host_cell = replace(cell, distro=host)
+    base = images.ensure_base(client, host, opts, logf)
+    build_image = images.ensure_build_image(client, host_cell, base, opts, logf)
+    image = images.ensure_compile_image(client, host_cell, build_image, opts, logf)
+
+    work = opts.work_dir / cell.id
+    result_dir = work / "compile"
+    for stale in (result_dir, work / "out"):
+        if stale.exists():
+            shutil.rmtree(stale)
+    extra = ["-DCMAKE_CUDA_COMPILER=/usr/bin/nvcc"] if spec.toolkit_package else []
+    mounts = [Mount(CCACHE_MOUNT, opts.ccache_volume, type="volume")]
+    with Container(client, image.ref, label=f"compile-{cell.id}", mounts=mounts,
+                   log_file=logf) as box:
+        box.run(["chown", f"{BUILD_UID}:{BUILD_UID}", CCACHE_MOUNT])
+        own = dict(uid=BUILD_UID, gid=BUILD_UID)
+        box.copy_into(opts.root / RECIPE_DIR, BUILD_HOME, arcname="recipe", **own)
+        box.copy_into(patchelf_binary(), BUILD_HOME, **own)
+        if source.is_dir:
+            box.copy_into(source.path, BUILD_HOME, arcname="src", **own)
+        else:
+            box.copy_into(source.path, BUILD_HOME, arcname="source.tar.gz", **own)
+            box.run(["sh", "-c", f"mkdir src && tar -xzf source.tar.gz -C src "
+                     "--strip-components=1 && rm source.tar.gz"], user="builder",
+                    workdir=BUILD_HOME)
+        try:
+            box.run(["sh", "recipe/build.sh", f"{BUILD_HOME}/src",
+                     f"{BUILD_HOME}/recipe/{preset.name}", f"{BUILD_HOME}/out",
+                     str(opts.compile_jobs), *extra], user="builder", workdir=BUILD_HOME,
+                    env={"CCACHE_DIR": CCACHE_MOUNT, "PATCHELF": f"{BUILD_HOME}/patchelf"})
+        except CommandFailed as exc:
+            raise MxbuildError(f"compiling libmxnet.so failed: {exc}\n{exc.tail[-2000:]}",
+                               f"see the recipe log; preset {preset.relative_to(opts.root)}")
+        box.copy_out(f"{BUILD_HOME}/out", work)
+    (work / "out").rename(result_dir)
+
+    required = abi_requirements((result_dir / "dyn-syms.txt").read_text())
+    hits, misses = ccache_counts((result_dir / "ccache-stats.txt").read_text())
+    report = CompileReport(parse_cmake_cache((result_dir / "cmake-cache.txt").read_text()),
+                           hits, misses, {k: v for k, (v, _) in required.items()})
+    logf.write(f"ccache: {hits} hits, {misses} misses\nABI: {report.abi}\n")
+    abi_gate(required, cell.distro.abi, cell.distro.name)
+
+    payload_dir = work / "payload"
+    if payload_dir.exists():
+        shutil.rmtree(payload_dir)
+    payload_dir.mkdir(parents=True)
+    shutil.move(str(result_dir / "libmxnet.so"), payload_dir / "libmxnet.so")
+    # The smoke client is the official wheel's Python package, whatever made the library.
+    wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+    payload = Payload(payload_dir, {"libmxnet.so": sha256_file(payload_dir / "libmxnet.so")},
+                      {}, f"{source.description}, compiled with {preset.name} on "
+                      f"{host.name}", opts.source_date_epoch or source.epoch, wheel)
+    payload.save()
+    return payload, report

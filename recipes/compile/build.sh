@@ -1,0 +1,42 @@
+#!/bin/sh
+# Compile libmxnet.so with CMake + Ninja from a source tree, inside the compile image,
+# as the build user, with no network.
+#   build.sh SRC PRESET OUT JOBS [CMAKE_ARG...]
+# Needs CCACHE_DIR (a cache volume) and PATCHELF. Writes OUT/libmxnet.so (stripped,
+# SONAME libmxnet.so, no RPATH) and, for the caller's checks: OUT/cmake-cache.txt (the
+# cache entries the preset controls), OUT/ccache-stats.txt, OUT/dyn-syms.txt.
+set -eu
+src=$1 preset=$2 out=$3 jobs=$4
+shift 4
+build="$HOME/build"
+command -v cmake >/dev/null && command -v ninja >/dev/null && command -v ccache >/dev/null || {
+    echo "compile: cmake, ninja and ccache must be in the compile image" >&2; exit 3; }
+cmake --version | head -n1
+ccache --zero-stats >/dev/null
+
+cmake -S "$src" -B "$build" -G Ninja -C "$preset" \
+    -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+    -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache "$@"
+cmake --build "$build" --parallel "$jobs"
+
+# MXNet's CMake writes the library at the top of the build tree.
+lib="$build/libmxnet.so"
+if [ ! -f "$lib" ]; then
+    echo "compile: the build produced no $lib" >&2
+    exit 4
+fi
+mkdir -p "$out"
+cp "$lib" "$out/libmxnet.so"
+# Debian policy: no symbol tables or build-host notes in shipped libraries.
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$out/libmxnet.so"
+# The build tree's RPATH must not ship; Depends supply every library from the distro.
+"$PATCHELF" --remove-rpath "$out/libmxnet.so"
+soname=$(readelf -d "$out/libmxnet.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$soname" = libmxnet.so ] || "$PATCHELF" --set-soname libmxnet.so "$out/libmxnet.so"
+chmod 0644 "$out/libmxnet.so"
+
+grep -E '^(CMAKE_BUILD_TYPE|CMAKE_(C|CXX|CUDA)_COMPILER_LAUNCHER|CMAKE_CUDA_COMPILER|CFLAGS|CXXFLAGS|USE_[A-Z0-9_]+|MXNET_CUDA_ARCH):' \
+    "$build/CMakeCache.txt" | sort > "$out/cmake-cache.txt"
+ccache --show-stats > "$out/ccache-stats.txt"
+readelf --dyn-syms --wide "$out/libmxnet.so" > "$out/dyn-syms.txt"
+cat "$out/ccache-stats.txt"

@@ -1,0 +1,157 @@
+"""Recipe "compile" for real: the compile image, CMake + Ninja with the variant's preset,
+ccache in a Docker volume, strip, ABI gate. The source is a fixture CMake project made
+here (MXNet's source is not reachable from this machine): it records the cache variables
+it was given into the library it builds."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import subprocess
+import textwrap
+import uuid
+
+import pytest
+
+from mxbuild import compile as compile_recipe
+from mxbuild.errors import AbiError
+from mxbuild.matrix import CompileSpec, load
+
+from ..conftest import ROOT
+
+RECORDED = ["CMAKE_BUILD_TYPE", "USE_CUDA", "USE_CUDNN", "USE_NCCL", "MXNET_CUDA_ARCH",
+            "USE_MKLDNN", "USE_BLAS", "USE_LAPACK", "USE_OPENMP", "USE_OPENCV",
+            "USE_DIST_KVSTORE", "USE_SIGNAL_HANDLER", "CMAKE_CXX_COMPILER_LAUNCHER"]
+
+
+def fixture_tree(path, *, newer_glibc: bool = False):
+    """A CMake project that builds an unstripped libmxnet.so embedding what it was given.
+    newer_glibc: also call arc4random (GLIBC_2.36), which bullseye's glibc 2.31 lacks."""
+    path.mkdir(parents=True)
+    keys = " ".join(RECORDED)
+    (path / "CMakeLists.txt").write_text(textwrap.dedent(f"""\
+        cmake_minimum_required(VERSION 3.13)
+        project(fixture_mxnet CXX)
+        set(recorded "")
+        foreach(key {keys})
+          string(REPLACE ";" "," value "${{${{key}}}}")   # a list would split the define
+          string(APPEND recorded "${{key}}=${{value}}|")
+        endforeach()
+        file(WRITE ${{CMAKE_BINARY_DIR}}/recorded.txt "${{recorded}}")
+        add_library(mxnet SHARED mxnet.cc)
+        # -g: the recipe must strip what the build leaves in
+        target_compile_options(mxnet PRIVATE -g)
+        target_compile_definitions(mxnet PRIVATE "RECORDED=\\"${{recorded}}\\"")
+        """))
+    extra = ("#include <stdlib.h>\nextern \"C\" unsigned fixture_random() "
+             "{ return arc4random(); }\n") if newer_glibc else ""
+    (path / "mxnet.cc").write_text(textwrap.dedent("""\
+        #include <string>
+        extern "C" const char *MXGetRecorded() { static std::string s(RECORDED); return s.c_str(); }
+        """) + extra)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ccache_opts(test_opts, docker_client):
+    """A ccache volume of this test module only, removed afterwards."""
+    volume = f"mxbuild-test-ccache-{uuid.uuid4().hex[:8]}"
+    yield dataclasses.replace(test_opts, ccache_volume=volume)
+    try:
+        docker_client.volumes.get(volume).remove(force=True)
+    except Exception:  # the volume may not exist if the first compile failed early
+        pass
+
+
+def _cell(variant: str, target: str, build_on: str):
+    """A cell of `variant` for distro `target`, compiled in `build_on`'s image."""
+    m = load(ROOT / "matrix.yaml")
+    cell = m.select(variant=variant)[0]
+    spec = CompileSpec(cell.compile.preset if cell.compile else f"linux_{variant}",
+                       m.distros[build_on])
+    return dataclasses.replace(cell, distro=m.distros[target], compile=spec, recipe="compile")
+
+
+def _recorded(lib) -> dict[str, str]:
+    text = lib.read_bytes()
+    start = text.index(b"CMAKE_BUILD_TYPE=")
+    block = text[start:text.index(b"\0", start)].decode()
+    return dict(item.split("=", 1) for item in block.split("|") if "=" in item)
+
+
+def _sections(lib) -> str:
+    return subprocess.run(["readelf", "-S", "-W", str(lib)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def cpu_compiled(docker_client, ccache_opts, tmp_path_factory, cell_images):
+    src = fixture_tree(tmp_path_factory.mktemp("src") / "fixture")
+    opts = dataclasses.replace(ccache_opts, source_dir=src)
+    cell = _cell("cpu", "debian11", "debian12")
+    log = io.StringIO()
+    first = compile_recipe.compile_cell(docker_client, cell, opts, log)
+    second = compile_recipe.compile_cell(docker_client, cell, opts, log)
+    return cell, first, second, log.getvalue()
+
+
+def test_cpu_preset_flags_reach_the_build(cpu_compiled):
+    cell, (payload, report), _, _ = cpu_compiled
+    seen = _recorded(payload.dir / "libmxnet.so")
+    assert seen["CMAKE_BUILD_TYPE"] == "Distribution"
+    assert seen["USE_CUDA"] == "OFF" and seen["USE_CUDNN"] == "OFF" and seen["USE_NCCL"] == "OFF"
+    assert seen["MXNET_CUDA_ARCH"] == ""
+    for flag in ("USE_MKLDNN", "USE_LAPACK", "USE_OPENMP", "USE_OPENCV", "USE_DIST_KVSTORE",
+                 "USE_SIGNAL_HANDLER"):
+        assert seen[flag] == "ON", flag
+    assert seen["USE_BLAS"] == "open"
+    assert seen["CMAKE_CXX_COMPILER_LAUNCHER"] == "ccache"
+    # the same values as the recipe read back from CMakeCache.txt
+    assert report.cache["USE_MKLDNN"] == "ON" and report.cache["CMAKE_BUILD_TYPE"] == "Distribution"
+
+
+def test_ccache_volume_is_used_across_containers(cpu_compiled):
+    _, (_, first), (_, second), _ = cpu_compiled
+    assert first.ccache_misses >= 1
+    assert second.ccache_hits >= 1 and second.ccache_misses == 0
+
+
+def test_output_is_stripped_with_soname_and_no_rpath(cpu_compiled):
+    _, (payload, _), _, _ = cpu_compiled
+    lib = payload.dir / "libmxnet.so"
+    sections = _sections(lib)
+    assert ".symtab" not in sections and ".debug_info" not in sections
+    dynamic = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True).stdout
+    assert "Library soname: [libmxnet.so]" in dynamic
+    assert "RPATH" not in dynamic and "RUNPATH" not in dynamic
+    assert list(payload.files) == ["libmxnet.so"]
+
+
+def test_abi_gate_passes_and_records_the_requirements(cpu_compiled):
+    cell, (_, report), _, _ = cpu_compiled
+    assert cell.distro.name == "debian11"
+    assert tuple(map(int, report.abi["GLIBC"].split("."))) <= (2, 31)
+    assert "GLIBCXX" in report.abi
+
+
+def test_abi_gate_fails_for_a_newer_glibc_symbol(docker_client, ccache_opts, tmp_path):
+    src = fixture_tree(tmp_path / "fixture", newer_glibc=True)
+    opts = dataclasses.replace(ccache_opts, source_dir=src)
+    with pytest.raises(AbiError) as err:
+        compile_recipe.compile_cell(docker_client, _cell("cpu", "debian11", "debian12"),
+                                    opts, io.StringIO())
+    msg = err.value.render()
+    assert "GLIBC_2.36" in msg and "arc4random" in msg and "debian11" in msg
+    assert "GLIBC_2.31" in msg and "build_on" in msg
+
+
+def test_gpu_preset_flags_reach_the_build(docker_client, ccache_opts, tmp_path):
+    """The cu112 preset configured for real (the fixture compiles no CUDA code, so no
+    toolkit is needed to see the flags it sets)."""
+    src = fixture_tree(tmp_path / "fixture")
+    opts = dataclasses.replace(ccache_opts, source_dir=src)
+    payload, report = compile_recipe.compile_cell(
+        docker_client, _cell("cu112", "debian12", "debian12"), opts, io.StringIO())
+    seen = _recorded(payload.dir / "libmxnet.so")
+    assert seen["USE_CUDA"] == "ON" and seen["USE_CUDNN"] == "ON" and seen["USE_NCCL"] == "ON"
+    assert seen["MXNET_CUDA_ARCH"] == "5.0,6.0,7.0,8.0,8.6"
+    assert report.cache["CMAKE_CUDA_COMPILER"] == "/usr/local/cuda-11.2/bin/nvcc"

@@ -1,0 +1,196 @@
+"""Recipe "compile" without Docker: presets vs the matrix, source resolution and its
+errors (real gpg signatures, a real refused connection), the ABI gate's parsing."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import re
+import subprocess
+import tarfile
+
+import pytest
+
+from mxbuild import compile as compile_recipe, options
+from mxbuild.errors import AbiError, ChecksumError, ConfigError, DownloadError, SigningError
+from mxbuild.matrix import Abi, SourcePin, load
+
+from ..conftest import ROOT
+
+MATRIX = load(ROOT / "matrix.yaml")
+PRESETS = ROOT / "recipes/compile"
+
+
+def preset_values(name: str) -> dict[str, str]:
+    """The cache values a preset sets, with its include()s followed."""
+    text = (PRESETS / f"{name}.cmake").read_text()
+    values = {}
+    for inc in re.findall(r"include\(\$\{CMAKE_CURRENT_LIST_DIR\}/(\w+)\.cmake\)", text):
+        values |= preset_values(inc)
+    for key, value in re.findall(r'^set\((\w+) "?([^" ]*)"? CACHE', text, re.M):
+        values[key] = value
+    return values
+
+
+FEATURE_FLAGS = {"CUDA": "USE_CUDA", "CUDNN": "USE_CUDNN", "NCCL": "USE_NCCL",
+                 "MKLDNN": "USE_MKLDNN", "LAPACK": "USE_LAPACK", "OPENMP": "USE_OPENMP",
+                 "SIGNAL_HANDLER": "USE_SIGNAL_HANDLER"}
+
+
+@pytest.mark.parametrize("variant", sorted({c.variant for c in MATRIX.cells}))
+def test_every_variant_has_a_preset_that_matches_its_features(variant):
+    cell = MATRIX.select(variant=variant)[0]
+    values = preset_values(cell.compile.preset if cell.compile else f"linux_{variant}")
+    assert values["CMAKE_BUILD_TYPE"] == "Distribution"
+    features = dict(cell.features)
+    for feature, flag in FEATURE_FLAGS.items():
+        assert values[flag] == ("ON" if features[feature] else "OFF"), flag
+    assert values["USE_BLAS"] == "open" and features["BLAS_OPEN"]
+    assert values["USE_OPENCV"] == values["USE_DIST_KVSTORE"] == "ON"
+    if cell.cuda:
+        assert values["CMAKE_CUDA_COMPILER"] == f"/usr/local/cuda-{cell.cuda}/bin/nvcc"
+        assert re.match(r"^\d\.\d(;\d\.\d)+$", values["MXNET_CUDA_ARCH"])
+    else:
+        assert "MXNET_CUDA_ARCH" not in values
+
+
+READELF = """\
+Symbol table '.dynsym' contains 9 entries:
+   Num:    Value          Size Type    Bind   Vis      Ndx Name
+     0: 0000000000000000     0 NOTYPE  LOCAL  DEFAULT  UND
+     1: 0000000000000000     0 FUNC    WEAK   DEFAULT  UND __cxa_finalize@GLIBC_2.2.5 (2)
+     2: 0000000000000000     0 FUNC    GLOBAL DEFAULT  UND memcpy@GLIBC_2.14 (3)
+     3: 0000000000000000     0 FUNC    GLOBAL DEFAULT  UND arc4random@GLIBC_2.36 (4)
+     4: 0000000000000000     0 FUNC    GLOBAL DEFAULT  UND _ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE9_M_createERmm@GLIBCXX_3.4.21 (5)
+     5: 0000000000000000     0 FUNC    GLOBAL DEFAULT  UND __cxa_begin_catch@CXXABI_1.3 (6)
+     6: 0000000000000000     0 FUNC    GLOBAL DEFAULT  UND _ZSt28__throw_bad_array_new_lengthv@GLIBCXX_3.4.29 (7)
+     7: 0000000000001139    40 FUNC    GLOBAL DEFAULT   12 MXGetRecorded
+     8: 0000000000000000     0 FUNC    GLOBAL DEFAULT  UND getrandom@GLIBC_2.25 (8)
+"""
+
+
+def test_abi_requirements_take_the_highest_version_per_family():
+    req = compile_recipe.abi_requirements(READELF)
+    assert req["GLIBC"] == ("2.36", ["arc4random"])
+    assert req["GLIBCXX"] == ("3.4.29", ["_ZSt28__throw_bad_array_new_lengthv"])
+    assert req["CXXABI"][0] == "1.3"
+
+
+def test_abi_gate_names_symbols_versions_and_the_fix():
+    req = compile_recipe.abi_requirements(READELF)
+    compile_recipe.abi_gate(req, Abi("2.36", "3.4.30"), "debian12")   # passes
+    with pytest.raises(AbiError) as err:
+        compile_recipe.abi_gate(req, Abi("2.31", "3.4.28"), "debian11")
+    msg = err.value.render()
+    assert "GLIBC_2.36 (for arc4random) but debian11 provides GLIBC_2.31" in msg
+    assert "GLIBCXX_3.4.29" in msg and "GLIBCXX_3.4.28" in msg and "build_on" in msg
+    # numeric, not string, comparison: 2.9 < 2.14
+    compile_recipe.abi_gate({"GLIBC": ("2.9", ["x"])}, Abi("2.14", "3.4"), "old")
+
+
+def test_ccache_stats_of_both_major_versions():
+    v4 = "Cacheable calls:    3 / 3 (100.0%)\n  Hits:             2 / 3 (66.67%)\n" \
+         "    Direct:         2 / 2\n  Misses:           1 / 3 (33.33%)\n"
+    v3 = "cache hit (direct)                     4\ncache hit (preprocessed)               1\n" \
+         "cache miss                             2\n"
+    assert compile_recipe.ccache_counts(v4) == (2, 1)
+    assert compile_recipe.ccache_counts(v3) == (5, 2)
+
+
+def test_every_distro_declares_its_abi():
+    for name, distro in MATRIX.distros.items():
+        assert distro.abi is not None, name
+
+
+# ---------------------------------------------------------------- source resolution
+
+def _tarball(tmp_path):
+    tree = tmp_path / "apache-mxnet-src-9.9.9-incubating"
+    tree.mkdir()
+    (tree / "CMakeLists.txt").write_text("project(x)\n")
+    path = tmp_path / "dl" / "apache-mxnet-src-9.9.9-incubating.tar.gz"
+    path.parent.mkdir()
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
+    return path
+
+
+def _cell(tarball, url="http://127.0.0.1:9/apache-mxnet-src-9.9.9-incubating.tar.gz",
+          sha512=None, **pin):
+    cell = MATRIX.select(cell="1.9.1-cpu-debian12")[0]
+    digest = sha512 or hashlib.sha512(tarball.read_bytes()).hexdigest()
+    return dataclasses.replace(cell, source=SourcePin("9.9.9", url, digest, None, **pin))
+
+
+def _opts(tmp_path, **kw):
+    return dataclasses.replace(options.resolve(out_dir=str(tmp_path / "out")),
+                               cache_dir=tmp_path / "cache", **kw)
+
+
+def test_unreachable_archive_names_both_options(tmp_path):
+    tarball = _tarball(tmp_path)
+    with pytest.raises(DownloadError) as err:   # port 9 on loopback: connection refused
+        compile_recipe.resolve_source(_cell(tarball), _opts(tmp_path), io.StringIO())
+    msg = err.value.render()
+    assert "no route to the Apache archive" in msg
+    assert "--source-tarball PATH" in msg and "--source-dir PATH" in msg
+
+
+def test_given_tarball_is_checked_against_the_pin(tmp_path):
+    tarball = _tarball(tmp_path)
+    source = compile_recipe.resolve_source(
+        _cell(tarball), _opts(tmp_path, source_tarball=tarball), io.StringIO())
+    assert source.path.read_bytes() == tarball.read_bytes() and not source.is_dir
+    assert source.epoch > 0
+    with pytest.raises(ChecksumError):
+        compile_recipe.resolve_source(_cell(tarball, sha512="0" * 128),
+                                      _opts(tmp_path, source_tarball=tarball), io.StringIO())
+
+
+def _gpg(home, *args, data=None):
+    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--quiet",
+                           "--pinentry-mode", "loopback", "--passphrase", "", *args],
+                          input=data, capture_output=True, check=True).stdout
+
+
+def test_signature_next_to_the_tarball_is_verified_against_keys(tmp_path):
+    tarball = _tarball(tmp_path)
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    _gpg(home, "--quick-gen-key", "Release Manager <rm@example.org>", "rsa2048", "sign", "never")
+    (tarball.parent / "KEYS").write_bytes(_gpg(home, "--armor", "--export"))
+    asc = tarball.parent / (tarball.name + ".asc")
+    asc.write_bytes(_gpg(home, "--armor", "--detach-sign", "--output", "-", str(tarball)))
+    log = io.StringIO()
+    compile_recipe.resolve_source(_cell(tarball), _opts(tmp_path, source_tarball=tarball), log)
+    assert "signature verified against KEYS" in log.getvalue()
+    # a signature by another key must stop the build
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    _gpg(other, "--quick-gen-key", "Mallory <m@example.org>", "rsa2048", "sign", "never")
+    asc.write_bytes(_gpg(other, "--armor", "--detach-sign", "--output", "-", str(tarball)))
+    with pytest.raises(SigningError):
+        compile_recipe.resolve_source(_cell(tarball), _opts(tmp_path, source_tarball=tarball),
+                                      io.StringIO())
+
+
+def test_source_dir_needs_a_cmake_project_and_no_pin(tmp_path):
+    tarball = _tarball(tmp_path)
+    with pytest.raises(ConfigError, match="no CMakeLists.txt"):
+        compile_recipe.resolve_source(_cell(tarball), _opts(tmp_path, source_dir=tmp_path),
+                                      io.StringIO())
+    tree = tmp_path / "apache-mxnet-src-9.9.9-incubating"
+    cell = dataclasses.replace(_cell(tarball), source=None)
+    source = compile_recipe.resolve_source(cell, _opts(tmp_path, source_dir=tree), io.StringIO())
+    assert source.is_dir and source.path == tree
+
+
+def test_no_pin_and_no_source_option_is_a_clear_error(tmp_path):
+    cell = dataclasses.replace(MATRIX.select(cell="1.9.1-cpu-debian12")[0], source=None)
+    with pytest.raises(ConfigError, match="pins no source release"):
+        compile_recipe.resolve_source(cell, _opts(tmp_path), io.StringIO())
+
+
+def test_both_source_options_are_refused():
+    with pytest.raises(ConfigError, match="both given"):
+        options.resolve(source_tarball="a.tar.gz", source_dir="b")
