@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import subprocess
 import textwrap
 import uuid
@@ -155,3 +156,30 @@ def test_gpu_preset_flags_reach_the_build(docker_client, ccache_opts, tmp_path):
     assert seen["USE_CUDA"] == "ON" and seen["USE_CUDNN"] == "ON" and seen["USE_NCCL"] == "ON"
     assert seen["MXNET_CUDA_ARCH"] == "5.0,6.0,7.0,8.0,8.6"
     assert report.cache["CMAKE_CUDA_COMPILER"] == "/usr/local/cuda-11.2/bin/nvcc"
+
+
+def test_compiled_library_goes_through_the_package_stage(docker_client, ccache_opts,
+                                                         tmp_path, cell_images):
+    """A compiled payload is packaged like a harvested one: no private directory, Depends
+    from dpkg-shlibdeps, copyright saying what was compiled, lintian without errors."""
+    from mxbuild import deb
+    src = fixture_tree(tmp_path / "fixture")
+    opts = dataclasses.replace(ccache_opts, source_dir=src)
+    cell = _cell("cpu", "debian12", "debian12")
+    payload, _ = compile_recipe.compile_cell(docker_client, cell, opts, io.StringIO())
+    result = deb.build(docker_client, cell, payload, cell_images[1], opts, io.StringIO(),
+                       tmp_path / "debs")
+    assert result.lintian_errors == 0, result.lintian_output
+    listing = subprocess.run(["dpkg-deb", "-c", str(result.path)], capture_output=True,
+                             text=True, check=True).stdout
+    assert "x86_64-linux-gnu/libmxnet/" not in listing
+    assert "x86_64-linux-gnu/libmxnet.so" in listing
+    info = subprocess.run(["dpkg-deb", "-I", str(result.path)], capture_output=True,
+                          text=True, check=True).stdout
+    depends = re.search(r"^ Depends: (.*)$", info, re.M).group(1)
+    assert "libc6" in depends and "libstdc++6" in depends
+    unpacked = tmp_path / "unpacked"
+    subprocess.run(["dpkg-deb", "-x", str(result.path), str(unpacked)], check=True)
+    copyright = (unpacked / "usr/share/doc/libmxnet/copyright").read_text()
+    assert "compiled by mxbuild from the Apache MXNet source" in copyright
+    assert "source tree fixture" in copyright and "linux_cpu.cmake" in copyright
