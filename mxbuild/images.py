@@ -296,8 +296,9 @@ def ensure_runtime_image(client, cell: Cell, base: ImageRef, opts: Options, logf
 
 def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts: Options,
                         logf) -> ImageRef:
-    """Runtime image + the MXNet Python client, with the wheel's own native libraries
-    removed, so only the packaged libmxnet can ever be loaded.
+    """Runtime image + a venv with the MXNet Python client's dependencies (numpy, pytest,
+    requests…) but not the client itself: the smoke run installs mxnet-thin from the
+    repository's index, so only the packaged libmxnet can ever be loaded.
 
     Two containers: one with network and the extra CA bundle mounted downloads the
     wheels; a second one, with neither, installs them offline and is committed. A bind
@@ -308,8 +309,8 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
     compat = opts.root / "docker" / NUMPY_COMPAT
     digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip),
                           smoke.pip_upgrade, smoke.numpy_compat, smoke.wheel_deps,
-                          compat.read_text() if smoke.numpy_compat else None, 3)
-    tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-{digest[:12]}"
+                          compat.read_text() if smoke.numpy_compat else None, 4)
+    tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-deps-{digest[:12]}"
     image = _find(client, tag)
     if image is not None:
         logf.write(f"reusing {tag} ({image.id})\n")
@@ -358,9 +359,10 @@ def ensure_client_image(client, cell: Cell, runtime: ImageRef, wheel: Path, opts
                 box.run(["sh", "-c", f"cd {CLIENT_VENV}/lib/python3*/site-packages && "
                          f"mv /tmp/{compat.name} . && "
                          f"echo 'import {compat.stem}' > {compat.stem}.pth"])
-            # The client must not carry a native stack: the host's .deb provides it.
-            box.run(["sh", "-c", f"rm -f {CLIENT_VENV}/lib/python3*/site-packages/mxnet/*.so* "
-                     "&& rm -rf /tmp/wheelhouse"])
+            # Keep its dependencies, drop the official client (its native stack with it).
+            box.run([f"{CLIENT_VENV}/bin/pip", "uninstall", "-y", "--disable-pip-version-check",
+                     cell.wheel.name])
+            box.run(["rm", "-rf", "/tmp/wheelhouse"])
             image_id = box.commit(CLIENT_REPO, tag.split(":", 1)[1], changes=[
                 'CMD ["/bin/bash"]',
                 f"ENV PATH={CLIENT_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"

@@ -142,6 +142,9 @@ class Cell:
     runtime_packages: tuple[tuple[str, str], ...] = ()
     compile: CompileSpec | None = None   # set when the variant can be compiled
     source: SourcePin | None = None      # the source release of this mxnet version
+    # The official wheel the thin client of this MXNet version is made from: the same for
+    # every cell of the version (the cpu build's, else the first GPU variant's).
+    client_wheel: WheelPin | None = None
 
     @property
     def bundled(self) -> tuple[str, ...]:
@@ -307,7 +310,15 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
                        "each (mxnet, variant, distro) once")
             seen[cell.id] = key
             cells.append(cell)
-    return Matrix(path, package, distros, tuple(sorted(cells, key=lambda x: x.id)))
+    return Matrix(path, package, distros,
+                  tuple(sorted(_with_client_wheels(cells), key=lambda x: x.id)))
+
+
+def _with_client_wheels(cells: list[Cell]) -> list[Cell]:
+    canonical: dict[str, WheelPin] = {}
+    for cell in sorted(cells, key=lambda c: (c.variant != "cpu", c.variant, c.distro.name)):
+        canonical.setdefault(cell.mxnet, cell.wheel)
+    return [replace(cell, client_wheel=canonical[cell.mxnet]) for cell in cells]
 
 
 def _parse_sources(c: _Checker, spec) -> dict[str, SourcePin]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from . import compile as compile_recipe, deb, engine, images, recipes, smoke
+from . import client as thin_client, compile as compile_recipe, deb, engine, images, recipes, smoke
 from .errors import MxbuildError, StageError
 from .matrix import Cell
 from .options import Options
@@ -66,8 +66,12 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
     with report.stage(cell, "publish") as logf:
         published = publish(storage, signer, [Upload(result.path, cell.codename, cell.component)])
         logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
+        thin = thin_client.thin_wheel_for(cell, opts)
+        changed = thin_client.publish_thin(storage, thin)
+        logf.write(f"thin client {thin.name}: {'published' if changed else 'already there'}\n")
     record.artifacts["repo"] = {"location": storage.describe(), "codename": cell.codename,
-                                "component": cell.component, "keyring": KEYRING_NAME}
+                                "component": cell.component, "keyring": KEYRING_NAME,
+                                "client": thin.name}
     if not do_smoke:
         return
     with report.stage(cell, "smoke") as logf:
@@ -75,5 +79,5 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
                                                   logf)
         counts = smoke.run(client, cell, client_image, payload, opts, logf,
                            opts.work_dir / cell.id / "smoke", storage,
-                           signer.public_keyring())
+                           signer.public_keyring(), thin_client.wheel_version(thin))
     record.artifacts["smoke"] = counts.as_dict()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
+from .client import INDEX_PREFIX, THIN_NAME, pip_install_args
 from .containers import CommandFailed, Container
 from .errors import MxbuildError
 from .images import ImageRef, content_hash
@@ -89,7 +90,7 @@ def gpu_present() -> bool:
 
 
 def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = None,
-                 gpu: bool = False) -> dict:
+                 gpu: bool = False, client_version: str | None = None) -> dict:
     """What the suite must find, from the matrix. `missing`: soname -> package (or driver)
     that could not be installed here; the native library then cannot load."""
     libdir = f"/usr/lib/{cell.distro.multiarch}"
@@ -99,6 +100,7 @@ def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = 
         "missing_sonames": missing,
         "native_loadable": not missing,
         "cell": cell.id, "package": cell.package.name, "version": cell.deb_version,
+        "client_version": client_version,
         "variant": cell.variant, "cuda": cell.cuda, "features": dict(cell.features),
         "library_path": f"{libdir}/libmxnet.so",
         "library_sha256": payload.files["libmxnet.so"],
@@ -156,7 +158,10 @@ def repo_url(storage) -> Iterator[str]:
 
 
 def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Options,
-        logf: IO[str], work: Path, storage, keyring: bytes) -> SmokeCounts:
+        logf: IO[str], work: Path, storage, keyring: bytes,
+        client_version: str) -> SmokeCounts:
+    """Install libmxnet with apt and mxnet-thin==client_version with pip, both from the
+    published repository, then run tests/smoke in the container."""
     fixtures = model_fixtures(opts)
     if work.exists():
         shutil.rmtree(work)
@@ -174,7 +179,13 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
         box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(url, cell) + "\n")
         apt_update(box)
         missing = install(box, cell, gpu)
-        expect = expectations(cell, payload, missing, gpu)
+        try:
+            box.run(["pip", *pip_install_args(f"{url}/{INDEX_PREFIX}/", client_version)])
+        except CommandFailed as exc:
+            raise MxbuildError(f"installing {THIN_NAME}=={client_version} from the "
+                               f"repository's index failed: {exc}\n{exc.tail[-1500:]}",
+                               "publish the thin client: invoke client")
+        expect = expectations(cell, payload, missing, gpu, client_version)
         (work / "expect.json").write_text(json.dumps(expect, indent=2))
         box.copy_into(work, "/srv", arcname="smoke")
         suites = [f"{SMOKE_DIR}/tests/test_smoke.py"]
@@ -183,9 +194,7 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
         result = box.run(["python", "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider",
                           *suites, f"--junitxml={SMOKE_DIR}/junit.xml"],
                          env={"MXBUILD_EXPECT": f"{SMOKE_DIR}/expect.json",
-                              "MXBUILD_FIXTURES": f"{SMOKE_DIR}/fixtures",
-                              # the client carries no native library: force the packaged one
-                              "MXNET_LIBRARY_PATH": expect["library_path"]},
+                              "MXBUILD_FIXTURES": f"{SMOKE_DIR}/fixtures"},
                          workdir=SMOKE_DIR, check=False)
         box.copy_out(f"{SMOKE_DIR}/junit.xml", work)
     counts = junit_counts(work / "junit.xml", missing, gpu if cell.cuda else None)

@@ -69,6 +69,10 @@ def content_type(key: str, data: bytes | None) -> str:
         return "application/pgp-signature"
     if name.endswith(".gpg"):
         return "application/pgp-keys"
+    if name.endswith(".html") or key.endswith("/"):   # PEP 503 pages (and their dir keys)
+        return "text/html; charset=utf-8"
+    if name.endswith(".whl"):
+        return "application/zip"
     head = data[:6] if data is not None else b""
     if name.endswith(".gz") or head.startswith(b"\x1f\x8b"):
         return "application/gzip"
@@ -78,10 +82,13 @@ def content_type(key: str, data: bytes | None) -> str:
 
 
 def cache_control(key: str) -> str:
-    return IMMUTABLE if key.startswith("pool/") or "/by-hash/" in key else MUTABLE
+    immutable = key.startswith("pool/") or "/by-hash/" in key or key.endswith(".whl")
+    return IMMUTABLE if immutable else MUTABLE
 
 
 class S3Storage:
+    # S3 answers GET prefix/ with the object of that key, never with prefix/index.html.
+    serves_directory_index = False
     def __init__(self, target: S3Target, client=None, max_attempts: int = 10,
                  rounds: int = 6):
         self.target = target

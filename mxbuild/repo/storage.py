@@ -33,6 +33,8 @@ class LocalStorage:
     """A directory served as-is over http. Writes are atomic renames; compare-and-swap
     holds an advisory lock across compare + rename (the local analogue of S3 IfMatch)."""
 
+    serves_directory_index = True   # served by an http server that maps dir/ to dir/index.html
+
     def __init__(self, root: Path):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,19 @@ def test_package_installed_at_expected_version(expect):
     assert out == expect["version"] + " install ok installed"
 
 
+def test_client_is_the_thin_one_without_a_native_library(expect):
+    """One client artifact for every native flavour: mxnet-thin from the repository's
+    index, no native library of its own, and nothing telling it where libmxnet is."""
+    import importlib.util
+    package_dir = os.path.dirname(importlib.util.find_spec("mxnet").origin)
+    native = [n for n in os.listdir(package_dir) if ".so" in n]
+    assert native == []
+    site = os.path.dirname(package_dir)
+    assert os.path.isdir(os.path.join(site, "mxnet_thin-{}.dist-info".format(
+        expect["client_version"])))
+    assert "MXNET_LIBRARY_PATH" not in os.environ
+
+
 def test_loaded_library_is_the_packaged_one(mx, expect):
     assert loaded_paths("libmxnet.so") == {expect["library_path"]}
     assert sha256(expect["library_path"]) == expect["library_sha256"]
