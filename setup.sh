@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # debootstrap + the archive keyring make base images; gpg signs the repository;
-# dpkg-deb and gcc build test fixtures. Everything else runs inside containers.
+# dpkg-deb and gcc build test fixtures; chromium screenshots the HTML report and groovy
+# checks the Jenkinsfile (tests only). Everything else runs inside containers.
 host_packages=(debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils gcc libc6-dev
-               python3-venv ca-certificates)
+               python3-venv ca-certificates chromium groovy)
 missing=()
 for p in "${host_packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

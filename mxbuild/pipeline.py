@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from . import client as thin_client, compile as compile_recipe, deb, engine, images, recipes, smoke
 from .errors import MxbuildError, StageError
-from .matrix import Cell
+from .matrix import Cell, load as load_matrix
 from .options import Options
 from .repo.publish import Upload, publish
 from .repo.sign import KEYRING_NAME, Signer
-from .report import Report
+from .report import Axes, Report
 
 STAGES = ["image", "recipe", "package", "publish", "smoke"]
 
@@ -18,7 +18,7 @@ def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = Tr
     from there. A failed cell does not stop the others. Raises the first StageError after
     report.json is written."""
     client = engine.client()
-    report = Report(opts.out_dir, opts.logs_dir)
+    report = Report(opts.out_dir, opts.logs_dir, Axes.of(load_matrix(opts.matrix_path).cells))
     signer = Signer(opts.gnupg_home)
     for cell in cells:
         try:
@@ -80,4 +80,5 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
         counts = smoke.run(client, cell, client_image, payload, opts, logf,
                            opts.work_dir / cell.id / "smoke", storage,
                            signer.public_keyring(), thin_client.wheel_version(thin))
-    record.artifacts["smoke"] = counts.as_dict()
+    record.artifacts["smoke"] = {**counts.as_dict(),
+                                 "junit": str(opts.work_dir / cell.id / "smoke" / "junit.xml")}

@@ -1,13 +1,18 @@
-"""Per-stage ✓/✗ lines with durations, per-stage logs, and out/report.json."""
+"""Per-stage ✓/✗ lines with durations, per-stage logs; out/report.json (schema in the
+README), out/junit.xml and out/report.html (a distro × variant grid)."""
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import traceback
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
+
+import jinja2
 
 from .errors import MxbuildError, StageError
 from .log import console
@@ -37,9 +42,29 @@ class CellRecord:
         return self.error is None and all(s.status == "ok" for s in self.stages)
 
 
+@dataclass(frozen=True)
+class Axes:
+    """The grid of the HTML report: every distro and variant of the matrix, and which
+    (distro, variant) pairs hold a cell at all."""
+    distros: tuple[str, ...]
+    variants: tuple[str, ...]
+    cells: tuple[Cell, ...] = ()
+
+    @classmethod
+    def of(cls, cells) -> "Axes":
+        return cls(tuple(sorted({c.distro.name for c in cells})),
+                   tuple(sorted({c.variant for c in cells}, key=_variant_order)), tuple(cells))
+
+
+def _variant_order(name: str) -> tuple[int, int, int]:
+    """cpu, then CUDA versions in order: cu90 < cu92 < cu101 < cu112."""
+    return (0, 0, 0) if name == "cpu" else (1, int(name[2:-1]), int(name[-1]))
+
+
 class Report:
-    def __init__(self, out_dir: Path, logs_dir: Path):
+    def __init__(self, out_dir: Path, logs_dir: Path, axes: Axes | None = None):
         self.out_dir, self.logs_dir = out_dir, logs_dir
+        self.axes = axes
         self.cells: dict[str, CellRecord] = {}
         self.started = time.time()
 
@@ -115,12 +140,13 @@ class Report:
         }
 
     def write(self) -> Path:
+        """report.json, junit.xml and report.html, each replaced atomically."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / "report.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        data = self.as_dict()
+        _atomic(self.out_dir / "junit.xml", junit_xml(data))
+        _atomic(self.out_dir / "report.html", html_report(data, self.axes or Axes.of(
+            [r.cell for r in self.cells.values()]), self.out_dir))
+        return _atomic(self.out_dir / "report.json", json.dumps(data, indent=2) + "\n")
 
     def summary(self) -> None:
         ok = sum(1 for r in self.cells.values() if r.ok)
@@ -128,3 +154,95 @@ class Report:
         colour = "green" if ok == total else "red"
         console.print(f"[{colour}]{ok}/{total} cells ok[/] in {time.time() - self.started:.1f}s"
                       f" — report: {self.out_dir / 'report.json'}")
+
+
+def _atomic(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------- junit.xml
+
+def junit_xml(data: dict) -> str:
+    """One testcase per cell × stage, then the smoke suite's own cases of every cell
+    (classname `<cell>.smoke.<their classname>`)."""
+    root = ET.Element("testsuites", name="mxbuild")
+    stages = ET.SubElement(root, "testsuite", name="mxbuild.stages")
+    smoke = ET.SubElement(root, "testsuite", name="mxbuild.smoke")
+    for cell in data["cells"]:
+        for stage in cell["stages"]:
+            case = ET.SubElement(stages, "testcase", classname=cell["id"], name=stage["name"],
+                                 time=str(stage["seconds"]))
+            if stage["status"] == "failed":
+                ET.SubElement(case, "failure", message=stage.get("note", "")[:500]).text = (
+                    f"{stage.get('note', '')}\nlog: {stage['log']}")
+            elif stage["status"] == "skipped":
+                ET.SubElement(case, "skipped", message=stage.get("note", "skipped"))
+        junit = (cell.get("smoke") or {}).get("junit")
+        if junit and Path(junit).is_file():
+            for case in _cases(Path(junit)):
+                case.set("classname", f"{cell['id']}.smoke.{case.get('classname', '')}")
+                smoke.append(case)
+    for suite in (stages, smoke):
+        cases = list(suite.iter("testcase"))
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+        suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
+        suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _cases(path: Path) -> list[ET.Element]:
+    try:
+        return list(ET.parse(path).getroot().iter("testcase"))
+    except ET.ParseError:
+        return []
+
+
+# ---------------------------------------------------------------- report.html
+
+def _size(n: int | None) -> str:
+    return "" if not n else f"{n / 1e6:.1f} MB"
+
+
+def html_report(data: dict, axes: Axes, out_dir: Path) -> str:
+    by_id = {c["id"]: c for c in data["cells"]}
+    grid: dict[tuple[str, str], list[dict]] = {}
+    for cell in sorted(axes.cells, key=lambda c: c.id):
+        grid.setdefault((cell.distro.name, cell.variant), []).append(
+            _grid_entry(cell.id, by_id.get(cell.id), out_dir))
+    for cid, rec in by_id.items():   # cells of the run outside the axes' cell list
+        key = (rec["distro"], rec["variant"])
+        if all(e["id"] != cid for e in grid.get(key, [])):
+            grid.setdefault(key, []).append(_grid_entry(cid, rec, out_dir))
+    for entries in grid.values():    # the entry that colours the cell goes first
+        entries.sort(key=lambda e: (e["css"] == "notrun", e["id"]))
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mxbuild", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    distros = sorted(set(axes.distros) | {k[0] for k in grid})
+    variants = sorted(set(axes.variants) | {k[1] for k in grid}, key=_variant_order)
+    return env.get_template("report.html.j2").render(
+        started=data["started"], seconds=data["seconds"],
+        ok_count=sum(1 for c in data["cells"] if c["ok"]), run_count=len(data["cells"]),
+        matrix_name=data.get("matrix", "matrix.yaml"), distros=distros, variants=variants,
+        grid=grid)
+
+
+def _grid_entry(cid: str, rec: dict | None, out_dir: Path) -> dict:
+    if rec is None:
+        return {"id": cid, "css": "notrun"}
+    smoke = rec.get("smoke")
+    css = "failed" if not rec["ok"] else (
+        "nogpu" if smoke and str(smoke.get("gpu_checks", "")).startswith("skipped") else "ok")
+    failed = [s["name"] for s in rec["stages"] if s["status"] == "failed"]
+    return {
+        "id": cid, "css": css, "smoke": smoke, "failed_stage": ", ".join(failed),
+        "seconds": round(sum(s["seconds"] for s in rec["stages"]), 1),
+        "deb_size": _size((rec.get("deb") or {}).get("size")),
+        "stages": [{"name": s["name"], "status": s["status"], "seconds": s["seconds"],
+                    "href": os.path.relpath(s["log"], out_dir) if s.get("log") else "#"}
+                   for s in rec["stages"]],
+    }
