@@ -20,13 +20,14 @@ def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = Tr
     client = engine.client()
     report = Report(opts.out_dir, opts.logs_dir, Axes.of(load_matrix(opts.matrix_path).cells))
     signer = Signer(opts.gnupg_home)
-    for cell in cells:
-        try:
-            _build_cell(client, cell, opts, report, storage, signer, do_smoke)
-        except StageError:
-            report.skip_rest(cell, STAGES)
-        finally:
-            report.write()
+    with report.live(cells):
+        for cell in cells:
+            try:
+                _build_cell(client, cell, opts, report, storage, signer, do_smoke)
+            except StageError:
+                report.skip_rest(cell, STAGES)
+            finally:
+                report.write()
     report.summary()
     failed = [r.error for r in report.cells.values() if r.error]
     if failed:

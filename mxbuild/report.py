@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 import jinja2
+from rich.live import Live
+from rich.table import Table
 
 from .errors import MxbuildError, StageError
 from .log import console
@@ -67,9 +69,47 @@ class Report:
         self.axes = axes
         self.cells: dict[str, CellRecord] = {}
         self.started = time.time()
+        self._live: Live | None = None
+        self._pending: list[Cell] = []
+        self._current: dict[str, tuple[str, float]] = {}   # cell id -> (stage, started)
 
     def cell(self, cell: Cell) -> CellRecord:
         return self.cells.setdefault(cell.id, CellRecord(cell))
+
+    @contextlib.contextmanager
+    def live(self, cells: list[Cell]) -> Iterator[None]:
+        """On a terminal: a live table, one row per cell (stage, elapsed, ✓/✗), under the
+        ✓/✗ lines. Elsewhere (CI logs) only the lines."""
+        self._pending = list(cells)
+        if not console.is_terminal:
+            yield
+            return
+        with Live(self._table(), console=console, refresh_per_second=2,
+                  get_renderable=self._table) as live:
+            self._live = live
+            try:
+                yield
+            finally:
+                self._live = None
+
+    def _table(self) -> Table:
+        table = Table(title=f"mxbuild · {time.time() - self.started:.0f} s", expand=False)
+        for col in ("cell", "stage", "elapsed", ""):
+            table.add_column(col)
+        for cell in self._pending:
+            record = self.cells.get(cell.id)
+            if cell.id in self._current:
+                stage, since = self._current[cell.id]
+                row = (stage, f"{time.monotonic() - since:.0f} s", "[yellow]…[/]")
+            elif record is None:
+                row = ("", "", "[dim]pending[/]")
+            else:
+                total = sum(s.seconds for s in record.stages)
+                last = next((s.name for s in record.stages if s.status == "failed"),
+                            record.stages[-1].name if record.stages else "")
+                row = (last, f"{total:.0f} s", "[green]✓[/]" if record.ok else "[red]✗[/]")
+            table.add_row(cell.id, *row)
+        return table
 
     @contextlib.contextmanager
     def stage(self, cell: Cell, name: str) -> Iterator[IO[str]]:
@@ -84,6 +124,7 @@ class Report:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         stage.log = str(log_path)
         start = time.monotonic()
+        self._current[cell.id] = (name, start)
         with open(log_path, "w") as logf:
             try:
                 yield logf
@@ -107,6 +148,8 @@ class Report:
                 record.error = err
                 self._line(cell, stage)
                 raise err from exc
+            finally:
+                self._current.pop(cell.id, None)
         stage.seconds = time.monotonic() - start
         stage.status = "ok"
         self._line(cell, stage)

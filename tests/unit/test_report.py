@@ -131,3 +131,22 @@ def test_chromium_renders_the_grid_with_the_right_colours(run, tmp_path):
             cid = cells.get((distro, variant))
             want = expected.get(cid, "notrun" if cid else "none")
             assert image.getpixel((x, y)) == COLOURS[want], (distro, variant, cid, want)
+
+
+def test_live_table_shows_each_cells_stage_elapsed_and_result(tmp_path):
+    from rich.console import Console
+    cells = MATRIX.select(variant="cpu")[:2]
+    report = Report(tmp_path, tmp_path / "logs")
+    report._pending = cells
+
+    def text():
+        out = Console(width=120, record=True, file=open(os.devnull, "w"))
+        out.print(report._table())
+        return out.export_text()
+    assert text().count("pending") == 2
+    with report.stage(cells[0], "package"):
+        row = [line for line in text().splitlines() if cells[0].id in line][0]
+        assert "package" in row and "…" in row
+    row = [line for line in text().splitlines() if cells[0].id in line][0]
+    assert "✓" in row and "pending" in [line for line in text().splitlines()
+                                          if cells[1].id in line][0]
