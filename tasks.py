@@ -1,9 +1,15 @@
 """Invoke tasks: parse flags, call mxbuild. No logic lives here."""
-from invoke import Collection, task
+import functools
+
+import invoke
+from invoke import Collection
 
 from mxbuild import cli
 from mxbuild.entry import entrypoint
 from mxbuild.repo.target import S3Options
+
+# Long flags only: invoke's automatic short flags change when a flag is added.
+task = functools.partial(invoke.task, auto_shortflags=False)
 
 SELECTOR_HELP = {
     "variant": "cpu or cuXY, comma-separated",
@@ -61,6 +67,21 @@ def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publis
               cli.RecipeArgs(recipe, source_tarball, source_dir))
 
 
+@task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
+    "publish": "as for build: s3://BUCKET/PREFIX, a directory, or none (default: out/repo)",
+    "smoke": "as for build", "json": "print JSON",
+    "recipe": "as for build", "source_tarball": "as for build", "source_dir": "as for build"})
+@entrypoint
+def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
+         smoke=True, endpoint_url=None, region=None, path_style=False, sse=None,
+         sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None, json=False):
+    """What build would do for the selected cells (build, reuse or skip, and why)."""
+    cli.show_plan(cli.Selectors(variant, cuda, distro, mxnet, cell),
+                  publish if isinstance(publish, str) else None, smoke,
+                  _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
+                  cli.RecipeArgs(recipe, source_tarball, source_dir), json)
+
+
 @task(help=SELECTOR_HELP | S3_HELP | {"to": "s3://BUCKET/PREFIX or a directory"})
 @entrypoint
 def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=None,
@@ -68,6 +89,15 @@ def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=N
     """Publish the built .debs of the selected cells to a repository."""
     cli.publish(cli.Selectors(variant, cuda, distro, mxnet, cell),
                 cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)))
+
+
+@task(help=S3_HELP | {"repo": "the repository's URL (http(s)://… or s3://BUCKET/PREFIX); "
+                            "default http://127.0.0.1:8080 (invoke serve)"})
+@entrypoint
+def doctor(c, repo=None, endpoint_url=None, region=None, path_style=False, sse=None,
+           sse_kms_key_id=None):
+    """Check this host (Docker, disk, GPU/driver, distro) and say which package fits it."""
+    cli.doctor(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)))
 
 
 @task(help={"port": "port on 127.0.0.1 (default 8080)"})
@@ -121,4 +151,4 @@ def repo_clean(c, repo=None, keyring=None, grace="24h", apply=False, endpoint_ur
 
 
 repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_clean)
-ns = Collection(matrix, setup, build, publish, serve, repo)
+ns = Collection(matrix, setup, plan, build, publish, serve, doctor, repo)

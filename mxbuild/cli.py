@@ -16,7 +16,7 @@ from .log import console, log
 from .repo import ops
 from .repo.publish import Upload, publish as publish_debs
 from .repo.sign import Signer
-from .repo.target import S3Options, open_storage
+from .repo.target import S3Options, open_storage, public_url
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,46 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
         return
     storage = open_storage(publish or opts.repo_dir, s3)
     pipeline.build(cells, opts, storage=storage, do_smoke=run_smoke)
+
+
+def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Options,
+              recipe: RecipeArgs = RecipeArgs(), as_json: bool = False) -> None:
+    """What `build` with the same flags would do, stage by stage, without doing it."""
+    from . import plan as plan_mod
+    opts = options.resolve(source_tarball=recipe.source_tarball, source_dir=recipe.source_dir)
+    cells = _cells(opts, sel)
+    if recipe.recipe:
+        cells = [cell.with_recipe(recipe.recipe) for cell in cells]
+    storage = None if publish == "none" else open_storage(publish or opts.repo_dir, s3)
+    keyring = Signer(opts.gnupg_home).existing_public_keyring() if storage else None
+    steps = plan_mod.plan(cells, opts, storage=storage, keyring=keyring, do_smoke=run_smoke)
+    if as_json:
+        print(json.dumps([s.__dict__ for s in steps], indent=2))
+        return
+    colour = {"build": "yellow", "run": "cyan", "reuse": "green", "skip": "dim", "fail": "red"}
+    _print_table(f"plan for {len(cells)} cell(s)", ["cell", "stage", "action", "why"],
+                 ((s.cell, s.stage, f"[{colour[s.action]}]{s.action}[/]", s.reason)
+                  for s in steps))
+
+
+def doctor(repo: RepoArgs) -> None:
+    from . import doctor as doctor_mod
+    opts = options.resolve()
+    location = repo.location or "http://127.0.0.1:8080"
+    url = location
+    if location.startswith("s3://"):
+        url = public_url(open_storage(location, repo.s3))
+    elif not re.match(r"^https?://", location):
+        raise ConfigError(f"--repo {location!r} is not a URL apt can read",
+                          "give http(s)://… or s3://BUCKET/PREFIX")
+    d = doctor_mod.diagnose(matrix_mod.load(opts.matrix_path), url)
+    mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
+    for name, ok, detail in d.checks:
+        console.print(f"{mark[ok]} {name:<18} {detail}")
+    if d.commands:
+        console.print(f"\nTo install {d.cell.package.name} from {url}:")
+        for command in d.commands:
+            console.print(f"  {command}", markup=False, highlight=False)
 
 
 def publish(sel: Selectors, repo: RepoArgs) -> None:

@@ -99,6 +99,35 @@ def bootstrap_inputs(spec: BootstrapSpec) -> dict:
     return {"method": "debootstrap --variant=minbase", **fields, "format": 1}
 
 
+def base_tag(distro: Distro) -> str:
+    """The engine tag of a distro's base image: its registry reference, or a tag keyed by
+    the bootstrap inputs."""
+    if distro.base.image:
+        return distro.base.image
+    return f"{BASE_REPO}:{distro.name}-{content_hash(bootstrap_inputs(distro.base.bootstrap))[:12]}"
+
+
+def template_tag(repo: str, label: str, dockerfile: str) -> str:
+    return f"{repo}:{label}-{content_hash(dockerfile)[:12]}"
+
+
+def planned_images(client, cell: Cell, opts: Options) -> list[tuple[str, str, bool]]:
+    """(role, tag, present in the engine) of the images the image stage needs, without
+    building anything. Tags that depend on a missing image are reported as unknown."""
+    base_ref = base_tag(cell.distro)
+    base = _find(client, base_ref)
+    out = [("base", base_ref, base is not None)]
+    for role, repo, template in (("build", BUILD_REPO, "build.Dockerfile.j2"),
+                                 ("runtime", RUNTIME_REPO, "runtime.Dockerfile.j2")):
+        if base is None:
+            out.append((role, f"{repo}:{cell.distro.name}-<after base>", False))
+            continue
+        text = render(opts, template, base=ImageRef(base_ref, base.id), distro=cell.distro)
+        tag = template_tag(repo, cell.distro.name, text)
+        out.append((role, tag, _find(client, tag) is not None))
+    return out
+
+
 def ensure_base(client, distro: Distro, opts: Options, logf: IO[str]) -> ImageRef:
     lock = Lock(opts.lock_path)
     pinned = lock.get(distro.name)
@@ -106,7 +135,7 @@ def ensure_base(client, distro: Distro, opts: Options, logf: IO[str]) -> ImageRe
         return _ensure_registry_base(client, distro, lock, pinned)
     inputs = bootstrap_inputs(distro.base.bootstrap)
     digest = content_hash(inputs)
-    tag = f"{BASE_REPO}:{distro.name}-{digest[:12]}"
+    tag = base_tag(distro)
     image = _find(client, tag)
     if image is not None:
         if pinned and pinned.get("inputs") == digest and pinned.get("id") != image.id:
@@ -240,7 +269,7 @@ def _host_run(cmd: list[str], logf: IO[str], problem: str) -> None:
 # ------------------------------------------------------------------ derived images
 
 def build_from_template(client, repo: str, label: str, dockerfile: str, logf: IO[str]) -> ImageRef:
-    tag = f"{repo}:{label}-{content_hash(dockerfile)[:12]}"
+    tag = template_tag(repo, label, dockerfile)
     image = _find(client, tag)
     if image is not None:
         logf.write(f"reusing {tag} ({image.id})\n")

@@ -1,0 +1,49 @@
+"""`invoke plan` without an engine: what each stage would do, from the matrix, the
+download cache and the repository's signed indexes."""
+from __future__ import annotations
+
+import dataclasses
+
+from mxbuild import options, plan
+from mxbuild.matrix import load
+from mxbuild.repo.publish import Upload, publish
+from mxbuild.repo.sign import Signer
+from mxbuild.repo.storage import LocalStorage
+
+from ..conftest import ROOT, make_deb
+
+MATRIX = load(ROOT / "matrix.yaml")
+
+
+def _steps(steps, cid):
+    return {s.stage: s for s in steps if s.cell == cid}
+
+
+def test_plan_reads_the_repository_and_names_each_action(tmp_path):
+    opts = dataclasses.replace(options.resolve(out_dir=str(tmp_path / "out")),
+                               cache_dir=tmp_path / "cache")
+    signer = Signer(tmp_path / "gnupg")
+    storage = LocalStorage(tmp_path / "repo")
+    cpu = MATRIX.select(cell="1.9.1-cpu-debian12")[0]
+    gpu = MATRIX.select(cell="1.9.1-cu112-ubuntu20")[0]
+    deb = make_deb(tmp_path, "libmxnet", cpu.deb_version)
+    publish(storage, signer, [Upload(deb, cpu.codename, cpu.component)])
+    steps = plan.plan([cpu, gpu], opts, storage=storage, keyring=signer.public_keyring(),
+                      client=None)
+    s = _steps(steps, cpu.id)
+    assert s["image"].action == "build" and "no Docker engine" in s["image"].reason
+    assert s["recipe"].action == "run" and "to download" in s["recipe"].reason
+    assert s["publish"].action == "reuse" and "1.9.1-1~deb12 is already in" in s["publish"].reason
+    g = _steps(steps, gpu.id)
+    assert g["publish"].action == "run"
+    assert "GPU checks will be skipped" in g["smoke"].reason
+    nothing = _steps(plan.plan([cpu], opts, storage=None, client=None), cpu.id)
+    assert nothing["publish"].action == nothing["smoke"].action == "skip"
+
+
+def test_plan_for_compile_without_any_source_says_it_would_fail(tmp_path):
+    opts = options.resolve(out_dir=str(tmp_path / "out"))
+    cell = dataclasses.replace(MATRIX.select(cell="1.9.1-cpu-debian12")[0].with_recipe("compile"),
+                               source=None)
+    step = _steps(plan.plan([cell], opts, client=None), cell.id)["recipe"]
+    assert step.action == "fail" and "--source-dir" in step.reason
