@@ -55,16 +55,18 @@ def setup(c):
     "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)",
     "recipe": "wheel (the official binary, default) or compile (from the source release)",
     "source_tarball": "compile: the release tarball on disk instead of downloading it",
-    "source_dir": "compile: an unpacked source tree (not checked against a pin)"})
+    "source_dir": "compile: an unpacked source tree (not checked against a pin)",
+    "staging": "publish to <codename>-staging (promote later with repo.promote)"})
 @entrypoint
 def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
           smoke=True, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
-          sse=None, sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None):
+          sse=None, sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None,
+          staging=False):
     """Build, package, publish and smoke-test the selected cells."""
     cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell),
               publish if isinstance(publish, str) else None, smoke, ca_bundle,
               _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
-              cli.RecipeArgs(recipe, source_tarball, source_dir))
+              cli.RecipeArgs(recipe, source_tarball, source_dir), staging)
 
 
 @task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
@@ -82,13 +84,32 @@ def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish
                   cli.RecipeArgs(recipe, source_tarball, source_dir), json)
 
 
-@task(help=SELECTOR_HELP | S3_HELP | {"to": "s3://BUCKET/PREFIX or a directory"})
+@task(help=SELECTOR_HELP | S3_HELP | {
+    "to": "s3://BUCKET/PREFIX or a directory",
+    "staging": "publish to <codename>-staging (promote later with repo.promote)"})
 @entrypoint
 def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=None,
-            endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None):
-    """Publish the built .debs of the selected cells to a repository."""
+            endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None,
+            staging=False):
+    """Publish the built .debs (and thin clients) of the selected cells to a repository."""
     cli.publish(cli.Selectors(variant, cuda, distro, mxnet, cell),
-                cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)))
+                cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)),
+                staging)
+
+
+@task(help=SELECTOR_HELP | S3_HELP | {
+    "repo": "where to publish before the smoke: s3://BUCKET/PREFIX or a directory "
+            "(default: out/smoke-repo)",
+    "staging": "publish to <codename>-staging",
+    "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)"})
+@entrypoint
+def smoke(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, repo=None,
+          staging=False, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
+          sse=None, sse_kms_key_id=None):
+    """Publish already built .debs and run the smoke suite on them (e.g. on a GPU agent)."""
+    cli.smoke_built(cli.Selectors(variant, cuda, distro, mxnet, cell),
+                    cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
+                                           sse_kms_key_id)), staging, ca_bundle)
 
 
 @task(help=S3_HELP | {"repo": "the repository's URL (http(s)://… or s3://BUCKET/PREFIX); "
@@ -139,6 +160,17 @@ def repo_remove(c, suite, component, version, package="libmxnet", repo=None, key
                     suite, component, package, version)
 
 
+@task(name="promote", help=SELECTOR_HELP | REPO_HELP)
+@entrypoint
+def repo_promote(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, repo=None,
+                 keyring=None, endpoint_url=None, region=None, path_style=False, sse=None,
+                 sse_kms_key_id=None):
+    """Promote the selected cells' versions from <codename>-staging to <codename>."""
+    cli.repo_promote(cli.Selectors(variant, cuda, distro, mxnet, cell),
+                     cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
+                                            sse_kms_key_id), keyring))
+
+
 @task(name="clean", help=REPO_HELP | {
     "grace": "keep unreferenced files younger than this (default 24h; e.g. 30m, 7d)",
     "apply": "really delete (default: dry run)"})
@@ -150,5 +182,5 @@ def repo_clean(c, repo=None, keyring=None, grace="24h", apply=False, endpoint_ur
                                           sse_kms_key_id), keyring), grace, apply)
 
 
-repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_clean)
-ns = Collection(matrix, setup, plan, build, publish, serve, doctor, repo)
+repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_promote, repo_clean)
+ns = Collection(matrix, setup, plan, build, smoke, publish, serve, doctor, repo)

@@ -1,6 +1,7 @@
 """What each task does, with flags already parsed (tasks.py only wires flags to these)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import engine, matrix as matrix_mod, options, pipeline, smoke
+from . import client as thin_client, deb, engine, matrix as matrix_mod, options, pipeline, smoke
 from .errors import ConfigError, MxbuildError, RepoError
 from .log import console, log
 from .repo import ops
@@ -74,9 +75,10 @@ class RecipeArgs:
 
 
 def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
-          s3: S3Options, recipe: RecipeArgs = RecipeArgs()) -> None:
-    opts = options.resolve(ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
-                           source_dir=recipe.source_dir)
+          s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False) -> None:
+    opts = dataclasses.replace(options.resolve(
+        ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
+        source_dir=recipe.source_dir), staging=staging)
     cells = _cells(opts, sel)
     if (recipe.source_tarball or recipe.source_dir) and recipe.recipe != "compile":
         raise ConfigError("--source-tarball/--source-dir only apply to --recipe compile",
@@ -130,24 +132,42 @@ def doctor(repo: RepoArgs) -> None:
             console.print(f"  {command}", markup=False, highlight=False)
 
 
-def publish(sel: Selectors, repo: RepoArgs) -> None:
-    """Publish the already built .debs of the selected cells."""
+def publish(sel: Selectors, repo: RepoArgs, staging: bool = False) -> None:
+    """Publish the already built .debs of the selected cells, and the thin client of each
+    of their MXNet versions."""
     opts = options.resolve()
     if not repo.location:
         raise ConfigError("--to is required", "give s3://BUCKET/PREFIX or a directory")
-    uploads = []
-    for cell in _cells(opts, sel):
-        debs = sorted((opts.out_dir / "debs" / cell.id).glob("*.deb"))
-        if len(debs) != 1:
-            raise MxbuildError(f"cell {cell.id} has no built .deb in {opts.out_dir / 'debs'}",
-                               f"build it first: invoke build --cell {cell.id} --publish none")
-        uploads.append(Upload(debs[0], cell.codename, cell.component))
+    cells = _cells(opts, sel)
+    uploads = [Upload(deb.built_deb(opts.out_dir / "debs" / cell.id, cell),
+                      cell.suite(staging), cell.component) for cell in cells]
     storage = open_storage(repo.location, repo.s3)
     result = publish_debs(storage, Signer(opts.gnupg_home), uploads)
     for line in result.added:
         console.print(f"[green]✓[/] published {line} to {storage.describe()}")
     for line in result.skipped:
         console.print(f"= {line} ({storage.describe()})")
+    for wheel in sorted({thin_client.thin_wheel_for(cell, opts) for cell in cells}):
+        changed = thin_client.publish_thin(storage, wheel)
+        console.print(f"{'[green]✓[/] published' if changed else '='} {wheel.name}")
+
+
+def smoke_built(sel: Selectors, repo: RepoArgs, staging: bool, ca_bundle: str | None) -> None:
+    opts = dataclasses.replace(options.resolve(ca_bundle=ca_bundle), staging=staging)
+    storage = open_storage(repo.location or opts.out_dir / "smoke-repo", repo.s3)
+    pipeline.smoke_built(_cells(opts, sel), opts, storage)
+
+
+def repo_promote(sel: Selectors, repo: RepoArgs) -> None:
+    """Copy the selected cells' versions from <codename>-staging to <codename>."""
+    opts = options.resolve()
+    storage = _repo(repo, opts)
+    signer = Signer(opts.gnupg_home)
+    for cell in _cells(opts, sel):
+        added = ops.promote(storage, signer, cell.codename, cell.component,
+                            cell.package.name, cell.deb_version)
+        what = f"{cell.package.name} {cell.deb_version} {cell.suite(True)} → {cell.codename}"
+        console.print(f"[green]✓[/] promoted {what}" if added else f"= {what}: already there")
 
 
 def _repo(repo: RepoArgs, opts: options.Options):

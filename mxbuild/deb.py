@@ -165,6 +165,34 @@ def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Opt
     return DebResult(deb, deb.stat().st_size, sha256_file(deb), errors, warnings, lintian)
 
 
+def built_deb(directory: Path, cell: Cell) -> Path:
+    """The .deb `build` left for a cell; MxbuildError naming the command if there is none."""
+    debs = sorted(directory.glob("*.deb")) if directory.is_dir() else []
+    if len(debs) != 1:
+        raise MxbuildError(f"cell {cell.id} has no built .deb in {directory}",
+                           f"build it first: invoke build --cell {cell.id} --publish none")
+    return debs[0]
+
+
+def payload_of(deb: Path, cell: Cell, opts: Options) -> Payload:
+    """What the smoke suite needs to know about a built .deb, from its buildinfo.json
+    (the library's sha256, where it came from), plus the verified wheel for the client's
+    dependencies."""
+    from debian.debfile import DebFile
+    from .fetch import fetch_wheel
+    member = f"./usr/share/doc/{cell.package.name}/buildinfo.json"
+    try:
+        info = json.loads(DebFile(str(deb)).data.get_content(member))
+    except (KeyError, ValueError) as exc:
+        raise MxbuildError(f"{deb.name} has no readable {member} ({exc})",
+                           "rebuild it with this mxbuild")
+    prefix = f"usr/lib/{cell.distro.multiarch}/"
+    files = {k[len(prefix):]: v for k, v in info["files"].items() if k.startswith(prefix)}
+    wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+    return Payload(deb.parent, files, info.get("upstream_sha256", {}), info["source"],
+                   info["source_date_epoch"], wheel)
+
+
 AR_MAGIC = b"!<arch>\n"
 AR_HEADER = 60
 

@@ -22,6 +22,7 @@ KNOWN_DISTROS = {
     "debian11": "bullseye", "debian12": "bookworm", "debian13": "trixie",
 }
 RECIPES = ("wheel", "compile")
+STAGING = "staging"
 VARIANT_RE = re.compile(r"^(cpu|cu\d{2,3})$")
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(\.post\d+)?$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -176,6 +177,11 @@ class Cell:
     @property
     def component(self) -> str:
         return self.variant
+
+    def suite(self, staging: bool = False) -> str:
+        """The apt suite it is published to: its codename, or `<codename>-staging` where
+        release CI publishes first (promoted with `invoke repo.promote`)."""
+        return f"{self.codename}-{STAGING}" if staging else self.codename
 
     @property
     def deb_version(self) -> str:

@@ -25,6 +25,7 @@ class Options:
     source_tarball: Path | None = None   # instead of downloading the pinned release
     source_dir: Path | None = None       # an unpacked tree (not checked against a pin)
     ccache_volume: str = "mxbuild-ccache"
+    staging: bool = False                # publish to <codename>-staging (release CI)
     compile_jobs: int = os.cpu_count() or 2
 
     @property

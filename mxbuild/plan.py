@@ -40,7 +40,7 @@ def plan(cells: list[Cell], opts: Options, *, storage=None, keyring: bytes | Non
         steps.append(_recipe_step(cell, opts))
         steps.append(Step(cell.id, "package", "run",
                           "dpkg-shlibdeps, dpkg-deb and lintian in the build image"))
-        steps.append(_publish_step(cell, storage, keyring))
+        steps.append(_publish_step(cell, storage, keyring, cell.suite(opts.staging)))
         steps.append(_smoke_step(cell, storage, do_smoke, gpu))
     return steps
 
@@ -77,12 +77,12 @@ def _recipe_step(cell: Cell, opts: Options) -> Step:
                 f"sha256 {pin.sha256[:12]}…)")
 
 
-def _publish_step(cell: Cell, storage, keyring: bytes | None) -> Step:
+def _publish_step(cell: Cell, storage, keyring: bytes | None, suite: str) -> Step:
     if storage is None:
         return Step(cell.id, "publish", "skip", "--publish none")
-    where = f"{storage.describe()} {cell.codename}/{cell.component}"
+    where = f"{storage.describe()} {suite}/{cell.component}"
     if keyring is not None:
-        state = read_state(storage, cell.codename, keyring)
+        state = read_state(storage, suite, keyring)
         if state.token is not None and cell.component in state.components:
             versions = {e["Version"] for e in read_packages(storage, state, cell.component)
                         if e["Package"] == cell.package.name}

@@ -141,8 +141,9 @@ def install(box, cell: Cell, gpu: bool) -> dict[str, str]:
             if pkg in missing_pkgs or (pkg == "driver" and not gpu)}
 
 
-def apt_source_line(url: str, cell: Cell, keyring_path: str = KEYRING_PATH) -> str:
-    return f"deb [signed-by={keyring_path}] {url} {cell.codename} {cell.component}"
+def apt_source_line(url: str, cell: Cell, keyring_path: str = KEYRING_PATH,
+                    staging: bool = False) -> str:
+    return f"deb [signed-by={keyring_path}] {url} {cell.suite(staging)} {cell.component}"
 
 
 @contextlib.contextmanager
@@ -176,7 +177,8 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
             Container(client, client_image.ref, label=f"smoke-{cell.id}", network="host",
                       log_file=logf, gpus=gpu and cell.cuda is not None) as box:
         box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
-        box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(url, cell) + "\n")
+        box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(
+            url, cell, staging=opts.staging) + "\n")
         apt_update(box)
         missing = install(box, cell, gpu)
         try:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import RepoError, SigningError
+from ..matrix import STAGING
 from . import index
 from .publish import (inrelease_key, packages_name, read_packages, read_state,
                       update_suite)
@@ -123,6 +124,35 @@ def remove(storage, signer: Signer, codename: str, component: str, package: str,
         raise RepoError(f"{package} {version} is not published in {codename}/{component}",
                         "see `invoke repo.list` for what is published")
     return removed
+
+
+def staging_suite(codename: str) -> str:
+    """Where release CI publishes first: `<codename>-staging`, promoted explicitly."""
+    return f"{codename}-{STAGING}"
+
+
+def promote(storage, signer: Signer, codename: str, component: str, package: str,
+            version: str) -> list[str]:
+    """Copy one version's index entry from `<codename>-staging` to `<codename>`. The pool
+    file is shared, so nothing is uploaded; same version with other bytes is refused."""
+    keyring = signer.public_keyring()
+    source = staging_suite(codename)
+    state = read_state(storage, source, keyring)
+    entries = [e for e in (read_packages(storage, state, component)
+                           if state.token is not None and component in state.components else [])
+               if (e["Package"], e["Version"]) == (package, version)]
+    if not entries:
+        raise RepoError(f"{package} {version} is not in {source}/{component} of "
+                        f"{storage.describe()}",
+                        "publish it to staging first (invoke publish --staging) and let its "
+                        "smoke pass")
+    for entry in entries:
+        if storage.sha256_of(entry["Filename"]) != entry["SHA256"]:
+            raise RepoError(f"{entry['Filename']} does not match its staging index entry",
+                            "run `invoke repo.verify` before promoting")
+    added, _ = update_suite(storage, signer, codename,
+                            {component: lambda existing: index.merge(existing, entries)}, keyring)
+    return added
 
 
 @dataclass(frozen=True)

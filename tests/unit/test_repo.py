@@ -224,3 +224,24 @@ def test_junit_counts_report_gpu_checks(tmp_path):
                        gpu=False)
     assert gpu.gpu_checks == "skipped: no GPU"
     assert gpu.not_installable == ["cuda-cudart-9-0", "driver"]
+
+
+def test_promote_copies_a_version_from_staging_without_uploading(tmp_path, signer):
+    from mxbuild.errors import RepoError
+    from mxbuild.repo import ops
+    from mxbuild.repo.ops import promote, staging_suite
+    storage = LocalStorage(tmp_path / "repo")
+    deb = make_deb(tmp_path, "libmxnet", "1.9.1-1~deb12")
+    publish(storage, signer, [Upload(deb, staging_suite("bookworm"), "cpu")])
+    assert "bookworm" not in ops.suites(storage)
+    pool_before = storage.list("pool/")
+    added = promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-1~deb12")
+    assert added == ["bookworm/cpu/libmxnet_1.9.1-1~deb12_amd64"]
+    assert storage.list("pool/") == pool_before
+    rows = ops.list_repo(storage, signer.public_keyring()).rows()
+    assert ("bookworm", "cpu", "libmxnet", "1.9.1-1~deb12") in rows
+    assert ("bookworm-staging", "cpu", "libmxnet", "1.9.1-1~deb12") in rows
+    assert ops.verify(storage, signer.public_keyring()) == []
+    assert promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-1~deb12") == []
+    with pytest.raises(RepoError, match="not in bookworm-staging/cpu"):
+        promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-2~deb12")
