@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 # dpkg-deb and gcc build test fixtures; chromium screenshots the HTML report and groovy
 # checks the Jenkinsfile (tests only). Everything else runs inside containers.
 host_packages=(debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils gcc libc6-dev
-               python3-venv ca-certificates chromium groovy)
+               python3-venv ca-certificates chromium groovy default-jre-headless)
 missing=()
 for p in "${host_packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
