@@ -98,6 +98,18 @@ def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=N
 
 
 @task(help=SELECTOR_HELP | S3_HELP | {
+    "to": "repository to publish to: s3://BUCKET/PREFIX, a directory, or none "
+          "(default: out/repo)"})
+@entrypoint
+def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, to=None,
+           endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None):
+    """Build the mxnet-thin wheel of the selected MXNet versions and publish its index."""
+    cli.thin_clients(cli.Selectors(variant, cuda, distro, mxnet, cell),
+                     cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse,
+                                          sse_kms_key_id)))
+
+
+@task(help=SELECTOR_HELP | S3_HELP | {
     "repo": "where to publish before the smoke: s3://BUCKET/PREFIX or a directory "
             "(default: out/smoke-repo)",
     "staging": "publish to <codename>-staging",
@@ -183,4 +195,4 @@ def repo_clean(c, repo=None, keyring=None, grace="24h", apply=False, endpoint_ur
 
 
 repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_promote, repo_clean)
-ns = Collection(matrix, setup, plan, build, smoke, publish, serve, doctor, repo)
+ns = Collection(matrix, setup, plan, build, smoke, publish, client, serve, doctor, repo)

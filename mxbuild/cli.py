@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import client as thin_client, deb, engine, matrix as matrix_mod, options, pipeline, smoke
-from .errors import ConfigError, MxbuildError, RepoError
+from .errors import ConfigError, RepoError
 from .log import console, log
 from .repo import ops
 from .repo.publish import Upload, publish as publish_debs
@@ -150,6 +150,25 @@ def publish(sel: Selectors, repo: RepoArgs, staging: bool = False) -> None:
     for wheel in sorted({thin_client.thin_wheel_for(cell, opts) for cell in cells}):
         changed = thin_client.publish_thin(storage, wheel)
         console.print(f"{'[green]✓[/] published' if changed else '='} {wheel.name}")
+
+
+def thin_clients(sel: Selectors, repo: RepoArgs) -> None:
+    """Build the mxnet-thin wheel of each selected MXNet version and publish it to the
+    repository's PEP 503 index (`repo.location`: default out/repo; 'none': build only)."""
+    opts = options.resolve()
+    cells = _cells(opts, sel)
+    first = {}
+    for cell in cells:                      # one thin wheel per MXNet version
+        first.setdefault(cell.mxnet, cell)
+    storage = None if repo.location == "none" else _repo(repo, opts)
+    for version, cell in sorted(first.items()):
+        wheel = thin_client.thin_wheel_for(cell, opts)
+        console.print(f"{wheel} ({wheel.stat().st_size / 1e6:.1f} MB, from "
+                      f"{(cell.client_wheel or cell.wheel).filename})")
+        if storage is not None:
+            changed = thin_client.publish_thin(storage, wheel)
+            console.print(f"{'[green]✓[/] published' if changed else '= already in'} "
+                          f"{storage.describe()}/simple/{thin_client.THIN_NAME}/")
 
 
 def smoke_built(sel: Selectors, repo: RepoArgs, staging: bool, ca_bundle: str | None) -> None:

@@ -27,6 +27,7 @@ THIN_DIST = "mxnet_thin"
 INDEX_PREFIX = "simple"
 NATIVE_RE = re.compile(r"^mxnet/[^/]+\.so(\.\d+)*$")
 MAX_ATTEMPTS = 50
+THIN_FORMAT = 1      # bump when build_thin_wheel changes what it writes
 
 # Appended to mxnet/libinfo.py. Python 3.5 syntax: xenial's client runs it.
 LIBINFO_FALLBACK = '''
@@ -137,7 +138,9 @@ def thin_wheel_for(cell: Cell, opts: Options) -> Path:
     """The thin wheel of the cell's MXNet version (built once, then reused)."""
     pin = cell.client_wheel or cell.wheel
     official = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
-    out_dir = opts.out_dir / "client" / pin.sha256[:16]
+    # keyed by the input wheel and by how it is rewritten: a changed rewrite is rebuilt
+    key = hashlib.sha256(f"{pin.sha256}\n{THIN_FORMAT}\n{LIBINFO_FALLBACK}".encode()).hexdigest()
+    out_dir = opts.out_dir / "client" / key[:16]
     existing = sorted(out_dir.glob("*.whl")) if out_dir.exists() else []
     return existing[0] if existing else build_thin_wheel(official, out_dir)
 

@@ -21,7 +21,6 @@ from . import images
 from .containers import CommandFailed, Container
 from .errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
 from .fetch import copy_pinned, download_bytes, fetch_pinned, sha256_file, fetch_wheel
-from .images import ImageRef
 from .matrix import Abi, Cell, SourcePin
 from .options import Options
 from .recipes import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
@@ -237,7 +236,7 @@ def compile_cell(client, cell: Cell, opts: Options,
             box.copy_into(source.path, BUILD_HOME, arcname="src", **own)
         else:
             box.copy_into(source.path, BUILD_HOME, arcname="source.tar.gz", **own)
-            box.run(["sh", "-c", f"mkdir src && tar -xzf source.tar.gz -C src "
+            box.run(["sh", "-c", "mkdir src && tar -xzf source.tar.gz -C src "
                      "--strip-components=1 && rm source.tar.gz"], user="builder",
                     workdir=BUILD_HOME)
         try:

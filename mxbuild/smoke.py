@@ -186,7 +186,7 @@ def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Opti
         except CommandFailed as exc:
             raise MxbuildError(f"installing {THIN_NAME}=={client_version} from the "
                                f"repository's index failed: {exc}\n{exc.tail[-1500:]}",
-                               "publish the thin client: invoke client")
+                               "publish it: invoke client --to <the repository>")
         expect = expectations(cell, payload, missing, gpu, client_version)
         (work / "expect.json").write_text(json.dumps(expect, indent=2))
         box.copy_into(work, "/srv", arcname="smoke")
