@@ -56,17 +56,21 @@ def setup(c):
     "recipe": "wheel (the official binary, default) or compile (from the source release)",
     "source_tarball": "compile: the release tarball on disk instead of downloading it",
     "source_dir": "compile: an unpacked source tree (not checked against a pin)",
-    "staging": "publish to <codename>-staging (promote later with repo.promote)"})
+    "staging": "publish to <codename>-staging (promote later with repo.promote)",
+    "force": "run every stage even if its inputs did not change",
+    "force_stage": "run these stages (comma-separated: recipe,package,smoke…) regardless"})
 @entrypoint
 def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
           smoke=True, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
           sse=None, sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None,
-          staging=False):
-    """Build, package, publish and smoke-test the selected cells."""
+          staging=False, force=False, force_stage=None):
+    """Build, package, publish and smoke-test the selected cells (unchanged stages are
+    reused from the stage cache)."""
     cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell),
               publish if isinstance(publish, str) else None, smoke, ca_bundle,
               _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
-              cli.RecipeArgs(recipe, source_tarball, source_dir), staging)
+              cli.RecipeArgs(recipe, source_tarball, source_dir), staging,
+              cli.forced_stages(force, force_stage))
 
 
 @task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {

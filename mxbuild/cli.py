@@ -74,11 +74,21 @@ class RecipeArgs:
     source_dir: str | None = None
 
 
+def forced_stages(force: bool, force_stage: str | None) -> frozenset[str]:
+    names = frozenset(s.strip() for s in (force_stage or "").split(",") if s.strip())
+    unknown = names - set(pipeline.STAGES)
+    if unknown:
+        raise ConfigError(f"--force-stage {', '.join(sorted(unknown))}: no such stage",
+                          "one or more of " + ", ".join(pipeline.STAGES))
+    return names | ({"all"} if force else set())
+
+
 def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
-          s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False) -> None:
+          s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False,
+          force: frozenset[str] = frozenset()) -> None:
     opts = dataclasses.replace(options.resolve(
         ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
-        source_dir=recipe.source_dir), staging=staging)
+        source_dir=recipe.source_dir), staging=staging, force=force)
     cells = _cells(opts, sel)
     if (recipe.source_tarball or recipe.source_dir) and recipe.recipe != "compile":
         raise ConfigError("--source-tarball/--source-dir only apply to --recipe compile",

@@ -137,12 +137,25 @@ def _thin_wheel_file(python_tags: list[str]) -> str:
 def thin_wheel_for(cell: Cell, opts: Options) -> Path:
     """The thin wheel of the cell's MXNet version (built once, then reused)."""
     pin = cell.client_wheel or cell.wheel
-    official = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
     # keyed by the input wheel and by how it is rewritten: a changed rewrite is rebuilt
     key = hashlib.sha256(f"{pin.sha256}\n{THIN_FORMAT}\n{LIBINFO_FALLBACK}".encode()).hexdigest()
     out_dir = opts.out_dir / "client" / key[:16]
     existing = sorted(out_dir.glob("*.whl")) if out_dir.exists() else []
-    return existing[0] if existing else build_thin_wheel(official, out_dir)
+    if existing:
+        return existing[0]
+    official = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+    return build_thin_wheel(official, out_dir)
+
+
+def file_sha256(path: Path) -> str:
+    return sha256_file(path)
+
+
+def is_published(storage, wheel: Path) -> bool:
+    """The project page already links this wheel with its sha256 (and the file is there)."""
+    page = storage.get(f"{INDEX_PREFIX}/{THIN_NAME}/index.html")
+    link = f'href="{html.escape(wheel.name)}#sha256={sha256_file(wheel)}"'.encode()
+    return page is not None and link in page[0] and storage.exists(wheel_key(wheel.name))
 
 
 # ---------------------------------------------------------------- PEP 503 index

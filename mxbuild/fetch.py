@@ -169,3 +169,10 @@ def fetch_wheel(pin: WheelPin, cache_dir: Path, extra_ca: Path | None = None) ->
     url = index_url(pin, os.environ.get("MXBUILD_INDEX_URL", DEFAULT_INDEX), ctx)
     log.info("downloading %s", url)
     return _store(dest, pin.sha256, pin.filename, _download(url, ctx))
+
+
+def cached_wheel(pin: WheelPin, cache_dir: Path, extra_ca: Path | None = None) -> Path:
+    """The pinned wheel's cache path without re-hashing it (it was verified when it entered
+    the cache, and only verified files ever do); fetched and verified if absent."""
+    dest = cas_path(cache_dir, pin.sha256, pin.filename)
+    return dest if dest.is_file() else fetch_wheel(pin, cache_dir, extra_ca)

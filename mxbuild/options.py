@@ -26,6 +26,8 @@ class Options:
     source_dir: Path | None = None       # an unpacked tree (not checked against a pin)
     ccache_volume: str = "mxbuild-ccache"
     staging: bool = False                # publish to <codename>-staging (release CI)
+    # stages never served from the stage cache: --force ("all") / --force-stage NAME
+    force: frozenset[str] = frozenset()
     compile_jobs: int = os.cpu_count() or 2
 
     @property

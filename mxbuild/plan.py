@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import images
+from .cache import StageCache
 from .errors import DockerEngineError
 from .fetch import cas_path
 from .matrix import Cell
@@ -37,12 +38,43 @@ def plan(cells: list[Cell], opts: Options, *, storage=None, keyring: bytes | Non
     steps: list[Step] = []
     for cell in cells:
         steps += _image_steps(cell, opts, client)
-        steps.append(_recipe_step(cell, opts))
-        steps.append(Step(cell.id, "package", "run",
-                          "dpkg-shlibdeps, dpkg-deb and lintian in the build image"))
+        build_ref = _build_ref(cell, opts, client)
+        recipe_manifest = _cached("recipe", cell, opts, build_ref, None)
+        steps.append(_recipe_step(cell, opts) if recipe_manifest is None else
+                     Step(cell.id, "recipe", "reuse", "stage cache: same wheel, script, "
+                          "patchelf and build image"))
+        if recipe_manifest is not None and \
+                _cached("package", cell, opts, build_ref, recipe_manifest) is not None:
+            steps.append(Step(cell.id, "package", "reuse", "stage cache: same payload, "
+                              "packaging files, matrix entry and build image"))
+        else:
+            steps.append(Step(cell.id, "package", "run",
+                              "dpkg-shlibdeps, dpkg-deb and lintian in the build image"))
         steps.append(_publish_step(cell, storage, keyring, cell.suite(opts.staging)))
         steps.append(_smoke_step(cell, storage, do_smoke, gpu))
     return steps
+
+
+def _build_ref(cell: Cell, opts: Options, client) -> str | None:
+    if client is None:
+        return None
+    planned = {role: (tag, present) for role, tag, present in
+               images.planned_images(client, cell, opts)}
+    tag, present = planned["build"]
+    return tag if present else None
+
+
+def _cached(stage: str, cell: Cell, opts: Options, build_ref: str | None,
+            recipe_manifest: dict | None) -> dict | None:
+    """The stage cache's manifest for this cell's stage, if the build would reuse it."""
+    from .pipeline import package_key, recipe_key
+    if build_ref is None or cell.recipe != "wheel":
+        return None
+    cache = StageCache(opts.cache_dir / "stages", opts.force)
+    key = (recipe_key(cell, opts, build_ref) if stage == "recipe"
+           else package_key(cell, opts, build_ref, recipe_manifest))
+    hit = cache.get(stage, key)
+    return hit[1] if hit else None
 
 
 def _image_steps(cell: Cell, opts: Options, client) -> list[Step]:

@@ -21,12 +21,13 @@ from .log import console
 from .matrix import Cell
 
 REPORT_FORMAT = 1
+REUSED = "reused: inputs unchanged (stage cache)"
 
 
 @dataclass
 class StageRecord:
     name: str
-    status: str = "pending"     # ok | failed | skipped
+    status: str = "pending"     # ok | reused | failed | skipped
     seconds: float = 0.0
     log: str = ""
     note: str = ""
@@ -41,7 +42,7 @@ class CellRecord:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(s.status == "ok" for s in self.stages)
+        return self.error is None and all(s.status in ("ok", "reused") for s in self.stages)
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,12 @@ class Report:
             finally:
                 self._current.pop(cell.id, None)
         stage.seconds = time.monotonic() - start
-        stage.status = "ok"
+        stage.status = "reused" if stage.note == REUSED else "ok"
         self._line(cell, stage)
+
+    def reused(self, cell: Cell) -> None:
+        """Mark the cell's running stage as served from the stage cache."""
+        self.cell(cell).stages[-1].note = REUSED
 
     def skip_rest(self, cell: Cell, names: list[str]) -> None:
         record = self.cell(cell)
@@ -162,8 +167,9 @@ class Report:
                 record.stages.append(StageRecord(name, "skipped", note="an earlier stage failed"))
 
     def _line(self, cell: Cell, stage: StageRecord) -> None:
-        mark = "[green]✓[/]" if stage.status == "ok" else "[red]✗[/]"
-        extra = f"  {stage.note.splitlines()[0][:160]}" if stage.status == "failed" else ""
+        mark = {"ok": "[green]✓[/]", "reused": "[green]=[/]"}.get(stage.status, "[red]✗[/]")
+        extra = (f"  {stage.note.splitlines()[0][:160]}" if stage.status == "failed" else
+                 "  reused" if stage.status == "reused" else "")
         console.print(f"{mark} {cell.id:<24} {stage.name:<8} {stage.seconds:7.1f}s{extra}")
 
     def as_dict(self) -> dict:

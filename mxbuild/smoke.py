@@ -62,11 +62,17 @@ def serve_directory(path: Path, host: str = "127.0.0.1", port: int = 0) -> Itera
         server.server_close()
 
 
+def fixtures_key(opts: Options) -> str:
+    """What the smoke model and its reference outputs depend on (without importing mxnet)."""
+    import importlib.metadata
+    source = (opts.root / "mxbuild/smoke_model.py").read_text()
+    return content_hash(source, importlib.metadata.version("mxnet"))[:16]
+
+
 def model_fixtures(opts: Options) -> Path:
     """The exported model + host reference outputs, cached by the generator's content."""
     import mxnet  # noqa: F401  (fail here, clearly, if the host client is missing)
-    source = (opts.root / "mxbuild/smoke_model.py").read_text()
-    key = content_hash(source, mxnet.__version__)[:16]
+    key = fixtures_key(opts)
     out = opts.cache_dir / "smoke-fixtures" / key
     if not (out / "reference.npz").exists():
         tmp = out.with_suffix(".tmp")

@@ -28,7 +28,8 @@ def run_env(tmp_path_factory, gnupg_home, docker_client):
 
 def test_cpu_debian12_cell_end_to_end(run_env):
     out, env = run_env
-    proc = invoke("build", "--variant", "cpu", "--distro", "debian12", env=env)
+    # --force: every stage really runs, whatever the stage cache holds from earlier runs
+    proc = invoke("build", "--variant", "cpu", "--distro", "debian12", "--force", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for stage in ("image", "recipe", "package", "publish", "smoke"):
         assert re.search(rf"^✓ 1\.9\.1-cpu-debian12 +{stage} +[0-9.]+s$", proc.stderr, re.M), stage
@@ -50,6 +51,29 @@ def test_cpu_debian12_cell_end_to_end(run_env):
     assert (repo / "dists/bookworm/InRelease").is_file()
     assert (repo / "mxbuild-archive-keyring.gpg").is_file()
     assert (repo / "pool/cpu/libm/libmxnet" / os.path.basename(deb["path"])).is_file()
+    assert (repo / "simple/mxnet-thin/index.html").is_file()
+    assert {"junit.xml", "report.html"} <= {p.name for p in out.iterdir()}
+
+
+def test_rerun_with_unchanged_inputs_reuses_every_stage(run_env):
+    out, env = run_env
+    before = json.loads((out / "report.json").read_text())["cells"][0]
+    proc = invoke("build", "--variant", "cpu", "--distro", "debian12", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cell = json.loads((out / "report.json").read_text())["cells"][0]
+    assert [(s["name"], s["status"]) for s in cell["stages"]] == [
+        ("image", "ok"), ("recipe", "reused"), ("package", "reused"), ("publish", "reused"),
+        ("smoke", "reused")]
+    assert re.search(r"^= 1\.9\.1-cpu-debian12 +package .* reused$", proc.stderr, re.M)
+    assert cell["deb"]["sha256"] == before["deb"]["sha256"]
+    assert cell["smoke"]["passed"] == before["smoke"]["passed"]
+    forced = invoke("build", "--variant", "cpu", "--distro", "debian12", "--force-stage",
+                    "package", "--no-smoke", env=env)
+    assert forced.returncode == 0, forced.stderr
+    cell = json.loads((out / "report.json").read_text())["cells"][0]
+    assert [(s["name"], s["status"]) for s in cell["stages"]] == [
+        ("image", "ok"), ("recipe", "reused"), ("package", "ok"), ("publish", "reused")]
+    assert cell["deb"]["sha256"] == before["deb"]["sha256"]    # rebuilt: the same bytes
 
 
 def test_a_failing_stage_names_cell_stage_and_log(run_env, tmp_path):
