@@ -58,19 +58,20 @@ def setup(c):
     "source_dir": "compile: an unpacked source tree (not checked against a pin)",
     "staging": "publish to <codename>-staging (promote later with repo.promote)",
     "force": "run every stage even if its inputs did not change",
-    "force_stage": "run these stages (comma-separated: recipe,package,smoke…) regardless"})
+    "force_stage": "run these stages (comma-separated: recipe,package,smoke…) regardless",
+    "jobs": "cells run at once (default 1), within memory and disk limits"})
 @entrypoint
 def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
           smoke=True, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
           sse=None, sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None,
-          staging=False, force=False, force_stage=None):
+          staging=False, force=False, force_stage=None, jobs=1):
     """Build, package, publish and smoke-test the selected cells (unchanged stages are
     reused from the stage cache)."""
     cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell),
               publish if isinstance(publish, str) else None, smoke, ca_bundle,
               _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
               cli.RecipeArgs(recipe, source_tarball, source_dir), staging,
-              cli.forced_stages(force, force_stage))
+              cli.forced_stages(force, force_stage), int(jobs))
 
 
 @task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
@@ -117,15 +118,16 @@ def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, to=No
     "repo": "where to publish before the smoke: s3://BUCKET/PREFIX or a directory "
             "(default: out/smoke-repo)",
     "staging": "publish to <codename>-staging",
-    "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)"})
+    "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)",
+    "jobs": "cells run at once (default 1)"})
 @entrypoint
 def smoke(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, repo=None,
           staging=False, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
-          sse=None, sse_kms_key_id=None):
+          sse=None, sse_kms_key_id=None, jobs=1):
     """Publish already built .debs and run the smoke suite on them (e.g. on a GPU agent)."""
     cli.smoke_built(cli.Selectors(variant, cuda, distro, mxnet, cell),
                     cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
-                                           sse_kms_key_id)), staging, ca_bundle)
+                                           sse_kms_key_id)), staging, ca_bundle, int(jobs))
 
 
 @task(help=S3_HELP | {"repo": "the repository's URL (http(s)://… or s3://BUCKET/PREFIX); "

@@ -85,7 +85,7 @@ def forced_stages(force: bool, force_stage: str | None) -> frozenset[str]:
 
 def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
           s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False,
-          force: frozenset[str] = frozenset()) -> None:
+          force: frozenset[str] = frozenset(), jobs: int = 1) -> None:
     opts = dataclasses.replace(options.resolve(
         ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
         source_dir=recipe.source_dir), staging=staging, force=force)
@@ -95,11 +95,13 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
                           "add --recipe compile")
     if recipe.recipe:
         cells = [cell.with_recipe(recipe.recipe) for cell in cells]
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}", "give a positive number of cells to run at once")
     if publish == "none":
-        pipeline.build(cells, opts, storage=None, do_smoke=False)
+        pipeline.build(cells, opts, storage=None, do_smoke=False, jobs=jobs)
         return
     storage = open_storage(publish or opts.repo_dir, s3)
-    pipeline.build(cells, opts, storage=storage, do_smoke=run_smoke)
+    pipeline.build(cells, opts, storage=storage, do_smoke=run_smoke, jobs=jobs)
 
 
 def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Options,
@@ -181,10 +183,11 @@ def thin_clients(sel: Selectors, repo: RepoArgs) -> None:
                           f"{storage.describe()}/simple/{thin_client.THIN_NAME}/")
 
 
-def smoke_built(sel: Selectors, repo: RepoArgs, staging: bool, ca_bundle: str | None) -> None:
+def smoke_built(sel: Selectors, repo: RepoArgs, staging: bool, ca_bundle: str | None,
+                jobs: int = 1) -> None:
     opts = dataclasses.replace(options.resolve(ca_bundle=ca_bundle), staging=staging)
     storage = open_storage(repo.location or opts.out_dir / "smoke-repo", repo.s3)
-    pipeline.smoke_built(_cells(opts, sel), opts, storage)
+    pipeline.smoke_built(_cells(opts, sel), opts, storage, jobs=jobs)
 
 
 def repo_promote(sel: Selectors, repo: RepoArgs) -> None:

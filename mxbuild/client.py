@@ -12,6 +12,7 @@ import hashlib
 import html
 import io
 import re
+import threading
 import zipfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ THIN_DIST = "mxnet_thin"
 INDEX_PREFIX = "simple"
 NATIVE_RE = re.compile(r"^mxnet/[^/]+\.so(\.\d+)*$")
 MAX_ATTEMPTS = 50
+_build_lock = threading.Lock()
 THIN_FORMAT = 1      # bump when build_thin_wheel changes what it writes
 
 # Appended to mxnet/libinfo.py. Python 3.5 syntax: xenial's client runs it.
@@ -116,7 +118,9 @@ def build_thin_wheel(wheel: Path, out_dir: Path) -> Path:
             dst.writestr(member, "\n".join(record) + "\n")
         if "mxnet/libinfo.py" not in names:
             raise MxbuildError(f"{wheel.name} has no mxnet/libinfo.py to patch", "")
-    out.write_bytes(buf.getvalue())
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(out)            # a reader never sees half a wheel
     return out
 
 
@@ -140,11 +144,12 @@ def thin_wheel_for(cell: Cell, opts: Options) -> Path:
     # keyed by the input wheel and by how it is rewritten: a changed rewrite is rebuilt
     key = hashlib.sha256(f"{pin.sha256}\n{THIN_FORMAT}\n{LIBINFO_FALLBACK}".encode()).hexdigest()
     out_dir = opts.out_dir / "client" / key[:16]
-    existing = sorted(out_dir.glob("*.whl")) if out_dir.exists() else []
-    if existing:
-        return existing[0]
-    official = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
-    return build_thin_wheel(official, out_dir)
+    with _build_lock:   # cells of one MXNet version may ask at once (--jobs)
+        existing = sorted(out_dir.glob("*.whl")) if out_dir.exists() else []
+        if existing:
+            return existing[0]
+        official = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+        return build_thin_wheel(official, out_dir)
 
 
 def file_sha256(path: Path) -> str:

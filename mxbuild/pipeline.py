@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -16,37 +18,59 @@ from .options import Options
 from .repo.publish import Upload, publish, read_packages, read_state
 from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
+from .resources import ResourcePool, need_of
 
 STAGES = ["image", "recipe", "package", "publish", "smoke"]
 
 
-def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = True) -> Report:
+def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = True,
+          jobs: int = 1) -> Report:
     """Build every selected cell, publish to `storage` (None: do not publish) and smoke-test
-    from there. A failed cell does not stop the others. Raises the first StageError after
-    the reports are written."""
+    from there, up to `jobs` cells at once. A failed cell does not stop the others. Raises
+    the first StageError after the reports are written."""
     return _run(cells, opts, STAGES, lambda client, cell, report, signer: _build_cell(
-        client, cell, opts, report, storage, signer, do_smoke))
+        client, cell, opts, report, storage, signer, do_smoke), jobs)
 
 
-def smoke_built(cells: list[Cell], opts: Options, storage) -> Report:
+def smoke_built(cells: list[Cell], opts: Options, storage, jobs: int = 1) -> Report:
     """Publish the already built .debs (out/debs/<cell>/) to `storage` and smoke-test them
     from there: the second half of `build`, for a GPU agent or a staging repository."""
     return _run(cells, opts, ["image", "publish", "smoke"], lambda client, cell, report,
-                signer: _smoke_built_cell(client, cell, opts, report, storage, signer))
+                signer: _smoke_built_cell(client, cell, opts, report, storage, signer), jobs)
 
 
-def _run(cells, opts, stages, per_cell) -> Report:
+# Cells of one distro share its base/build/runtime images: one builds them, the others wait.
+_distro_locks: dict[str, threading.Lock] = {}
+_distro_locks_guard = threading.Lock()
+
+
+def _distro_lock(name: str) -> threading.Lock:
+    with _distro_locks_guard:
+        return _distro_locks.setdefault(name, threading.Lock())
+
+
+def _run(cells, opts, stages, per_cell, jobs: int = 1) -> Report:
     client = engine.client()
     report = Report(opts.out_dir, opts.logs_dir, Axes.of(load_matrix(opts.matrix_path).cells))
     signer = Signer(opts.gnupg_home)
-    with report.live(cells):
-        for cell in cells:
+    pool = ResourcePool.for_host(jobs, opts.out_dir)
+
+    def one(cell):
+        with pool.reserve(need_of(cell)):
             try:
                 per_cell(client, cell, report, signer)
             except StageError:
                 report.skip_rest(cell, stages)
             finally:
                 report.write()
+    with report.live(cells):
+        if jobs <= 1:
+            for cell in cells:
+                one(cell)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell") as executor:
+                for future in [executor.submit(one, cell) for cell in cells]:
+                    future.result()   # re-raises what is not a StageError (a bug, Ctrl-C)
     report.summary()
     failed = [r.error for r in report.cells.values() if r.error]
     if failed:
@@ -56,7 +80,7 @@ def _run(cells, opts, stages, per_cell) -> Report:
 
 def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
     record = report.cell(cell)
-    with report.stage(cell, "image") as logf:
+    with report.stage(cell, "image") as logf, _distro_lock(cell.distro.name):
         base = images.ensure_base(client, cell.distro, opts, logf)
         build_image = images.ensure_build_image(client, cell, base, opts, logf)
         runtime = images.ensure_runtime_image(client, cell, base, opts, logf)
@@ -170,7 +194,7 @@ def _link(src: Path, dst: Path) -> None:
 
 def _smoke_built_cell(client, cell, opts, report, storage, signer):
     record = report.cell(cell)
-    with report.stage(cell, "image") as logf:
+    with report.stage(cell, "image") as logf, _distro_lock(cell.distro.name):
         base = images.ensure_base(client, cell.distro, opts, logf)
         runtime = images.ensure_runtime_image(client, cell, base, opts, logf)
         built = deb.built_deb(opts.out_dir / "debs" / cell.id, cell)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
@@ -70,12 +71,14 @@ class Report:
         self.axes = axes
         self.cells: dict[str, CellRecord] = {}
         self.started = time.time()
+        self._lock = threading.RLock()     # cells run in threads with --jobs
         self._live: Live | None = None
         self._pending: list[Cell] = []
         self._current: dict[str, tuple[str, float]] = {}   # cell id -> (stage, started)
 
     def cell(self, cell: Cell) -> CellRecord:
-        return self.cells.setdefault(cell.id, CellRecord(cell))
+        with self._lock:
+            return self.cells.setdefault(cell.id, CellRecord(cell))
 
     @contextlib.contextmanager
     def live(self, cells: list[Cell]) -> Iterator[None]:
@@ -185,17 +188,18 @@ class Report:
                             "log": s.log, **({"note": s.note} if s.note else {})}
                            for s in r.stages],
                 **r.artifacts,
-            } for cid, r in sorted(self.cells.items())],
+            } for cid, r in sorted(dict(self.cells).items())],
         }
 
     def write(self) -> Path:
         """report.json, junit.xml and report.html, each replaced atomically."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        data = self.as_dict()
-        _atomic(self.out_dir / "junit.xml", junit_xml(data))
-        _atomic(self.out_dir / "report.html", html_report(data, self.axes or Axes.of(
-            [r.cell for r in self.cells.values()]), self.out_dir))
-        return _atomic(self.out_dir / "report.json", json.dumps(data, indent=2) + "\n")
+        with self._lock:
+            data = self.as_dict()
+            _atomic(self.out_dir / "junit.xml", junit_xml(data))
+            _atomic(self.out_dir / "report.html", html_report(data, self.axes or Axes.of(
+                [r.cell for r in self.cells.values()]), self.out_dir))
+            return _atomic(self.out_dir / "report.json", json.dumps(data, indent=2) + "\n")
 
     def summary(self) -> None:
         ok = sum(1 for r in self.cells.values() if r.ok)

@@ -69,8 +69,16 @@ def fixtures_key(opts: Options) -> str:
     return content_hash(source, importlib.metadata.version("mxnet"))[:16]
 
 
+_fixtures_lock = threading.Lock()
+
+
 def model_fixtures(opts: Options) -> Path:
     """The exported model + host reference outputs, cached by the generator's content."""
+    with _fixtures_lock:   # cells run in threads with --jobs; one exports, the rest reuse
+        return _model_fixtures(opts)
+
+
+def _model_fixtures(opts: Options) -> Path:
     import mxnet  # noqa: F401  (fail here, clearly, if the host client is missing)
     key = fixtures_key(opts)
     out = opts.cache_dir / "smoke-fixtures" / key

@@ -115,3 +115,25 @@ def test_build_publishes_to_s3_and_smoke_installs_from_it(run_env, moto_endpoint
     verified = invoke("repo.verify", "--repo", target, "--endpoint-url", moto_endpoint,
                       "--path-style", env=env)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_release_flow_smoke_staging_then_promote(run_env, tmp_path):
+    """What the Jenkinsfile does with a built .deb: smoke it from the agent's own staging
+    repository, then promote it; the stable suite gets it without a new upload."""
+    out, env = run_env
+    repo = tmp_path / "repo"
+    proc = invoke("smoke", "--cell", "1.9.1-cpu-debian12", "--repo", str(repo), "--staging",
+                  "--jobs", "2", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cell = json.loads((out / "report.json").read_text())["cells"][0]
+    assert [s["name"] for s in cell["stages"]] == ["image", "publish", "smoke"]
+    assert cell["repo"]["suite"] == "bookworm-staging" and cell["smoke"]["failed"] == 0
+    listed = invoke("repo.list", "--repo", str(repo), "--json", env=env)
+    assert json.loads(listed.stdout) == {
+        "bookworm-staging": {"cpu": [["libmxnet", "1.9.1-1~deb12"]]}}
+    promoted = invoke("repo.promote", "--cell", "1.9.1-cpu-debian12", "--repo", str(repo),
+                      env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    listed = json.loads(invoke("repo.list", "--repo", str(repo), "--json", env=env).stdout)
+    assert listed["bookworm"] == {"cpu": [["libmxnet", "1.9.1-1~deb12"]]}
+    assert invoke("repo.verify", "--repo", str(repo), env=env).returncode == 0
