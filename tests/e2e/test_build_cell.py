@@ -98,7 +98,9 @@ def test_a_failing_stage_names_cell_stage_and_log(run_env, tmp_path):
 def test_build_publishes_to_s3_and_smoke_installs_from_it(run_env, moto_endpoint, s3_bucket,
                                                           tmp_path):
     out, env = run_env
-    env = {**env, "MXBUILD_OUT_DIR": str(tmp_path / "out")}
+    # the moto fixture set the (test) credentials after run_env was made
+    env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+           "MXBUILD_OUT_DIR": str(tmp_path / "out")}
     target = f"s3://{s3_bucket}/apt"
     proc = invoke("build", "--cell", "1.9.1-cpu-debian12", "--publish", target,
                   "--endpoint-url", moto_endpoint, "--path-style", env=env)
