@@ -209,8 +209,9 @@ def _publish(cell, deb_path, opts, report, storage, signer, sha256=None):
     with report.stage(cell, "publish") as logf:
         suite = cell.suite(opts.staging)
         thin = thin_client.thin_wheel_for(cell, opts)
-        if sha256 and _already_published(storage, signer, cell, suite, sha256) and \
-                thin_client.is_published(storage, thin):
+        forced = bool({"all", "publish"} & opts.force)
+        if sha256 and not forced and _already_published(storage, signer, cell, suite, sha256) \
+                and thin_client.is_published(storage, thin):
             logf.write(f"{cell.deb_version} with sha256 {sha256} and {thin.name} are already "
                        f"in {storage.describe()} {suite}/{cell.component}\n")
             report.reused(cell)
