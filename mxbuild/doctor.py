@@ -11,7 +11,7 @@ from pathlib import Path
 from docker.errors import DockerException
 
 from .errors import DockerEngineError
-from .client import pip_install_args
+from .client import THIN_NAME
 from .matrix import Cell, Matrix
 from .repo.sign import KEYRING_NAME
 
@@ -62,6 +62,13 @@ def nvidia_gpu(run=subprocess.run) -> Gpu | None:
     if not rows or not cuda:
         return None
     return Gpu(tuple(r[0].strip() for r in rows), rows[0][1].strip(), cuda.group(1))
+
+
+def user_pip_command(index_url: str, version: str) -> str:
+    """mxnet-thin from the repository's index, its dependencies (numpy…) from PyPI."""
+    trusted = (" --trusted-host " + index_url.split("/")[2].split(":")[0]
+               if index_url.startswith("http://") else "")
+    return f"pip install --extra-index-url {index_url}{trusted} {THIN_NAME}=={version}"
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -129,8 +136,7 @@ def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_pa
         f"echo 'deb [signed-by={KEYRING_DEST}] {url} {d.cell.codename} {d.cell.component}' "
         "| sudo tee /etc/apt/sources.list.d/mxbuild.list",
         f"sudo apt-get update && sudo apt-get install {d.cell.package.name}",
-        "pip install " + " ".join(pip_install_args(f"{url}/simple/", (
-            d.cell.client_wheel or d.cell.wheel).version)[1:]),
+        user_pip_command(f"{url}/simple/", (d.cell.client_wheel or d.cell.wheel).version),
     ]
     if d.cell.cuda:
         d.commands.insert(2, "# CUDA runtime packages (Depends) come from NVIDIA's CUDA "

@@ -59,7 +59,8 @@ def test_diagnosis_gives_the_apt_line_and_commands(tmp_path):
     assert ("deb [signed-by=/usr/share/keyrings/mxbuild-archive-keyring.gpg] "
             "http://apt.example:8080 focal cu114") in d.commands[1]
     assert any("NVIDIA's CUDA repository" in c for c in d.commands)
-    assert d.commands[-1].endswith("--trusted-host apt.example mxnet-thin==1.9.1")
+    assert d.commands[-1] == ("pip install --extra-index-url http://apt.example:8080/simple/ "
+                              "--trusted-host apt.example mxnet-thin==1.9.1")
 
 
 def test_unknown_distro_lists_the_supported_ones(tmp_path):
