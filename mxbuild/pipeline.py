@@ -8,10 +8,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 from . import client as thin_client, compile as compile_recipe, deb, engine, images, recipes, smoke
-from .errors import MxbuildError, StageError
 from .cache import StageCache, key_of, tree_digest
+from .errors import MxbuildError, StageError
 from .fetch import cached_wheel
 from .matrix import Cell, load as load_matrix
 from .options import Options
