@@ -17,6 +17,14 @@ from pathlib import Path
 from .log import log
 
 MANIFEST = "manifest.json"
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link (payloads are hundreds of MB), or copy across filesystems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 CACHE_FORMAT = 1
 
 
@@ -47,6 +55,11 @@ class StageCache:
         self.root = root
         self.force = force
 
+    @classmethod
+    def of(cls, opts) -> "StageCache":
+        """The run's stage cache: under the cache directory, honouring --force."""
+        return cls(opts.cache_dir / "stages", opts.force)
+
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / key
 
@@ -70,10 +83,7 @@ class StageCache:
             for name, src in files.items():
                 dest = tmp / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(src, dest)
-                except OSError:
-                    shutil.copy2(src, dest)
+                link_or_copy(src, dest)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             if (entry / MANIFEST).is_file():   # a concurrent run stored the same key first
                 shutil.rmtree(tmp)

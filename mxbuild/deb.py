@@ -15,6 +15,7 @@ from typing import IO
 import jinja2
 import yaml
 
+from .cache import link_or_copy
 from .containers import CommandFailed, Container
 from .errors import MxbuildError
 from .fetch import sha256_file
@@ -71,7 +72,7 @@ def stage_tree(cell: Cell, payload: Payload, tools: dict[str, str], opts: Option
     for rel in payload.files:
         target = libdir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(payload.dir / rel, target)
+        link_or_copy(payload.dir / rel, target)
 
     env = _env(opts)
     licenses = yaml.safe_load((opts.root / "packaging/licenses.yaml").read_text())
@@ -129,13 +130,6 @@ def _gzip_n(data: bytes) -> bytes:
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
         gz.write(data)
     return buf.getvalue()
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        dst.hardlink_to(src)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from . import client as thin_client, compile as compile_recipe, deb, engine, images, recipes, smoke
-from .cache import StageCache, key_of, tree_digest
+from .cache import StageCache, key_of, link_or_copy, tree_digest
 from .errors import MxbuildError, StageError
 from .fetch import cached_wheel
 from .matrix import Cell, load as load_matrix
@@ -110,10 +108,6 @@ def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
                result.sha256)
 
 
-def _stage_cache(opts: Options) -> StageCache:
-    return StageCache(opts.cache_dir / "stages", opts.force)
-
-
 def code_digest(opts: Options) -> str:
     """mxbuild's own code: a change to how a stage works invalidates what it cached."""
     return tree_digest(opts.root / "mxbuild")
@@ -141,7 +135,7 @@ def package_key(cell: Cell, opts: Options, build_ref: str, payload: dict) -> str
 
 def _harvest(client, cell, build_image, opts, report, logf) -> recipes.Payload:
     """Recipe "wheel", served from the stage cache when its inputs did not change."""
-    cache = _stage_cache(opts)
+    cache = StageCache.of(opts)
     key = recipe_key(cell, opts, build_image.ref)
     hit = cache.get("recipe", key)
     if hit is not None:
@@ -160,7 +154,7 @@ def _harvest(client, cell, build_image, opts, report, logf) -> recipes.Payload:
 
 
 def _package(client, cell, payload, build_image, opts, report, logf) -> deb.DebResult:
-    cache = _stage_cache(opts)
+    cache = StageCache.of(opts)
     key = package_key(cell, opts, build_image.ref, {
         "files": payload.files, "upstream_sha256": payload.upstream_sha256,
         "source": payload.source, "source_date_epoch": payload.source_date_epoch})
@@ -172,7 +166,7 @@ def _package(client, cell, payload, build_image, opts, report, logf) -> deb.DebR
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)
         for name in (manifest["deb"], "lintian.txt"):
-            _link(entry / name, out_dir / name)
+            link_or_copy(entry / name, out_dir / name)
         logf.write(f"reused {entry} (inputs unchanged)\n")
         report.reused(cell)
         return deb.DebResult(out_dir / manifest["deb"], manifest["size"], manifest["sha256"],
@@ -187,13 +181,6 @@ def _package(client, cell, payload, build_image, opts, report, logf) -> deb.DebR
                    "lintian_errors": result.lintian_errors,
                    "lintian_warnings": result.lintian_warnings})
     return result
-
-
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _smoke_built_cell(client, cell, opts, report, storage, signer):
@@ -245,7 +232,7 @@ def _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer, 
     with report.stage(cell, "smoke") as logf:
         client_image = images.ensure_client_image(client, cell, runtime, payload.wheel, opts,
                                                   logf)
-        cache = _stage_cache(opts)
+        cache = StageCache.of(opts)
         key = key_of("smoke", {
             "code": code_digest(opts), "deb": sha256, "client": thin_client.file_sha256(thin),
             "client_image": client_image.id, "tests": tree_digest(opts.root / "tests/smoke"),

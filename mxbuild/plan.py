@@ -70,7 +70,7 @@ def _cached(stage: str, cell: Cell, opts: Options, build_ref: str | None,
     from .pipeline import package_key, recipe_key
     if build_ref is None or cell.recipe != "wheel":
         return None
-    cache = StageCache(opts.cache_dir / "stages", opts.force)
+    cache = StageCache.of(opts)
     key = (recipe_key(cell, opts, build_ref) if stage == "recipe"
            else package_key(cell, opts, build_ref, recipe_manifest))
     hit = cache.get(stage, key)
