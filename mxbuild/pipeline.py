@@ -142,22 +142,17 @@ def _harvest(client, cell, build_image, opts, report, logf) -> recipes.Payload:
         entry, manifest = hit
         logf.write(f"reused {entry} (inputs unchanged)\n")
         report.reused(cell)
-        return recipes.Payload(entry / "payload", manifest["files"],
-                               manifest["upstream_sha256"], manifest["source"],
-                               manifest["source_date_epoch"],
-                               cached_wheel(cell.wheel, opts.cache_dir / "downloads"))
+        return recipes.Payload.from_manifest(
+            entry / "payload", manifest, cached_wheel(cell.wheel, opts.cache_dir / "downloads"))
     payload = recipes.harvest_wheel(client, cell, build_image, opts, logf)
     cache.put("recipe", key, {f"payload/{rel}": payload.dir / rel for rel in payload.files},
-              {"files": payload.files, "upstream_sha256": payload.upstream_sha256,
-               "source": payload.source, "source_date_epoch": payload.source_date_epoch})
+              payload.manifest())
     return payload
 
 
 def _package(client, cell, payload, build_image, opts, report, logf) -> deb.DebResult:
     cache = StageCache.of(opts)
-    key = package_key(cell, opts, build_image.ref, {
-        "files": payload.files, "upstream_sha256": payload.upstream_sha256,
-        "source": payload.source, "source_date_epoch": payload.source_date_epoch})
+    key = package_key(cell, opts, build_image.ref, payload.manifest())
     out_dir = opts.out_dir / "debs" / cell.id
     hit = cache.get("package", key)
     if hit is not None:

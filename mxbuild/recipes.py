@@ -36,10 +36,18 @@ class Payload:
     source_date_epoch: int
     wheel: Path | None = None       # the verified wheel (the smoke client is made from it)
 
+    def manifest(self) -> dict:
+        """What the payload is, without where it lies (payload.json, the stage cache)."""
+        return {"files": self.files, "upstream_sha256": self.upstream_sha256,
+                "source": self.source, "source_date_epoch": self.source_date_epoch}
+
+    @classmethod
+    def from_manifest(cls, directory: Path, manifest: dict, wheel: Path | None) -> "Payload":
+        return cls(directory, manifest["files"], manifest["upstream_sha256"],
+                   manifest["source"], manifest["source_date_epoch"], wheel)
+
     def save(self) -> None:
-        (self.dir.parent / "payload.json").write_text(json.dumps({
-            "files": self.files, "upstream_sha256": self.upstream_sha256,
-            "source": self.source, "source_date_epoch": self.source_date_epoch}, indent=2))
+        (self.dir.parent / "payload.json").write_text(json.dumps(self.manifest(), indent=2))
 
 
 def wheel_epoch(wheel: Path) -> int:
