@@ -12,7 +12,7 @@ from .errors import MxbuildError, StageError
 from .fetch import cached_wheel
 from .matrix import Cell, load as load_matrix
 from .options import Options
-from .repo.publish import Upload, publish, read_packages, read_state
+from .repo.publish import Upload, publish, published_entries
 from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
 from .resources import ResourcePool, need_of
@@ -215,11 +215,9 @@ def _publish(cell, deb_path, opts, report, storage, signer, sha256=None):
 
 def _already_published(storage, signer, cell, suite, sha256) -> bool:
     """The suite already lists exactly this .deb (same version, same sha256)."""
-    state = read_state(storage, suite, signer.public_keyring())
-    if state.token is None or cell.component not in state.components:
-        return False
-    return any(e["Package"] == cell.package.name and e["Version"] == cell.deb_version and
-               e["SHA256"] == sha256 for e in read_packages(storage, state, cell.component))
+    return any(e["SHA256"] == sha256 for e in published_entries(
+        storage, signer.public_keyring(), suite, cell.component, cell.package.name,
+        cell.deb_version))
 
 
 def _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer, sha256=None):

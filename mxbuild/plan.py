@@ -10,7 +10,7 @@ from .errors import DockerEngineError
 from .fetch import cas_path
 from .matrix import Cell
 from .options import Options
-from .repo.publish import read_packages, read_state
+from .repo.publish import published_entries
 from .smoke import gpu_present
 
 
@@ -113,15 +113,11 @@ def _publish_step(cell: Cell, storage, keyring: bytes | None, suite: str) -> Ste
     if storage is None:
         return Step(cell.id, "publish", "skip", "--publish none")
     where = f"{storage.describe()} {suite}/{cell.component}"
-    if keyring is not None:
-        state = read_state(storage, suite, keyring)
-        if state.token is not None and cell.component in state.components:
-            versions = {e["Version"] for e in read_packages(storage, state, cell.component)
-                        if e["Package"] == cell.package.name}
-            if cell.deb_version in versions:
-                return Step(cell.id, "publish", "reuse",
-                            f"{cell.deb_version} is already in {where}: a no-op if the new "
-                            ".deb is identical (different bytes are refused)")
+    if keyring is not None and published_entries(storage, keyring, suite, cell.component,
+                                                 cell.package.name, cell.deb_version):
+        return Step(cell.id, "publish", "reuse",
+                    f"{cell.deb_version} is already in {where}: a no-op if the new "
+                    ".deb is identical (different bytes are refused)")
     return Step(cell.id, "publish", "run", f"add {cell.deb_version} to {where}")
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from ..errors import RepoError, SigningError
 from ..matrix import STAGING
 from . import index
-from .publish import (inrelease_key, packages_name, read_packages, read_state,
-                      update_suite)
+from .publish import (inrelease_key, packages_name, published_entries, read_packages,
+                      read_state, update_suite)
 from .sign import Signer, verify_detached
 
 REQUIRED_RELEASE_FIELDS = ("Origin", "Label", "Suite", "Codename", "Date", "Architectures",
@@ -137,10 +137,7 @@ def promote(storage, signer: Signer, codename: str, component: str, package: str
     file is shared, so nothing is uploaded; same version with other bytes is refused."""
     keyring = signer.public_keyring()
     source = staging_suite(codename)
-    state = read_state(storage, source, keyring)
-    entries = [e for e in (read_packages(storage, state, component)
-                           if state.token is not None and component in state.components else [])
-               if (e["Package"], e["Version"]) == (package, version)]
+    entries = published_entries(storage, keyring, source, component, package, version)
     if not entries:
         raise RepoError(f"{package} {version} is not in {source}/{component} of "
                         f"{storage.describe()}",

@@ -91,6 +91,15 @@ def read_packages(storage, state: SuiteState, component: str) -> list:
     return index.parse_packages(got[0].decode())
 
 
+def published_entries(storage, keyring: bytes, suite: str, component: str, package: str,
+                      version: str) -> list:
+    """The index entries of one package version in a suite's component (none if the suite
+    or the component does not exist)."""
+    state = read_state(storage, suite, keyring)
+    return [e for e in read_packages(storage, state, component)
+            if (e["Package"], e["Version"]) == (package, version)]
+
+
 def publish(storage, signer: Signer, uploads: list[Upload],
             identity: index.RepoIdentity = index.RepoIdentity(), date: str | None = None,
             after_write=None) -> PublishResult:
