@@ -37,8 +37,9 @@ def plan(cells: list[Cell], opts: Options, *, storage=None, keyring: bytes | Non
     gpu = gpu_present()
     steps: list[Step] = []
     for cell in cells:
-        steps += _image_steps(cell, opts, client)
-        build_ref = _build_ref(cell, opts, client)
+        planned = images.planned_images(client, cell, opts) if client is not None else None
+        steps.append(_image_step(cell, planned))
+        build_ref = _build_ref(planned)
         recipe_manifest = _cached("recipe", cell, opts, build_ref, None)
         steps.append(_recipe_step(cell, opts) if recipe_manifest is None else
                      Step(cell.id, "recipe", "reuse", "stage cache: same wheel, script, "
@@ -55,12 +56,9 @@ def plan(cells: list[Cell], opts: Options, *, storage=None, keyring: bytes | Non
     return steps
 
 
-def _build_ref(cell: Cell, opts: Options, client) -> str | None:
-    if client is None:
-        return None
-    planned = {role: (tag, present) for role, tag, present in
-               images.planned_images(client, cell, opts)}
-    tag, present = planned["build"]
+def _build_ref(planned: list[tuple[str, str, bool]] | None) -> str | None:
+    """The build image's tag if it is there (stage-cache keys depend on it)."""
+    tag, present = {role: (t, p) for role, t, p in planned or []}.get("build", (None, False))
     return tag if present else None
 
 
@@ -77,18 +75,18 @@ def _cached(stage: str, cell: Cell, opts: Options, build_ref: str | None,
     return hit[1] if hit else None
 
 
-def _image_steps(cell: Cell, opts: Options, client) -> list[Step]:
-    if client is None:
-        return [Step(cell.id, "image", "build", "no Docker engine answers: cannot tell what "
-                     "is there (the build itself would fail)")]
-    planned = images.planned_images(client, cell, opts)
+def _image_step(cell: Cell, planned: list[tuple[str, str, bool]] | None) -> Step:
+    """planned: images.planned_images(), or None when no Docker engine answers."""
+    if planned is None:
+        return Step(cell.id, "image", "build", "no Docker engine answers: cannot tell what "
+                    "is there (the build itself would fail)")
     missing = [f"{role} {tag}" for role, tag, present in planned if not present]
     if not missing:
-        return [Step(cell.id, "image", "reuse", ", ".join(t for _, t, _ in planned))]
+        return Step(cell.id, "image", "reuse", ", ".join(t for _, t, _ in planned))
     how = ("debootstrap of " + (cell.distro.base.bootstrap.suite if cell.distro.base.bootstrap
                                 else cell.distro.base.image)
            if not planned[0][2] else "docker build")
-    return [Step(cell.id, "image", "build", f"missing {'; '.join(missing)} ({how})")]
+    return Step(cell.id, "image", "build", f"missing {'; '.join(missing)} ({how})")
 
 
 def _recipe_step(cell: Cell, opts: Options) -> Step:
