@@ -152,10 +152,6 @@ def thin_wheel_for(cell: Cell, opts: Options) -> Path:
         return build_thin_wheel(official, out_dir)
 
 
-def file_sha256(path: Path) -> str:
-    return sha256_file(path)
-
-
 def is_published(storage, wheel: Path) -> bool:
     """The project page already links this wheel with its sha256 (and the file is there)."""
     page = storage.get(f"{INDEX_PREFIX}/{THIN_NAME}/index.html")
@@ -222,13 +218,18 @@ def _sync_alias(storage, page_key: str, text: bytes) -> None:
         storage.put(alias, text)
 
 
+def trusted_host_args(index_url: str) -> list[str]:
+    """pip refuses a plain-http index unless told its host."""
+    if not index_url.startswith("http://"):
+        return []
+    return ["--trusted-host", re.sub(r"^http://([^/:]+).*$", r"\1", index_url)]
+
+
 def pip_install_args(index_url: str, version: str) -> list[str]:
     """pip arguments that install exactly this thin client from the repository's index."""
-    args = ["install", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
-            "--index-url", index_url]
-    if index_url.startswith("http://"):  # pip refuses plain http unless told the host
-        args += ["--trusted-host", re.sub(r"^http://([^/:]+).*$", r"\1", index_url)]
-    return args + [f"{THIN_NAME}=={version}"]
+    return ["install", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
+            "--index-url", index_url, *trusted_host_args(index_url),
+            f"{THIN_NAME}=={version}"]
 
 
 def wheel_version(wheel: Path) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from docker.errors import DockerException
 
 from .errors import DockerEngineError
-from .client import THIN_NAME
+from .client import THIN_NAME, trusted_host_args
 from .matrix import Cell, Matrix
 from .repo.sign import KEYRING_NAME
 
@@ -66,9 +66,8 @@ def nvidia_gpu(run=subprocess.run) -> Gpu | None:
 
 def user_pip_command(index_url: str, version: str) -> str:
     """mxnet-thin from the repository's index, its dependencies (numpy…) from PyPI."""
-    trusted = (" --trusted-host " + index_url.split("/")[2].split(":")[0]
-               if index_url.startswith("http://") else "")
-    return f"pip install --extra-index-url {index_url}{trusted} {THIN_NAME}=={version}"
+    return " ".join(["pip", "install", "--extra-index-url", index_url,
+                     *trusted_host_args(index_url), f"{THIN_NAME}=={version}"])
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import client as thin_client, compile as compile_recipe, deb, engine, images, recipes, smoke
 from .cache import StageCache, key_of, link_or_copy, tree_digest
 from .errors import MxbuildError, StageError
-from .fetch import cached_wheel
+from .fetch import cached_wheel, sha256_file
 from .matrix import Cell, load as load_matrix
 from .options import Options
 from .repo.publish import Upload, publish, published_entries
@@ -227,7 +227,7 @@ def _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer, 
                                                   logf)
         cache = StageCache.of(opts)
         key = key_of("smoke", {
-            "code": code_digest(opts), "deb": sha256, "client": thin_client.file_sha256(thin),
+            "code": code_digest(opts), "deb": sha256, "client": sha256_file(thin),
             "client_image": client_image.id, "tests": tree_digest(opts.root / "tests/smoke"),
             "fixtures": smoke.fixtures_key(opts), "gpu": smoke.gpu_present(),
             "repo": storage.describe(), "suite": cell.suite(opts.staging), "cell": cell.id})
