@@ -25,6 +25,8 @@ S3_HELP = {
     "sse": "server-side encryption: AES256 or aws:kms",
     "sse_kms_key_id": "KMS key for --sse aws:kms",
 }
+CA_HELP = {"ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)"}
+STAGING_HELP = {"staging": "publish to <codename>-staging (promote later with repo.promote)"}
 REPO_HELP = {"repo": "s3://BUCKET/PREFIX or a directory (default: out/repo)",
              "keyring": "public keyring to verify against (default: the local signing key)",
              **S3_HELP}
@@ -52,11 +54,10 @@ def setup(c):
     "publish": "where to publish: s3://BUCKET/PREFIX, a directory, or none "
                "(default: out/repo)",
     "smoke": "run the smoke suite from the published repository (default on)",
-    "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)",
+    **CA_HELP, **STAGING_HELP,
     "recipe": "wheel (the official binary, default) or compile (from the source release)",
     "source_tarball": "compile: the release tarball on disk instead of downloading it",
     "source_dir": "compile: an unpacked source tree (not checked against a pin)",
-    "staging": "publish to <codename>-staging (promote later with repo.promote)",
     "force": "run every stage even if its inputs did not change",
     "force_stage": "run these stages (comma-separated: recipe,package,smoke…) regardless",
     "jobs": "cells run at once (default 1), within memory and disk limits"})
@@ -90,8 +91,7 @@ def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish
 
 
 @task(help=SELECTOR_HELP | S3_HELP | {
-    "to": "s3://BUCKET/PREFIX or a directory",
-    "staging": "publish to <codename>-staging (promote later with repo.promote)"})
+    "to": "s3://BUCKET/PREFIX or a directory", **STAGING_HELP})
 @entrypoint
 def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=None,
             endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None,
@@ -117,9 +117,7 @@ def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, to=No
 @task(help=SELECTOR_HELP | S3_HELP | {
     "repo": "where to publish before the smoke: s3://BUCKET/PREFIX or a directory "
             "(default: out/smoke-repo)",
-    "staging": "publish to <codename>-staging",
-    "ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)",
-    "jobs": "cells run at once (default 1)"})
+    **STAGING_HELP, **CA_HELP, "jobs": "cells run at once (default 1)"})
 @entrypoint
 def smoke(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, repo=None,
           staging=False, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
