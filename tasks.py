@@ -27,6 +27,9 @@ S3_HELP = {
 }
 CA_HELP = {"ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)"}
 STAGING_HELP = {"staging": "publish to <codename>-staging (promote later with repo.promote)"}
+CACHE_HELP = {"artifact_cache": "stage outputs shared between machines: s3://BUCKET/PREFIX "
+                                "(S3 flags as for the repository) or a directory "
+                                "(default: $MXBUILD_ARTIFACT_CACHE, else none)"}
 REPO_HELP = {"repo": "s3://BUCKET/PREFIX or a directory (default: out/repo)",
              "keyring": "public keyring to verify against (default: the local signing key)",
              **S3_HELP}
@@ -54,7 +57,7 @@ def setup(c):
     "publish": "where to publish: s3://BUCKET/PREFIX, a directory, or none "
                "(default: out/repo)",
     "smoke": "run the smoke suite from the published repository (default on)",
-    **CA_HELP, **STAGING_HELP,
+    **CA_HELP, **STAGING_HELP, **CACHE_HELP,
     "recipe": "wheel (the official binary, default) or compile (from the source release)",
     "source_tarball": "compile: the release tarball on disk instead of downloading it",
     "source_dir": "compile: an unpacked source tree (not checked against a pin)",
@@ -65,29 +68,31 @@ def setup(c):
 def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
           smoke=True, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
           sse=None, sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None,
-          staging=False, force=False, force_stage=None, jobs=1):
+          staging=False, force=False, force_stage=None, jobs=1, artifact_cache=None):
     """Build, package, publish and smoke-test the selected cells (unchanged stages are
     reused from the stage cache)."""
     cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell),
               publish if isinstance(publish, str) else None, smoke, ca_bundle,
               _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
               cli.RecipeArgs(recipe, source_tarball, source_dir), staging,
-              cli.forced_stages(force, force_stage), int(jobs))
+              cli.forced_stages(force, force_stage), int(jobs), artifact_cache)
 
 
 @task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
     "publish": "as for build: s3://BUCKET/PREFIX, a directory, or none (default: out/repo)",
     "smoke": "as for build", "json": "print JSON",
-    "recipe": "as for build", "source_tarball": "as for build", "source_dir": "as for build"})
+    "recipe": "as for build", "source_tarball": "as for build", "source_dir": "as for build",
+    "artifact_cache": "as for build"})
 @entrypoint
 def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
          smoke=True, endpoint_url=None, region=None, path_style=False, sse=None,
-         sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None, json=False):
+         sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None, json=False,
+         artifact_cache=None):
     """What build would do for the selected cells (build, reuse or skip, and why)."""
     cli.show_plan(cli.Selectors(variant, cuda, distro, mxnet, cell),
                   publish if isinstance(publish, str) else None, smoke,
                   _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
-                  cli.RecipeArgs(recipe, source_tarball, source_dir), json)
+                  cli.RecipeArgs(recipe, source_tarball, source_dir), json, artifact_cache)
 
 
 @task(help=SELECTOR_HELP | S3_HELP | {

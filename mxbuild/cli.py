@@ -85,10 +85,12 @@ def forced_stages(force: bool, force_stage: str | None) -> frozenset[str]:
 
 def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
           s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False,
-          force: frozenset[str] = frozenset(), jobs: int = 1) -> None:
-    opts = dataclasses.replace(options.resolve(
+          force: frozenset[str] = frozenset(), jobs: int = 1,
+          artifact_cache: str | None = None) -> None:
+    opts = _with_artifact_cache(options.resolve(
         ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
-        source_dir=recipe.source_dir), staging=staging, force=force)
+        source_dir=recipe.source_dir), artifact_cache, s3)
+    opts = dataclasses.replace(opts, staging=staging, force=force)
     cells = _cells(opts, sel)
     if (recipe.source_tarball or recipe.source_dir) and recipe.recipe != "compile":
         raise ConfigError("--source-tarball/--source-dir only apply to --recipe compile",
@@ -104,11 +106,21 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
     pipeline.build(cells, opts, storage=storage, do_smoke=run_smoke, jobs=jobs)
 
 
+def _with_artifact_cache(opts: options.Options, location: str | None,
+                         s3: S3Options) -> options.Options:
+    """--artifact-cache (else MXBUILD_ARTIFACT_CACHE), reached with the run's S3 flags."""
+    return dataclasses.replace(opts, artifact_cache=location or opts.artifact_cache,
+                               artifact_s3=s3)
+
+
 def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Options,
-              recipe: RecipeArgs = RecipeArgs(), as_json: bool = False) -> None:
+              recipe: RecipeArgs = RecipeArgs(), as_json: bool = False,
+              artifact_cache: str | None = None) -> None:
     """What `build` with the same flags would do, stage by stage, without doing it."""
     from . import plan as plan_mod
-    opts = options.resolve(source_tarball=recipe.source_tarball, source_dir=recipe.source_dir)
+    opts = _with_artifact_cache(options.resolve(source_tarball=recipe.source_tarball,
+                                                source_dir=recipe.source_dir),
+                                artifact_cache, s3)
     cells = _cells(opts, sel)
     if recipe.recipe:
         cells = [cell.with_recipe(recipe.recipe) for cell in cells]

@@ -4,8 +4,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .repo.target import S3Options
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -29,6 +33,9 @@ class Options:
     # stages never served from the stage cache: --force ("all") / --force-stage NAME
     force: frozenset[str] = frozenset()
     compile_jobs: int = os.cpu_count() or 2
+    # stage outputs shared between machines (s3://BUCKET/PREFIX or a directory), or None
+    artifact_cache: str | None = None
+    artifact_s3: "S3Options | None" = None   # endpoint etc. when it is on S3
 
     @property
     def repo_dir(self) -> Path:
@@ -85,4 +92,5 @@ def resolve(out_dir: str | None = None, matrix: str | None = None,
         source_tarball=Path(source_tarball).expanduser().resolve() if source_tarball else None,
         source_dir=Path(source_dir).expanduser().resolve() if source_dir else None,
         ccache_volume=os.environ.get("MXBUILD_CCACHE_VOLUME", "mxbuild-ccache"),
+        artifact_cache=os.environ.get("MXBUILD_ARTIFACT_CACHE") or None,
     )

@@ -71,8 +71,7 @@ def _cached(stage: str, cell: Cell, opts: Options, build_ref: str | None,
     cache = StageCache.of(opts)
     key = (recipe_key(cell, opts, build_ref) if stage == "recipe"
            else package_key(cell, opts, build_ref, recipe_manifest))
-    hit = cache.get(stage, key)
-    return hit[1] if hit else None
+    return cache.has(stage, key)
 
 
 def _image_step(cell: Cell, planned: list[tuple[str, str, bool]] | None) -> Step:

@@ -142,6 +142,22 @@ class S3Storage:
         except BotoCoreError as exc:
             raise self._fail("GET", key, exc)
 
+    def download(self, key: str, dest: Path) -> bool:
+        """Stream key into dest (stage-cache entries can be hundreds of MB); False if
+        there is no such key."""
+        try:
+            def call():
+                with open(dest, "wb") as f:
+                    self.client.download_fileobj(self.target.bucket, self._key(key), f)
+            self._do(call)
+            return True
+        except ClientError as exc:
+            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise self._fail("GET", key, exc)
+        except BotoCoreError as exc:
+            raise self._fail("GET", key, exc)
+
     def head(self, key: str) -> dict | None:
         try:
             return self._do(lambda: self.client.head_object(Bucket=self.target.bucket,

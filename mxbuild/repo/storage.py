@@ -71,6 +71,14 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
+    def download(self, key: str, dest: Path) -> bool:
+        """Copy key to dest (streamed); False if there is no such key."""
+        try:
+            shutil.copyfile(self._path(key), dest)
+        except FileNotFoundError:
+            return False
+        return True
+
     def _write(self, key: str, data: bytes | None = None, src: Path | None = None) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -139,3 +139,31 @@ def test_release_flow_smoke_staging_then_promote(run_env, tmp_path):
     listed = json.loads(invoke("repo.list", "--repo", str(repo), "--json", env=env).stdout)
     assert listed["bookworm"] == {"cpu": [["libmxnet", "1.9.1-3~deb12"]]}
     assert invoke("repo.verify", "--repo", str(repo), env=env).returncode == 0
+
+
+def test_an_empty_agent_reuses_what_another_stored_in_the_s3_artifact_cache(
+        run_env, moto_endpoint, s3_bucket, tmp_path):
+    """CI agents start with an empty cache: agent A builds the cell's recipe and package
+    and stores them in the S3 artifact cache; agent B (empty local cache) fetches both
+    instead of building, and gets the same .deb."""
+    out, env = run_env
+    env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    cache = ["--artifact-cache", f"s3://{s3_bucket}/cache", "--endpoint-url", moto_endpoint,
+             "--path-style"]
+    a = invoke("build", "--cell", "1.9.1-cpu-debian12", "--publish", "none", "--force-stage",
+               "recipe,package", *cache, env={**env, "MXBUILD_OUT_DIR": str(tmp_path / "a")})
+    assert a.returncode == 0, a.stderr
+    built = json.loads((tmp_path / "a/report.json").read_text())["cells"][0]
+    wheel = next((ROOT / ".cache/mxbuild/downloads").rglob("mxnet-1.9.1-*.whl"))
+    b = invoke("build", "--cell", "1.9.1-cpu-debian12", "--publish", "none", *cache,
+               env={**env, "MXBUILD_OUT_DIR": str(tmp_path / "b"),
+                    "MXBUILD_CACHE_DIR": str(tmp_path / "empty-cache"),
+                    "MXBUILD_WHEEL_DIR": str(wheel.parent)})     # no second download
+    assert b.returncode == 0, b.stderr
+    cell = json.loads((tmp_path / "b/report.json").read_text())["cells"][0]
+    assert [(s["name"], s["status"]) for s in cell["stages"]] == [
+        ("image", "ok"), ("recipe", "reused"), ("package", "reused")]
+    assert cell["deb"]["sha256"] == built["deb"]["sha256"]
+    assert "fetched" in b.stderr and "from the artifact cache" in b.stderr
+    deb = tmp_path / "b/debs/1.9.1-cpu-debian12" / os.path.basename(cell["deb"]["path"])
+    assert deb.is_file() and deb.stat().st_size == built["deb"]["size"]
