@@ -71,7 +71,7 @@ def test_unmapped_cuda_soname_fails_the_package_step(docker_client, cpu_cell, te
                                                      cell_images, gpu_payload, tmp_path):
     cell = _gpu_cell(cpu_cell, {"libcudart.so.9.0": "cuda-cudart-9-0", "libcuda.so.1": "driver"})
     log = io.StringIO()
-    with pytest.raises(MxbuildError, match="building the .deb failed") as info:
+    with pytest.raises(MxbuildError, match="writing the control files failed") as info:
         deb.build(docker_client, cell, gpu_payload, cell_images[1], test_opts, log,
                   tmp_path / "debs")
     assert "libcufft.so.9.0" in info.value.message

@@ -1,0 +1,175 @@
+"""Packaging: our .deb assembly (debpack: the shared payload compressed once) vs
+`dpkg-deb -Zxz --build`, on the same package trees, one run.
+
+    .venv/bin/python bench/package_bench.py                    # the CPU row (8 distros)
+    .venv/bin/python bench/package_bench.py --variant cu112    # slow: ~900 MB library
+
+(a) one cell: ours with an empty part cache vs one dpkg-deb run: time and size ratios
+    (target: both ≤ 1.0); printed for every cell that compressed its payload (the first
+    of each distinct payload).
+(b) the whole row: ours for every cell (one part per distinct payload, compressed once)
+    vs one dpkg-deb run per cell (target: ≥ 4× faster).
+
+The trees are what the package stage stages (deb.stage_tree of each real cell, payload
+taken from the pinned wheel) with control files from the host's dpkg-gencontrol; only the
+step that turns a tree into a .deb is timed. Peer: the host's dpkg-deb (multi-threaded xz,
+level 6) with --root-owner-group and SOURCE_DATE_EPOCH. Every .deb of ours is read back
+with `dpkg-deb -c` and must list exactly its tree, with the same payload bytes as the
+peer's .deb (compared after `dpkg-deb --fsys-tarfile`).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mxbuild import deb, debpack, matrix, options  # noqa: E402
+from mxbuild.fetch import fetch_wheel  # noqa: E402
+from mxbuild.recipes import PRIVATE_DIR, Payload, upstream_hashes, wheel_epoch  # noqa: E402
+
+
+def host_dpkg() -> str:
+    return subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "dpkg"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def payload_from_wheel(cell, opts, into: Path) -> Payload:
+    """libmxnet.so and the bundled libraries straight from the pinned wheel (the wheel
+    recipe also rewrites the RPATH; that does not change what compression costs)."""
+    wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+    files = {}
+    with zipfile.ZipFile(wheel) as zf:
+        for name, rel in [("libmxnet.so", "libmxnet.so"),
+                          *((b, f"{PRIVATE_DIR}/{b}") for b in cell.wheel.bundled)]:
+            (into / rel).parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(f"mxnet/{name}") as src, open(into / rel, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            files[rel] = hashlib.sha256((into / rel).read_bytes()).hexdigest()
+    return Payload(into, files, upstream_hashes(wheel, ["libmxnet.so", *cell.wheel.bundled]),
+                   f"{cell.wheel.filename} (PyPI {cell.wheel.name}=={cell.wheel.version})",
+                   wheel_epoch(wheel), wheel)
+
+
+def stage(cell, payload: Payload, opts, work: Path) -> tuple[Path, Path]:
+    """(tree without DEBIAN/, control dir) for one cell, as the package stage makes them."""
+    compression = debpack.choose(host_dpkg(), cell.distro.name)
+    src = deb.stage_tree(cell, payload, {"dpkg": host_dpkg()}, compression, opts,
+                         work / cell.id)
+    root = deb.package_root(src, cell)
+    control = src / "control"
+    shutil.copytree(src / "DEBIAN", control)
+    sums = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        sums.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {path.relative_to(root)}\n")
+    (control / "md5sums").write_text("".join(sums))
+    (src / "substvars").write_text("shlibs:Depends=libc6\nmxbuild:Depends=\nmisc:Depends=\n")
+    (root / "DEBIAN").mkdir()
+    subprocess.run(["dpkg-gencontrol", f"-p{cell.package.name}", f"-P{root}",
+                    f"-T{src / 'substvars'}"], cwd=src, check=True, capture_output=True)
+    shutil.move(root / "DEBIAN/control", control / "control")
+    (root / "DEBIAN").rmdir()
+    return root, control
+
+
+def peer_build(root: Path, control: Path, epoch: int, out: Path) -> tuple[float, Path]:
+    """dpkg-deb --build of the same tree: DEBIAN/ added, modes and mtimes as ours."""
+    tree = root.parent / (root.name + ".peer")
+    shutil.copytree(root, tree, copy_function=os.link)
+    shutil.copytree(control, tree / "DEBIAN")
+    for path in [tree, *tree.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+        os.utime(path, (epoch, epoch))
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(out)],
+                   check=True, capture_output=True,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
+    seconds = time.perf_counter() - start
+    shutil.rmtree(tree)
+    return seconds, next(out.glob("*.deb"))
+
+
+def contents(deb_path: Path) -> list[tuple]:
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb_path)], check=True,
+                         capture_output=True).stdout
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        for m in t.getmembers():
+            digest = hashlib.sha256(t.extractfile(m).read()).hexdigest() if m.isfile() else ""
+            out.append((m.name, m.mode, m.mtime, m.size, digest))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--variant", default="cpu")
+    parser.add_argument("--cell", default=None, help="a glob within the variant")
+    args = parser.parse_args()
+    cells = matrix.load(ROOT / "matrix.yaml").select(variant=args.variant, cell=args.cell)
+    with tempfile.TemporaryDirectory(prefix="mxbuild-package-bench-") as tmp:
+        tmp = Path(tmp)
+        opts = options.resolve(out_dir=str(tmp / "out"))
+        payloads: dict[str, Payload] = {}
+        trees = []
+        for cell in cells:
+            if cell.wheel.sha256 not in payloads:
+                payloads[cell.wheel.sha256] = payload_from_wheel(
+                    cell, opts, tmp / "payload" / cell.wheel.sha256[:12])
+            payload = payloads[cell.wheel.sha256]
+            trees.append((cell, payload, *stage(cell, payload, opts, tmp / "work")))
+        mb = sum(p.stat().st_size for p in next(iter(payloads.values())).dir.rglob("*")
+                 if p.is_file()) / 1e6
+        print(f"machine: {os.cpu_count()} cores; host dpkg {host_dpkg()}; "
+              f"variant {args.variant}: {len(cells)} cells, {len(payloads)} distinct "
+              f"payload(s), {mb:.0f} MB each")
+
+        ours_times, peer_times, ours_sizes, peer_sizes, cold = [], [], [], [], []
+        parts = tmp / "parts"                      # empty: nothing compressed yet
+        for cell, payload, root, control in trees:
+            multiarch = cell.distro.multiarch
+            shared = {f"usr/lib/{multiarch}/{rel}": sha for rel, sha in payload.files.items()}
+            compression = debpack.choose(host_dpkg(), cell.distro.name)
+            start = time.perf_counter()
+            ours = debpack.assemble(root, control, shared, payload.source_date_epoch,
+                                    compression, parts, tmp / "ours" / cell.id)
+            ours_times.append(time.perf_counter() - start)
+            if not ours.data.shared_reused:
+                cold.append(len(ours_times) - 1)
+            seconds, peer = peer_build(root, control, payload.source_date_epoch,
+                                       tmp / "peer" / cell.id)
+            peer_times.append(seconds)
+            ours_sizes.append(ours.path.stat().st_size)
+            peer_sizes.append(peer.stat().st_size)
+            listing = subprocess.run(["dpkg-deb", "-c", str(ours.path)], check=True,
+                                     capture_output=True, text=True).stdout
+            debpack.check_listing(listing, root, payload.source_date_epoch, ours.path.name)
+            if contents(ours.path) != contents(peer):
+                sys.exit(f"{cell.id}: our .deb and dpkg-deb's hold different files")
+            print(f"  {cell.id:<26} ours {ours_times[-1]:6.1f} s "
+                  f"{'(part reused)' if ours.data.shared_reused else '(compressed) '} "
+                  f"{ours_sizes[-1] / 1e6:7.2f} MB | dpkg-deb {seconds:6.1f} s "
+                  f"{peer_sizes[-1] / 1e6:7.2f} MB", flush=True)
+
+    for i in cold:
+        print(f"(a) one cell, {cells[i].id}: time ours/dpkg-deb "
+              f"{ours_times[i] / peer_times[i]:.2f}, size ours/dpkg-deb "
+              f"{ours_sizes[i] / peer_sizes[i]:.3f}")
+    print(f"(b) {len(cells)} cells: ours {sum(ours_times):.1f} s, dpkg-deb "
+          f"{sum(peer_times):.1f} s: {sum(peer_times) / sum(ours_times):.1f}x faster; "
+          f"size ours/dpkg-deb {sum(ours_sizes) / sum(peer_sizes):.3f}")
+
+
+if __name__ == "__main__":
+    main()
