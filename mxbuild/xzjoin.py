@@ -1,9 +1,10 @@
 """Join xz streams into one stream, reusing their compressed blocks.
 
 The package stage compresses a .deb's large shared payload once (debpack.py) and each
-distro's small rest separately, then joins them into a single stream. A plain concatenation of streams will not do:
-dpkg-deb (1.18.4 xenial, 1.19.0.5 bionic, 1.21.23 bookworm) stops at the end of the first
-stream of a data member and silently drops the rest. Joined into one stream (blocks as
+distro's small rest separately, then joins them into a single stream. A plain
+concatenation of streams will not do: dpkg-deb (1.18.4 xenial, 1.19.0.5 bionic, 1.21.23
+bookworm) stops at the end of the first stream of a data member and silently drops the
+rest. Joined into one stream (blocks as
 they are, one index over all of them, new header and footer), every dpkg reads it whole.
 Format: https://tukaani.org/xz/xz-file-format.txt (stream header/footer, index).
 """
