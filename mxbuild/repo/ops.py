@@ -160,7 +160,8 @@ class Garbage:
     why: str
 
 
-def garbage(storage, keyring: bytes, grace_seconds: float, now: float | None = None) -> list[Garbage]:
+def garbage(storage, keyring: bytes, grace_seconds: float,
+            now: float | None = None) -> list[Garbage]:
     """Pool files no index references and by-hash files no Release names, older than the
     grace period (a client may still hold an older InRelease within it)."""
     now = now or time.time()
