@@ -82,17 +82,18 @@ def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publis
     "publish": "as for build: s3://BUCKET/PREFIX, a directory, or none (default: out/repo)",
     "smoke": "as for build", "json": "print JSON",
     "recipe": "as for build", "source_tarball": "as for build", "source_dir": "as for build",
-    "artifact_cache": "as for build"})
+    "artifact_cache": "as for build", "staging": "as for build"})
 @entrypoint
 def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
          smoke=True, endpoint_url=None, region=None, path_style=False, sse=None,
          sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None, json=False,
-         artifact_cache=None):
+         artifact_cache=None, staging=False):
     """What build would do for the selected cells (build, reuse or skip, and why)."""
     cli.show_plan(cli.Selectors(variant, cuda, distro, mxnet, cell),
                   publish if isinstance(publish, str) else None, smoke,
                   _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
-                  cli.RecipeArgs(recipe, source_tarball, source_dir), json, artifact_cache)
+                  cli.RecipeArgs(recipe, source_tarball, source_dir), json, artifact_cache,
+                  staging)
 
 
 @task(help=SELECTOR_HELP | S3_HELP | {

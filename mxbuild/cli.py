@@ -87,10 +87,9 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
           s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False,
           force: frozenset[str] = frozenset(), jobs: int = 1,
           artifact_cache: str | None = None) -> None:
-    opts = _with_artifact_cache(options.resolve(
+    opts = dataclasses.replace(_with_artifact_cache(options.resolve(
         ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
-        source_dir=recipe.source_dir), artifact_cache, s3)
-    opts = dataclasses.replace(opts, staging=staging, force=force)
+        source_dir=recipe.source_dir), artifact_cache, s3), staging=staging, force=force)
     cells = _cells(opts, sel)
     if (recipe.source_tarball or recipe.source_dir) and recipe.recipe != "compile":
         raise ConfigError("--source-tarball/--source-dir only apply to --recipe compile",
@@ -115,12 +114,12 @@ def _with_artifact_cache(opts: options.Options, location: str | None,
 
 def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Options,
               recipe: RecipeArgs = RecipeArgs(), as_json: bool = False,
-              artifact_cache: str | None = None) -> None:
+              artifact_cache: str | None = None, staging: bool = False) -> None:
     """What `build` with the same flags would do, stage by stage, without doing it."""
     from . import plan as plan_mod
-    opts = _with_artifact_cache(options.resolve(source_tarball=recipe.source_tarball,
-                                                source_dir=recipe.source_dir),
-                                artifact_cache, s3)
+    opts = dataclasses.replace(_with_artifact_cache(options.resolve(
+        source_tarball=recipe.source_tarball, source_dir=recipe.source_dir),
+        artifact_cache, s3), staging=staging)
     cells = _cells(opts, sel)
     if recipe.recipe:
         cells = [cell.with_recipe(recipe.recipe) for cell in cells]

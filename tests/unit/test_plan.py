@@ -39,6 +39,18 @@ def test_plan_reads_the_repository_and_names_each_action(tmp_path):
     assert "GPU checks will be skipped" in g["smoke"].reason
     nothing = _steps(plan.plan([cpu], opts, storage=None, client=None), cpu.id)
     assert nothing["publish"].action == nothing["smoke"].action == "skip"
+    # --staging: the version is in bookworm, not yet in bookworm-staging
+    staged = _steps(plan.plan([cpu], dataclasses.replace(opts, staging=True), storage=storage,
+                              keyring=signer.public_keyring(), client=None), cpu.id)
+    assert staged["publish"].action == "run" and "bookworm-staging" in staged["publish"].reason
+
+
+def test_plan_task_takes_staging_and_artifact_cache():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "invoke", "--help", "plan"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert "--staging" in out and "--artifact-cache" in out
 
 
 def test_plan_for_compile_without_any_source_says_it_would_fail(tmp_path):
