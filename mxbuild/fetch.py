@@ -93,16 +93,16 @@ def _store(dest: Path, digest: str, what: str, fill, algo: str = "sha256") -> Pa
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
         tmp_path = Path(tmp.name)
-        try:
-            fill(tmp)
-        except (urllib.error.URLError, OSError) as exc:
-            tmp_path.unlink(missing_ok=True)
-            raise DownloadError(f"downloading {what} failed: {exc}",
-                               "check network access (PyPI, the distro archives) or set "
-                               "MXBUILD_INDEX_URL / MXBUILD_WHEEL_DIR")
     try:
+        with open(tmp_path, "wb") as f:
+            try:
+                fill(f)
+            except (urllib.error.URLError, OSError) as exc:
+                raise DownloadError(f"downloading {what} failed: {exc}",
+                                    "check network access (PyPI, the distro archives) or "
+                                    "set MXBUILD_INDEX_URL / MXBUILD_WHEEL_DIR")
         verify(tmp_path, digest, f"downloaded {what}", algo)
-    except ChecksumError:
+    except BaseException:    # any failure, Ctrl-C included: no half file left behind
         tmp_path.unlink(missing_ok=True)
         raise
     tmp_path.replace(dest)

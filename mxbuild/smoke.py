@@ -96,8 +96,10 @@ def _model_fixtures(opts: Options) -> Path:
     return out
 
 
+@functools.cache
 def gpu_present() -> bool:
-    """A GPU the smoke container can use: the host's NVIDIA driver answers."""
+    """A GPU the smoke container can use: the host's NVIDIA driver answers (asked once per
+    run: the stage-cache key and the smoke itself both need it)."""
     if not shutil.which("nvidia-smi"):
         return False
     return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0

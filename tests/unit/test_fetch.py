@@ -37,6 +37,18 @@ def test_corrupt_wheel_never_enters_the_cache(tmp_path, monkeypatch):
     assert [p for p in cache.rglob("*") if p.is_file()] == []
 
 
+def test_an_interrupted_download_leaves_no_half_file(tmp_path):
+    from mxbuild.fetch import _store
+
+    def interrupted(f):
+        f.write(b"half a wheel")
+        raise KeyboardInterrupt
+    dest = tmp_path / "cache/ab/w.whl"
+    with pytest.raises(KeyboardInterrupt):
+        _store(dest, "0" * 64, "w.whl", interrupted)
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
 def test_good_wheel_is_cached_by_content(tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
