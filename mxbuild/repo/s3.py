@@ -27,6 +27,7 @@ MUTABLE = "public, max-age=60, must-revalidate"      # InRelease, Release, plain
 SHA256_META = "sha256"
 # Answers worth another try. botocore retries them too, but its standard mode stops when
 # its retry quota (a token bucket per client) runs dry under a burst of faults.
+NOT_FOUND_CODES = ("NoSuchKey", "404", "NotFound")
 TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
                    "500", "502", "503", "504"}
 
@@ -129,45 +130,36 @@ class S3Storage:
                 if round_ == self.rounds:
                     raise
             time.sleep(min(0.2 * 2 ** round_, 8) * random.uniform(0.5, 1.5))
-    def get(self, key: str) -> tuple[bytes, str] | None:
+    def _read(self, action: str, key: str, call, missing=None):
+        """call() with _do's retries; a missing key gives `missing`, any other failure a
+        RepoError naming the action and key."""
         try:
-            def call():
-                obj = self.client.get_object(Bucket=self.target.bucket, Key=self._key(key))
-                return obj["Body"].read(), obj["ETag"]
             return self._do(call)
         except ClientError as exc:
-            if self._code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise self._fail("GET", key, exc)
+            if self._code(exc) in NOT_FOUND_CODES:
+                return missing
+            raise self._fail(action, key, exc)
         except BotoCoreError as exc:
-            raise self._fail("GET", key, exc)
+            raise self._fail(action, key, exc)
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        def call():
+            obj = self.client.get_object(Bucket=self.target.bucket, Key=self._key(key))
+            return obj["Body"].read(), obj["ETag"]
+        return self._read("GET", key, call)
 
     def download(self, key: str, dest: Path) -> bool:
         """Stream key into dest (stage-cache entries can be hundreds of MB); False if
         there is no such key."""
-        try:
-            def call():
-                with open(dest, "wb") as f:
-                    self.client.download_fileobj(self.target.bucket, self._key(key), f)
-            self._do(call)
+        def call():
+            with open(dest, "wb") as f:
+                self.client.download_fileobj(self.target.bucket, self._key(key), f)
             return True
-        except ClientError as exc:
-            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise self._fail("GET", key, exc)
-        except BotoCoreError as exc:
-            raise self._fail("GET", key, exc)
+        return self._read("GET", key, call, missing=False)
 
     def head(self, key: str) -> dict | None:
-        try:
-            return self._do(lambda: self.client.head_object(Bucket=self.target.bucket,
-                                                            Key=self._key(key)))
-        except ClientError as exc:
-            if self._code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise self._fail("HEAD", key, exc)
-        except BotoCoreError as exc:
-            raise self._fail("HEAD", key, exc)
+        return self._read("HEAD", key, lambda: self.client.head_object(
+            Bucket=self.target.bucket, Key=self._key(key)))
 
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
