@@ -62,9 +62,9 @@ def payload_from_wheel(cell, opts, into: Path) -> Payload:
                    wheel_epoch(wheel), wheel)
 
 
-def stage(cell, payload: Payload, opts, work: Path) -> tuple[Path, Path]:
+def stage(cell, payload: Payload, compression: debpack.Compression, opts,
+          work: Path) -> tuple[Path, Path]:
     """(tree without DEBIAN/, control dir) for one cell, as the package stage makes them."""
-    compression = debpack.choose(host_dpkg(), cell.distro.name)
     src = deb.stage_tree(cell, payload, {"dpkg": host_dpkg()}, compression, opts,
                          work / cell.id)
     root = deb.package_root(src, cell)
@@ -128,7 +128,11 @@ def main() -> None:
                 payloads[cell.wheel.sha256] = payload_from_wheel(
                     cell, opts, tmp / "payload" / cell.wheel.sha256[:12])
             payload = payloads[cell.wheel.sha256]
-            trees.append((cell, payload, *stage(cell, payload, opts, tmp / "work")))
+            # as the package stage chooses it (the target's dpkg: here the host's)
+            compression = debpack.choose(host_dpkg(), cell.distro.name, sum(
+                (payload.dir / rel).stat().st_size for rel in payload.files))
+            trees.append((cell, payload, compression,
+                          *stage(cell, payload, compression, opts, tmp / "work")))
         mb = sum(p.stat().st_size for p in next(iter(payloads.values())).dir.rglob("*")
                  if p.is_file()) / 1e6
         print(f"machine: {os.cpu_count()} cores; host dpkg {host_dpkg()}; "
@@ -137,10 +141,9 @@ def main() -> None:
 
         ours_times, peer_times, ours_sizes, peer_sizes, cold = [], [], [], [], []
         parts = tmp / "parts"                      # empty: nothing compressed yet
-        for cell, payload, root, control in trees:
+        for cell, payload, compression, root, control in trees:
             multiarch = cell.distro.multiarch
             shared = {f"usr/lib/{multiarch}/{rel}": sha for rel, sha in payload.files.items()}
-            compression = debpack.choose(host_dpkg(), cell.distro.name)
             start = time.perf_counter()
             ours = debpack.assemble(root, control, shared, payload.source_date_epoch,
                                     compression, parts, tmp / "ours" / cell.id)

@@ -5,6 +5,7 @@ import io
 import secrets
 import tarfile
 import tempfile
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,10 +40,34 @@ class Result:
     output: str
 
 
+# Containers of this process that are running now: on SIGINT/SIGTERM the entry point
+# removes them at once (worker threads of --jobs would otherwise finish their commands
+# before any `with` block could clean up).
+_live: set = set()
+_live_guard = threading.Lock()
+_stopping = threading.Event()
+
+
+def remove_live_containers() -> int:
+    """Remove every container this process started and has not removed yet; no new one
+    starts afterwards."""
+    _stopping.set()
+    with _live_guard:
+        live = list(_live)
+        _live.clear()
+    for container in live:
+        try:
+            container.remove(force=True, v=True)
+        except DockerException:
+            pass      # already gone
+    return len(live)
+
+
 class Container:
     """A long-lived container (`sleep infinity`) that commands are exec'd into.
 
-    Use as a context manager: the container is removed on exit whatever happened.
+    Use as a context manager: the container is removed on exit whatever happened (and on
+    SIGINT/SIGTERM by the entry point, see remove_live_containers).
     """
 
     def __init__(self, client: docker.DockerClient, image: str, *, label: str,
@@ -61,6 +86,8 @@ class Container:
         if self.extra_ca:
             mounts.append(Mount(CA_MOUNT, str(self.extra_ca), type="bind", read_only=True))
         name = f"mxbuild-{self.label}-{secrets.token_hex(4)}"
+        if _stopping.is_set():
+            raise DockerEngineError(f"not starting {name}: mxbuild is stopping", "")
         try:
             self.container = self.client.containers.run(
                 self.image, ["sleep", "infinity"], name=name, detach=True, init=True,
@@ -69,10 +96,17 @@ class Container:
                 if self.gpus else None)
         except DockerException as exc:
             raise DockerEngineError(f"cannot start a container of {self.image}: {exc}", "")
+        with _live_guard:
+            _live.add(self.container)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.container is not None:
+            with _live_guard:
+                if self.container not in _live:     # removed by the signal handler
+                    self.container = None
+                    return
+                _live.discard(self.container)
             try:
                 self.container.remove(force=True, v=True)
             except DockerException as err:  # cleanup must never mask the real error

@@ -151,7 +151,8 @@ def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Opt
     epoch = payload.source_date_epoch
     with Container(client, build_image.ref, label=f"package-{cell.id}", log_file=logf) as box:
         tools = build_tools(box)
-        compression = debpack.choose(tools.get("dpkg"), cell.distro.name)
+        compression = debpack.choose(tools.get("dpkg"), cell.distro.name, sum(
+            (payload.dir / rel).stat().st_size for rel in payload.files))
         src = stage_tree(cell, payload, tools, compression, opts,
                          opts.work_dir / cell.id / "pkgsrc")
         shutil.copy(opts.root / "packaging/gencontrol.sh", src / "gencontrol.sh")

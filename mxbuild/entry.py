@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 
 from invoke import Exit
 
@@ -9,10 +11,22 @@ from .errors import MxbuildError
 from .log import configure, console
 
 
+def _stop(signum, frame):
+    """SIGINT/SIGTERM (Ctrl-C, a CI abort): remove our containers first, then unwind.
+    Worker threads whose container vanished fail their stage at once instead of running
+    on; the main thread's `with` blocks clean up the rest on the way out."""
+    from .containers import remove_live_containers
+    remove_live_containers()
+    raise KeyboardInterrupt
+
+
 def entrypoint(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         configure()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _stop)
+            signal.signal(signal.SIGTERM, _stop)
         try:
             return fn(*args, **kwargs)
         except MxbuildError as exc:

@@ -67,8 +67,13 @@ def _run(cells, opts, stages, per_cell, jobs: int = 1) -> Report:
                 one(cell)
         else:
             with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell") as executor:
-                for future in [executor.submit(one, cell) for cell in cells]:
-                    future.result()   # re-raises what is not a StageError (a bug, Ctrl-C)
+                futures = [executor.submit(one, cell) for cell in cells]
+                try:
+                    for future in futures:
+                        future.result()   # re-raises what is not a StageError (a bug)
+                except BaseException:     # Ctrl-C, SIGTERM: start no further cell
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    raise
     report.summary()
     failed = [r.error for r in report.cells.values() if r.error]
     if failed:

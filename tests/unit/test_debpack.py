@@ -159,6 +159,9 @@ def test_compression_is_chosen_by_the_target_dpkg(tmp_path):
     assert "Package: libprobe" in dpkg_deb("-I", str(deb))
     assert debpack.choose("1.21.22", "debian12").describe()["data"]["filters"] == \
         ["x86", "lzma2 preset 5"]
+    assert debpack.choose("1.21.22", "debian12", 184_000_000).block_size == 24 << 20
+    assert debpack.choose("1.21.22", "debian12", 925_000_000).block_size == 96 << 20
+    assert debpack.block_size_for(400 << 20) == 50 << 20
     with pytest.raises(MxbuildError, match="cannot read data.tar.xz"):
         debpack.choose("1.15.5", "debian5")
     with pytest.raises(MxbuildError, match="does not say which dpkg"):

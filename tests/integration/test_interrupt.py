@@ -1,0 +1,33 @@
+"""Stopping a run (Ctrl-C, a CI abort's SIGTERM) leaves no container behind."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from ..conftest import ROOT
+
+
+def _ours(docker_client, label):
+    return docker_client.containers.list(all=True, filters={"label": f"mxbuild={label}"})
+
+
+def test_sigterm_removes_the_running_containers_at_once(docker_client, cell_images,
+                                                        tmp_path, gnupg_home):
+    env = {**os.environ, "MXBUILD_OUT_DIR": str(tmp_path / "out"),
+           "MXBUILD_GNUPGHOME": str(gnupg_home)}
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "build", "--cell",
+                             "1.9.1-cpu-debian12", "--publish", "none", "--force-stage",
+                             "recipe,package", "--jobs", "2"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    label = "recipe-1.9.1-cpu-debian12"
+    deadline = time.monotonic() + 120
+    while not _ours(docker_client, label):
+        assert proc.poll() is None and time.monotonic() < deadline, "no recipe container"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert _ours(docker_client, label) == []
+    assert _ours(docker_client, "package-1.9.1-cpu-debian12") == []   # nothing started after
