@@ -48,6 +48,11 @@ _live_guard = threading.Lock()
 _stopping = threading.Event()
 
 
+def stopping() -> bool:
+    """True once remove_live_containers ran (SIGINT/SIGTERM)."""
+    return _stopping.is_set()
+
+
 def remove_live_containers() -> int:
     """Remove every container this process started and has not removed yet; no new one
     starts afterwards."""
@@ -86,7 +91,7 @@ class Container:
         if self.extra_ca:
             mounts.append(Mount(CA_MOUNT, str(self.extra_ca), type="bind", read_only=True))
         name = f"mxbuild-{self.label}-{secrets.token_hex(4)}"
-        if _stopping.is_set():
+        if stopping():
             raise DockerEngineError(f"not starting {name}: mxbuild is stopping", "")
         try:
             self.container = self.client.containers.run(

@@ -247,12 +247,16 @@ def write_data_member(out: BinaryIO, tree: list[Entry], shared: Mapping[str, str
             if not reused:
                 parts_dir.mkdir(parents=True, exist_ok=True)
                 tmp = part.with_name(f".{part.name}.{os.getpid()}.{threading.get_ident()}")
-                with open(tmp, "wb") as f:
-                    part_joiner = Joiner(f)
-                    compress_into(part_joiner, (p for e in prefix for p in e.pieces()),
-                                  compression, threads)
-                    part_joiner.close()
-                os.replace(tmp, part)
+                try:
+                    with open(tmp, "wb") as f:
+                        part_joiner = Joiner(f)
+                        compress_into(part_joiner, (p for e in prefix for p in e.pieces()),
+                                      compression, threads)
+                        part_joiner.close()
+                    os.replace(tmp, part)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
         joiner.add_file(part)
     else:
         rest = tree

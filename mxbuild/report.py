@@ -17,6 +17,7 @@ import jinja2
 from rich.live import Live
 from rich.table import Table
 
+from .containers import stopping
 from .errors import MxbuildError, StageError
 from .log import console
 from .matrix import Cell
@@ -145,7 +146,9 @@ class Report:
                     err = exc
                 elif isinstance(exc, Exception):
                     logf.write("\n" + traceback.format_exc())
-                    err = StageError(cell.id, name, f"{type(exc).__name__}: {exc}", log_path)
+                    # a container removed under a running command: we are being stopped
+                    why = "interrupted" if stopping() else f"{type(exc).__name__}: {exc}"
+                    err = StageError(cell.id, name, why, log_path)
                 else:
                     raise
                 stage.note = err.message

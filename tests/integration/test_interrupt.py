@@ -28,6 +28,6 @@ def test_sigterm_removes_the_running_containers_at_once(docker_client, cell_imag
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
-    assert "interrupted" in out
+    assert "stage recipe: interrupted" in out
     assert _ours(docker_client, label) == []
     assert _ours(docker_client, "package-1.9.1-cpu-debian12") == []   # nothing started after
