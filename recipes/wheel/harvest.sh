@@ -23,6 +23,16 @@ for lib in "$@"; do
     unzip -q -o -j "$wheel" "mxnet/$lib" -d "$out/$private"
 done
 
+# Libraries upstream left unstripped lose their symbol tables and debug sections only
+# (Debian policy 10.2, what dh_strip does): most wheels ship them stripped already and are
+# left byte for byte; mxnet-cu92 1.7.0's libmxnet.so is 1.37 GB unstripped.
+for lib in libmxnet.so $(printf "$private/%s " "$@"); do
+    if file -L "$out/$lib" | grep -q 'not stripped'; then
+        strip --strip-unneeded --remove-section=.comment --remove-section=.note "$out/$lib"
+        echo "stripped $lib"
+    fi
+done
+
 soname=$(readelf -d "$out/libmxnet.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 if [ -z "$soname" ]; then
     # Some official builds (1.6.0 GPU wheels) carry no SONAME; the package needs one.
@@ -37,13 +47,6 @@ fi
 # $ORIGIN is not resolved through symlinks, so the rpath must name that directory.
 "$PATCHELF" --force-rpath --set-rpath "\$ORIGIN/$private" "$out/libmxnet.so"
 readelf -d "$out/libmxnet.so" | grep -E 'RPATH|RUNPATH|NEEDED'
-chmod 0644 "$out/libmxnet.so" "$out/$private"/*
+chmod 0644 "$out/libmxnet.so"
+for lib in "$@"; do chmod 0644 "$out/$private/$lib"; done   # a wheel may bundle nothing
 ls -l "$out" "$out/$private"
-# Bundled libraries that upstream left unstripped lose their symbol tables only
-# (Debian policy); libmxnet.so itself is already stripped upstream.
-for lib in "$@"; do
-    if file -L "$out/$private/$lib" | grep -q 'not stripped'; then
-        strip --strip-unneeded --remove-section=.comment --remove-section=.note "$out/$private/$lib"
-        echo "stripped $lib"
-    fi
-done

@@ -208,3 +208,37 @@ def test_consumers_get_a_versioned_dependency_from_the_symbols_file(docker_clien
         out = box.run(["sh", "-c", "cd /tmp/consumer && dpkg-shlibdeps -O "
                        "debian/consumer/usr/lib/libconsumer.so.1 2>/dev/null"]).output
     assert out.strip() == "shlibs:Depends=libmxnet (>= 1.9.1)"
+
+
+def test_harvest_strips_an_unstripped_upstream_library(docker_client, cpu_cell, test_opts,
+                                                       cell_images, tmp_path, monkeypatch):
+    """mxnet-cu92 1.7.0 ships libmxnet.so with its symbol table and debug info (1.37 GB):
+    the recipe strips it like dh_strip would; a stripped library stays byte for byte."""
+    import zipfile
+    from mxbuild.matrix import WheelPin
+    lib = tmp_path / "libmxnet.so"
+    subprocess.run(["gcc", "-g", "-shared", "-fPIC", "-o", str(lib), "-x", "c", "-",
+                    "-Wl,-soname,libmxnet.so"], input="int MXGetVersion(int*v){*v=10701;return 0;}",
+                   text=True, check=True)
+    assert "not stripped" in subprocess.run(["file", str(lib)], capture_output=True,
+                                            text=True).stdout
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / "mxnet_probe-1.7.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(lib, "mxnet/libmxnet.so")
+    pin = WheelPin("mxnet-probe", "1.7.0", wheel.name, sha256(wheel), ())
+    cell = dataclasses.replace(cpu_cell, wheel=pin)
+    monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(wheels))
+    opts = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
+    log = io.StringIO()
+    payload = recipes.harvest_wheel(docker_client, cell, cell_images[1], opts, log)
+    assert "stripped libmxnet.so" in log.getvalue()
+    harvested = payload.dir / "libmxnet.so"
+    sections = subprocess.run(["readelf", "-S", str(harvested)], capture_output=True,
+                              text=True, check=True).stdout
+    assert ".symtab" not in sections and ".debug_info" not in sections
+    dyn = subprocess.run(["readelf", "-d", str(harvested)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "[libmxnet.so]" in dyn and "$ORIGIN/libmxnet" in dyn
+    assert payload.upstream_sha256["libmxnet.so"] != payload.files["libmxnet.so"]
