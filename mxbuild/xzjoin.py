@@ -71,17 +71,34 @@ def _blocks_size(records: list[tuple[int, int]]) -> int:
     return sum(u + (-u % 4) for u, _ in records)
 
 
+def _locate(f: BinaryIO, what: str) -> tuple[bytes, int, list[tuple[int, int]]]:
+    """(stream flags, length of the blocks, index records) of the ONE xz stream in the
+    seekable file f; the blocks start at offset 12."""
+    size = f.seek(0, 2)
+    f.seek(0)
+    header = f.read(12)
+    if header[:6] != MAGIC or size < 32:
+        raise XzFormatError(f"{what}: not an xz stream")
+
+    def read_index(n: int) -> bytes:
+        f.seek(size - 12 - n)
+        return f.read(n)
+    f.seek(size - 12)
+    flags, index_size, records = _parse_tail(f.read(12), read_index)
+    if header[6:8] != flags:
+        raise XzFormatError(f"{what}: not a single xz stream (footer does not match the "
+                            "header)")
+    blocks = size - 12 - index_size - 12
+    if blocks != _blocks_size(records):
+        raise XzFormatError(f"{what}: the blocks do not add up to the index: more than one "
+                            "stream?")
+    return flags, blocks, records
+
+
 def split(stream: bytes) -> tuple[bytes, bytes, list[tuple[int, int]]]:
     """(stream flags, the blocks, index records (unpadded, uncompressed)) of ONE stream."""
-    if stream[:6] != MAGIC or len(stream) < 32:
-        raise XzFormatError("not an xz stream")
-    flags, index_size, records = _parse_tail(stream[-12:], lambda n: stream[-12 - n:-12])
-    if stream[6:8] != flags:
-        raise XzFormatError("not a single xz stream (footer does not match the header)")
-    blocks = stream[12:-12 - index_size]
-    if len(blocks) != _blocks_size(records):
-        raise XzFormatError("the blocks do not add up to the index: more than one stream?")
-    return flags, blocks, records
+    flags, blocks, records = _locate(io.BytesIO(stream), "xz data")
+    return flags, stream[12:12 + blocks], records
 
 
 class Joiner:
@@ -101,37 +118,22 @@ class Joiner:
             raise XzFormatError("streams use different integrity checks")
 
     def add(self, stream: bytes) -> None:
-        flags, blocks, records = split(stream)
-        self._start(flags)
-        self.out.write(blocks)
-        self.records += records
+        self._add(io.BytesIO(stream), "xz data")
 
     def add_file(self, path: Path) -> None:
         with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(0)
-            header = f.read(12)
-            if header[:6] != MAGIC or size < 32:
-                raise XzFormatError(f"{path} is not an xz stream")
+            self._add(f, str(path))
 
-            def read_index(n: int) -> bytes:
-                f.seek(size - 12 - n)
-                return f.read(n)
-            f.seek(size - 12)
-            flags, index_size, records = _parse_tail(f.read(12), read_index)
-            if header[6:8] != flags:
-                raise XzFormatError(f"{path} is not a single xz stream")
-            remaining = size - 12 - index_size - 12
-            if remaining != _blocks_size(records):
-                raise XzFormatError(f"{path}: the blocks do not add up to the index")
-            self._start(flags)
-            f.seek(12)
-            while remaining:
-                piece = f.read(min(remaining, 1 << 22))
-                if not piece:
-                    raise XzFormatError(f"{path} ended early")
-                self.out.write(piece)
-                remaining -= len(piece)
+    def _add(self, f: BinaryIO, what: str) -> None:
+        flags, remaining, records = _locate(f, what)
+        self._start(flags)
+        f.seek(12)
+        while remaining:
+            piece = f.read(min(remaining, 1 << 22))
+            if not piece:
+                raise XzFormatError(f"{what} ended early")
+            self.out.write(piece)
+            remaining -= len(piece)
         self.records += records
 
     def close(self) -> None:
