@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gzip
 import hashlib
 import io
@@ -41,6 +42,7 @@ RECORD = 20 * BLOCK          # GNU tar pads an archive to whole records of 20 bl
 PIECE = 1 << 20
 
 
+@functools.cache
 def liblzma_version() -> str:
     """The liblzma Python's lzma module compresses with (its output is recorded by version)."""
     try:
@@ -261,17 +263,24 @@ def write_data_member(out: BinaryIO, tree: list[Entry], shared: Mapping[str, str
     else:
         rest = tree
         prefix_size = 0
-    rest_size = sum(e.tar_size() for e in rest) + 2 * BLOCK
-    padding = -(prefix_size + rest_size) % RECORD
+    entries_size = prefix_size + sum(e.tar_size() for e in rest)
+    trailer = tar_trailer(entries_size)
 
     def rest_pieces():
         for e in rest:
             yield from e.pieces()
-        yield b"\0" * (2 * BLOCK + padding)
+        yield trailer
     compress_into(joiner, rest_pieces(), compression, threads)
     joiner.close()
-    return DataMember(out.tell() - start, prefix_size + rest_size + padding, key, reused,
+    return DataMember(out.tell() - start, entries_size + len(trailer), key, reused,
                       prefix_size)
+
+
+def tar_trailer(entries_size: int) -> bytes:
+    """What ends a tar whose entries take `entries_size` bytes: two zero blocks, then
+    zeros up to a whole record (GNU tar's layout)."""
+    end = entries_size + 2 * BLOCK
+    return b"\0" * (2 * BLOCK + -end % RECORD)
 
 
 def control_member(control_dir: Path, epoch: int, compression: Compression) -> bytes:
@@ -280,8 +289,7 @@ def control_member(control_dir: Path, epoch: int, compression: Compression) -> b
     for entry in entries(control_dir, epoch, keep_exec=True):
         for piece in entry.pieces():
             buf.write(piece)
-    buf.write(b"\0" * (2 * BLOCK))
-    buf.write(b"\0" * (-buf.tell() % RECORD))
+    buf.write(tar_trailer(buf.tell()))
     if compression.control == "gzip":    # no name, no time: reproducible
         return gzip.compress(buf.getvalue(), compresslevel=9, mtime=0)
     return lzma.compress(buf.getvalue(), format=lzma.FORMAT_XZ, preset=6)
