@@ -129,8 +129,7 @@ def main() -> None:
                     cell, opts, tmp / "payload" / cell.wheel.sha256[:12])
             payload = payloads[cell.wheel.sha256]
             # as the package stage chooses it (the target's dpkg: here the host's)
-            compression = debpack.choose(host_dpkg(), cell.distro.name, sum(
-                (payload.dir / rel).stat().st_size for rel in payload.files))
+            compression = deb.compression_for(cell, payload, host_dpkg())
             trees.append((cell, payload, compression,
                           *stage(cell, payload, compression, opts, tmp / "work")))
         mb = sum(p.stat().st_size for p in next(iter(payloads.values())).dir.rglob("*")
@@ -142,8 +141,7 @@ def main() -> None:
         ours_times, peer_times, ours_sizes, peer_sizes, cold = [], [], [], [], []
         parts = tmp / "parts"                      # empty: nothing compressed yet
         for cell, payload, compression, root, control in trees:
-            multiarch = cell.distro.multiarch
-            shared = {f"usr/lib/{multiarch}/{rel}": sha for rel, sha in payload.files.items()}
+            shared = deb.shared_payload(cell, payload)
             start = time.perf_counter()
             ours = debpack.assemble(root, control, shared, payload.source_date_epoch,
                                     compression, parts, tmp / "ours" / cell.id)

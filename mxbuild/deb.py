@@ -139,6 +139,18 @@ def package_root(src: Path, cell: Cell) -> Path:
     return src / "debian" / cell.package.name
 
 
+def shared_payload(cell: Cell, payload: Payload) -> dict[str, str]:
+    """The payload as the package installs it (tree path → sha256): the part every distro
+    of a variant holds byte for byte, compressed once."""
+    return {f"usr/lib/{cell.distro.multiarch}/{rel}": sha for rel, sha in payload.files.items()}
+
+
+def compression_for(cell: Cell, payload: Payload, dpkg_version: str | None) -> debpack.Compression:
+    """The package stage's choice for this target dpkg and payload size."""
+    return debpack.choose(dpkg_version, cell.distro.name,
+                          sum((payload.dir / rel).stat().st_size for rel in payload.files))
+
+
 def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,
           logf: IO[str], out_dir: Path) -> DebResult:
     env = {"PKG": cell.package.name, "MULTIARCH": cell.distro.multiarch,
@@ -151,8 +163,7 @@ def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Opt
     epoch = payload.source_date_epoch
     with Container(client, build_image.ref, label=f"package-{cell.id}", log_file=logf) as box:
         tools = build_tools(box)
-        compression = debpack.choose(tools.get("dpkg"), cell.distro.name, sum(
-            (payload.dir / rel).stat().st_size for rel in payload.files))
+        compression = compression_for(cell, payload, tools.get("dpkg"))
         src = stage_tree(cell, payload, tools, compression, opts,
                          opts.work_dir / cell.id / "pkgsrc")
         shutil.copy(opts.root / "packaging/gencontrol.sh", src / "gencontrol.sh")
@@ -169,11 +180,9 @@ def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Opt
         box.copy_out(f"{BUILD_HOME}/control", src)
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        multiarch = cell.distro.multiarch
-        assembled = debpack.assemble(
-            package_root(src, cell), control_dir,
-            {f"usr/lib/{multiarch}/{rel}": sha for rel, sha in payload.files.items()},
-            epoch, compression, opts.cache_dir / "deb-parts", out_dir)
+        assembled = debpack.assemble(package_root(src, cell), control_dir,
+                                     shared_payload(cell, payload), epoch, compression,
+                                     opts.cache_dir / "deb-parts", out_dir)
         data = assembled.data
         logf.write(f"data.tar.xz: {data.tar_size} bytes → {data.size}; payload part "
                    f"{(data.shared_key or 'none')[:16]} "
