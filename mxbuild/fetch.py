@@ -91,10 +91,10 @@ def _store(dest: Path, digest: str, what: str, fill, algo: str = "sha256") -> Pa
     """Write via fill(file) into a temp file beside dest, verify, then move into place:
     nothing unverified ever enters the cache."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        tmp_path = Path(tmp.name)
+    fd, name = tempfile.mkstemp(dir=dest.parent)
+    tmp_path = Path(name)
     try:
-        with open(tmp_path, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             try:
                 fill(f)
             except (urllib.error.URLError, OSError) as exc:
