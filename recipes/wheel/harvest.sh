@@ -26,7 +26,8 @@ done
 # Libraries upstream left unstripped lose their symbol tables and debug sections only
 # (Debian policy 10.2, what dh_strip does): most wheels ship them stripped already and are
 # left byte for byte; mxnet-cu92 1.7.0's libmxnet.so is 1.37 GB unstripped.
-for lib in libmxnet.so $(printf "$private/%s " "$@"); do
+for lib in libmxnet.so "$@"; do
+    [ "$lib" = libmxnet.so ] || lib="$private/$lib"
     if file -L "$out/$lib" | grep -q 'not stripped'; then
         strip --strip-unneeded --remove-section=.comment --remove-section=.note "$out/$lib"
         echo "stripped $lib"
