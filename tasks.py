@@ -53,6 +53,13 @@ def setup(c):
     cli.setup()
 
 
+@task(help={"distro": "distros to pin, comma-separated (default: every distro)"})
+@entrypoint
+def lock(c, distro=None):
+    """Record the distros' base images (digest, package set) in pins.lock."""
+    cli.lock(distro)
+
+
 @task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
     "publish": "where to publish: s3://BUCKET/PREFIX, a directory, or none "
                "(default: out/repo)",
@@ -205,4 +212,5 @@ def repo_clean(c, repo=None, keyring=None, grace="24h", apply=False, endpoint_ur
 
 
 repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_promote, repo_clean)
-ns = Collection(matrix, setup, plan, build, smoke, publish, client, serve, doctor, repo)
+ns = Collection(matrix, setup, lock, plan, build, smoke, publish, client, serve, doctor,
+                repo)

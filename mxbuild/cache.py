@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 from .errors import MxbuildError, PoolConflictError
@@ -61,21 +60,13 @@ def tree_digest(*paths: Path) -> str:
     return h.hexdigest()
 
 
-_remotes: dict[tuple, object] = {}
-_remotes_guard = threading.Lock()
-
-
 def artifact_storage(opts):
-    """The run's artifact cache (a repository storage backend), or None."""
+    """The run's artifact cache (a repository storage backend), or None. Opened once per
+    run: the run context holds the stage cache."""
     if not opts.artifact_cache:
         return None
     from .repo.target import S3Options, open_storage
-    s3 = opts.artifact_s3 or S3Options()
-    with _remotes_guard:     # one client per location and settings for the whole run
-        key = (opts.artifact_cache, s3)
-        if key not in _remotes:
-            _remotes[key] = open_storage(opts.artifact_cache, s3)
-        return _remotes[key]
+    return open_storage(opts.artifact_cache, opts.artifact_s3 or S3Options())
 
 
 class StageCache:

@@ -11,8 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import client as thin_client, deb, engine, matrix as matrix_mod, options, pipeline, smoke
-from .errors import ConfigError, RepoError
+from . import (client as thin_client, deb, engine, matrix as matrix_mod, options, pipeline,
+               recipes, smoke, thin)
+from .context import open_run
+from .errors import ConfigError, RepoError, SelectionError
 from .log import console, log
 from .repo import ops
 from .repo.publish import Upload, publish as publish_debs
@@ -67,6 +69,39 @@ def setup() -> None:
     log.info("Docker engine is up")
 
 
+def lock(distro: str | None) -> None:
+    """Record in pins.lock what the selected distros' bases are now: the one writer of
+    pins.lock (builds only verify against it)."""
+    from . import images
+    from .pins import Pins, package_drift
+    opts = options.resolve()
+    m = matrix_mod.load(opts.matrix_path)
+    names = [d.strip() for d in (distro or "").split(",") if d.strip()] or list(m.distros)
+    unknown = [n for n in names if n not in m.distros]
+    if unknown:
+        raise SelectionError(f"--distro {', '.join(unknown)}: not in {opts.matrix_path.name}",
+                             "use one of: " + ", ".join(m.distros))
+    ctx = open_run(opts, docker=engine.client(), gpu=False)
+    pins = Pins.load(opts.pins_path)
+    for name in names:
+        log_path = opts.logs_dir / "lock" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as logf:
+            entry = images.lock_entry(ctx, m.distros[name], logf)
+        old = pins.base(name) or {}
+        changes = package_drift(old.get("packages", {}), entry.get("packages", {}))
+        same = {k: v for k, v in old.items() if k != "packages"} == \
+            {k: v for k, v in entry.items() if k != "packages"} and not changes
+        pins = pins.with_base(name, entry)
+        detail = entry.get("id") or entry.get("digest")
+        console.print(f"= {name}: {detail} (unchanged)" if same else
+                      f"[green]✓[/] {name}: {detail}" + (f" — {len(changes)} package(s) "
+                                                        f"changed: {'; '.join(changes[:8])}"
+                                                        if old and changes else ""))
+    pins.write()
+    console.print(f"wrote {opts.pins_path}")
+
+
 @dataclass(frozen=True)
 class RecipeArgs:
     recipe: str | None = None          # override the matrix's recipe for every cell
@@ -95,7 +130,7 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
         raise ConfigError("--source-tarball/--source-dir only apply to --recipe compile",
                           "add --recipe compile")
     if recipe.recipe:
-        cells = [cell.with_recipe(recipe.recipe) for cell in cells]
+        cells = [recipes.with_recipe(cell, recipe.recipe) for cell in cells]
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}", "give a positive number of cells to run at once")
     if publish == "none":
@@ -122,10 +157,11 @@ def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Option
         artifact_cache, s3), staging=staging)
     cells = _cells(opts, sel)
     if recipe.recipe:
-        cells = [cell.with_recipe(recipe.recipe) for cell in cells]
+        cells = [recipes.with_recipe(cell, recipe.recipe) for cell in cells]
     storage = None if publish == "none" else open_storage(publish or opts.repo_dir, s3)
     keyring = Signer(opts.gnupg_home).existing_public_keyring() if storage else None
-    steps = plan_mod.plan(cells, opts, storage=storage, keyring=keyring, do_smoke=run_smoke)
+    ctx = open_run(opts, docker=plan_mod.engine_or_none(), storage=storage)
+    steps = plan_mod.plan(cells, ctx, keyring=keyring, do_smoke=run_smoke)
     if as_json:
         print(json.dumps([s.__dict__ for s in steps], indent=2))
         return
@@ -162,17 +198,19 @@ def publish(sel: Selectors, repo: RepoArgs, staging: bool = False) -> None:
     if not repo.location:
         raise ConfigError("--to is required", "give s3://BUCKET/PREFIX or a directory")
     cells = _cells(opts, sel)
-    uploads = [Upload(deb.built_deb(opts.out_dir / "debs" / cell.id, cell),
-                      cell.suite(staging), cell.component) for cell in cells]
+    uploads = [Upload(built.path, cell.suite(staging), cell.component) for cell in cells
+               for built in deb.built_debs(opts.out_dir / "debs" / cell.id, cell)]
     storage = open_storage(repo.location, repo.s3)
+    ctx = open_run(opts, storage=storage, gpu=False)
+    clients = {c.path: c for cell in cells for c in thin.for_cell(ctx, cell)}
+    for client in sorted(clients.values(), key=lambda c: c.path.name):  # clients first
+        changed = thin.get(client.kind).publish(storage, client)
+        console.print(f"{'[green]✓[/] published' if changed else '='} {client.path.name}")
     result = publish_debs(storage, Signer(opts.gnupg_home), uploads)
     for line in result.added:
         console.print(f"[green]✓[/] published {line} to {storage.describe()}")
     for line in result.skipped:
         console.print(f"= {line} ({storage.describe()})")
-    for wheel in sorted({thin_client.thin_wheel_for(cell, opts) for cell in cells}):
-        changed = thin_client.publish_thin(storage, wheel)
-        console.print(f"{'[green]✓[/] published' if changed else '='} {wheel.name}")
 
 
 def thin_clients(sel: Selectors, repo: RepoArgs) -> None:
@@ -208,8 +246,9 @@ def repo_promote(sel: Selectors, repo: RepoArgs) -> None:
     signer = Signer(opts.gnupg_home)
     for cell in _cells(opts, sel):
         added = ops.promote(storage, signer, cell.codename, cell.component,
-                            cell.package.name, cell.deb_version)
-        what = f"{cell.package.name} {cell.deb_version} {cell.suite(True)} → {cell.codename}"
+                            cell.package_names, cell.deb_version)
+        what = (f"{', '.join(cell.package_names)} {cell.deb_version} {cell.suite(True)} → "
+                f"{cell.codename}")
         console.print(f"[green]✓[/] promoted {what}" if added else f"= {what}: already there")
 
 

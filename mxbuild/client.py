@@ -11,8 +11,9 @@ import base64
 import hashlib
 import html
 import io
+import os
 import re
-import threading
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -22,13 +23,13 @@ from .log import log
 from .matrix import Cell
 from .options import Options
 from .repo.storage import CasConflict
+from .thin import ThinClient, ThinClientKind, register
 
 THIN_NAME = "mxnet-thin"
 THIN_DIST = "mxnet_thin"
 INDEX_PREFIX = "simple"
 NATIVE_RE = re.compile(r"^mxnet/[^/]+\.so(\.\d+)*$")
 MAX_ATTEMPTS = 50
-_build_lock = threading.Lock()
 THIN_FORMAT = 1      # bump when build_thin_wheel changes what it writes
 
 # Appended to mxnet/libinfo.py. Python 3.5 syntax: xenial's client runs it.
@@ -118,9 +119,11 @@ def build_thin_wheel(wheel: Path, out_dir: Path) -> Path:
             dst.writestr(member, "\n".join(record) + "\n")
         if "mxnet/libinfo.py" not in names:
             raise MxbuildError(f"{wheel.name} has no mxnet/libinfo.py to patch", "")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(out)            # a reader never sees half a wheel
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{out.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.getvalue())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)        # a reader never sees half a wheel
     return out
 
 
@@ -139,17 +142,33 @@ def _thin_wheel_file(python_tags: list[str]) -> str:
 
 
 def thin_wheel_for(cell: Cell, opts: Options) -> Path:
-    """The thin wheel of the cell's MXNet version (built once, then reused)."""
+    """The thin wheel of the cell's MXNet version (built once, then reused). Cells of one
+    version may ask at once (--jobs): each writes the same bytes under a temporary name
+    and renames, so no lock is needed."""
     pin = cell.client_wheel or cell.wheel
     # keyed by the input wheel and by how it is rewritten: a changed rewrite is rebuilt
     key = hashlib.sha256(f"{pin.sha256}\n{THIN_FORMAT}\n{LIBINFO_FALLBACK}".encode()).hexdigest()
     out_dir = opts.out_dir / "client" / key[:16]
-    with _build_lock:   # cells of one MXNet version may ask at once (--jobs)
-        existing = sorted(out_dir.glob("*.whl")) if out_dir.exists() else []
-        if existing:
-            return existing[0]
-        official = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
-        return build_thin_wheel(official, out_dir)
+    existing = sorted(out_dir.glob("*.whl")) if out_dir.exists() else []
+    if existing:
+        return existing[0]
+    official = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+    return build_thin_wheel(official, out_dir)
+
+
+class PythonClient(ThinClientKind):
+    """The mxnet-thin wheel in a PEP 503 index next to the apt repository."""
+    name = "python"
+
+    def make(self, ctx, cell: Cell) -> ThinClient:
+        wheel = thin_wheel_for(cell, ctx.opts)
+        return ThinClient(self.name, wheel, wheel_version(wheel), sha256_file(wheel))
+
+    def publish(self, storage, client: ThinClient) -> bool:
+        return publish_thin(storage, client.path)
+
+    def is_published(self, storage, client: ThinClient) -> bool:
+        return is_published(storage, client.path)
 
 
 def is_published(storage, wheel: Path) -> bool:
@@ -234,3 +253,6 @@ def pip_install_args(index_url: str, version: str) -> list[str]:
 
 def wheel_version(wheel: Path) -> str:
     return wheel.name.split("-")[1]
+
+
+register(PythonClient())

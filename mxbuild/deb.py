@@ -1,6 +1,9 @@
-"""Stage the package tree, let the cell's distro write the control files (dpkg-shlibdeps,
-dpkg-gencontrol), assemble the .deb (debpack.py) and check it with that distro's dpkg-deb
-and lintian."""
+"""Stage the package trees of a cell (one per package it ships), let the cell's distro
+write each control member (dpkg-shlibdeps, dpkg-gencontrol), assemble each .deb
+(debpack.py) and check it with that distro's dpkg-deb and lintian.
+
+What goes into which package comes from matrix.yaml (`packages.<name>.files`); what a
+recipe's binaries bundle, and which lintian findings hold for them, from the payload."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,10 +14,9 @@ import json
 import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
-import jinja2
 import yaml
 
 from . import debpack
@@ -22,27 +24,44 @@ from .cache import link_or_copy
 from .containers import CommandFailed, Container
 from .errors import MxbuildError
 from .fetch import sha256_file
-from .images import ImageRef
-from .matrix import Cell
-from .options import Options
-from .recipes import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
+from .matrix import Cell, PackageSpec
+from .payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
 
 DRIVER = "driver"  # runtime_packages value: provided by the host's NVIDIA driver
 
 
 @dataclass(frozen=True)
-class DebResult:
+class BuiltDeb:
+    package: str
     path: Path
     size: int
     sha256: str
     lintian_errors: int
     lintian_warnings: int
-    lintian_output: str
+
+    @property
+    def lintian_path(self) -> Path:
+        return lintian_path(self.path.parent, self.package)
+
+    def as_report(self) -> dict:
+        return {"package": self.package, "path": str(self.path), "size": self.size,
+                "sha256": self.sha256, "lintian": {"errors": self.lintian_errors,
+                                                   "warnings": self.lintian_warnings}}
+
+    def manifest(self) -> dict:
+        """The stage cache's record (file names, not paths)."""
+        return {"package": self.package, "deb": self.path.name, "size": self.size,
+                "sha256": self.sha256, "lintian_errors": self.lintian_errors,
+                "lintian_warnings": self.lintian_warnings}
+
+    @classmethod
+    def from_manifest(cls, directory: Path, m: dict) -> "BuiltDeb":
+        return cls(m["package"], directory / m["deb"], m["size"], m["sha256"],
+                   m["lintian_errors"], m["lintian_warnings"])
 
 
-def _env(opts: Options) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(opts.root / "packaging")),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+def lintian_path(directory: Path, package: str) -> Path:
+    return directory / f"{package}.lintian.txt"
 
 
 def rfc2822(epoch: int) -> str:
@@ -59,64 +78,113 @@ def build_tools(box) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.split() if "=" in line)
 
 
-def stage_tree(cell: Cell, payload: Payload, tools: dict[str, str],
-               compression: debpack.Compression, opts: Options, src: Path) -> Path:
-    """Write the source tree gencontrol.sh consumes. Returns it."""
+def split_payload(cell: Cell, payload: Payload) -> dict[str, list[str]]:
+    """Which payload files each package of the cell holds (package -> sorted paths).
+    Every file in exactly one package, every package with a file: anything else is a
+    mismatch between the recipe and matrix.yaml, named with the fix."""
+    out: dict[str, list[str]] = {p.name: [] for p in cell.packages}
+    for rel in sorted(payload.files):
+        holders = [p.name for p in cell.packages if p.holds(rel)]
+        if len(holders) != 1:
+            problem = ("no package the cell ships holds it" if not holders else
+                       f"{' and '.join(holders)} both hold it")
+            raise MxbuildError(f"payload file {rel}: {problem} (ships: "
+                               f"{', '.join(cell.package_names)})",
+                               "give each file to one package: packages.<name>.files in "
+                               "matrix.yaml, or the build's `packages` list")
+        out[holders[0]].append(rel)
+    empty = [name for name, rels in out.items() if not rels]
+    if empty:
+        raise MxbuildError(f"recipe {cell.recipe} produced nothing for {', '.join(empty)} "
+                           f"(payload: {', '.join(sorted(payload.files))})",
+                           "drop the package from the build's `packages` in matrix.yaml, or "
+                           "fix its files globs")
+    return out
+
+
+def _bundled_here(payload: Payload, rels: list[str]) -> list[str]:
+    private = {PurePosixPath(rel).name for rel in rels
+               if PurePosixPath(rel).parent == PurePosixPath(PRIVATE_DIR)}
+    return [soname for soname in payload.bundled if soname in private]
+
+
+def _upstream_here(payload: Payload, rels: list[str]) -> dict[str, str]:
+    names = {PurePosixPath(rel).name for rel in rels}
+    return {name: sha for name, sha in payload.upstream_sha256.items() if name in names}
+
+
+def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
+               compressions: dict[str, debpack.Compression], src: Path) -> Path:
+    """Write the source tree gencontrol.sh consumes: debian/{control,changelog,
+    shlibs.local}, debian/<package>/ (each package's files) and DEBIAN/<package>/ (control
+    member extras). Returns it."""
     if src.exists():
         shutil.rmtree(src)
-    pkg = cell.package.name
-    root = src / "debian" / pkg
-    libdir = root / "usr/lib" / cell.distro.multiarch
-    docdir = root / "usr/share/doc" / pkg
-    for d in (libdir, docdir, root / "usr/share/lintian/overrides", src / "DEBIAN"):
-        d.mkdir(parents=True)
-    # Hard links: the payload is hundreds of MB and the package tree is a copy of it.
-    for rel in payload.files:
-        target = libdir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(payload.dir / rel, target)
-
-    env = _env(opts)
-    licenses = yaml.safe_load((opts.root / "packaging/licenses.yaml").read_text())
-    bundled = []
-    for soname in cell.bundled:
-        info = licenses["libraries"].get(soname)
-        if info is None:
-            raise MxbuildError(f"bundled library {soname} has no copyright entry",
-                               "add it to packaging/licenses.yaml (copyright + license)")
-        bundled.append({"file": soname, **info})
-    license_texts = sorted({licenses["licenses"][b["license"]].rstrip() for b in bundled})
-    source = payload.source
-    values = dict(cell=cell, package=cell.package, source=source, bundled=bundled,
-                  license_texts=license_texts, multiarch=cell.distro.multiarch,
-                  private_dir=PRIVATE_DIR, date=rfc2822(payload.source_date_epoch))
-    (docdir / "copyright").write_text(env.get_template("copyright.j2").render(**values))
-    changelog = env.get_template("changelog.j2").render(**values)
+    licenses = yaml.safe_load((ctx.data.packaging / "licenses.yaml").read_text())
+    split = split_payload(cell, payload)
+    source_package = cell.package.name
+    common = dict(cell=cell, packaging=cell.packaging, source_package=source_package,
+                  source=payload.source, multiarch=cell.distro.multiarch,
+                  private_dir=PRIVATE_DIR, date=rfc2822(payload.source_date_epoch),
+                  provenance=payload.provenance)
+    render = ctx.data.render
+    (src / "debian").mkdir(parents=True)
+    changelog = render("packaging/changelog.j2", **common)
     (src / "debian/changelog").write_text(changelog)
-    (docdir / "changelog.Debian.gz").write_bytes(_gzip_n(changelog.encode()))
-    (src / "debian/control").write_text(env.get_template("control.j2").render(**values))
-    # Bundled sonames are provided by this package itself: no dependency.
+    (src / "debian/control").write_text(render("packaging/control.j2", **common,
+                                               packages=cell.packages))
+    # Bundled sonames are provided by the package itself: no dependency.
     (src / "debian/shlibs.local").write_text("".join(
-        f"{name} {ver}\n" for name, ver in (_split_soname(s) for s in cell.bundled)))
-    (root / "usr/share/lintian/overrides" / pkg).write_text(
-        env.get_template("lintian-overrides.j2").render(**values))
-    shutil.copy(opts.root / "packaging/triggers", src / "DEBIAN/triggers")
-    # shlibs(5) cannot describe an unversioned SONAME (dpkg splits libfoo.so.N); a symbols
-    # file is keyed by the whole SONAME, so dpkg-shlibdeps of consumers can use it.
-    (src / "DEBIAN/symbols").write_text(env.get_template("symbols.j2").render(
-        **{**values, "package": {"name": pkg, "soname": "libmxnet.so"}}))
-    build_info = {
-        "format": 1, "cell": cell.summary(), "recipe": cell.recipe,
-        "source": source, "upstream_sha256": payload.upstream_sha256,
-        "build_tools": dict(sorted(tools.items())),
-        "source_date_epoch": payload.source_date_epoch,
-        "deb_compression": compression.describe(),
-        "tools": {"patchelf": importlib.metadata.version("patchelf")},
-        "host_provided": {so: pkg for so, pkg in cell.runtime_packages},
-        "files": {f"usr/lib/{cell.distro.multiarch}/{rel}": sha
-                  for rel, sha in sorted(payload.files.items())},
-    }
-    (docdir / "buildinfo.json").write_text(json.dumps(build_info, indent=2, sort_keys=True) + "\n")
+        f"{name} {ver}\n" for name, ver in (_split_soname(s) for s in payload.bundled)))
+    for spec in cell.packages:
+        rels = split[spec.name]
+        root = src / "debian" / spec.name
+        libdir = root / "usr/lib" / cell.distro.multiarch
+        docdir = root / "usr/share/doc" / spec.name
+        extras = src / "DEBIAN" / spec.name
+        for d in (libdir, docdir, root / "usr/share/lintian/overrides", extras):
+            d.mkdir(parents=True)
+        # Hard links: the payload is hundreds of MB and the package tree is a copy of it.
+        for rel in rels:
+            target = libdir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(payload.dir / rel, target)
+        bundled = []
+        for soname in _bundled_here(payload, rels):
+            info = licenses["libraries"].get(soname)
+            if info is None:
+                raise MxbuildError(f"bundled library {soname} has no copyright entry",
+                                   "add it to packaging/licenses.yaml (copyright + license)")
+            bundled.append({"file": soname, **info})
+        values = dict(common, pkg=spec, bundled=bundled, license_texts=sorted(
+            {licenses["licenses"][b["license"]].rstrip() for b in bundled}))
+        (docdir / "copyright").write_text(render("packaging/copyright.j2", **values))
+        (docdir / "changelog.Debian.gz").write_bytes(_gzip_n(changelog.encode()))
+        (root / "usr/share/lintian/overrides" / spec.name).write_text(render(
+            "packaging/lintian-overrides.j2", **values,
+            payload_overrides=payload.lintian_overrides if spec is cell.package else (),
+            package_overrides=spec.lintian_overrides))
+        if any("/" not in rel for rel in rels):
+            # a library in the multiarch directory itself: refresh the linker cache
+            shutil.copy(ctx.data.packaging / "triggers", extras / "triggers")
+        if spec.soname:
+            # shlibs(5) cannot describe an unversioned SONAME (dpkg splits libfoo.so.N); a
+            # symbols file is keyed by the whole SONAME, so consumers' dpkg-shlibdeps can
+            # use it.
+            (extras / "symbols").write_text(render("packaging/symbols.j2", **values))
+        build_info = {
+            "format": 1, "cell": cell.build_info(spec), "recipe": cell.recipe,
+            "source": payload.source, "upstream_sha256": _upstream_here(payload, rels),
+            "build_tools": dict(sorted(tools.items())),
+            "source_date_epoch": payload.source_date_epoch,
+            "deb_compression": compressions[spec.name].describe(),
+            "tools": {"patchelf": importlib.metadata.version("patchelf")},
+            "host_provided": {so: pkg for so, pkg in cell.runtime_packages},
+            "files": {f"usr/lib/{cell.distro.multiarch}/{rel}": payload.files[rel]
+                      for rel in sorted(rels)},
+        }
+        (docdir / "buildinfo.json").write_text(json.dumps(build_info, indent=2,
+                                                          sort_keys=True) + "\n")
     return src
 
 
@@ -135,101 +203,126 @@ def _gzip_n(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def package_root(src: Path, cell: Cell) -> Path:
-    return src / "debian" / cell.package.name
-
-
-def shared_payload(cell: Cell, payload: Payload) -> dict[str, str]:
-    """The payload as the package installs it (tree path → sha256): the part every distro
+def shared_payload(cell: Cell, payload: Payload, rels: list[str]) -> dict[str, str]:
+    """A package's payload as it installs it (tree path → sha256): the part every distro
     of a variant holds byte for byte, compressed once."""
-    return {f"usr/lib/{cell.distro.multiarch}/{rel}": sha for rel, sha in payload.files.items()}
+    return {f"usr/lib/{cell.distro.multiarch}/{rel}": payload.files[rel] for rel in rels}
 
 
-def compression_for(cell: Cell, payload: Payload, dpkg_version: str | None) -> debpack.Compression:
+def compression_for(cell: Cell, payload: Payload, rels: list[str],
+                    dpkg_version: str | None) -> debpack.Compression:
     """The package stage's choice for this target dpkg and payload size."""
-    return debpack.choose(dpkg_version, cell.distro.name,
-                          sum((payload.dir / rel).stat().st_size for rel in payload.files))
+    return debpack.choose(dpkg_version, cell.distro.name, payload.size(rels))
 
 
-def build(client, cell: Cell, payload: Payload, build_image: ImageRef, opts: Options,
-          logf: IO[str], out_dir: Path) -> DebResult:
-    env = {"PKG": cell.package.name, "MULTIARCH": cell.distro.multiarch,
-           "PRIVATE_DIR": PRIVATE_DIR}
+def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
+          out_dir: Path) -> tuple[BuiltDeb, ...]:
+    """Every package of the cell, checked by the target distro's own tools."""
+    opts = ctx.opts
+    env = {"MULTIARCH": cell.distro.multiarch, "PRIVATE_DIR": PRIVATE_DIR}
     host = dict(cell.runtime_packages)
     if host:
         env |= {"HOST_SONAMES": " ".join(sorted(host)),
                 "HOST_DEPENDS": ", ".join(sorted({p for p in host.values() if p != DRIVER})),
                 "PATCHELF": f"{BUILD_HOME}/patchelf"}
     epoch = payload.source_date_epoch
-    with Container(client, build_image.ref, label=f"package-{cell.id}", log_file=logf) as box:
+    split = split_payload(cell, payload)
+    own = dict(uid=BUILD_UID, gid=BUILD_UID)
+    built = []
+    with Container(ctx.docker, build_ref, label=f"package-{cell.id}", log_file=logf) as box:
         tools = build_tools(box)
-        compression = compression_for(cell, payload, tools.get("dpkg"))
-        src = stage_tree(cell, payload, tools, compression, opts,
+        compressions = {name: compression_for(cell, payload, rels, tools.get("dpkg"))
+                        for name, rels in split.items()}
+        src = stage_tree(ctx, cell, payload, tools, compressions,
                          opts.work_dir / cell.id / "pkgsrc")
-        shutil.copy(opts.root / "packaging/gencontrol.sh", src / "gencontrol.sh")
-        box.copy_into(src, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID, arcname="pkgsrc")
+        shutil.copy(ctx.data.packaging / "gencontrol.sh", src / "gencontrol.sh")
+        box.copy_into(src, BUILD_HOME, arcname="pkgsrc", **own)
         if host:
-            box.copy_into(patchelf_binary(), BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
-        try:
-            box.run(["sh", "gencontrol.sh", f"{BUILD_HOME}/control"], user="builder",
-                    workdir=f"{BUILD_HOME}/pkgsrc", env=env)
-        except CommandFailed as exc:
-            raise MxbuildError(f"writing the control files failed: {exc}\n"
-                               f"{exc.tail[-1200:]}", "")
-        control_dir = src / "control"
+            box.copy_into(patchelf_binary(), BUILD_HOME, **own)
+        for spec in cell.packages:
+            siblings = ", ".join(f"{dep} (= {cell.deb_version})" for dep in spec.depends_on)
+            try:
+                box.run(["sh", "gencontrol.sh", spec.name, f"{BUILD_HOME}/control/{spec.name}"],
+                        user="builder", workdir=f"{BUILD_HOME}/pkgsrc",
+                        env={**env, "SIBLING_DEPENDS": siblings})
+            except CommandFailed as exc:
+                raise MxbuildError(f"writing the control files of {spec.name} failed: {exc}\n"
+                                   f"{exc.tail[-1200:]}", "")
         box.copy_out(f"{BUILD_HOME}/control", src)
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        assembled = debpack.assemble(package_root(src, cell), control_dir,
-                                     shared_payload(cell, payload), epoch, compression,
-                                     opts.cache_dir / "deb-parts", out_dir)
-        data = assembled.data
-        logf.write(f"data.tar.xz: {data.tar_size} bytes → {data.size}; payload part "
-                   f"{(data.shared_key or 'none')[:16]} "
-                   f"{'reused' if data.shared_reused else 'compressed'} "
-                   f"({data.shared_tar_size} bytes of tar)\n")
-        deb = assembled.path
-        box.copy_into(deb, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
-        inside = f"{BUILD_HOME}/{deb.name}"
-        box.run(["dpkg-deb", "-I", inside], user="builder")
-        listing = box.run(["dpkg-deb", "-c", inside], user="builder").output
-        count = debpack.check_listing(listing, package_root(src, cell), epoch, deb.name)
-        logf.write(f"{cell.distro.name}'s dpkg-deb reads {deb.name}: {count} entries, "
-                   f"as packaged\n")
-        lintian = box.run(["sh", "-c", f"lintian --info --display-level '>=pedantic' "
-                           f"{inside}; echo lintian-exit=$?"], user="builder",
-                          check=False).output
+        for spec in cell.packages:
+            built.append(_assemble_and_check(ctx, box, cell, spec, payload, split[spec.name],
+                                             compressions[spec.name], src, out_dir, logf))
+    return tuple(built)
+
+
+def _assemble_and_check(ctx, box, cell: Cell, spec: PackageSpec, payload: Payload,
+                        rels: list[str], compression: debpack.Compression, src: Path,
+                        out_dir: Path, logf: IO[str]) -> BuiltDeb:
+    epoch = payload.source_date_epoch
+    root = src / "debian" / spec.name
+    assembled = debpack.assemble(root, src / "control" / spec.name,
+                                 shared_payload(cell, payload, rels), epoch, compression,
+                                 ctx.opts.cache_dir / "deb-parts", out_dir)
+    data = assembled.data
+    logf.write(f"{spec.name}: data.tar.xz: {data.tar_size} bytes → {data.size}; payload "
+               f"part {(data.shared_key or 'none')[:16]} "
+               f"{'reused' if data.shared_reused else 'compressed'} "
+               f"({data.shared_tar_size} bytes of tar)\n")
+    deb = assembled.path
+    box.copy_into(deb, BUILD_HOME, uid=BUILD_UID, gid=BUILD_UID)
+    inside = f"{BUILD_HOME}/{deb.name}"
+    box.run(["dpkg-deb", "-I", inside], user="builder")
+    listing = box.run(["dpkg-deb", "-c", inside], user="builder").output
+    count = debpack.check_listing(listing, root, epoch, deb.name)
+    logf.write(f"{cell.distro.name}'s dpkg-deb reads {deb.name}: {count} entries, "
+               f"as packaged\n")
+    lintian = box.run(["sh", "-c", f"lintian --info --display-level '>=pedantic' "
+                       f"{inside}; echo lintian-exit=$?"], user="builder",
+                      check=False).output
+    logf.write(lintian)
     errors, warnings = lintian_counts(lintian)
-    (out_dir / "lintian.txt").write_text(lintian)
-    return DebResult(deb, deb.stat().st_size, sha256_file(deb), errors, warnings, lintian)
+    lintian_path(out_dir, spec.name).write_text(lintian)
+    return BuiltDeb(spec.name, deb, deb.stat().st_size, sha256_file(deb), errors, warnings)
 
 
-def built_deb(directory: Path, cell: Cell) -> Path:
-    """The .deb `build` left for a cell; MxbuildError naming the command if there is none."""
-    debs = sorted(directory.glob("*.deb")) if directory.is_dir() else []
-    if len(debs) != 1:
-        raise MxbuildError(f"cell {cell.id} has no built .deb in {directory}",
-                           f"build it first: invoke build --cell {cell.id} --publish none")
-    return debs[0]
+def built_debs(directory: Path, cell: Cell) -> tuple[BuiltDeb, ...]:
+    """The .debs `build` left for a cell, one per package it ships; MxbuildError naming
+    the command if any is missing."""
+    out = []
+    for spec in cell.packages:
+        debs = sorted(directory.glob(f"{spec.name}_*.deb")) if directory.is_dir() else []
+        if len(debs) != 1:
+            raise MxbuildError(f"cell {cell.id} has no built {spec.name} .deb in {directory}",
+                               f"build it first: invoke build --cell {cell.id} --publish none")
+        deb = debs[0]
+        lint = lintian_path(directory, spec.name)
+        errors, warnings = lintian_counts(lint.read_text()) if lint.is_file() else (0, 0)
+        out.append(BuiltDeb(spec.name, deb, deb.stat().st_size, sha256_file(deb), errors,
+                            warnings))
+    return tuple(out)
 
 
-def payload_of(deb: Path, cell: Cell, opts: Options) -> Payload:
-    """What the smoke suite needs to know about a built .deb, from its buildinfo.json
-    (the library's sha256, where it came from), plus the verified wheel for the client's
-    dependencies."""
+def payload_of(debs: tuple[BuiltDeb, ...], cell: Cell) -> Payload:
+    """What the smoke suites need to know about built .debs, from their buildinfo.json:
+    every installed library's sha256, what is bundled, where it came from."""
     from debian.debfile import DebFile
-    from .fetch import fetch_wheel
-    member = f"./usr/share/doc/{cell.package.name}/buildinfo.json"
-    try:
-        info = json.loads(DebFile(str(deb)).data.get_content(member))
-    except (KeyError, ValueError) as exc:
-        raise MxbuildError(f"{deb.name} has no readable {member} ({exc})",
-                           "rebuild it with this mxbuild")
     prefix = f"usr/lib/{cell.distro.multiarch}/"
-    files = {k[len(prefix):]: v for k, v in info["files"].items() if k.startswith(prefix)}
-    wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
-    return Payload(deb.parent, files, info.get("upstream_sha256", {}), info["source"],
-                   info["source_date_epoch"], wheel)
+    files: dict[str, str] = {}
+    info = {}
+    for built in debs:
+        member = f"./usr/share/doc/{built.package}/buildinfo.json"
+        try:
+            info = json.loads(DebFile(str(built.path)).data.get_content(member))
+        except (KeyError, ValueError) as exc:
+            raise MxbuildError(f"{built.path.name} has no readable {member} ({exc})",
+                               "rebuild it with this mxbuild")
+        files |= {k[len(prefix):]: v for k, v in info["files"].items() if k.startswith(prefix)}
+    bundled = tuple(PurePosixPath(rel).name for rel in sorted(files)
+                    if PurePosixPath(rel).parent == PurePosixPath(PRIVATE_DIR))
+    return Payload(debs[0].path.parent, files, {}, info["source"], info["source_date_epoch"],
+                   bundled)
 
 
 def lintian_counts(output: str) -> tuple[int, int]:

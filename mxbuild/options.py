@@ -23,7 +23,7 @@ class Options:
     cache_dir: Path         # content-addressed downloads and stage caches
     gnupg_home: Path        # the repository signing key; never inside the checkout's git
     extra_ca_bundle: Path | None  # trusted inside build containers only, never shipped
-    lock_path: Path         # images.lock
+    pins_path: Path         # pins.lock: image digests, written by `invoke lock` only
     source_date_epoch: int
     # recipe "compile"
     source_tarball: Path | None = None   # instead of downloading the pinned release
@@ -86,7 +86,7 @@ def resolve(out_dir: str | None = None, matrix: str | None = None,
         gnupg_home=Path(gnupg_home).resolve() if gnupg_home else _env_path(
             "MXBUILD_GNUPGHOME", data_home / "mxbuild" / "gnupg"),
         extra_ca_bundle=extra_ca,
-        lock_path=_env_path("MXBUILD_IMAGES_LOCK", root / "images.lock"),
+        pins_path=_env_path("MXBUILD_PINS", root / "pins.lock"),
         # Fixed default: the package's own inputs (the wheel's date) drive it in deb.py.
         source_date_epoch=int(sde) if sde else 0,
         source_tarball=Path(source_tarball).expanduser().resolve() if source_tarball else None,

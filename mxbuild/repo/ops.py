@@ -131,18 +131,22 @@ def staging_suite(codename: str) -> str:
     return f"{codename}-{STAGING}"
 
 
-def promote(storage, signer: Signer, codename: str, component: str, package: str,
-            version: str) -> list[str]:
-    """Copy one version's index entry from `<codename>-staging` to `<codename>`. The pool
-    file is shared, so nothing is uploaded; same version with other bytes is refused."""
+def promote(storage, signer: Signer, codename: str, component: str,
+            packages: list[str] | tuple[str, ...], version: str) -> list[str]:
+    """Copy one version of a cell's packages from `<codename>-staging` to `<codename>`, in
+    one commit (a host never sees one package of a cell without the others). The pool
+    files are shared, so nothing is uploaded; same version with other bytes is refused."""
     keyring = signer.public_keyring()
     source = staging_suite(codename)
-    entries = published_entries(storage, keyring, source, component, package, version)
-    if not entries:
-        raise RepoError(f"{package} {version} is not in {source}/{component} of "
-                        f"{storage.describe()}",
-                        "publish it to staging first (invoke publish --staging) and let its "
-                        "smoke pass")
+    entries = []
+    for package in packages:
+        found = published_entries(storage, keyring, source, component, package, version)
+        if not found:
+            raise RepoError(f"{package} {version} is not in {source}/{component} of "
+                            f"{storage.describe()}",
+                            "publish it to staging first (invoke publish --staging) and let "
+                            "its smoke pass")
+        entries += found
     for entry in entries:
         if storage.sha256_of(entry["Filename"]) != entry["SHA256"]:
             raise RepoError(f"{entry['Filename']} does not match its staging index entry",

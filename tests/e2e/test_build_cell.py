@@ -19,11 +19,7 @@ def invoke(*args, env):
 @pytest.fixture(scope="module")
 def run_env(tmp_path_factory, gnupg_home, docker_client):
     out = tmp_path_factory.mktemp("e2e-out")
-    lock = out / "images.lock"
-    if (ROOT / "images.lock").exists():
-        lock.write_text((ROOT / "images.lock").read_text())
-    return out, {**os.environ, "MXBUILD_OUT_DIR": str(out), "MXBUILD_GNUPGHOME": str(gnupg_home),
-                 "MXBUILD_IMAGES_LOCK": str(lock)}
+    return out, {**os.environ, "MXBUILD_OUT_DIR": str(out), "MXBUILD_GNUPGHOME": str(gnupg_home)}
 
 
 def test_cpu_debian12_cell_end_to_end(run_env):

@@ -10,12 +10,12 @@ from mxbuild.smoke import KEYRING_PATH
 
 
 @pytest.fixture(scope="session")
-def cell_images(docker_client, cpu_cell, test_opts):
+def cell_images(run_ctx, cpu_cell):
     """(base, build, runtime) images of the cpu × debian12 cell (built or reused)."""
     log = io.StringIO()
-    base = images.ensure_base(docker_client, cpu_cell.distro, test_opts, log)
-    build = images.ensure_build_image(docker_client, cpu_cell, base, test_opts, log)
-    runtime = images.ensure_runtime_image(docker_client, cpu_cell, base, test_opts, log)
+    base = images.ensure_base(run_ctx, cpu_cell.distro, log)
+    build = images.ensure_build_image(run_ctx, cpu_cell, base, log)
+    runtime = images.ensure_runtime_image(run_ctx, cpu_cell, base, log)
     return base, build, runtime
 
 

@@ -13,11 +13,11 @@ import uuid
 
 import pytest
 
-from mxbuild import compile as compile_recipe
+from mxbuild.recipes import compile as compile_recipe
 from mxbuild.errors import AbiError
 from mxbuild.matrix import CompileSpec, load
 
-from ..conftest import ROOT
+from ..conftest import ROOT, ctx_with
 
 RECORDED = ["CMAKE_BUILD_TYPE", "USE_CUDA", "USE_CUDNN", "USE_NCCL", "MXNET_CUDA_ARCH",
             "USE_MKLDNN", "USE_BLAS", "USE_LAPACK", "USE_OPENMP", "USE_OPENCV",
@@ -85,13 +85,13 @@ def _sections(lib) -> str:
 
 
 @pytest.fixture(scope="module")
-def cpu_compiled(docker_client, ccache_opts, tmp_path_factory, cell_images):
+def cpu_compiled(run_ctx, ccache_opts, tmp_path_factory, cell_images):
     src = fixture_tree(tmp_path_factory.mktemp("src") / "fixture")
     opts = dataclasses.replace(ccache_opts, source_dir=src)
     cell = _cell("cpu", "debian11", "debian12")
     log = io.StringIO()
-    first = compile_recipe.compile_cell(docker_client, cell, opts, log)
-    second = compile_recipe.compile_cell(docker_client, cell, opts, log)
+    first = compile_recipe.compile_cell(ctx_with(run_ctx, opts), cell, log)
+    second = compile_recipe.compile_cell(ctx_with(run_ctx, opts), cell, log)
     return cell, first, second, log.getvalue()
 
 
@@ -134,31 +134,31 @@ def test_abi_gate_passes_and_records_the_requirements(cpu_compiled):
     assert "GLIBCXX" in report.abi
 
 
-def test_abi_gate_fails_for_a_newer_glibc_symbol(docker_client, ccache_opts, tmp_path):
+def test_abi_gate_fails_for_a_newer_glibc_symbol(run_ctx, ccache_opts, tmp_path):
     src = fixture_tree(tmp_path / "fixture", newer_glibc=True)
     opts = dataclasses.replace(ccache_opts, source_dir=src)
     with pytest.raises(AbiError) as err:
-        compile_recipe.compile_cell(docker_client, _cell("cpu", "debian11", "debian12"),
-                                    opts, io.StringIO())
+        compile_recipe.compile_cell(ctx_with(run_ctx, opts),
+                                    _cell("cpu", "debian11", "debian12"), io.StringIO())
     msg = err.value.render()
     assert "GLIBC_2.36" in msg and "arc4random" in msg and "debian11" in msg
     assert "GLIBC_2.31" in msg and "build_on" in msg
 
 
-def test_gpu_preset_flags_reach_the_build(docker_client, ccache_opts, tmp_path):
+def test_gpu_preset_flags_reach_the_build(run_ctx, ccache_opts, tmp_path):
     """The cu112 preset configured for real (the fixture compiles no CUDA code, so no
     toolkit is needed to see the flags it sets)."""
     src = fixture_tree(tmp_path / "fixture")
     opts = dataclasses.replace(ccache_opts, source_dir=src)
     payload, report = compile_recipe.compile_cell(
-        docker_client, _cell("cu112", "debian12", "debian12"), opts, io.StringIO())
+        ctx_with(run_ctx, opts), _cell("cu112", "debian12", "debian12"), io.StringIO())
     seen = _recorded(payload.dir / "libmxnet.so")
     assert seen["USE_CUDA"] == "ON" and seen["USE_CUDNN"] == "ON" and seen["USE_NCCL"] == "ON"
     assert seen["MXNET_CUDA_ARCH"] == "5.0,6.0,7.0,8.0,8.6"
     assert report.cache["CMAKE_CUDA_COMPILER"] == "/usr/local/cuda-11.2/bin/nvcc"
 
 
-def test_compiled_library_goes_through_the_package_stage(docker_client, ccache_opts,
+def test_compiled_library_goes_through_the_package_stage(run_ctx, ccache_opts,
                                                          tmp_path, cell_images):
     """A compiled payload is packaged like a harvested one: no private directory, Depends
     from dpkg-shlibdeps, copyright saying what was compiled, lintian without errors."""
@@ -166,10 +166,11 @@ def test_compiled_library_goes_through_the_package_stage(docker_client, ccache_o
     src = fixture_tree(tmp_path / "fixture")
     opts = dataclasses.replace(ccache_opts, source_dir=src)
     cell = _cell("cpu", "debian12", "debian12")
-    payload, _ = compile_recipe.compile_cell(docker_client, cell, opts, io.StringIO())
-    result = deb.build(docker_client, cell, payload, cell_images[1], opts, io.StringIO(),
-                       tmp_path / "debs")
-    assert result.lintian_errors == 0, result.lintian_output
+    ctx = ctx_with(run_ctx, opts)
+    payload, _ = compile_recipe.compile_cell(ctx, cell, io.StringIO())
+    (result,) = deb.build(ctx, cell, payload, cell_images[1].ref, io.StringIO(),
+                          tmp_path / "debs")
+    assert result.lintian_errors == 0, result.lintian_path.read_text()
     listing = subprocess.run(["dpkg-deb", "-c", str(result.path)], capture_output=True,
                              text=True, check=True).stdout
     assert "x86_64-linux-gnu/libmxnet/" not in listing

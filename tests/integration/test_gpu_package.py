@@ -11,7 +11,7 @@ import pytest
 from mxbuild import deb
 from mxbuild.errors import MxbuildError
 from mxbuild.fetch import sha256_file
-from mxbuild.recipes import Payload
+from mxbuild.payload import Payload
 
 
 def _so(path, soname, source, *link):
@@ -44,16 +44,15 @@ def gpu_payload(tmp_path_factory):
 
 def _gpu_cell(cpu_cell, runtime):
     return dataclasses.replace(cpu_cell, variant="cu90", cuda="9.0",
-                               wheel=dataclasses.replace(cpu_cell.wheel, bundled=()),
                                runtime_packages=tuple(sorted(runtime.items())))
 
 
-def test_mapped_cuda_sonames_become_depends(docker_client, cpu_cell, test_opts, cell_images,
-                                            gpu_payload, tmp_path):
+def test_mapped_cuda_sonames_become_depends(run_ctx, cpu_cell, cell_images, gpu_payload,
+                                            tmp_path):
     cell = _gpu_cell(cpu_cell, {"libcudart.so.9.0": "cuda-cudart-9-0",
                                 "libcufft.so.9.0": "cuda-cufft-9-0", "libcuda.so.1": "driver"})
-    result = deb.build(docker_client, cell, gpu_payload, cell_images[1], test_opts,
-                       io.StringIO(), tmp_path / "debs")
+    (result,) = deb.build(run_ctx, cell, gpu_payload, cell_images[1].ref, io.StringIO(),
+                          tmp_path / "debs")
     info = subprocess.run(["dpkg-deb", "-f", str(result.path), "Depends", "Mxnet-Cuda"],
                           check=True, capture_output=True, text=True).stdout
     depends = re.search(r"^Depends: (.*)$", info, re.M).group(1).split(", ")
@@ -67,12 +66,12 @@ def test_mapped_cuda_sonames_become_depends(docker_client, cpu_cell, test_opts, 
     assert "libcudart" not in listing and "libcuda.so" not in listing   # never bundled
 
 
-def test_unmapped_cuda_soname_fails_the_package_step(docker_client, cpu_cell, test_opts,
-                                                     cell_images, gpu_payload, tmp_path):
+def test_unmapped_cuda_soname_fails_the_package_step(run_ctx, cpu_cell, cell_images,
+                                                     gpu_payload, tmp_path):
     cell = _gpu_cell(cpu_cell, {"libcudart.so.9.0": "cuda-cudart-9-0", "libcuda.so.1": "driver"})
     log = io.StringIO()
-    with pytest.raises(MxbuildError, match="writing the control files failed") as info:
-        deb.build(docker_client, cell, gpu_payload, cell_images[1], test_opts, log,
-                  tmp_path / "debs")
+    with pytest.raises(MxbuildError, match="writing the control files of libmxnet failed") \
+            as info:
+        deb.build(run_ctx, cell, gpu_payload, cell_images[1].ref, log, tmp_path / "debs")
     assert "libcufft.so.9.0" in info.value.message
     assert "runtime_packages" in info.value.message

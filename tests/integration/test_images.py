@@ -9,62 +9,80 @@ from mxbuild.containers import CA_ENV, CA_MOUNT, Container
 from mxbuild.errors import ImageError
 from mxbuild.fetch import fetch_wheel
 from mxbuild.matrix import BaseSpec
+from mxbuild.pins import Pins
+from mxbuild.smoke.client_image import ensure_client_image
+
+from ..conftest import ctx_with
 
 
-def test_base_image_is_pinned_and_reused(docker_client, cpu_cell, test_opts, cell_images):
+def test_base_image_is_reused_and_checked_against_pins(run_ctx, cpu_cell, cell_images):
     base = cell_images[0]
     log = io.StringIO()
-    again = images.ensure_base(docker_client, cpu_cell.distro, test_opts, log)
+    again = images.ensure_base(run_ctx, cpu_cell.distro, log)
     assert again == base
     assert "reusing base image" in log.getvalue()
-    lock = json.loads(test_opts.lock_path.read_text())["debian12"]
-    assert lock["id"] == base.id and lock["kind"] == "bootstrap"
-    assert lock["inputs"] == images.content_hash(
-        images.bootstrap_inputs(cpu_cell.distro.base.bootstrap))
+    pin = json.loads(run_ctx.opts.pins_path.read_text())["bases"].get("debian12")
+    if pin and pin["id"] == base.id:
+        assert "is the one pins.lock pins" in log.getvalue()
+    else:   # another machine's bootstrap: reported by name, pins.lock untouched
+        assert "warning:" in log.getvalue() and "invoke lock --distro debian12" in log.getvalue()
 
 
-def test_bootstrap_from_scratch_verifies_the_archive_and_is_reused(docker_client, cpu_cell,
-                                                                  test_opts):
+def test_bootstrap_from_scratch_verifies_the_archive_and_is_reused(docker_client, run_ctx,
+                                                                  cpu_cell, tmp_path):
     # Different inputs (an extra component) force a real debootstrap + docker import.
     spec = dataclasses.replace(cpu_cell.distro.base.bootstrap, components=("main", "contrib"))
     distro = dataclasses.replace(cpu_cell.distro,
                                  base=dataclasses.replace(cpu_cell.distro.base, bootstrap=spec))
-    tag = f"{images.BASE_REPO}:debian12-{images.content_hash(images.bootstrap_inputs(spec))[:12]}"
+    tag = images.base_tag(distro)
+    pins = tmp_path / "pins.lock"
+    ctx = ctx_with(run_ctx, dataclasses.replace(run_ctx.opts, pins_path=pins))
     def remove():
         if docker_client.images.list(name=tag):
             docker_client.images.remove(tag, force=True)
     remove()
     try:
         log = io.StringIO()
-        made = images.ensure_base(docker_client, distro, test_opts, log)
+        made = images.ensure_base(ctx, distro, log)
         assert made.ref == tag
         assert "Valid Release signature" in log.getvalue()   # debootstrap checked the key
+        assert "debian12 is not pinned in pins.lock" in log.getvalue()
+        assert not pins.exists()                              # builds never write pins
         out = docker_client.containers.run(made.ref, ["cat", "/etc/os-release"], remove=True,
                                            network_mode="none").decode()
         assert "VERSION_CODENAME=bookworm" in out
-        assert json.loads(test_opts.lock_path.read_text())["debian12"]["id"] == made.id
         log2 = io.StringIO()
-        assert images.ensure_base(docker_client, distro, test_opts, log2) == made
+        assert images.ensure_base(ctx, distro, log2) == made
         assert "reusing" in log2.getvalue() and "debootstrap" not in log2.getvalue()
     finally:
         remove()
 
 
-def test_unreachable_registry_reference_is_a_clear_error(docker_client, cpu_cell, test_opts):
-    ref = "registry.invalid/nvidia/cuda@sha256:" + "a" * 64
-    distro = dataclasses.replace(cpu_cell.distro, base=BaseSpec(image=ref))
+def test_registry_base_needs_its_digest_in_pins_and_must_be_pullable(run_ctx, cpu_cell,
+                                                                     tmp_path):
+    image = "registry.invalid/nvidia/cuda:11.2.2-runtime-ubuntu20.04"
+    distro = dataclasses.replace(cpu_cell.distro, base=BaseSpec(image=image))
+    pins = Pins(tmp_path / "pins.lock")
+    pins.write()
+    ctx = ctx_with(run_ctx, dataclasses.replace(run_ctx.opts, pins_path=pins.path))
     with pytest.raises(ImageError) as info:
-        images.ensure_base(docker_client, distro, test_opts, io.StringIO())
-    assert f"cannot pull {ref}" in info.value.message
+        images.ensure_base(ctx, distro, io.StringIO())
+    assert "has no digest in pins.lock" in info.value.message
+    assert "invoke lock --distro debian12" in info.value.hint
+    pins.with_base("debian12", {"kind": "registry", "image": image,
+                                "digest": "sha256:" + "a" * 64}).write()
+    with pytest.raises(ImageError) as info:
+        images.ensure_base(ctx, distro, io.StringIO())
+    assert f"cannot pull {image}@sha256:" in info.value.message
     assert "docker load" in info.value.hint
 
 
-def test_derived_images_are_tagged_by_content(docker_client, cpu_cell, test_opts, cell_images):
+def test_derived_images_are_tagged_by_content(docker_client, run_ctx, cpu_cell, cell_images):
     base, build, runtime = cell_images
     log = io.StringIO()
-    assert images.ensure_build_image(docker_client, cpu_cell, base, test_opts, log) == build
+    assert images.ensure_build_image(run_ctx, cpu_cell, base, log) == build
     assert "reusing" in log.getvalue()
-    text = images.render(test_opts, "build.Dockerfile.j2", base=base, distro=cpu_cell.distro)
+    text = run_ctx.data.render("docker/build.Dockerfile.j2", base=base, distro=cpu_cell.distro)
     assert build.ref.endswith(images.content_hash(text)[:12])
     assert base.id in text   # a new base digest means a new build image
     # the runtime image is the plain distro + Python: no build tools
@@ -74,12 +92,12 @@ def test_derived_images_are_tagged_by_content(docker_client, cpu_cell, test_opts
             assert box.run(["sh", "-c", f"command -v {tool}"], check=False).exit_code != 0, tool
 
 
-def test_extra_ca_bundle_never_lands_in_an_image(docker_client, cpu_cell, test_opts, cell_images):
+def test_extra_ca_bundle_never_lands_in_an_image(docker_client, run_ctx, cpu_cell, test_opts,
+                                                 cell_images):
     assert test_opts.extra_ca_bundle is not None, "the host has a system CA bundle"
     wheel = fetch_wheel(cpu_cell.wheel, test_opts.cache_dir / "downloads",
                         test_opts.extra_ca_bundle)
-    client_image = images.ensure_client_image(docker_client, cpu_cell, cell_images[2], wheel,
-                                              test_opts, io.StringIO())
+    client_image = ensure_client_image(run_ctx, cpu_cell, cell_images[2], wheel, io.StringIO())
     attrs = docker_client.images.get(client_image.ref).attrs
     env = " ".join(attrs["Config"].get("Env") or [])
     assert CA_MOUNT not in env and not any(k in env for k in CA_ENV)

@@ -9,22 +9,26 @@ import subprocess
 
 import pytest
 
-from mxbuild import deb, recipes
+from mxbuild import deb
 from mxbuild.errors import ChecksumError, MxbuildError
 from mxbuild.fetch import cas_path
+from mxbuild.recipes.wheel import harvest
+
+from ..conftest import ctx_with
 
 MA = "usr/lib/x86_64-linux-gnu"
 
 
 @pytest.fixture(scope="session")
-def payload(docker_client, cpu_cell, test_opts, cell_images):
-    return recipes.harvest_wheel(docker_client, cpu_cell, cell_images[1], test_opts, io.StringIO())
+def payload(run_ctx, cpu_cell, cell_images):
+    return harvest(run_ctx, cpu_cell, cell_images[1].ref, io.StringIO())
 
 
 @pytest.fixture(scope="session")
-def built(docker_client, cpu_cell, test_opts, cell_images, payload):
-    return deb.build(docker_client, cpu_cell, payload, cell_images[1], test_opts,
-                     io.StringIO(), test_opts.out_dir / "debs" / cpu_cell.id)
+def built(run_ctx, cpu_cell, cell_images, payload):
+    (only,) = deb.build(run_ctx, cpu_cell, payload, cell_images[1].ref, io.StringIO(),
+                        run_ctx.opts.out_dir / "debs" / cpu_cell.id)
+    return only
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +82,9 @@ def test_contents(built):
 
 
 def test_lintian_has_no_errors_and_every_override_has_a_reason(built, unpacked):
-    assert built.lintian_errors == 0, built.lintian_output
-    assert "lintian-exit=0" in built.lintian_output
+    output = built.lintian_path.read_text()
+    assert built.lintian_errors == 0, output
+    assert "lintian-exit=0" in output
     lines = (unpacked / "usr/share/lintian/overrides/libmxnet").read_text().splitlines()
     for i, line in enumerate(lines):
         if line and not line.startswith("#"):
@@ -145,18 +150,18 @@ def test_mtimes_are_set_to_source_date_epoch(built, payload):
 
 
 def test_rebuilding_with_clean_caches_gives_a_bit_identical_deb(
-        docker_client, cpu_cell, test_opts, cell_images, payload, built, tmp_path):
+        run_ctx, cpu_cell, cell_images, payload, built, tmp_path):
     """No compressed payload part to reuse, a new staging tree: the same bytes."""
-    clean = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache")
+    clean = dataclasses.replace(run_ctx.opts, cache_dir=tmp_path / "cache")
     log = io.StringIO()
-    again = deb.build(docker_client, cpu_cell, payload, cell_images[1], clean, log,
-                      tmp_path / "again")
+    (again,) = deb.build(ctx_with(run_ctx, clean), cpu_cell, payload, cell_images[1].ref, log,
+                         tmp_path / "again")
     assert "compressed" in log.getvalue() and "reused" not in log.getvalue()
     assert again.sha256 == built.sha256
 
 
-def test_corrupted_wheel_is_refused_before_anything_is_built(docker_client, cpu_cell,
-                                                             test_opts, cell_images, tmp_path,
+def test_corrupted_wheel_is_refused_before_anything_is_built(run_ctx, cpu_cell, test_opts,
+                                                             cell_images, tmp_path,
                                                              monkeypatch):
     cached = cas_path(test_opts.cache_dir / "downloads", cpu_cell.wheel.sha256,
                       cpu_cell.wheel.filename)
@@ -169,19 +174,19 @@ def test_corrupted_wheel_is_refused_before_anything_is_built(docker_client, cpu_
     opts = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache",
                                out_dir=tmp_path / "out")
     with pytest.raises(ChecksumError) as info:
-        recipes.harvest_wheel(docker_client, cpu_cell, cell_images[1], opts, io.StringIO())
+        harvest(ctx_with(run_ctx, opts), cpu_cell, cell_images[1].ref, io.StringIO())
     assert cpu_cell.wheel.sha256 in info.value.message
     assert not (opts.work_dir / cpu_cell.id / "payload").exists()
     assert not any((tmp_path / "cache").rglob("*.whl"))
 
 
-def test_harvest_refuses_undeclared_bundled_libraries(docker_client, cpu_cell, test_opts,
+def test_harvest_refuses_undeclared_bundled_libraries(run_ctx, cpu_cell, test_opts,
                                                       cell_images, tmp_path):
     wheel = dataclasses.replace(cpu_cell.wheel, bundled=("libopenblas.so.0",))
     cell = dataclasses.replace(cpu_cell, wheel=wheel)
     opts = dataclasses.replace(test_opts, out_dir=tmp_path / "out")
     with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
-        recipes.harvest_wheel(docker_client, cell, cell_images[1], opts, io.StringIO())
+        harvest(ctx_with(run_ctx, opts), cell, cell_images[1].ref, io.StringIO())
     assert "libgfortran.so.3" in info.value.message
 
 
@@ -210,7 +215,7 @@ def test_consumers_get_a_versioned_dependency_from_the_symbols_file(docker_clien
     assert out.strip() == "shlibs:Depends=libmxnet (>= 1.9.1)"
 
 
-def test_harvest_strips_an_unstripped_upstream_library(docker_client, cpu_cell, test_opts,
+def test_harvest_strips_an_unstripped_upstream_library(run_ctx, cpu_cell, test_opts,
                                                        cell_images, tmp_path, monkeypatch):
     """mxnet-cu92 1.7.0 ships libmxnet.so with its symbol table and debug info (1.37 GB):
     the recipe strips it like dh_strip would; a stripped library stays byte for byte."""
@@ -232,7 +237,7 @@ def test_harvest_strips_an_unstripped_upstream_library(docker_client, cpu_cell, 
     monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(wheels))
     opts = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
     log = io.StringIO()
-    payload = recipes.harvest_wheel(docker_client, cell, cell_images[1], opts, log)
+    payload = harvest(ctx_with(run_ctx, opts), cell, cell_images[1].ref, log)
     assert "stripped libmxnet.so" in log.getvalue()
     harvested = payload.dir / "libmxnet.so"
     sections = subprocess.run(["readelf", "-S", str(harvested)], capture_output=True,

@@ -11,7 +11,8 @@ import tarfile
 
 import pytest
 
-from mxbuild import compile as compile_recipe, options
+from mxbuild import options
+from mxbuild.recipes import compile as compile_recipe
 from mxbuild.errors import AbiError, ChecksumError, ConfigError, DownloadError, SigningError
 from mxbuild.matrix import Abi, SourcePin, load
 

@@ -64,11 +64,11 @@ def test_cli_unknown_selector_exits_2_and_lists_valid_values():
 
 def test_cli_matrix_error_exits_3(tmp_path):
     bad = tmp_path / "matrix.yaml"
-    bad.write_text("schema: 1\npackage: {}\ndistros: {}\nvariants: {}\n")
+    bad.write_text("schema: 2\npackage: {}\npackages: {}\ndistros: {}\nvariants: {}\n")
     import os
     proc = _invoke("matrix", env={**os.environ, "MXBUILD_MATRIX": str(bad)})
     assert proc.returncode == 3
-    assert f"{bad}: package.name: missing" in proc.stderr
+    assert f"{bad}: package.revision: missing" in proc.stderr
 
 
 def test_cli_matrix_json():

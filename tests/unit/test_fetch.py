@@ -4,7 +4,7 @@ import pytest
 
 from mxbuild.errors import ChecksumError, ImageError
 from mxbuild.fetch import cas_path, fetch_wheel, verify
-from mxbuild.images import verify_archive_key
+from mxbuild.bootstrap import verify_archive_key
 from mxbuild.matrix import BootstrapSpec, WheelPin
 
 

@@ -67,15 +67,25 @@ def _both_bases(doc):
 
 BAD = [
     ("unknown-top-key", _set(["colour"], "blue"), "colour", "unknown key"),
-    ("schema-version", _set(["schema"], 2), "schema", "is 2"),
+    ("schema-version", _set(["schema"], 1), "schema", "is 1"),
     ("missing-maintainer", _del(["package", "maintainer"]), "package.maintainer", "missing"),
     ("revision-not-int", _set(["package", "revision"], "one"), "package.revision", "'one'"),
-    ("unknown-distro", lambda d: d["distros"].__setitem__("ubuntu17", d["distros"]["debian12"]),
-     "distros.ubuntu17", "unknown distro"),
-    ("wrong-codename", _set(D12 + ["codename"], "buster"), "distros.debian12.codename", "buster"),
+    ("duplicate-codename", lambda d: d["distros"].__setitem__("ubuntu17", d["distros"]["debian12"]),
+     "distros.ubuntu17.codename", "also the codename of distros.debian12"),
+    ("codename-malformed", _set(D12 + ["codename"], "Bookworm 12"), "distros.debian12.codename",
+     "malformed"),
+    ("distro-name-malformed", lambda d: d["distros"].__setitem__("Debian-12", d["distros"]["debian12"]),
+     "distros.Debian-12", "malformed"),
+    ("family-missing", _del(D12 + ["family"]), "distros.debian12.family", "missing"),
+    ("package-files-missing", _del(["packages", "libmxnet", "files"]), "packages.libmxnet.files",
+     "missing"),
+    ("build-ships-undefined-package", _set(BUILD0 + ["packages"], ["libmxnet", "libfoo"]),
+     "variants.cpu.builds[0].packages[1]", "not defined under packages"),
+    ("package-client-unknown", _set(["packages", "libmxnet", "client"], "cobol"),
+     "packages.libmxnet.client", "'cobol'"),
     ("both-bases", _both_bases, "distros.debian12.base", "exactly one"),
-    ("image-without-digest", lambda d: d["distros"]["debian12"].__setitem__(
-        "base", {"image": "debian:bookworm"}), "distros.debian12.base.image", "malformed"),
+    ("image-with-spaces", lambda d: d["distros"]["debian12"].__setitem__(
+        "base", {"image": "debian bookworm"}), "distros.debian12.base.image", "malformed"),
     ("short-fingerprint", _set(D12 + ["base", "bootstrap", "key_fingerprint"], "B7C5D7D6350947F8"),
      "distros.debian12.base.bootstrap.key_fingerprint", "malformed"),
     ("variant-name", lambda d: d["variants"].__setitem__("gpu", d["variants"].pop("cpu")),
@@ -111,12 +121,13 @@ BAD = [
     ("compile-build-on-unknown", _set(["variants", "cpu", "compile"],
                                       {"preset": "linux_cpu", "build_on": "debian99"}),
      "variants.cpu.compile.build_on", "debian99"),
-    ("compile-toolkit-unpinned", _set(["variants", "cpu", "compile"],
-                                      {"preset": "linux_cpu",
-                                       "toolkit": {"image": "nvidia/cuda:11.2.2-devel"}}),
-     "variants.cpu.compile.toolkit.image", "malformed"),
+    ("compile-toolkit-both", _set(["variants", "cpu", "compile"],
+                                  {"preset": "linux_cpu",
+                                   "toolkit": {"image": "nvidia/cuda:11.2.2-devel",
+                                               "package": "nvidia-cuda-toolkit"}}),
+     "variants.cpu.compile.toolkit", "exactly one"),
     ("compile-recipe-without-preset", _set(["variants", "cu90", "builds", 0, "recipe"], "compile"),
-     "variants.cu90.builds[0].recipe", "no compile mapping"),
+     "variants.cu90.builds[0].recipe", "has no compile preset"),
     ("runtime-packages-not-sonames", _set(["variants", "cpu", "runtime_packages"],
                                           {"cudart": "cuda-cudart-9-0"}),
      "variants.cpu.runtime_packages", "cudart"),
@@ -269,10 +280,13 @@ def test_empty_selection_lists_the_cells(wide):
     assert "1.9.1-cpu-debian12" in info.value.hint
 
 
-def test_brace_expansion_nested():
-    assert matrix.expand_braces("a{b,c{d,e}}f") == ["abf", "acdf", "acef"]
-    assert matrix.expand_braces("plain") == ["plain"]
-    assert matrix.expand_braces("x{1,2}y{a,b}") == ["x1ya", "x1yb", "x2ya", "x2yb"]
+def test_cell_globs_split_commas_and_expand_nested_braces():
+    assert matrix.cell_globs("a{b,c{d,e}}f") == ["abf", "acdf", "acef"]
+    assert matrix.cell_globs("plain") == ["plain"]
+    assert matrix.cell_globs("x{1,2}y{a,b}") == ["x1ya", "x1yb", "x2ya", "x2yb"]
+    assert matrix.cell_globs("*-cpu-*, 1.9.1-cu11{2,7}-*") == [
+        "*-cpu-*", "1.9.1-cu112-*", "1.9.1-cu117-*"]
+    assert matrix.cell_globs(None) == [] and matrix.cell_globs("") == []
 
 
 # ------------------------------------------------------------------ versions

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mxbuild import options, plan
+from mxbuild import options, plan, recipes
+from mxbuild.context import open_run
 from mxbuild.matrix import load
 from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.sign import Signer
@@ -28,8 +29,8 @@ def test_plan_reads_the_repository_and_names_each_action(tmp_path):
     gpu = MATRIX.select(cell="1.9.1-cu112-ubuntu20")[0]
     deb = make_deb(tmp_path, "libmxnet", cpu.deb_version)
     publish(storage, signer, [Upload(deb, cpu.codename, cpu.component)])
-    steps = plan.plan([cpu, gpu], opts, storage=storage, keyring=signer.public_keyring(),
-                      client=None)
+    ctx = open_run(opts, storage=storage, gpu=False)
+    steps = plan.plan([cpu, gpu], ctx, keyring=signer.public_keyring())
     s = _steps(steps, cpu.id)
     assert s["image"].action == "build" and "no Docker engine" in s["image"].reason
     assert s["recipe"].action == "run" and "to download" in s["recipe"].reason
@@ -37,11 +38,12 @@ def test_plan_reads_the_repository_and_names_each_action(tmp_path):
     g = _steps(steps, gpu.id)
     assert g["publish"].action == "run"
     assert "GPU checks will be skipped" in g["smoke"].reason
-    nothing = _steps(plan.plan([cpu], opts, storage=None, client=None), cpu.id)
+    nothing = _steps(plan.plan([cpu], open_run(opts, gpu=False)), cpu.id)
     assert nothing["publish"].action == nothing["smoke"].action == "skip"
     # --staging: the version is in bookworm, not yet in bookworm-staging
-    staged = _steps(plan.plan([cpu], dataclasses.replace(opts, staging=True), storage=storage,
-                              keyring=signer.public_keyring(), client=None), cpu.id)
+    staged = _steps(plan.plan([cpu], open_run(dataclasses.replace(opts, staging=True),
+                                              storage=storage, gpu=False),
+                              keyring=signer.public_keyring()), cpu.id)
     assert staged["publish"].action == "run" and "bookworm-staging" in staged["publish"].reason
 
 
@@ -55,7 +57,7 @@ def test_plan_task_takes_staging_and_artifact_cache():
 
 def test_plan_for_compile_without_any_source_says_it_would_fail(tmp_path):
     opts = options.resolve(out_dir=str(tmp_path / "out"))
-    cell = dataclasses.replace(MATRIX.select(cell="1.9.1-cpu-debian12")[0].with_recipe("compile"),
-                               source=None)
-    step = _steps(plan.plan([cell], opts, client=None), cell.id)["recipe"]
+    cell = dataclasses.replace(recipes.with_recipe(MATRIX.select(cell="1.9.1-cpu-debian12")[0],
+                                                   "compile"), source=None)
+    step = _steps(plan.plan([cell], open_run(opts, gpu=False)), cell.id)["recipe"]
     assert step.action == "fail" and "--source-dir" in step.reason

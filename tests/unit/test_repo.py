@@ -235,16 +235,16 @@ def test_promote_copies_a_version_from_staging_without_uploading(tmp_path, signe
     publish(storage, signer, [Upload(deb, staging_suite("bookworm"), "cpu")])
     assert "bookworm" not in ops.suites(storage)
     pool_before = storage.list("pool/")
-    added = promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-1~deb12")
+    added = promote(storage, signer, "bookworm", "cpu", ["libmxnet"], "1.9.1-1~deb12")
     assert added == ["bookworm/cpu/libmxnet_1.9.1-1~deb12_amd64"]
     assert storage.list("pool/") == pool_before
     rows = ops.list_repo(storage, signer.public_keyring()).rows()
     assert ("bookworm", "cpu", "libmxnet", "1.9.1-1~deb12") in rows
     assert ("bookworm-staging", "cpu", "libmxnet", "1.9.1-1~deb12") in rows
     assert ops.verify(storage, signer.public_keyring()) == []
-    assert promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-1~deb12") == []
+    assert promote(storage, signer, "bookworm", "cpu", ["libmxnet"], "1.9.1-1~deb12") == []
     with pytest.raises(RepoError, match="not in bookworm-staging/cpu"):
-        promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.9.1-2~deb12")
+        promote(storage, signer, "bookworm", "cpu", ["libmxnet"], "1.9.1-2~deb12")
 
 
 def test_indexes_are_reproducible(tmp_path, signer):

@@ -1,216 +1,33 @@
-"""Load and validate matrix.yaml into frozen dataclasses; select cells.
+"""Read matrix.yaml and check it against the schema; every complaint names the file, the
+key path and the expected form (MatrixError).
 
-A cell is one point of the matrix: (mxnet version, variant, distro). Its id,
-e.g. ``1.9.1-cpu-debian12``, keys everything downstream.
+Distros, packages, variants and their builds all come from the file: adding a distro or
+a CUDA version needs no code change. Recipe names are checked against the recipe
+registry (mxbuild.recipes).
 """
 from __future__ import annotations
 
-import fnmatch
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from .errors import MatrixError, SelectionError
+from ..errors import MatrixError
+from .model import (Abi, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, KeyringPackage,
+                    Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, WheelPin)
 
-# The distro names users type, and the apt suite (codename) each one means.
-KNOWN_DISTROS = {
-    "ubuntu16": "xenial", "ubuntu18": "bionic", "ubuntu20": "focal",
-    "ubuntu22": "jammy", "ubuntu24": "noble",
-    "debian11": "bullseye", "debian12": "bookworm", "debian13": "trixie",
-}
-RECIPES = ("wheel", "compile")
-STAGING = "staging"
+SCHEMA = 2
 VARIANT_RE = re.compile(r"^(cpu|cu\d{2,3})$")
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(\.post\d+)?$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FPR_RE = re.compile(r"^[0-9A-F]{40}$")
-DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
 SHA512_RE = re.compile(r"^[0-9a-f]{128}$")
 ABI_RE = re.compile(r"^\d+(\.\d+)+$")
-
-
-@dataclass(frozen=True)
-class PackageInfo:
-    name: str
-    revision: int
-    maintainer: str
-    homepage: str
-
-
-@dataclass(frozen=True)
-class KeyringPackage:
-    """A keyring shipped in a .deb that the host does not carry (Ubuntu's on Debian):
-    fetched over http, trusted only if its sha256 matches the pin."""
-    url: str
-    sha256: str
-    path: str          # the keyring file inside the package
-
-
-@dataclass(frozen=True)
-class BootstrapSpec:
-    suite: str
-    mirror: str
-    keyring: str                      # a host path, or the path inside keyring_package
-    key_fingerprint: str
-    components: tuple[str, ...]
-    keyring_package: KeyringPackage | None = None
-    script: str | None = None         # debootstrap script when the host lacks the suite's
-
-
-@dataclass(frozen=True)
-class BaseSpec:
-    """Either a registry reference pinned by digest, or a debootstrap recipe."""
-    image: str | None = None
-    bootstrap: BootstrapSpec | None = None
-
-
-@dataclass(frozen=True)
-class SmokeSpec:
-    python: str
-    pip: tuple[str, ...]
-    pip_upgrade: str | None = None    # the distro's pip is too old for manylinux2014 wheels
-    numpy_compat: bool = False        # numpy >= 1.24: restore the aliases MXNet 1.9 uses
-    # False: the wheel's own requirements cannot be met on this Python (numpy < 2 has no
-    # wheels for 3.13), so it is installed with --no-deps and `pip` lists what it needs.
-    wheel_deps: bool = True
-
-
-@dataclass(frozen=True)
-class Abi:
-    """The newest symbol versions a distro's libc6 and libstdc++6 provide."""
-    glibc: str        # e.g. "2.31"
-    glibcxx: str      # e.g. "3.4.28"
-
-
-@dataclass(frozen=True)
-class Distro:
-    name: str
-    codename: str
-    version_tag: str
-    multiarch: str
-    base: BaseSpec
-    smoke: SmokeSpec
-    abi: Abi | None = None
-
-
-@dataclass(frozen=True)
-class WheelPin:
-    name: str
-    version: str
-    filename: str
-    sha256: str
-    bundled: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SourcePin:
-    """An Apache MXNet source release: where it is and what its bytes must hash to."""
-    version: str
-    url: str
-    sha512: str | None
-    sha256: str | None
-    signature_url: str | None = None   # the release's .asc
-    keys_url: str | None = None        # the project's KEYS file
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class CompileSpec:
-    """How a variant is compiled from source (recipe "compile")."""
-    preset: str                          # recipes/compile/<preset>.cmake
-    build_on: "Distro | None" = None     # distro whose image compiles; None: the cell's own
-    toolkit_image: str | None = None     # GPU: NVIDIA's CUDA devel image, pinned by digest
-    toolkit_package: str | None = None   # GPU: the distro's CUDA toolkit package instead
-
-
-@dataclass(frozen=True)
-class Cell:
-    mxnet: str
-    variant: str
-    cuda: str | None
-    distro: Distro
-    recipe: str
-    wheel: WheelPin | None
-    features: tuple[tuple[str, bool], ...]
-    package: PackageInfo
-    # NEEDED soname -> package providing it on the host ("driver": the NVIDIA driver)
-    runtime_packages: tuple[tuple[str, str], ...] = ()
-    compile: CompileSpec | None = None   # set when the variant can be compiled
-    source: SourcePin | None = None      # the source release of this mxnet version
-    # The official wheel the thin client of this MXNet version is made from: the same for
-    # every cell of the version (the cpu build's, else the first GPU variant's).
-    client_wheel: WheelPin | None = None
-
-    @property
-    def bundled(self) -> tuple[str, ...]:
-        """Libraries shipped privately next to libmxnet.so (only the wheel carries any)."""
-        return self.wheel.bundled if self.recipe == "wheel" and self.wheel else ()
-
-    def with_recipe(self, recipe: str) -> "Cell":
-        """This cell built by another recipe; SelectionError if the matrix cannot."""
-        if recipe == self.recipe:
-            return self
-        if recipe not in RECIPES:
-            raise SelectionError(f"unknown recipe {recipe!r}", "use wheel or compile")
-        if recipe == "compile":
-            if self.compile is None:
-                raise SelectionError(f"{self.id}: variant {self.variant} has no compile preset",
-                                     f"add variants.{self.variant}.compile to matrix.yaml")
-        elif self.wheel is None:
-            raise SelectionError(f"{self.id}: no wheel pin", "add the build's wheel pin")
-        return replace(self, recipe=recipe)
-
-    @property
-    def id(self) -> str:
-        return f"{self.mxnet}-{self.variant}-{self.distro.name}"
-
-    @property
-    def codename(self) -> str:
-        return self.distro.codename
-
-    @property
-    def component(self) -> str:
-        return self.variant
-
-    def suite(self, staging: bool = False) -> str:
-        """The apt suite it is published to: its codename, or `<codename>-staging` where
-        release CI publishes first (promoted with `invoke repo.promote`)."""
-        return f"{self.codename}-{STAGING}" if staging else self.codename
-
-    @property
-    def deb_version(self) -> str:
-        """Upstream version + packaging revision + distro tag, e.g. 1.9.1-1~deb12."""
-        return deb_version(self.mxnet, self.package.revision, self.distro.version_tag)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "mxnet": self.mxnet, "variant": self.variant,
-            "cuda": self.cuda, "distro": self.distro.name, "codename": self.codename,
-            "recipe": self.recipe, "package": self.package.name,
-            "version": self.deb_version,
-        }
-
-
-def deb_version(upstream: str, revision: int, distro_tag: str) -> str:
-    # "~" sorts before anything, so a later plain "-1" upload still supersedes ours.
-    return f"{upstream}-{revision}~{distro_tag}"
-
-
-@dataclass(frozen=True)
-class Matrix:
-    path: str
-    package: PackageInfo
-    distros: dict[str, Distro] = field(hash=False)
-    cells: tuple[Cell, ...]
-
-    def select(self, variant=None, cuda=None, distro=None, mxnet=None, cell=None) -> list[Cell]:
-        return select(self.cells, variant=variant, cuda=cuda, distro=distro, mxnet=mxnet, cell=cell)
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
+DISTRO_RE = re.compile(r"^[a-z]+[0-9][0-9.]*$")
 
 
 # ---------------------------------------------------------------- validation
@@ -280,28 +97,34 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     c = _Checker(path)
     if isinstance(doc, dict):  # x-… keys only hold YAML anchors
         doc = {k: v for k, v in doc.items() if not str(k).startswith("x-")}
-    c.mapping(doc, "", {"schema": "1", "package": "a mapping", "distros": "a mapping",
-                        "variants": "a mapping"},
+    c.mapping(doc, "", {"schema": str(SCHEMA), "package": "a mapping",
+                        "packages": "a mapping of package name to its files",
+                        "distros": "a mapping", "variants": "a mapping"},
               {"sources": "a mapping of mxnet version to its source release pin"})
-    if doc["schema"] != 1:
-        c.fail("schema", f"is {doc['schema']!r}", "1 (the only schema this mxbuild reads)")
+    if doc["schema"] != SCHEMA:
+        c.fail("schema", f"is {doc['schema']!r}",
+               f"{SCHEMA} (the only schema this mxbuild reads)")
 
-    p = c.mapping(doc["package"], "package", {"name": "the Debian package name",
-                                              "revision": "a positive integer",
+    p = c.mapping(doc["package"], "package", {"revision": "a positive integer",
                                               "maintainer": "'Name <email>'"},
                   {"homepage": "a URL"})
-    c.string(p["name"], "package.name", re.compile(r"^[a-z0-9][a-z0-9.+-]+$"),
-             "a Debian package name (lowercase letters, digits, . + -)")
     if not isinstance(p["revision"], int) or isinstance(p["revision"], bool) or p["revision"] < 1:
         c.fail("package.revision", f"is {p['revision']!r}", "a positive integer")
     c.string(p["maintainer"], "package.maintainer", re.compile(r"^[^<>]+ <[^<>@]+@[^<>]+>$"),
              "'Name <email>'")
-    package = PackageInfo(p["name"], p["revision"], p["maintainer"],
+    packaging = Packaging(p["revision"], p["maintainer"],
                           p.get("homepage", "https://mxnet.apache.org"))
+    packages = _parse_packages(c, doc["packages"])
 
     if not isinstance(doc["distros"], dict) or not doc["distros"]:
         c.fail("distros", "is empty or not a mapping", "a mapping of distro name to its settings")
     distros = {name: _parse_distro(c, name, spec) for name, spec in doc["distros"].items()}
+    codenames: dict[str, str] = {}
+    for name, distro in distros.items():
+        if distro.codename in codenames:
+            c.fail(f"distros.{name}.codename", f"{distro.codename!r} is also the codename of "
+                   f"distros.{codenames[distro.codename]}", "one distro per apt suite")
+        codenames[distro.codename] = name
 
     sources = _parse_sources(c, doc.get("sources", {}))
 
@@ -310,14 +133,52 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     cells: list[Cell] = []
     seen: dict[str, str] = {}
     for vname, vspec in doc["variants"].items():
-        for cell, key in _parse_variant(c, vname, vspec, distros, package, sources):
+        for cell, key in _parse_variant(c, vname, vspec, distros, packaging, packages, sources):
             if cell.id in seen:
                 c.fail(key, f"cell {cell.id} is defined twice (first at {seen[cell.id]})",
                        "each (mxnet, variant, distro) once")
             seen[cell.id] = key
             cells.append(cell)
-    return Matrix(path, package, distros,
+    return Matrix(path, packaging, packages, distros,
                   tuple(sorted(_with_client_wheels(cells), key=lambda x: x.id)))
+
+
+def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
+    if not isinstance(spec, dict) or not spec:
+        c.fail("packages", f"is {spec!r}", "a mapping of package name to its files, e.g. "
+               "libmxnet: {files: [libmxnet.so, libmxnet/*], soname: libmxnet.so}")
+    out: dict[str, PackageSpec] = {}
+    for name, entry in spec.items():
+        key = f"packages.{name}"
+        c.string(name, key, PACKAGE_RE, "a Debian package name (lowercase letters, digits, "
+                 ". + -)")
+        c.mapping(entry, key, {"files": "globs of payload paths under /usr/lib/<multiarch>"},
+                  {"soname": "the SONAME other packages link against",
+                   "depends_on": "sibling packages it needs at the exact same version",
+                   "lintian_overrides": "a mapping of lintian tag to its one-line reason",
+                   "client": "the thin client kind that loads it, e.g. python"})
+        files = c.str_list(entry["files"], f"{key}.files", "a list of globs such as "
+                           "[libmxnet.so, libmxnet/*]")
+        soname = (c.string(entry["soname"], f"{key}.soname", re.compile(r"^lib[\w+.-]+\.so"),
+                           "a SONAME such as libmxnet.so") if "soname" in entry else None)
+        depends = c.str_list(entry.get("depends_on", []), f"{key}.depends_on")
+        for j, dep in enumerate(depends):
+            if dep not in out:
+                c.fail(f"{key}.depends_on[{j}]", f"{dep!r} is not a package defined above it",
+                       "one of: " + ", ".join(out) if out else "a package listed before it")
+        overrides = entry.get("lintian_overrides", {})
+        if not isinstance(overrides, dict) or not all(
+                isinstance(t, str) and isinstance(r, str) and r and "\n" not in r
+                for t, r in overrides.items()):
+            c.fail(f"{key}.lintian_overrides", f"is {overrides!r}",
+                   "a mapping like 'shared-library-lacks-version *': one-line reason")
+        client = entry.get("client")
+        if client is not None:
+            from .. import thin      # the client registry; imported here: it imports matrix
+            if client not in thin.kinds():
+                c.fail(f"{key}.client", f"is {client!r}", "one of " + ", ".join(thin.kinds()))
+        out[name] = PackageSpec(name, files, soname, depends, tuple(overrides.items()), client)
+    return out
 
 
 def _with_client_wheels(cells: list[Cell]) -> list[Cell]:
@@ -364,14 +225,14 @@ def _parse_compile(c: _Checker, key: str, spec, distros) -> CompileSpec:
     image = package = None
     if "toolkit" in spec:
         t = c.mapping(spec["toolkit"], f"{key}.toolkit", {},
-                      {"image": "nvidia/cuda:<tag>@sha256:<64 hex>",
+                      {"image": "nvidia/cuda:<tag> (digest: pins.lock)",
                        "package": "the distro's CUDA toolkit package"})
         if ("image" in t) == ("package" in t):
             c.fail(f"{key}.toolkit", "needs exactly one of image / package",
-                   "image: nvidia/cuda:…@sha256:… or package: nvidia-cuda-toolkit")
+                   "image: nvidia/cuda:<tag> or package: nvidia-cuda-toolkit")
         if "image" in t:
-            image = c.string(t["image"], f"{key}.toolkit.image", DIGEST_REF_RE,
-                             "a registry reference pinned by digest, name@sha256:<64 hex>")
+            image = c.string(t["image"], f"{key}.toolkit.image", IMAGE_RE,
+                             "a registry image name:tag; its digest belongs in pins.lock")
         else:
             package = c.string(t["package"], f"{key}.toolkit.package")
     return CompileSpec(spec["preset"], distros[build_on] if build_on else None, image, package)
@@ -379,26 +240,29 @@ def _parse_compile(c: _Checker, key: str, spec, distros) -> CompileSpec:
 
 def _parse_distro(c: _Checker, name, spec) -> Distro:
     key = f"distros.{name}"
-    if name not in KNOWN_DISTROS:
-        c.fail(key, f"unknown distro name {name!r}", "one of " + ", ".join(KNOWN_DISTROS))
-    c.mapping(spec, key, {"codename": "the apt suite", "version_tag": "e.g. deb12",
-                          "multiarch": "e.g. x86_64-linux-gnu", "base": "a mapping",
-                          "smoke": "a mapping"},
+    c.string(name, key, DISTRO_RE, "a distro name users type: letters then the release "
+             "number, e.g. debian12 or ubuntu20")
+    c.mapping(spec, key, {"codename": "the apt suite", "family": "debian or ubuntu",
+                          "version_tag": "e.g. deb12", "multiarch": "e.g. x86_64-linux-gnu",
+                          "base": "a mapping", "smoke": "a mapping"},
               {"abi": "glibc/glibcxx versions the distro provides"})
-    if spec["codename"] != KNOWN_DISTROS[name]:
-        c.fail(f"{key}.codename", f"is {spec['codename']!r}", repr(KNOWN_DISTROS[name]))
+    c.string(spec["codename"], f"{key}.codename", re.compile(r"^[a-z]+$"),
+             "the release's apt suite (codename), e.g. bookworm or focal")
+    c.string(spec["family"], f"{key}.family", re.compile(r"^[a-z]+$"),
+             "the distribution family, e.g. debian or ubuntu")
     c.string(spec["version_tag"], f"{key}.version_tag", re.compile(r"^[a-z0-9.]+$"),
              "lowercase letters, digits and dots, e.g. deb12 or ubuntu16.04")
     c.string(spec["multiarch"], f"{key}.multiarch", re.compile(r"^[a-z0-9_]+-linux-gnu$"),
              "a multiarch triplet such as x86_64-linux-gnu")
-    base = c.mapping(spec["base"], f"{key}.base", {}, {"image": "name@sha256:<64 hex>",
+    base = c.mapping(spec["base"], f"{key}.base", {}, {"image": "a registry image name:tag",
                                                       "bootstrap": "a mapping"})
     if ("image" in base) == ("bootstrap" in base):
         c.fail(f"{key}.base", "needs exactly one of image / bootstrap",
-               "either `image: name@sha256:<digest>` or a `bootstrap:` mapping")
+               "either `image: name:tag` (its digest goes to pins.lock) or a `bootstrap:` "
+               "mapping")
     if "image" in base:
-        c.string(base["image"], f"{key}.base.image", DIGEST_REF_RE,
-                 "a registry reference pinned by digest, name@sha256:<64 hex>")
+        c.string(base["image"], f"{key}.base.image", IMAGE_RE,
+                 "a registry image name:tag; its digest belongs in pins.lock (invoke lock)")
         base_spec = BaseSpec(image=base["image"])
     else:
         bkey = f"{key}.base.bootstrap"
@@ -447,12 +311,13 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
         abi = Abi(c.string(a["glibc"], f"{key}.abi.glibc", ABI_RE, "a quoted version like '2.31'"),
                   c.string(a["glibcxx"], f"{key}.abi.glibcxx", ABI_RE,
                            "a quoted version like '3.4.28'"))
-    return Distro(name, spec["codename"], spec["version_tag"], spec["multiarch"], base_spec,
-                  smoke, abi)
+    return Distro(name, spec["codename"], spec["family"], spec["version_tag"],
+                  spec["multiarch"], base_spec, smoke, abi)
 
 
-def _parse_variant(c: _Checker, vname, vspec, distros, package,
+def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
                    sources) -> Iterable[tuple[Cell, str]]:
+    from .. import recipes     # the registry; imported here: recipes import this package
     key = f"variants.{vname}"
     if not isinstance(vname, str) or not VARIANT_RE.match(vname):
         c.fail(key, f"variant name {vname!r} is malformed", "cpu or cuXY such as cu90, cu112")
@@ -488,18 +353,19 @@ def _parse_variant(c: _Checker, vname, vspec, distros, package,
     features = tuple(sorted(feats.items()))
     if not isinstance(vspec["builds"], list) or not vspec["builds"]:
         c.fail(f"{key}.builds", "is empty or not a list", "a list of builds")
+    known = recipes.names()
     for i, build in enumerate(vspec["builds"]):
         bkey = f"{key}.builds[{i}]"
-        c.mapping(build, bkey, {"mxnet": "a version string", "recipe": "wheel or compile",
+        c.mapping(build, bkey, {"mxnet": "a version string",
+                                "recipe": "one of " + ", ".join(known),
                                 "distros": "a list of distro names",
                                 "wheel": "the official wheel's pin (harvested by the wheel "
-                                         "recipe; every recipe's smoke client comes from it)"})
+                                         "recipe; every recipe's smoke client comes from it)"},
+                  {"packages": "the packages the build ships (default: the first of "
+                               "`packages`)"})
         mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
-        if build["recipe"] not in RECIPES:
-            c.fail(f"{bkey}.recipe", f"is {build['recipe']!r}", " or ".join(RECIPES))
-        if build["recipe"] == "compile" and compile_spec is None:
-            c.fail(f"{bkey}.recipe", f"is compile but {key} has no compile mapping",
-                   f"a {key}.compile mapping (preset, ...) or recipe: wheel")
+        if build["recipe"] not in known:
+            c.fail(f"{bkey}.recipe", f"is {build['recipe']!r}", "one of " + ", ".join(known))
         w = c.mapping(build["wheel"], f"{bkey}.wheel",
                       {"name": "the PyPI project", "version": "the exact version",
                        "filename": "the wheel file name", "sha256": "64 lowercase hex"},
@@ -511,109 +377,31 @@ def _parse_variant(c: _Checker, vname, vspec, distros, package,
                          c.string(w["sha256"], f"{bkey}.wheel.sha256", SHA256_RE,
                                   "64 lowercase hex digits (sha256 of the wheel)"),
                          c.str_list(w.get("bundled", []), f"{bkey}.wheel.bundled"))
+        shipped = _shipped_packages(c, f"{bkey}.packages", build, packages)
         dl = c.str_list(build["distros"], f"{bkey}.distros", "a list of distro names")
         for j, dname in enumerate(dl):
             if dname not in distros:
                 c.fail(f"{bkey}.distros[{j}]", f"{dname!r} is not defined under distros",
                        "one of " + ", ".join(distros))
-            yield (Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel,
-                        features, package, tuple(sorted(runtime.items())), compile_spec,
-                        sources.get(mxnet)),
-                   f"{bkey}.distros[{j}]")
+            cell = Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel, features,
+                        packaging, shipped, tuple(sorted(runtime.items())), compile_spec,
+                        sources.get(mxnet))
+            unfit = recipes.get(cell.recipe).unfit(cell)
+            if unfit:
+                c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])
+            yield cell, f"{bkey}.distros[{j}]"
 
 
-# ---------------------------------------------------------------- selectors
-
-def expand_braces(pattern: str) -> list[str]:
-    """'1.9.1-cu11{2,7}-*' -> ['1.9.1-cu112-*', '1.9.1-cu117-*'] (nested braces too)."""
-    open_at = pattern.find("{")
-    if open_at < 0:
-        return [pattern]
-    depth, alts, cur = 0, [], ""
-    for i in range(open_at + 1, len(pattern)):
-        ch = pattern[i]
-        if ch == "," and depth == 0:
-            alts.append(cur)
-            cur = ""
-            continue
-        if ch == "}" and depth == 0:
-            alts.append(cur)
-            head, tail = pattern[:open_at], pattern[i + 1:]
-            return [x for alt in alts for x in expand_braces(head + alt + tail)]
-        depth += (ch == "{") - (ch == "}")
-        cur += ch
-    return [pattern]  # unbalanced: taken literally
-
-
-def _values(arg) -> list[str]:
-    if arg is None or arg == "":
-        return []
-    items = arg if isinstance(arg, (list, tuple)) else [arg]
-    return [v.strip() for item in items for v in str(item).split(",") if v.strip()]
-
-
-def _cuda_matches(want: str, cuda: str | None) -> bool:
-    if want in ("none", "cpu"):
-        return cuda is None
-    if cuda is None:
-        return False
-    return cuda == want or ("." not in want and cuda.split(".")[0] == want)
-
-
-def select(cells: Iterable[Cell], variant=None, cuda=None, distro=None, mxnet=None,
-           cell=None) -> list[Cell]:
-    cells = list(cells)
-    chosen = cells
-    checks = [
-        ("--variant", _values(variant), sorted({c.variant for c in cells}),
-         lambda want, c: c.variant == want),
-        ("--distro", _values(distro), sorted({c.distro.name for c in cells}),
-         lambda want, c: c.distro.name == want),
-        ("--mxnet", _values(mxnet), sorted({c.mxnet for c in cells}),
-         lambda want, c: c.mxnet == want),
-    ]
-    for flag, wants, valid, match in checks:
-        for want in wants:
-            if want not in valid:
-                raise SelectionError(f"{flag} {want!r} matches no cell of the matrix",
-                                     f"use one of: {', '.join(valid)}")
-        if wants:
-            chosen = [c for c in chosen if any(match(w, c) for w in wants)]
-    cudas = _values(cuda)
-    if cudas:
-        valid = sorted({c.cuda for c in cells if c.cuda})
-        for want in cudas:
-            if not re.match(r"^(\d+(\.\d+)?|none|cpu)$", want):
-                raise SelectionError(f"--cuda {want!r} is malformed",
-                                     "give a major version (9), major.minor (11.2) or none")
-            if not any(_cuda_matches(want, c.cuda) for c in cells):
-                raise SelectionError(f"--cuda {want!r} matches no cell of the matrix",
-                                     f"use one of: {', '.join(valid) or '(no CUDA cells)'}, none")
-        chosen = [c for c in chosen if any(_cuda_matches(w, c.cuda) for w in cudas)]
-    globs = [p for g in _values_glob(cell) for p in expand_braces(g)]
-    if globs:
-        chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.id, g) for g in globs)]
-    if not chosen:
-        raise SelectionError(
-            "the selection matches no cell",
-            "valid cells are: " + ", ".join(c.id for c in cells) + " (see `invoke matrix`)")
-    return chosen
-
-
-def _values_glob(arg) -> list[str]:
-    # Globs may contain commas inside braces: split on commas outside braces only.
-    if not arg:
-        return []
-    out, depth, cur = [], 0, ""
-    for ch in str(arg):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur)
-    return [p.strip() for p in out if p.strip()]
+def _shipped_packages(c: _Checker, key: str, build: dict,
+                      packages: dict[str, PackageSpec]) -> tuple[PackageSpec, ...]:
+    names = c.str_list(build.get("packages", [next(iter(packages))]), key,
+                       "a list of package names defined under packages")
+    for j, name in enumerate(names):
+        if name not in packages:
+            c.fail(f"{key}[{j}]", f"{name!r} is not defined under packages",
+                   "one of " + ", ".join(packages))
+        for dep in packages[name].depends_on:
+            if dep not in names:
+                c.fail(key, f"{name} depends on {dep}, which the build does not ship",
+                       f"add {dep} to the list")
+    return tuple(packages[name] for name in names)

