@@ -32,6 +32,8 @@ class PackageSpec:
     # lintian findings inherent to the package: (tag pattern, one-line reason)
     lintian_overrides: tuple[tuple[str, str], ...] = ()
     client: str | None = None           # the thin client that uses it (mxbuild.thin kinds)
+    # Description: synopsis line, then the long text; None: packaging/description/<name>.j2
+    description: tuple[str, ...] | None = None
 
     def holds(self, rel: str) -> bool:
         return any(fnmatch.fnmatchcase(rel, pattern) for pattern in self.files)

@@ -156,7 +156,9 @@ def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
                   {"soname": "the SONAME other packages link against",
                    "depends_on": "sibling packages it needs at the exact same version",
                    "lintian_overrides": "a mapping of lintian tag to its one-line reason",
-                   "client": "the thin client kind that loads it, e.g. python"})
+                   "client": "the thin client kind that loads it, e.g. python",
+                   "description": "a synopsis line, then the long description (else "
+                                  "packaging/description/<name>.j2)"})
         files = c.str_list(entry["files"], f"{key}.files", "a list of globs such as "
                            "[libmxnet.so, libmxnet/*]")
         soname = (c.string(entry["soname"], f"{key}.soname", re.compile(r"^lib[\w+.-]+\.so"),
@@ -177,7 +179,12 @@ def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
             from .. import thin      # the client registry; imported here: it imports matrix
             if client not in thin.kinds():
                 c.fail(f"{key}.client", f"is {client!r}", "one of " + ", ".join(thin.kinds()))
-        out[name] = PackageSpec(name, files, soname, depends, tuple(overrides.items()), client)
+        description = None
+        if "description" in entry:
+            text = c.string(entry["description"], f"{key}.description")
+            description = tuple(line.rstrip() for line in text.strip().splitlines())
+        out[name] = PackageSpec(name, files, soname, depends, tuple(overrides.items()), client,
+                                description)
     return out
 
 
