@@ -36,8 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mxbuild import deb, debpack, matrix, options  # noqa: E402
+from mxbuild.context import open_run  # noqa: E402
 from mxbuild.fetch import fetch_wheel  # noqa: E402
-from mxbuild.recipes import PRIVATE_DIR, Payload, upstream_hashes, wheel_epoch  # noqa: E402
+from mxbuild.payload import PRIVATE_DIR, Payload  # noqa: E402
+from mxbuild.recipes.wheel import (OVERRIDES, PROVENANCE, upstream_hashes,  # noqa: E402
+                                   wheel_epoch)
 
 
 def host_dpkg() -> str:
@@ -57,19 +60,22 @@ def payload_from_wheel(cell, opts, into: Path) -> Payload:
             with zf.open(f"mxnet/{name}") as src, open(into / rel, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             files[rel] = hashlib.sha256((into / rel).read_bytes()).hexdigest()
+    source = f"{cell.wheel.filename} (PyPI {cell.wheel.name}=={cell.wheel.version})"
     return Payload(into, files, upstream_hashes(wheel, ["libmxnet.so", *cell.wheel.bundled]),
-                   f"{cell.wheel.filename} (PyPI {cell.wheel.name}=={cell.wheel.version})",
-                   wheel_epoch(wheel), wheel)
+                   source, wheel_epoch(wheel), tuple(cell.wheel.bundled),
+                   tuple(line.format(source=source) for line in PROVENANCE), OVERRIDES)
 
 
-def stage(cell, payload: Payload, compression: debpack.Compression, opts,
+def stage(ctx, cell, payload: Payload, compression: debpack.Compression,
           work: Path) -> tuple[Path, Path]:
-    """(tree without DEBIAN/, control dir) for one cell, as the package stage makes them."""
-    src = deb.stage_tree(cell, payload, {"dpkg": host_dpkg()}, compression, opts,
+    """(tree without DEBIAN/, control dir) of the cell's libmxnet package, as the package
+    stage makes them."""
+    name = cell.package.name
+    src = deb.stage_tree(ctx, cell, payload, {"dpkg": host_dpkg()}, {name: compression},
                          work / cell.id)
-    root = deb.package_root(src, cell)
+    root = src / "debian" / name
     control = src / "control"
-    shutil.copytree(src / "DEBIAN", control)
+    shutil.copytree(src / "DEBIAN" / name, control)
     sums = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         sums.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {path.relative_to(root)}\n")
@@ -121,6 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mxbuild-package-bench-") as tmp:
         tmp = Path(tmp)
         opts = options.resolve(out_dir=str(tmp / "out"))
+        ctx = open_run(opts, gpu=False)
         payloads: dict[str, Payload] = {}
         trees = []
         for cell in cells:
@@ -129,9 +136,9 @@ def main() -> None:
                     cell, opts, tmp / "payload" / cell.wheel.sha256[:12])
             payload = payloads[cell.wheel.sha256]
             # as the package stage chooses it (the target's dpkg: here the host's)
-            compression = deb.compression_for(cell, payload, host_dpkg())
+            compression = deb.compression_for(cell, payload, list(payload.files), host_dpkg())
             trees.append((cell, payload, compression,
-                          *stage(cell, payload, compression, opts, tmp / "work")))
+                          *stage(ctx, cell, payload, compression, tmp / "work")))
         mb = sum(p.stat().st_size for p in next(iter(payloads.values())).dir.rglob("*")
                  if p.is_file()) / 1e6
         print(f"machine: {os.cpu_count()} cores; host dpkg {host_dpkg()}; "
@@ -141,7 +148,7 @@ def main() -> None:
         ours_times, peer_times, ours_sizes, peer_sizes, cold = [], [], [], [], []
         parts = tmp / "parts"                      # empty: nothing compressed yet
         for cell, payload, compression, root, control in trees:
-            shared = deb.shared_payload(cell, payload)
+            shared = deb.shared_payload(cell, payload, list(payload.files))
             start = time.perf_counter()
             ours = debpack.assemble(root, control, shared, payload.source_date_epoch,
                                     compression, parts, tmp / "ours" / cell.id)

@@ -126,9 +126,12 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
         ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
         source_dir=recipe.source_dir), artifact_cache, s3), staging=staging, force=force)
     cells = _cells(opts, sel)
-    if (recipe.source_tarball or recipe.source_dir) and recipe.recipe != "compile":
-        raise ConfigError("--source-tarball/--source-dir only apply to --recipe compile",
-                          "add --recipe compile")
+    if (recipe.source_tarball or recipe.source_dir) and not (
+            recipe.recipe and recipes.get(recipe.recipe).takes_source):
+        takers = [n for n in recipes.names() if recipes.get(n).takes_source]
+        raise ConfigError("--source-tarball/--source-dir apply only to a recipe that builds "
+                          f"from source ({', '.join(takers)})",
+                          f"add --recipe {takers[0]}" if takers else "drop the flag")
     if recipe.recipe:
         cells = [recipes.with_recipe(cell, recipe.recipe) for cell in cells]
     if jobs < 1:

@@ -103,6 +103,11 @@ class Container:
             raise DockerEngineError(f"cannot start a container of {self.image}: {exc}", "")
         with _live_guard:
             _live.add(self.container)
+        if stopping():
+            # SIGINT/SIGTERM arrived while the engine was starting it, after the handler had
+            # taken its list: remove it here (the handler set the flag before its list)
+            self.__exit__(None, None, None)
+            raise DockerEngineError(f"not running {name}: mxbuild is stopping", "")
         return self
 
     def __exit__(self, *exc) -> None:

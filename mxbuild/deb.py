@@ -264,7 +264,7 @@ def _assemble_and_check(ctx, box, cell: Cell, spec: PackageSpec, payload: Payloa
     root = src / "debian" / spec.name
     assembled = debpack.assemble(root, src / "control" / spec.name,
                                  shared_payload(cell, payload, rels), epoch, compression,
-                                 ctx.opts.cache_dir / "deb-parts", out_dir)
+                                 ctx.opts.cache_dir / "deb-parts", out_dir, locks=ctx.locks)
     data = assembled.data
     logf.write(f"{spec.name}: data.tar.xz: {data.tar_size} bytes → {data.size}; payload "
                f"part {(data.shared_key or 'none')[:16]} "

@@ -30,7 +30,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Mapping
+from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from debian.debian_support import Version
 
@@ -42,7 +42,7 @@ RECORD = 20 * BLOCK          # GNU tar pads an archive to whole records of 20 bl
 PIECE = 1 << 20
 
 
-@functools.cache
+@functools.cache   # a fact about this process's liblzma: asked once
 def liblzma_version() -> str:
     """The liblzma Python's lzma module compresses with (its output is recorded by version)."""
     try:
@@ -218,10 +218,6 @@ def compress_into(joiner: Joiner, pieces: Iterable[bytes], compression: Compress
     return total
 
 
-_part_locks: dict[str, threading.Lock] = {}
-_part_locks_guard = threading.Lock()
-
-
 @dataclass(frozen=True)
 class DataMember:
     size: int                  # compressed
@@ -232,7 +228,11 @@ class DataMember:
 
 
 def write_data_member(out: BinaryIO, tree: list[Entry], shared: Mapping[str, str],
-                      compression: Compression, parts_dir: Path, threads: int) -> DataMember:
+                      compression: Compression, parts_dir: Path, threads: int,
+                      locks: Callable[[str], threading.Lock] | None = None) -> DataMember:
+    """`locks`: named locks shared by the cells of a run, so that of two cells of one
+    variant packaged at once one compresses the payload part and the other waits for it
+    (none: nothing is shared)."""
     n = shared_prefix(tree, shared)
     prefix, rest = tree[:n], tree[n:]
     prefix_size = sum(e.tar_size() for e in prefix)
@@ -242,8 +242,7 @@ def write_data_member(out: BinaryIO, tree: list[Entry], shared: Mapping[str, str
     if any(e.source for e in prefix):
         key = prefix_key(prefix, shared, compression)
         part = parts_dir / f"{key}.xz"
-        with _part_locks_guard:
-            lock = _part_locks.setdefault(key, threading.Lock())
+        lock = locks(f"deb-part-{key}") if locks else threading.Lock()
         with lock:    # cells of one variant packaged at once: one compresses, one waits
             reused = part.is_file()
             if not reused:
@@ -322,7 +321,8 @@ def deb_filename(control_dir: Path) -> str:
 
 def assemble(tree_root: Path, control_dir: Path, shared: Mapping[str, str], epoch: int,
              compression: Compression, parts_dir: Path, out_dir: Path,
-             threads: int | None = None) -> Assembled:
+             threads: int | None = None,
+             locks: Callable[[str], threading.Lock] | None = None) -> Assembled:
     """Write out_dir/<package>_<version>_<arch>.deb. `shared`: tree-relative path →
     sha256 of the files every distro's package holds byte for byte (the payload)."""
     threads = threads or len(os.sched_getaffinity(0))
@@ -338,7 +338,7 @@ def assemble(tree_root: Path, control_dir: Path, shared: Mapping[str, str], epoc
                 + b"\n" * (len(control) % 2))
         header_at = f.tell()
         f.write(_ar_header("data.tar.xz", 0, epoch))      # size written once known
-        data = write_data_member(f, tree, shared, compression, parts_dir, threads)
+        data = write_data_member(f, tree, shared, compression, parts_dir, threads, locks)
         f.write(b"\n" * (data.size % 2))
         f.seek(header_at)
         f.write(_ar_header("data.tar.xz", data.size, epoch))

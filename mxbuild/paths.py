@@ -54,7 +54,7 @@ class DataFolders:
         return tree_digest(*(self.root / n for n in names))
 
 
-@functools.cache
+@functools.cache   # one environment per project root for the process: templates are data
 def templates(root: Path) -> jinja2.Environment:
     """The one template environment. HTML (report/*.html.j2) is escaped; Dockerfiles and
     Debian control files are not (they are not markup)."""

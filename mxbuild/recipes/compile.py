@@ -200,6 +200,7 @@ class CompileRecipe(Recipe):
     """Not a cached stage: ccache in a Docker volume makes a re-run cheap, and the source
     tree given by --source-dir has no pin to key it by."""
     name = "compile"
+    takes_source = True
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         if cell.compile is None:

@@ -33,6 +33,8 @@ class Recipe:
     name: str = ""
     # what `invoke plan` says when the stage cache holds this recipe's output
     reuse_reason: str = "stage cache: same inputs"
+    # whether --source-tarball / --source-dir mean anything to it
+    takes_source: bool = False
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         """Why this recipe cannot build `cell` — (problem, fix) — or None."""
