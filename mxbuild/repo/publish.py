@@ -23,7 +23,7 @@ from ..errors import PoolConflictError, RepoError, SigningError
 from ..fetch import sha256_file
 from ..log import log
 from . import audit, index, keys
-from .sign import KEYRING_NAME, Signer, verify_inrelease
+from .sign import KEYRING_NAME, Signer, check_detached, verify_inrelease
 from .storage import CasConflict
 
 MAX_ATTEMPTS = 50
@@ -187,7 +187,7 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
     else:
         raise RepoError(f"gave up updating {codename} after {MAX_ATTEMPTS} conflicts",
                         "too many concurrent publishers; re-run the command")
-    finish(storage, signer, codename, keyring, hook)                 # 5. legacy files
+    finish(storage, signer, codename, keyring, hook, resign)          # 5. legacy files
     return done, attempt
 
 
@@ -219,8 +219,10 @@ def _write_indexes(storage, codename, component, entries, hook) -> dict[str, ind
     return files
 
 
-def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda kind: None):
-    """Make Release, Release.gpg and the plain-path indexes match the committed InRelease.
+def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda kind: None,
+           resign: bool = False):
+    """Make Release, Release.gpg and the plain-path indexes match the committed InRelease
+    (resign: Release.gpg also carries exactly the signer's signatures).
 
     Idempotent, and it converges under concurrency: after writing, it checks that
     InRelease did not move meanwhile, and starts over if it did.
@@ -240,7 +242,9 @@ def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda k
             storage.put(plain, got[0])
             hook("plain")
         release = state.release_text.encode()
-        if storage.sha256_of(f"{base}/Release") != index.digest("sha256", release):
+        if storage.sha256_of(f"{base}/Release") != index.digest("sha256", release) or \
+                (resign and not _detached_signed_by(storage, base, release, keyring,
+                                                    signer.fingerprints)):
             storage.put(f"{base}/Release.gpg", signer.detach_sign(state.release_text))
             hook("Release.gpg")
             storage.put(f"{base}/Release", release)
@@ -249,6 +253,14 @@ def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda k
         if after is not None and after[1] == state.token:
             return
     raise RepoError(f"{codename}: Release kept moving while finishing", "re-run the publish")
+
+
+def _detached_signed_by(storage, base: str, release: bytes, keyring: bytes, fprs) -> bool:
+    got = storage.get(f"{base}/Release.gpg")
+    if got is None:
+        return False
+    verified = check_detached(release, got[0], keyring)
+    return SuiteState("", None, signers=verified.signers).signed_by_exactly(fprs)
 
 
 def _put_keyring(storage, keyring: bytes, hook) -> None:
