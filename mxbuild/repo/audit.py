@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass
 from importlib import metadata
 
-from ..errors import RepoError
+from ..errors import PoolConflictError, RepoError
 from ..log import log
 
 LOG_DIR = "log"
@@ -90,7 +90,12 @@ def packages_of(entries, component: str) -> list[dict]:
 
 def write(storage, commit: Commit) -> str:
     key = record_key(commit.suite, commit.inrelease)
-    storage.put_new(key, commit.render())
+    try:
+        storage.put_new(key, commit.render())
+    except PoolConflictError:
+        # the same InRelease bytes were logged before (a re-run within the same second of
+        # a stopped attempt signs identically): that record describes this commit
+        log.debug("%s exists already", key)
     return key
 
 
