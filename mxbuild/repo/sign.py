@@ -143,7 +143,9 @@ class Signer:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.home, 0o700)
         before = set(self._secret_fprs())
-        self._gpg("--passphrase", "", "--quick-gen-key", KEY_UID, "rsa4096", "sign", expire)
+        # --yes: a rotation makes a second key with the same user id
+        self._gpg("--yes", "--passphrase", "", "--quick-gen-key", KEY_UID, "rsa4096", "sign",
+                  expire)
         new = [f for f in self._secret_fprs() if f not in before]
         if not new:
             raise SigningError(f"no new secret key in {self.home} after generating one")
