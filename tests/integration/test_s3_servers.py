@@ -40,7 +40,11 @@ def signer(tmp_path_factory):
 def test_server_refuses_stale_conditional_writes(s3_server, server_bucket):
     """The probe: a stale If-Match and If-None-Match: * on an existing key must get 412.
     A server that accepts them silently would let concurrent publishers lose packages."""
+    import time
+    start = time.perf_counter()
     problems = probe.conditional_writes(storage_for(s3_server.endpoint, server_bucket))
+    print(f"{s3_server.name}: probe in {time.perf_counter() - start:.3f} s: "
+          f"{problems or 'stale If-Match and If-None-Match: * both refused with 412'}")
     assert problems == [], f"{s3_server.name} does not honour conditional writes:\n" + \
         "\n".join(problems)
 
