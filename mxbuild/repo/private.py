@@ -71,7 +71,7 @@ def commands(target: S3Target, codename: str, component: str, package: str,
     out = [f"# {p}" for p in problems(target)]
     out += [
         f"sudo apt-get install {TRANSPORT}",
-        f"# keys (leave AccessKeyId/SecretAccessKey out with an instance role):",
+        "# keys (leave AccessKeyId/SecretAccessKey out with an instance role):",
         f"sudo install -m 0600 /dev/null {AUTH_FILE}",
         "printf '%s\\n' " + " ".join(f'"{line}"' for line in conf)
         + f" | sudo tee {AUTH_FILE} > /dev/null",

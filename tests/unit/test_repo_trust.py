@@ -11,7 +11,7 @@ import pytest
 
 from mxbuild.errors import ConfigError, SigningError
 from mxbuild.log import log
-from mxbuild.repo import audit, keys, ops, retention
+from mxbuild.repo import audit, index, keys, ops, retention
 from mxbuild.repo.publish import Upload, publish, read_state, update_suite
 from mxbuild.repo.sign import (KEYRING_NAME, Signer, check_clearsigned, check_detached,
                                keyring_keys)
@@ -93,12 +93,11 @@ def test_a_publisher_that_read_the_old_keyring_signs_with_the_new_set(tmp_path, 
                                                 "bookworm", "cpu")])
     stale = keys.signing_for(storage, Signer(home, old))      # before the rotation
     keys.rotate(storage, Signer(home), new)
-    entry = __import__("mxbuild.repo.index", fromlist=["deb_entry"]).deb_entry(
-        make_deb(tmp_path, "libmxnet", "3.0-1"), "cpu")
-    storage.put_new(entry["Filename"], src=make_deb(tmp_path, "libmxnet", "3.0-1"))
+    deb = make_deb(tmp_path, "libmxnet", "3.0-1")
+    entry = index.deb_entry(deb, "cpu")
+    storage.put_new(entry["Filename"], src=deb)
     update_suite(storage, stale.signer, "bookworm",
-                 {"cpu": lambda existing: __import__("mxbuild.repo.index", fromlist=["merge"])
-                  .merge(existing, [entry])}, stale.keyring)
+                 {"cpu": lambda existing: index.merge(existing, [entry])}, stale.keyring)
     assert suite_signers(storage, export(home, new))[0].good == {new}
     assert suite_signers(storage, export(home, old))[0].good == {old}
     assert ops.verify(storage, storage.get(KEYRING_NAME)[0]) == []
@@ -248,7 +247,7 @@ def test_audit_log_records_every_commit_and_verify_replays_it(tmp_path, two_keys
     assert first["who"] == "ci-job-42" and first["cells"] == ["1.0-cpu-debian12"]
     assert first["signers"] == [old] and first["mxbuild"] == audit.mxbuild_version()
     assert first["parent"] is None
-    assert first["added"][0]["sha256"] == __import__("hashlib").sha256(deb.read_bytes()).hexdigest()
+    assert first["added"][0]["sha256"] == audit.sha256(deb.read_bytes())
     assert chain[2]["removed"][0]["version"] == "1.0-1"
     assert chain[1]["parent"] == chain[0]["inrelease"]
 
