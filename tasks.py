@@ -202,15 +202,30 @@ def repo_promote(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None,
 
 @task(name="clean", help=REPO_HELP | {
     "grace": "keep unreferenced files younger than this (default 24h; e.g. 30m, 7d)",
-    "apply": "really delete (default: dry run)"})
+    "apply": "really delete (default: dry run)",
+    "keep": "also drop all but the newest N versions of each package, per suite and "
+            "component (default: keep everything)"})
 @entrypoint
 def repo_clean(c, repo=None, keyring=None, grace="24h", apply=False, endpoint_url=None,
-               region=None, path_style=False, sse=None, sse_kms_key_id=None):
+               region=None, path_style=False, sse=None, sse_kms_key_id=None, keep=None):
     """Unreferenced pool files and old by-hash generations past the grace period."""
     cli.repo_clean(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
-                                          sse_kms_key_id), keyring), grace, apply)
+                                          sse_kms_key_id), keyring), grace, apply, keep)
 
 
-repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_promote, repo_clean)
+@task(name="rotate-key", help=REPO_HELP | {
+    "new_key": "fingerprint of a secret key in MXBUILD_GNUPGHOME to add (default: generate "
+               "one)",
+    "retire": "end the overlap: stop signing with this key and drop it from the keyring"})
+@entrypoint
+def repo_rotate_key(c, repo=None, new_key=None, retire=None, keyring=None, endpoint_url=None,
+                    region=None, path_style=False, sse=None, sse_kms_key_id=None):
+    """Add a signing key (old and new sign during the overlap), or retire the old one."""
+    cli.repo_rotate_key(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
+                                               sse_kms_key_id), keyring), new_key, retire)
+
+
+repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_promote, repo_clean,
+                  repo_rotate_key)
 ns = Collection(matrix, setup, lock, plan, build, smoke, publish, client, serve, doctor,
                 repo)

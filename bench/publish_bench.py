@@ -2,10 +2,12 @@
 """Time to add ONE package to an S3 apt repository that already holds N packages.
 
 Ours (mxbuild's publish protocol) at N=100 and N=1000, and Debian's aptly publishing
-to the same S3-compatible endpoint (moto on loopback) when aptly is installed
-(`apt-get install aptly`). One run each, same machine, same endpoint, both signing.
+to the same S3-compatible endpoint when aptly is installed (`apt-get install aptly`), on
+two servers on loopback: moto (a mock) and SeaweedFS (a production object store, built by
+.ci/seaweedfs.sh; skipped with a note when it cannot be built). One run each, same
+machine, both signing with the same key.
 
-    .venv/bin/python bench/publish_bench.py [--sizes 100,1000]
+    .venv/bin/python bench/publish_bench.py [--sizes 100,1000] [--servers moto,seaweedfs]
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from mxbuild.repo.publish import Upload, publish          # noqa: E402
 from mxbuild.repo.s3 import S3Storage, S3Target            # noqa: E402
 from mxbuild.repo.sign import Signer                       # noqa: E402
+from tests import s3servers                                # noqa: E402
 from tests.conftest import make_deb                        # noqa: E402
 
 
@@ -66,10 +69,10 @@ def ours(endpoint: str, bucket: str, signer: Signer, debs: list[Path], new: Path
 
 
 def aptly(endpoint: str, bucket: str, signer: Signer, debs: list[Path], new: Path,
-          work: Path) -> float | None:
+          work: Path, server: str) -> float | None:
     if not shutil.which("aptly"):
         return None
-    name = f"aptly-{len(debs)}"
+    name = f"aptly-{server}-{len(debs)}"
     root = work / name
     conf = work / f"{name}.conf"
     conf.write_text(json.dumps({
@@ -98,42 +101,72 @@ def aptly(endpoint: str, bucket: str, signer: Signer, debs: list[Path], new: Pat
     return time.perf_counter() - start
 
 
+def start_server(name: str, work: Path):
+    if name == "moto":
+        proc, endpoint = start_moto()
+        return proc, endpoint
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    server = s3servers.start_seaweedfs(work / "seaweedfs", [s3servers.Identity(
+        "bench", key, secret, ("Admin", "Read", "Write", "List", "Tagging"))])
+    import boto3
+    s3servers.wait_writable(boto3.client("s3", endpoint_url=server.endpoint))
+    return server.proc, server.endpoint
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000")
+    ap.add_argument("--servers", default="moto,seaweedfs")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     import boto3
-    moto, endpoint = start_moto()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            signer = Signer(work / "gnupg")
-            signer.public_keyring()
-            bucket = "publish-bench"
-            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-            results = {}
-            for n in sizes:
-                debs = make_debs(work / f"n{n}", n)
-                new = make_deb(work / f"new{n}", "zz-new", "1.0-1")
-                results[n] = (ours(endpoint, bucket, signer, debs, new),
-                              aptly(endpoint, bucket, signer, debs, new, work))
-    finally:
-        moto.terminate()
-    print(f"add 1 package to an S3 repo of N packages (moto on loopback, {os.cpu_count()} cores)")
-    print(f"{'N':>6} {'mxbuild s':>10} {'aptly s':>9} {'mxbuild/aptly':>14}")
-    for n, (mine, theirs) in results.items():
+    results: dict[tuple[str, int], tuple[float, float | None]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        signer = Signer(work / "gnupg")
+        signer.public_keyring()
+        debs = {n: make_debs(work / f"n{n}", n) for n in sizes}
+        new = {n: make_deb(work / f"new{n}", "zz-new", "1.0-1") for n in sizes}
+        for name in args.servers.split(","):
+            try:
+                proc, endpoint = start_server(name, work)
+            except RuntimeError as exc:
+                print(f"{name}: not available ({str(exc).splitlines()[0]})")
+                continue
+            try:
+                bucket = "publish-bench"
+                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+                for n in sizes:
+                    results[(name, n)] = (
+                        ours(endpoint, bucket, signer, debs[n], new[n]),
+                        aptly(endpoint, bucket, signer, debs[n], new[n], work, name))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    print(f"add 1 package to an S3 repo of N packages (servers on loopback, "
+          f"{os.cpu_count()} cores)")
+    print(f"{'server':>10} {'N':>6} {'mxbuild s':>10} {'aptly s':>9} {'mxbuild/aptly':>14}")
+    for (name, n), (mine, theirs) in results.items():
         ratio = f"{mine / theirs:.2f}" if theirs else "n/a"
-        print(f"{n:>6} {mine:>10.3f} {theirs if theirs is not None else float('nan'):>9.3f} "
-              f"{ratio:>14}")
+        print(f"{name:>10} {n:>6} {mine:>10.3f} "
+              f"{theirs if theirs is not None else float('nan'):>9.3f} {ratio:>14}")
+    servers = sorted({name for name, _ in results})
     if len(sizes) >= 2:
         a, b = sizes[0], sizes[-1]
-        print(f"mxbuild N={b} / N={a}: {results[b][0] / results[a][0]:.2f}")
-        if results[a][1] and results[b][1]:
-            print(f"aptly   N={b} / N={a}: {results[b][1] / results[a][1]:.2f}")
+        for name in servers:
+            if (name, a) in results and (name, b) in results:
+                print(f"{name}: mxbuild N={b} / N={a}: "
+                      f"{results[(name, b)][0] / results[(name, a)][0]:.2f}")
+    if "moto" in servers:
+        for name in servers:
+            if name != "moto":
+                for n in sizes:
+                    if (name, n) in results and ("moto", n) in results:
+                        print(f"N={n}: mxbuild on {name} / on moto: "
+                              f"{results[(name, n)][0] / results[('moto', n)][0]:.2f}")
     return 0
 
 

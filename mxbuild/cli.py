@@ -16,9 +16,9 @@ from . import (client as thin_client, deb, engine, matrix as matrix_mod, options
 from .context import open_run
 from .errors import ConfigError, RepoError, SelectionError
 from .log import console, log
-from .repo import ops
+from .repo import keys, ops, private, retention
 from .repo.publish import Upload, publish as publish_debs
-from .repo.sign import Signer
+from .repo.sign import Signer, keyring_keys
 from .repo.target import S3Options, open_storage, public_url
 
 
@@ -192,6 +192,13 @@ def doctor(repo: RepoArgs) -> None:
         console.print(f"\nTo install {d.cell.package.name} from {url}:")
         for command in d.commands:
             console.print(f"  {command}", markup=False, highlight=False)
+    if d.cell is not None and location.startswith("s3://"):
+        storage = open_storage(location, repo.s3)
+        console.print(f"\nFrom a private bucket (no anonymous read; {private.TRANSPORT} "
+                      "with an instance role or keys in a root-only file):")
+        for command in private.commands(storage.target, d.cell.codename, d.cell.component,
+                                        d.cell.package.name, repo.s3.region):
+            console.print(f"  {command}", markup=False, highlight=False)
 
 
 def publish(sel: Selectors, repo: RepoArgs, staging: bool = False) -> None:
@@ -201,7 +208,8 @@ def publish(sel: Selectors, repo: RepoArgs, staging: bool = False) -> None:
     if not repo.location:
         raise ConfigError("--to is required", "give s3://BUCKET/PREFIX or a directory")
     cells = _cells(opts, sel)
-    uploads = [Upload(built.path, cell.suite(staging), cell.component) for cell in cells
+    uploads = [Upload(built.path, cell.suite(staging), cell.component, cell.id)
+               for cell in cells
                for built in deb.built_debs(opts.out_dir / "debs" / cell.id, cell)]
     storage = open_storage(repo.location, repo.s3)
     ctx = open_run(opts, storage=storage, gpu=False)
@@ -265,6 +273,7 @@ def _keyring(repo: RepoArgs, opts: options.Options) -> bytes:
         if not path.is_file():
             raise ConfigError(f"keyring {path} does not exist", "give the repository's public "
                               "keyring (mxbuild-archive-keyring.gpg)")
+        keyring_keys(path.read_bytes(), str(path))     # SigningError if it is no keyring
         return path.read_bytes()
     ring = Signer(opts.gnupg_home).existing_public_keyring()
     if ring is None:
@@ -287,7 +296,10 @@ def repo_list(repo: RepoArgs, as_json: bool) -> None:
 def repo_verify(repo: RepoArgs) -> None:
     opts = options.resolve()
     storage = _repo(repo, opts)
-    problems = ops.verify(storage, _keyring(repo, opts))
+    notes: list[str] = []
+    problems = ops.verify(storage, _keyring(repo, opts), notes)
+    for note in notes:
+        console.print(f"  {note}", markup=False)
     if problems:
         for p in problems:
             console.print(f"[red]✗[/] {p}", markup=True)
@@ -310,9 +322,40 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def repo_clean(repo: RepoArgs, grace: str, apply: bool) -> None:
+def repo_rotate_key(repo: RepoArgs, new_key: str | None, retire: str | None) -> None:
+    """Start a signing-key rotation (old + new key sign) or end it (--retire OLD)."""
     opts = options.resolve()
     storage = _repo(repo, opts)
+    signer = Signer(opts.gnupg_home)
+    if retire and new_key:
+        raise ConfigError("--new-key and --retire together", "rotate first, retire later: "
+                          "hosts need the time in between to fetch the new keyring")
+    if retire:
+        done = keys.retire(storage, signer, retire)
+        console.print(f"[green]✓[/] retired {retire}: {', '.join(done) or 'no suite'} re-signed "
+                      f"without it; {storage.describe()}/{keys.KEYRING_NAME} no longer holds it")
+        return
+    fpr, done = keys.rotate(storage, signer, new_key)
+    console.print(f"[green]✓[/] {fpr} now signs {storage.describe()} beside the old key(s): "
+                  f"{', '.join(done) or 'no suite'} re-signed by both")
+    console.print(f"  hosts: install the new {keys.KEYRING_NAME} (it holds both keys); then "
+                  "`invoke repo.rotate-key --retire OLD-FINGERPRINT`", markup=False)
+
+
+def repo_clean(repo: RepoArgs, grace: str, apply: bool, keep: str | None = None) -> None:
+    opts = options.resolve()
+    storage = _repo(repo, opts)
+    if keep is not None:
+        count = retention.parse_keep(keep)
+        drops = retention.plan(storage, _keyring(repo, opts), count)
+        for d in drops:
+            console.print(f"{'dropping' if apply else 'would drop'} {d.package} {d.version} "
+                          f"from {d.suite}/{d.component} (--keep {count})")
+        if apply and drops:
+            retention.apply(storage, Signer(opts.gnupg_home), count)
+        if drops:
+            console.print(f"{len(drops)} version(s) beyond the newest {count}: their pool files "
+                          f"go once no suite lists them, {grace} after the drop")
     found = ops.garbage(storage, _keyring(repo, opts), parse_duration(grace))
     for g in found:
         verb = "deleting" if apply else "would delete"

@@ -174,3 +174,87 @@ def ctx_with(ctx, opts):
     """A run context with other options (a test's own source dir, ccache volume…)."""
     import dataclasses
     return dataclasses.replace(ctx, opts=opts)
+
+
+# ------------------------------------------------------------------ S3 servers
+# A read-only identity on SeaweedFS (no PutObject): the permission tests and the
+# private-bucket host use it.
+READER_KEY_ID = "MXBUILDREADERKEY0001"
+READER_SECRET = "mxbuild-READER-secret-do-not-print-4b1e"
+S3_SERVERS = ("moto", "seaweedfs")
+
+
+def _tls_pair(workdir: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for *.s3.mxbuild.test (apt-transport-s3 speaks only
+    https, virtual-hosted style)."""
+    from tests.s3servers import VHOST_DOMAIN
+    ca_key, ca, key, csr, cert = (workdir / n for n in
+                                  ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt"))
+    ext = workdir / "san.ext"
+    ext.write_text(f"subjectAltName=DNS:{VHOST_DOMAIN},DNS:*.{VHOST_DOMAIN}\n"
+                   "extendedKeyUsage=serverAuth\n")
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+        "-days", "2", "-subj", "/CN=mxbuild test CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", f"/CN={VHOST_DOMAIN}")
+    ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory, moto_endpoint):
+    """SeaweedFS (`weed mini`) on loopback for the whole session: admin and read-only
+    identities, no anonymous identity (anonymous reads need a bucket policy), https too.
+    Built by .ci/seaweedfs.sh if not cached. Without Go it skips, unless
+    MXBUILD_REQUIRE_S3_SERVER=1 (set by .ci/run) makes that a failure."""
+    from tests import s3servers
+    work = tmp_path_factory.mktemp("seaweedfs")
+    try:
+        binary = s3servers.seaweedfs_binary()
+    except RuntimeError as exc:
+        if os.environ.get("MXBUILD_REQUIRE_S3_SERVER"):
+            pytest.fail(str(exc))
+        pytest.skip(f"SeaweedFS is not available: {exc}")
+    ca, cert, key = _tls_pair(work)
+    identities = [
+        s3servers.Identity("admin", S3_KEY_ID, S3_SECRET,
+                           ("Admin", "Read", "Write", "List", "Tagging")),
+        s3servers.Identity("reader", READER_KEY_ID, READER_SECRET, ("Read", "List"))]
+    server = s3servers.start_seaweedfs(work, identities, binary, tls=(cert, key))
+    server.extra.update(ca=ca, version=s3servers.seaweedfs_version(binary))
+    import boto3
+    s3servers.wait_writable(boto3.client("s3", endpoint_url=server.endpoint))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=S3_SERVERS)
+def s3_server(request, moto_endpoint):
+    """Each protocol test runs against moto and against SeaweedFS (a production server)."""
+    if request.param == "moto":
+        from tests.s3servers import Server
+        return Server("moto", moto_endpoint, None, Path("moto.log"))
+    return request.getfixturevalue("seaweedfs")
+
+
+def make_bucket(endpoint: str, name: str, public: bool = True) -> str:
+    import boto3
+    from tests.s3servers import public_read_policy
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3.create_bucket(Bucket=name)
+    if public:
+        s3.put_bucket_policy(Bucket=name, Policy=public_read_policy(name))
+    return name
+
+
+@pytest.fixture
+def server_bucket(s3_server, request):
+    """A fresh bucket on s3_server, readable anonymously through a bucket policy."""
+    import re
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.originalname.lower())[:40].strip("-") + \
+        f"-{os.getpid()}-{s3_server.name[:4]}"
+    return make_bucket(s3_server.endpoint, name)

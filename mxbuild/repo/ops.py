@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from ..errors import RepoError, SigningError
 from ..matrix import STAGING
-from . import index
+from . import audit, index, keys
 from .publish import (inrelease_key, packages_name, published_entries, read_packages,
                       read_state, update_suite)
-from .sign import Signer, verify_detached
+from .sign import KEYRING_NAME, Signer, check_detached, keyring_keys
 
 REQUIRED_RELEASE_FIELDS = ("Origin", "Label", "Suite", "Codename", "Date", "Architectures",
                            "Components", "Acquire-By-Hash", "SHA256", "SHA512")
@@ -40,13 +40,26 @@ def list_repo(storage, keyring: bytes) -> Listing:
     return out
 
 
-def verify(storage, keyring: bytes) -> list[str]:
-    """Every problem apt (or a later publish) would trip over, each named; [] if clean."""
+def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]:
+    """Every problem apt (or a later publish) would trip over, each named; [] if clean.
+    Also: every suite is signed by exactly the keys of the repository's keyring, and its
+    audit log replays to its index. `notes` collects what is worth saying but not wrong."""
     problems: list[str] = []
+    notes = [] if notes is None else notes
     where = storage.describe()
     names = suites(storage)
     if not names:
         return [f"{where}: no suite (no dists/*/InRelease)"]
+    repo_fprs = None
+    ring = storage.get(KEYRING_NAME)
+    if ring is None:
+        problems.append(f"{where}/{KEYRING_NAME}: missing (hosts cannot get the key)")
+    else:
+        try:
+            repo_fprs = [k.fingerprint for k in keyring_keys(ring[0], f"{where}/{KEYRING_NAME}")]
+        except SigningError as exc:
+            problems.append(exc.message)
+    records = audit.read_records(storage)
     for codename in names:
         base = f"dists/{codename}"
         try:
@@ -54,6 +67,10 @@ def verify(storage, keyring: bytes) -> list[str]:
         except (SigningError, RepoError) as exc:
             problems.append(f"{where}/{inrelease_key(codename)}: {exc.message}")
             continue
+        if repo_fprs is not None and not state.signed_by_exactly(repo_fprs):
+            problems.append(f"{where}/{base}/InRelease: signed by {', '.join(sorted(state.signers))}"
+                            f", the repository keyring lists {', '.join(repo_fprs)} (an "
+                            "unfinished repo.rotate-key: re-run it)")
         release = index.parse_release(state.release_text)
         for fname in REQUIRED_RELEASE_FIELDS:
             if fname not in release:
@@ -74,12 +91,14 @@ def verify(storage, keyring: bytes) -> list[str]:
             elif index.digest("sha256", plain[0]) != named.sha256:
                 problems.append(f"{where}/{base}/{name}: differs from InRelease "
                                 "(an unfinished publish: re-run it)")
+        listing = []
         for component in state.components:
             try:
                 entries = read_packages(storage, state, component)
             except RepoError as exc:
                 problems.append(exc.message)
                 continue
+            listing += audit.packages_of(entries, component)
             for e in entries:
                 have = storage.sha256_of(e["Filename"])
                 if have is None:
@@ -88,6 +107,15 @@ def verify(storage, keyring: bytes) -> list[str]:
                 elif have != e["SHA256"]:
                     problems.append(f"{where}/{e['Filename']}: sha256 {have} differs from "
                                     f"the index ({e['SHA256']})")
+        inrelease = storage.get(inrelease_key(codename))
+        if inrelease is not None:
+            log_problems, attempts = audit.check_suite(storage, codename, inrelease[0], listing,
+                                                       records)
+            problems += log_problems
+            if attempts:
+                notes.append(f"{where}/{audit.LOG_DIR}/{codename}: {attempts} record(s) of "
+                             "commits that never became current (lost races or stopped "
+                             "publishers)")
     return problems
 
 
@@ -102,7 +130,7 @@ def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes)
     if release[0].decode() != inrelease_text:
         problems.append(f"{where}/{base}/Release: differs from InRelease (an unfinished "
                         "publish: re-run it)")
-    if not verify_detached(release[0], signature[0], keyring):
+    if not check_detached(release[0], signature[0], keyring).ok:
         problems.append(f"{where}/{base}/Release.gpg: does not verify Release")
     return problems
 
@@ -110,7 +138,8 @@ def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes)
 def remove(storage, signer: Signer, codename: str, component: str, package: str,
            version: str) -> list[str]:
     """Drop one version from a suite's index. The pool file stays until `clean`."""
-    keyring = signer.public_keyring()
+    signing = keys.signing_for(storage, signer)
+    signer, keyring = signing.signer, signing.keyring
 
     def drop(entries):
         kept = [e for e in entries if (e["Package"], e["Version"]) != (package, version)]
@@ -119,7 +148,8 @@ def remove(storage, signer: Signer, codename: str, component: str, package: str,
     if codename not in suites(storage):
         raise RepoError(f"{storage.describe()} has no suite {codename}",
                         "see `invoke repo.list` for what is published")
-    removed, _ = update_suite(storage, signer, codename, {component: drop}, keyring)
+    removed, _ = update_suite(storage, signer, codename, {component: drop}, keyring,
+                              action="remove")
     if not removed:
         raise RepoError(f"{package} {version} is not published in {codename}/{component}",
                         "see `invoke repo.list` for what is published")
@@ -136,7 +166,8 @@ def promote(storage, signer: Signer, codename: str, component: str,
     """Copy one version of a cell's packages from `<codename>-staging` to `<codename>`, in
     one commit (a host never sees one package of a cell without the others). The pool
     files are shared, so nothing is uploaded; same version with other bytes is refused."""
-    keyring = signer.public_keyring()
+    signing = keys.signing_for(storage, signer)
+    signer, keyring = signing.signer, signing.keyring
     source = staging_suite(codename)
     entries = []
     for package in packages:
@@ -152,8 +183,19 @@ def promote(storage, signer: Signer, codename: str, component: str,
             raise RepoError(f"{entry['Filename']} does not match its staging index entry",
                             "run `invoke repo.verify` before promoting")
     added, _ = update_suite(storage, signer, codename,
-                            {component: lambda existing: index.merge(existing, entries)}, keyring)
+                            {component: lambda existing: index.merge(existing, entries)}, keyring,
+                            action="promote")
     return added
+
+
+def resign_all(storage, signer: Signer, keyring: bytes, action: str) -> list[str]:
+    """Commit every suite again, signed by exactly the signer's keys (key rotation).
+    A compare-and-swap commit like any other: a concurrent publish is merged, not lost."""
+    done = []
+    for codename in suites(storage):
+        update_suite(storage, signer, codename, {}, keyring, action=action, resign=True)
+        done.append(codename)
+    return done
 
 
 @dataclass(frozen=True)
@@ -166,9 +208,12 @@ class Garbage:
 
 def garbage(storage, keyring: bytes, grace_seconds: float,
             now: float | None = None) -> list[Garbage]:
-    """Pool files no index references and by-hash files no Release names, older than the
-    grace period (a client may still hold an older InRelease within it)."""
+    """Pool files no index references and by-hash files no Release names, unreferenced for
+    longer than the grace period (a client may still hold an older InRelease within it).
+    A pool file's age counts from the last commit that dropped it from an index (the audit
+    log), else from its upload."""
     now = now or time.time()
+    dropped = audit.removal_times(storage)
     referenced: set[str] = set()
     for codename in suites(storage):
         state = read_state(storage, codename, keyring)
@@ -180,7 +225,7 @@ def garbage(storage, keyring: bytes, grace_seconds: float,
     for obj in storage.list("pool/") + [o for o in storage.list("dists/") if "/by-hash/" in o.key]:
         if obj.key in referenced:
             continue
-        age = now - obj.modified
+        age = now - max(obj.modified, dropped.get(obj.key, 0.0))
         if age >= grace_seconds:
             why = "not in any index" if obj.key.startswith("pool/") else "not named by any Release"
             out.append(Garbage(obj.key, obj.size, age, why))

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from debian.debfile import DebFile
 
-from ..errors import RepoError, SigningError
+from ..errors import PoolConflictError, RepoError, SigningError
 from ..fetch import sha256_file
 from ..log import log
-from . import index
-from .sign import KEYRING_NAME, Signer, verify_clearsigned
+from . import audit, index, keys
+from .sign import KEYRING_NAME, Signer, check_detached, verify_inrelease
 from .storage import CasConflict
 
 MAX_ATTEMPTS = 50
@@ -35,6 +35,15 @@ class SuiteState:
     token: str | None                       # None: the suite does not exist yet
     release_text: str = ""
     files: dict[str, index.IndexFile] = field(default_factory=dict)
+    inrelease_sha256: str | None = None     # of the signed bytes: the audit log's key
+    signers: frozenset[str] = frozenset()   # keys whose signature it carries
+
+    def signed_by_exactly(self, fingerprints) -> bool:
+        """Did exactly these keys sign it (unknown keys appear as key ids or fprs)?"""
+        ours = [f.upper() for f in fingerprints]
+        theirs = [s.upper() for s in self.signers]
+        return (all(any(f.endswith(t) for f in ours) for t in theirs)
+                and all(any(f.endswith(t) for t in theirs) for f in ours))
 
     @property
     def components(self) -> list[str]:
@@ -46,6 +55,7 @@ class Upload:
     deb: Path
     codename: str
     component: str
+    cell: str | None = None          # recorded in the audit log
 
 
 @dataclass
@@ -69,8 +79,10 @@ def read_state(storage, codename: str, keyring: bytes) -> SuiteState:
     if current is None:
         return SuiteState(codename, None)
     data, token = current
-    text = verify_clearsigned(data, keyring)
-    return SuiteState(codename, token, text, index.release_files(index.parse_release(text)))
+    verified = verify_inrelease(data, keyring)
+    return SuiteState(codename, token, verified.text,
+                      index.release_files(index.parse_release(verified.text)),
+                      audit.sha256(data), verified.signers)
 
 
 def read_packages(storage, state: SuiteState, component: str) -> list:
@@ -106,8 +118,10 @@ def publish(storage, signer: Signer, uploads: list[Upload],
     """Publish .debs; `after_write(kind)` is a test hook called after each step's writes."""
     hook = after_write or (lambda kind: None)
     result = PublishResult()
-    keyring = signer.public_keyring()
-    _put_keyring(storage, keyring, hook)
+    signing = keys.signing_for(storage, signer)       # the repository's keys (expiry checked)
+    signer, keyring = signing.signer, signing.keyring
+    if not signing.published:
+        _put_keyring(storage, keyring, hook)
     by_suite: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for up in uploads:                                              # 1. pool
         control = DebFile(str(up.deb)).debcontrol()
@@ -120,8 +134,9 @@ def publish(storage, signer: Signer, uploads: list[Upload],
         def adder(new):
             return lambda existing: index.merge(existing, new)
         changes = {component: adder(new) for component, new in new_by_component.items()}
+        cells = tuple(sorted({u.cell for u in uploads if u.cell and u.codename == codename}))
         added, attempts = update_suite(storage, signer, codename, changes, keyring, identity,
-                                       date, hook)
+                                       date, hook, cells=cells)
         result.attempts += attempts
         if added:
             result.added += added
@@ -132,25 +147,38 @@ def publish(storage, signer: Signer, uploads: list[Upload],
 
 def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring: bytes,
                  identity: index.RepoIdentity = index.RepoIdentity(), date: str | None = None,
-                 hook=lambda kind: None) -> tuple[list[str], int]:
+                 hook=lambda kind: None, *, action: str = "publish", cells: tuple = (),
+                 resign: bool = False) -> tuple[list[str], int]:
     """Steps 2-5 for one suite. changes: component -> f(entries) -> (entries, changed).
+    resign: commit (signed by the signer's keys) even when nothing changed.
     Returns (descriptions of what changed, attempts)."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         state = read_state(storage, codename, keyring)              # 2. state + token
+        if state.token is not None and not state.signed_by_exactly(signer.fingerprints):
+            # a key rotation happened meanwhile: sign with the repository's keys of now
+            fresh = keys.signing_for(storage, Signer(signer.home))
+            signer, keyring = fresh.signer, fresh.keyring
+            state = read_state(storage, codename, keyring)
         files = dict(state.files)
-        done = []
+        done, added, removed = [], [], []
         for component, change in sorted(changes.items()):           # 3. merge, by-hash
             entries, changed = change(read_packages(storage, state, component))
+            kept = {(index.entry_key(e), e["SHA256"]) for e in entries}
+            for e in changed:
+                now_listed = (index.entry_key(e), e["SHA256"]) in kept
+                (added if now_listed else removed).append(audit.packages_of([e], component)[0])
             done += [f"{codename}/{component}/{'_'.join(index.entry_key(e))}" for e in changed]
             if changed or packages_name(component) not in files:
                 files.update(_write_indexes(storage, codename, component, entries, hook))
-        if not done and state.token is not None:
+        if not done and state.token is not None and not resign:
             break
         components = sorted({f.component for f in files.values()})
         text = index.render_release(codename, components, list(files.values()),
                                     date or index.release_date(), identity)
+        signed = signer.clearsign(text)
+        _log_commit(storage, state, signed, added, removed, action, cells, signer, hook)
         try:                                                        # 4. commit
-            storage.put_cas(inrelease_key(codename), signer.clearsign(text), state.token)
+            storage.put_cas(inrelease_key(codename), signed, state.token)
         except CasConflict:
             log.info("%s changed meanwhile (attempt %d): merging again", codename, attempt)
             continue
@@ -159,8 +187,23 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
     else:
         raise RepoError(f"gave up updating {codename} after {MAX_ATTEMPTS} conflicts",
                         "too many concurrent publishers; re-run the command")
-    finish(storage, signer, codename, keyring, hook)                 # 5. legacy files
+    finish(storage, signer, codename, keyring, hook, resign)          # 5. legacy files
     return done, attempt
+
+
+def _log_commit(storage, state: SuiteState, signed: bytes, added: list, removed: list,
+                action: str, cells: tuple, signer: Signer, hook) -> None:
+    """The audit record of the commit about to happen (before it: see audit.py)."""
+    baseline = None
+    if state.inrelease_sha256 is not None and not storage.exists(
+            audit.record_key(state.codename, state.inrelease_sha256)):
+        # the first commit logged on a suite made without a log: record what it held
+        baseline = [p for c in state.components
+                    for p in audit.packages_of(read_packages(storage, state, c), c)]
+    commit = audit.Commit(state.codename, action, state.inrelease_sha256, audit.sha256(signed),
+                          added, removed, tuple(signer.fingerprints), cells, baseline)
+    audit.write(storage, commit)
+    hook("log")
 
 
 def _write_indexes(storage, codename, component, entries, hook) -> dict[str, index.IndexFile]:
@@ -176,8 +219,10 @@ def _write_indexes(storage, codename, component, entries, hook) -> dict[str, ind
     return files
 
 
-def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda kind: None):
-    """Make Release, Release.gpg and the plain-path indexes match the committed InRelease.
+def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda kind: None,
+           resign: bool = False):
+    """Make Release, Release.gpg and the plain-path indexes match the committed InRelease
+    (resign: Release.gpg also carries exactly the signer's signatures).
 
     Idempotent, and it converges under concurrency: after writing, it checks that
     InRelease did not move meanwhile, and starts over if it did.
@@ -197,7 +242,9 @@ def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda k
             storage.put(plain, got[0])
             hook("plain")
         release = state.release_text.encode()
-        if storage.sha256_of(f"{base}/Release") != index.digest("sha256", release):
+        if storage.sha256_of(f"{base}/Release") != index.digest("sha256", release) or \
+                (resign and not _detached_signed_by(storage, base, release, keyring,
+                                                    signer.fingerprints)):
             storage.put(f"{base}/Release.gpg", signer.detach_sign(state.release_text))
             hook("Release.gpg")
             storage.put(f"{base}/Release", release)
@@ -208,13 +255,23 @@ def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda k
     raise RepoError(f"{codename}: Release kept moving while finishing", "re-run the publish")
 
 
+def _detached_signed_by(storage, base: str, release: bytes, keyring: bytes, fprs) -> bool:
+    got = storage.get(f"{base}/Release.gpg")
+    if got is None:
+        return False
+    verified = check_detached(release, got[0], keyring)
+    return SuiteState("", None, signers=verified.signers).signed_by_exactly(fprs)
+
+
 def _put_keyring(storage, keyring: bytes, hook) -> None:
-    current = storage.get(KEYRING_NAME)
-    if current is not None and current[0] != keyring:
+    """A new repository's keyring (create-only: a concurrent first publish with the same
+    key writes the same bytes; with another key it is refused)."""
+    try:
+        written = storage.put_new(KEYRING_NAME, keyring)
+    except PoolConflictError:
         raise SigningError(f"{KEYRING_NAME} in {storage.describe()} holds another key than "
                            "the signing key in use",
                            "sign with the repository's key (MXBUILD_GNUPGHOME / "
                            "MXBUILD_SIGNING_KEY), or publish to a new repository")
-    if current is None:
-        storage.put(KEYRING_NAME, keyring)
+    if written:
         hook("keyring")

@@ -30,6 +30,9 @@ SHA256_META = "sha256"
 NOT_FOUND_CODES = ("NoSuchKey", "404", "NotFound")
 TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
                    "500", "502", "503", "504"}
+DENIED_CODES = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled")
+PERMISSIONS = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
+               "LIST": "s3:ListBucket", "DELETE": "s3:DeleteObject"}
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,20 @@ class S3Storage:
 
     def _fail(self, action: str, key: str, exc: Exception) -> RepoError:
         # botocore messages name the operation and the error code, never credentials
+        if isinstance(exc, ClientError) and self._code(exc) in DENIED_CODES:
+            permission = PERMISSIONS.get(action, "s3:GetObject")
+            arn = (f"arn:aws:s3:::{self.target.bucket}" if action == "LIST" else
+                   f"arn:aws:s3:::{self.target.bucket}/{self._key('*')}")
+            extra = (" (without s3:ListBucket, S3 also answers 403 for a missing key)"
+                     if action in ("GET", "HEAD") else "")
+            return RepoError(f"S3 {action} {self.describe()}/{key} was denied "
+                             f"({self._code(exc)}): the credentials in use lack {permission} "
+                             f"on {arn}{extra}",
+                             f"grant {permission} on {arn} to the identity that runs this "
+                             "(publishing needs s3:GetObject, s3:PutObject and s3:ListBucket; "
+                             "remove/clean also s3:DeleteObject), or use credentials that "
+                             "have it (boto3 chain: AWS_PROFILE, AWS_ACCESS_KEY_ID, instance "
+                             "role…)")
         return RepoError(f"S3 {action} {self.describe()}/{key} failed: {exc}",
                          "check the endpoint, the bucket and the credentials' permissions "
                          "(boto3 chain: AWS_PROFILE, AWS_ACCESS_KEY_ID, instance role…)")

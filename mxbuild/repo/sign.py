@@ -1,9 +1,16 @@
-"""Repository signing with the gpg CLI: a project key made on first use."""
+"""Repository signing with the gpg CLI: a project key made on first use.
+
+A Signer signs with one key or, during a key rotation, with several at once: InRelease and
+Release.gpg then carry one signature per key, and a host whose keyring holds any of them
+accepts the file (as apt does with Debian's own archive).
+"""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SigningError
@@ -13,10 +20,81 @@ KEY_UID = "mxbuild apt repository <mxbuild@localhost>"
 KEYRING_NAME = "mxbuild-archive-keyring.gpg"
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """A public key as a keyring lists it."""
+    fingerprint: str
+    created: dt.datetime
+    expires: dt.datetime | None      # None: never
+    uid: str = ""
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.expires is not None and self.expires <= now
+
+    def describe(self) -> str:
+        until = f"expires {self.expires:%Y-%m-%d}" if self.expires else "no expiry"
+        return f"{self.fingerprint} ({self.uid or 'no user id'}, {until})"
+
+
+def _when(field: str) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(int(field), dt.timezone.utc) if field else None
+
+
+def parse_key_listing(colons: str) -> list[KeyInfo]:
+    """Primary keys of `gpg --with-colons` output (pub or sec records)."""
+    keys, pending = [], None
+    for line in colons.splitlines():
+        f = line.split(":")
+        if f[0] in ("pub", "sec"):
+            pending = {"created": _when(f[5]), "expires": _when(f[6]), "uid": "", "fpr": None}
+            keys.append(pending)
+        elif f[0] == "fpr" and pending is not None and pending["fpr"] is None:
+            pending["fpr"] = f[9]
+        elif f[0] == "uid" and pending is not None and not pending["uid"]:
+            pending["uid"] = f[9]
+        elif f[0] in ("sub", "ssb"):
+            pending = None if pending is None or pending["fpr"] else pending
+    return [KeyInfo(k["fpr"], k["created"], k["expires"], k["uid"]) for k in keys if k["fpr"]]
+
+
+def keyring_keys(keyring: bytes, where: str = "keyring") -> list[KeyInfo]:
+    """The keys of a binary (or armored) public keyring; SigningError if it holds none."""
+    with tempfile.TemporaryDirectory() as home:
+        proc = subprocess.run(["gpg", "--homedir", home, "--batch", "--quiet", "--with-colons",
+                               "--import-options", "show-only", "--import"],
+                              input=keyring, capture_output=True)
+    keys = parse_key_listing(proc.stdout.decode(errors="replace")) if proc.returncode == 0 else []
+    if not keys:
+        raise SigningError(f"{where} is not an OpenPGP keyring (no public key could be read "
+                           "from it)",
+                           "give the repository's public keyring, as exported by mxbuild "
+                           f"({KEYRING_NAME}, binary, e.g. `gpg --export FPR > {KEYRING_NAME}`)")
+    return keys
+
+
 class Signer:
-    def __init__(self, gnupg_home: Path, fingerprint: str | None = None):
+    def __init__(self, gnupg_home: Path, fingerprint: str | None = None,
+                 fingerprints: tuple[str, ...] | None = None):
         self.home = gnupg_home
         self._fpr = fingerprint or os.environ.get("MXBUILD_SIGNING_KEY") or None
+        # every key that signs (a rotation signs with old and new); None: just `fingerprint`
+        self._fprs = tuple(fingerprints) if fingerprints else None
+        self.explicit = self._fpr is not None
+
+    def with_keys(self, fingerprints) -> "Signer":
+        """The same GnuPG home, signing with exactly these keys (first one: the primary)."""
+        fprs = tuple(fingerprints)
+        return Signer(self.home, fprs[0], fprs)
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        return self._fprs or (self.fingerprint,)
+
+    def _users(self) -> list[str]:
+        out = []
+        for fpr in self.fingerprints:
+            out += ["--local-user", f"{fpr}!"]      # '!': exactly this key, no subkey choice
+        return out
 
     def _gpg(self, *args: str, data: bytes | None = None) -> bytes:
         cmd = ["gpg", "--batch", "--quiet", "--no-tty", "--homedir", str(self.home), *args]
@@ -32,52 +110,79 @@ class Signer:
             self._fpr = self._ensure_key()
         return self._fpr
 
+    def secret_keys(self) -> list[KeyInfo]:
+        """The secret keys of the GnuPG home, oldest first (none if there is no home)."""
+        if not self.home.is_dir():
+            return []
+        return parse_key_listing(self._gpg("--with-colons", "--list-secret-keys").decode())
+
     def _secret_fprs(self) -> list[str]:
-        out = self._gpg("--with-colons", "--list-secret-keys").decode()
-        fprs, expect_fpr = [], False
-        for line in out.splitlines():
-            if line.startswith("sec:"):
-                expect_fpr = True
-            elif line.startswith("fpr:") and expect_fpr:
-                fprs.append(line.split(":")[9])
-                expect_fpr = False
-        return fprs
+        return [k.fingerprint for k in self.secret_keys()]
+
+    def has_secret(self, fingerprint: str) -> bool:
+        return fingerprint.upper() in {f.upper() for f in self._secret_fprs()}
+
+    def _default_fpr(self) -> str | None:
+        """The newest secret key that has not expired (after a rotation: the new key)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        usable = [k for k in self.secret_keys() if not k.expired(now)]
+        return max(usable, key=lambda k: k.created).fingerprint if usable else None
 
     def _ensure_key(self) -> str:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.home, 0o700)
-        fprs = self._secret_fprs()
-        if fprs:
-            return fprs[0]
+        fpr = self._default_fpr()
+        if fpr:
+            return fpr
         log.info("generating the repository signing key in %s (first use)", self.home)
-        # RSA: xenial's gpgv (1.4) cannot verify ed25519 signatures.
-        self._gpg("--passphrase", "", "--quick-gen-key", KEY_UID, "rsa4096", "sign", "never")
-        fprs = self._secret_fprs()
-        if not fprs:
-            raise SigningError(f"no secret key in {self.home} after generating one")
-        return fprs[0]
+        return self.generate_key()
+
+    def generate_key(self, expire: str = "never") -> str:
+        """A new signing key in the GnuPG home (RSA 4096: xenial's gpgv 1.4 cannot verify
+        ed25519 signatures); returns its fingerprint."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.home, 0o700)
+        before = set(self._secret_fprs())
+        # --yes: a rotation makes a second key with the same user id
+        self._gpg("--yes", "--passphrase", "", "--quick-gen-key", KEY_UID, "rsa4096", "sign",
+                  expire)
+        new = [f for f in self._secret_fprs() if f not in before]
+        if not new:
+            raise SigningError(f"no new secret key in {self.home} after generating one")
+        return new[0]
+
+    def key_info(self, fingerprint: str) -> KeyInfo | None:
+        return next((k for k in self.secret_keys()
+                     if k.fingerprint.upper() == fingerprint.upper()), None)
 
     def clearsign(self, text: str) -> bytes:
-        return self._gpg("--local-user", self.fingerprint, "--digest-algo", "SHA512",
-                         "--clearsign", data=text.encode())
+        return self._gpg(*self._users(), "--digest-algo", "SHA512", "--clearsign",
+                         data=text.encode())
 
     def detach_sign(self, text: str) -> bytes:
-        return self._gpg("--local-user", self.fingerprint, "--digest-algo", "SHA512",
-                         "--armor", "--detach-sign", data=text.encode())
+        return self._gpg(*self._users(), "--digest-algo", "SHA512", "--armor",
+                         "--detach-sign", data=text.encode())
 
     def public_keyring(self) -> bytes:
-        """Binary keyring (what apt's signed-by expects on every apt version)."""
-        return self._gpg("--export", self.fingerprint)
+        """Binary keyring (what apt's signed-by expects on every apt version): of the keys
+        this signer signs with or, when none was chosen (no MXBUILD_SIGNING_KEY), of every
+        key in the GnuPG home, so that reading a repository signed by any of them works
+        (e.g. another repository that was not rotated yet)."""
+        if self._fprs is None and not self.explicit:
+            self.fingerprint                        # generated on first use
+            return self._gpg("--export", *self._secret_fprs())
+        return self._gpg("--export", *self.fingerprints)
+
+    def own_keyring(self) -> bytes:
+        """The keyring of exactly the key(s) this signer signs with."""
+        return self._gpg("--export", *self.fingerprints)
 
     def existing_public_keyring(self) -> bytes | None:
         """The public key if a signing key exists already; never generates one."""
         if self._fpr is None:
-            if not self.home.is_dir():
+            self._fpr = self._default_fpr()
+            if self._fpr is None:
                 return None
-            fprs = self._secret_fprs()
-            if not fprs:
-                return None
-            self._fpr = fprs[0]
         return self.public_keyring()
 
 
@@ -93,20 +198,74 @@ def _gpgv(keyring: bytes, args: list[str], data: bytes | None = None,
                               capture_output=True, cwd=tmp)
 
 
+def check_detached(data: bytes, signature: bytes, keyring: bytes) -> Verified:
+    proc = _gpgv(keyring, ["--status-fd", "2", "signature", "data"],
+                 files={"signature": signature, "data": data})
+    return _read_status(proc, "")
+
+
 def verify_detached(data: bytes, signature: bytes, keyring: bytes) -> bool:
     """Does `signature` (Release.gpg) sign `data` (Release) with a key of the keyring?"""
-    return _gpgv(keyring, ["signature", "data"],
-                 files={"signature": signature, "data": data}).returncode == 0
+    return check_detached(data, signature, keyring).ok
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What gpgv said about a signed file, read as apt reads it: good if at least one
+    signature is good and none is bad; signatures by keys outside the keyring do not count."""
+    text: str
+    good: frozenset[str]        # fingerprints of the keys whose signature is good
+    unknown: frozenset[str]     # fingerprints (or long key ids) of keys not in the keyring
+    bad: frozenset[str]         # bad signatures, expired or revoked keys
+    complaint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.good) and not self.bad
+
+    @property
+    def signers(self) -> frozenset[str]:
+        return self.good | self.unknown
+
+
+def _read_status(proc: subprocess.CompletedProcess, text: str) -> Verified:
+    good, unknown, bad = set(), set(), set()
+    for line in proc.stderr.decode(errors="replace").splitlines():
+        if not line.startswith("[GNUPG:] "):
+            continue
+        f = line.split()[1:]
+        if f[0] == "VALIDSIG":
+            good.add(f[-1])                       # the primary key's fingerprint
+        elif f[0] == "ERRSIG" and len(f) > 6 and f[6] == "9":
+            unknown.add(f[7] if len(f) > 7 and f[7] != "-" else f[1])   # NO_PUBKEY
+        elif f[0] in ("BADSIG", "EXPKEYSIG", "REVKEYSIG", "EXPSIG"):
+            bad.add(f"{f[0]} {f[1]}")
+        elif f[0] == "ERRSIG":
+            bad.add(f"ERRSIG {f[1]}")
+    complaint = "\n".join(l for l in proc.stderr.decode(errors="replace").splitlines()
+                          if not l.startswith("[GNUPG:]")).strip()[-400:]
+    return Verified(text, frozenset(good), frozenset(unknown), frozenset(bad), complaint)
+
+
+def check_clearsigned(data: bytes, keyring: bytes) -> Verified:
+    """gpgv's verdict on a clearsigned file (InRelease) against a keyring."""
+    proc = _gpgv(keyring, ["--status-fd", "2", "--output", "-"], data=data)
+    return _read_status(proc, proc.stdout.decode(errors="replace"))
 
 
 def verify_clearsigned(data: bytes, keyring: bytes) -> str:
     """Check an InRelease against a keyring with gpgv; return the signed text."""
-    proc = _gpgv(keyring, ["--output", "-"], data=data)
-    if proc.returncode != 0:
+    return verify_inrelease(data, keyring).text
+
+
+def verify_inrelease(data: bytes, keyring: bytes) -> Verified:
+    verified = check_clearsigned(data, keyring)
+    if not verified.ok:
         raise SigningError("InRelease signature does not verify against the repository key: "
-                           + proc.stderr.decode(errors="replace").strip()[-400:],
+                           + (verified.complaint or ", ".join(sorted(verified.bad))
+                              or "no good signature"),
                            "the repository was signed by another key or tampered with")
-    return proc.stdout.decode()
+    return verified
 
 
 def keyring_from_armored(keys: bytes) -> bytes:

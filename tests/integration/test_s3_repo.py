@@ -1,5 +1,7 @@
-"""The S3 backend of the publish protocol against a real S3-compatible server (moto on
-loopback), read by a real apt-get in a container."""
+"""The S3 backend of the publish protocol against real S3-compatible servers on loopback,
+read by a real apt-get in a container. The protocol tests (apt e2e, 8 concurrent
+publishers, a kill at every write, injected faults) run against moto and against SeaweedFS,
+a production server (`s3_server`); the rest against moto."""
 import subprocess
 import sys
 import time
@@ -37,8 +39,8 @@ def visible(box, package: str) -> set[str]:
 
 
 def test_apt_installs_from_s3_with_signed_by_and_plus_in_version(
-        docker_client, cell_images, moto_endpoint, s3_bucket, signer, tmp_path):
-    storage = storage_for(moto_endpoint, s3_bucket)
+        docker_client, cell_images, s3_server, server_bucket, signer, tmp_path):
+    storage = storage_for(s3_server.endpoint, server_bucket)
     deb = make_deb(tmp_path, "mxbuild-probe", "1.9.1+really1-1~deb12", b"plus")
     result = publish(storage, signer, [Upload(deb, "bookworm", "cpu")])
     assert result.added == ["bookworm/cpu/mxbuild-probe_1.9.1+really1-1~deb12_amd64"]
@@ -111,20 +113,23 @@ def test_adding_one_package_costs_a_constant_number_of_uploads(moto_endpoint, s3
                                                                signer, tmp_path):
     small = _put_count(storage_for(moto_endpoint, s3_bucket, "small"), signer, tmp_path, 5)
     large = _put_count(storage_for(moto_endpoint, s3_bucket, "large"), signer, tmp_path, 60)
-    assert len(small) == len(large) == 13
-    # the pool file, 3 indexes × 2 by-hash copies, InRelease, 3 plain indexes, Release(.gpg)
+    assert len(small) == len(large) == 14
+    # the pool file, 3 indexes × 2 by-hash copies, the audit record, InRelease, 3 plain
+    # indexes, Release(.gpg)
     assert sum(k.startswith("pool/") for k in large) == 1
+    assert sum(k.startswith("log/") for k in large) == 1
     assert sum("/by-hash/" in k for k in large) == 6
 
 
-def test_concurrent_publishers_lose_nothing(docker_client, cell_images, moto_endpoint,
-                                            s3_bucket, signer, tmp_path):
+def test_concurrent_publishers_lose_nothing(docker_client, cell_images, s3_server,
+                                            server_bucket, signer, tmp_path):
+    endpoint, s3_bucket = s3_server.endpoint, server_bucket
     start = tmp_path / "go"
     procs = []
     for p in range(8):
         debs = [str(make_deb(tmp_path / f"p{p}", f"pkg-{p}-{i}", "1.0-1")) for i in range(5)]
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.s3_publisher", "--endpoint", moto_endpoint,
+            [sys.executable, "-m", "tests.integration.s3_publisher", "--endpoint", endpoint,
              "--target", f"s3://{s3_bucket}/apt", "--gnupg", str(signer.home),
              "--start", str(start), "--one-by-one", *debs],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -134,9 +139,9 @@ def test_concurrent_publishers_lose_nothing(docker_client, cell_images, moto_end
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     attempts = sum(int(out.split("attempts=")[1]) for out, _ in outputs)
-    print(f"8 publishers x 5 packages: {attempts} attempts for 40 commits")
+    print(f"{s3_server.name}: 8 publishers x 5 packages: {attempts} attempts for 40 commits")
     assert attempts > 40, "the publishers never collided: the test proves nothing"
-    storage = storage_for(moto_endpoint, s3_bucket)
+    storage = storage_for(endpoint, s3_bucket)
     listing = ops.list_repo(storage, signer.public_keyring())
     assert len(listing.rows()) == 40
     assert ops.verify(storage, signer.public_keyring()) == []
@@ -148,19 +153,20 @@ def test_concurrent_publishers_lose_nothing(docker_client, cell_images, moto_end
 
 
 def test_killed_publisher_leaves_a_readable_repo_at_every_write(docker_client, cell_images,
-                                                                moto_endpoint, s3_bucket,
+                                                                s3_server, server_bucket,
                                                                 signer, tmp_path):
+    endpoint, s3_bucket = s3_server.endpoint, server_bucket
     old = make_deb(tmp_path / "old", "mxbuild-probe", "1.0-1")
     new = make_deb(tmp_path / "new", "mxbuild-probe", "2.0-1")
     positions = 0
     with apt_box(docker_client, cell_images[2].ref, signer.public_keyring(), tmp_path) as box:
         for kill_after in range(1, 40):
             prefix = f"kill{kill_after}"
-            storage = storage_for(moto_endpoint, s3_bucket, prefix)
+            storage = storage_for(endpoint, s3_bucket, prefix)
             publish(storage, signer, [Upload(old, "bookworm", "cpu")])
             proc = subprocess.run(
                 [sys.executable, "-m", "tests.integration.s3_publisher", "--endpoint",
-                 moto_endpoint, "--target", f"s3://{s3_bucket}/{prefix}", "--gnupg",
+                 endpoint, "--target", f"s3://{s3_bucket}/{prefix}", "--gnupg",
                  str(signer.home), "--kill-after", str(kill_after), str(new)],
                 cwd=ROOT, capture_output=True, text=True)
             if proc.returncode == 0:
@@ -176,20 +182,22 @@ def test_killed_publisher_leaves_a_readable_repo_at_every_write(docker_client, c
             point_apt(box, storage.target.public_url())
             box.run(["apt-get", "update", "--error-on=any"])
             assert visible(box, "mxbuild-probe") == {"1.0-1", "2.0-1"}
-    print(f"killed at {positions} write positions; each left a repo apt reads")
+    print(f"{s3_server.name}: killed at {positions} write positions; each left a repo apt "
+          "reads")
     assert positions >= 10, f"only {positions} write positions were exercised"
 
 
-def test_publish_survives_30_percent_faults(moto_endpoint, s3_bucket, signer, tmp_path):
-    with FaultProxy(moto_endpoint, rate=0.3, seed=7) as proxy:
+def test_publish_survives_30_percent_faults(s3_server, server_bucket, signer, tmp_path):
+    endpoint, s3_bucket = s3_server.endpoint, server_bucket
+    with FaultProxy(endpoint, rate=0.3, seed=7) as proxy:
         storage = storage_for(proxy.url, s3_bucket)
         for i in range(4):
             publish(storage, signer, [Upload(make_deb(tmp_path, f"pkg{i}", "1.0-1"),
                                              "bookworm", "cpu")])
-    print(f"fault proxy: {proxy.counts}")
+    print(f"{s3_server.name}: fault proxy: {proxy.counts}")
     assert proxy.counts["requests"] > 50
     assert min(proxy.counts[k] for k in ("503", "500", "reset-before", "reset-after")) > 0
-    direct = storage_for(moto_endpoint, s3_bucket)
+    direct = storage_for(endpoint, s3_bucket)
     assert ops.verify(direct, signer.public_keyring()) == []
     assert len(ops.list_repo(direct, signer.public_keyring()).rows()) == 4
 

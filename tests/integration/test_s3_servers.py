@@ -1,0 +1,279 @@
+"""What the publish protocol needs from an S3 server, checked on moto and on SeaweedFS (a
+production object store): conditional writes refused when stale, permissions enforced
+with a clear error, and a private bucket read by Debian's apt-transport-s3."""
+import contextlib
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+
+from mxbuild.errors import RepoError
+from mxbuild.repo import ops, private, probe
+from mxbuild.repo.publish import Upload, publish
+from mxbuild.repo.s3 import S3Storage, S3Target
+from mxbuild.repo.sign import KEYRING_NAME, Signer
+from mxbuild.smoke import KEYRING_PATH
+
+from ..conftest import (READER_KEY_ID, READER_SECRET, ROOT, S3_KEY_ID, S3_SECRET, make_bucket,
+                        make_deb)
+from .conftest import apt_box
+
+
+def storage_for(endpoint, bucket, prefix="apt", client=None) -> S3Storage:
+    return S3Storage(S3Target.parse(f"s3://{bucket}/{prefix}", endpoint_url=endpoint,
+                                    path_style=True), client=client)
+
+
+@pytest.fixture(scope="module")
+def signer(tmp_path_factory):
+    s = Signer(tmp_path_factory.mktemp("gnupg"))
+    s.public_keyring()
+    return s
+
+
+def test_server_refuses_stale_conditional_writes(s3_server, server_bucket):
+    """The probe: a stale If-Match and If-None-Match: * on an existing key must get 412.
+    A server that accepts them silently would let concurrent publishers lose packages."""
+    import time
+    start = time.perf_counter()
+    problems = probe.conditional_writes(storage_for(s3_server.endpoint, server_bucket))
+    print(f"{s3_server.name}: probe in {time.perf_counter() - start:.3f} s: "
+          f"{problems or 'stale If-Match and If-None-Match: * both refused with 412'}")
+    assert problems == [], f"{s3_server.name} does not honour conditional writes:\n" + \
+        "\n".join(problems)
+
+
+def test_the_probe_catches_a_server_that_ignores_preconditions(tmp_path):
+    """The probe itself, against a stand-in that accepts every PUT (as `rclone serve s3`
+    does): it must fail, naming the endpoint."""
+    class Lenient(http.server.BaseHTTPRequestHandler):
+        store = {}
+
+        def log_message(self, *a):
+            pass
+
+        def do_PUT(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            Lenient.store[self.path] = body
+            self.send_response(200)
+            self.send_header("ETag", f'"{len(Lenient.store)}-{len(body)}"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            body = Lenient.store.get(self.path, b"")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", '"x"')
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_DELETE(self):
+            self.send_response(204)
+            self.end_headers()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lenient)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        problems = probe.conditional_writes(storage_for(url, "lenient"))
+    finally:
+        server.shutdown()
+    assert any("stale If-Match was ACCEPTED" in p and url in p for p in problems), problems
+    assert any("If-None-Match: * on an existing key was ACCEPTED" in p for p in problems)
+
+
+def test_publishing_without_write_permission_names_it_and_changes_nothing(seaweedfs, signer,
+                                                                          tmp_path):
+    """The read-only identity cannot PUT: a clear error naming s3:PutObject, exit code 7,
+    the bucket untouched, and no credential in the output."""
+    bucket = make_bucket(seaweedfs.endpoint, f"readonly-{os.getpid()}")
+    storage = storage_for(seaweedfs.endpoint, bucket)
+    publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
+    admin = boto3.client("s3", endpoint_url=seaweedfs.endpoint)
+
+    def contents():
+        return sorted((o["Key"], o["ETag"]) for o in
+                      admin.list_objects_v2(Bucket=bucket).get("Contents", []))
+    before = contents()
+    reader = boto3.client("s3", endpoint_url=seaweedfs.endpoint,
+                          aws_access_key_id=READER_KEY_ID, aws_secret_access_key=READER_SECRET)
+    with pytest.raises(RepoError) as info:
+        publish(storage_for(seaweedfs.endpoint, bucket, client=reader), signer,
+                [Upload(make_deb(tmp_path / "b", "libmxnet", "2.0-1"), "bookworm", "cpu")])
+    assert "was denied" in info.value.message and "s3:PutObject" in info.value.message
+    assert f"arn:aws:s3:::{bucket}/apt/*" in info.value.hint
+    assert contents() == before
+    # the same through the CLI: exit 7, the message, no secret anywhere
+    debs = tmp_path / "out"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": READER_KEY_ID,
+           "AWS_SECRET_ACCESS_KEY": READER_SECRET, "MXBUILD_GNUPGHOME": str(signer.home),
+           "MXBUILD_OUT_DIR": str(debs)}
+    proc = subprocess.run([sys.executable, "-m", "invoke", "repo.remove", "--repo",
+                           f"s3://{bucket}/apt", "--endpoint-url", seaweedfs.endpoint,
+                           "--path-style", "--suite", "bookworm", "--component", "cpu",
+                           "--version", "1.0-1"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 7, out
+    assert "s3:PutObject" in out and "fix: grant s3:PutObject" in out, out
+    for secret in (READER_SECRET, READER_KEY_ID, S3_SECRET, S3_KEY_ID):
+        assert secret not in out
+    assert contents() == before
+
+
+# ------------------------------------------------------------------ private bucket
+
+class Sentinel:
+    """An http proxy on loopback that answers 404 to everything and remembers what it was
+    asked: where apt-transport-s3's instance-metadata lookups (169.254.169.254) go, so no
+    request ever leaves this machine, and the test sees that they happened."""
+
+    def __init__(self):
+        self.requests = []
+        sentinel = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                sentinel.requests.append(f"{self.command} {self.path}")
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            do_GET = do_PUT = do_POST = do_HEAD = _any
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def apt_s3_image(docker_client, cell_images):
+    """The debian12 runtime image plus Debian's apt-transport-s3 (from bookworm's
+    archive), built once and tagged by the runtime image id. Never holds a credential."""
+    from mxbuild.containers import Container
+    runtime = cell_images[2]
+    tag = f"mxbuild-test-apt-s3:{runtime.id.split(':')[-1][:16]}"
+    try:
+        return docker_client.images.get(tag).id, tag
+    except Exception:    # noqa: BLE001 (docker.errors.ImageNotFound)
+        pass
+    with Container(docker_client, runtime.ref, label="apt-s3-image", network="host") as box:
+        box.run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                             "apt-get install -y -qq --no-install-recommends apt-transport-s3 "
+                             "ca-certificates && rm -rf /var/lib/apt/lists/*"])
+        repo, version = tag.split(":")
+        image_id = box.commit(repo, version, [])
+    return image_id, tag
+
+
+def image_holds(docker_client, tag: str, needles: list[str]) -> list[str]:
+    """Which needles occur anywhere in the image's layers (docker save, streamed)."""
+    found, tail = set(), b""
+    want = [n.encode() for n in needles]
+    for chunk in docker_client.images.get(tag).save(named=False):
+        block = tail + chunk
+        found |= {n.decode() for n in want if n in block}
+        tail = block[-64:]
+    return sorted(found)
+
+
+@contextlib.contextmanager
+def private_host(docker_client, image, keyring, tmp_path, seaweedfs, bucket, auth_conf):
+    with apt_box(docker_client, image, keyring, tmp_path) as box:
+        host = seaweedfs.https_endpoint.split("//")[1].split(":")[0]
+        box.run(["sh", "-c", f"echo '127.0.0.1 {bucket}.{host} {host}' >> /etc/hosts"])
+        box.copy_into(seaweedfs.extra["ca"], "/usr/local/share/ca-certificates",
+                      arcname="mxbuild-test-ca.crt")
+        box.run(["update-ca-certificates"])
+        box.write_file(private.AUTH_FILE, auth_conf, mode=0o600)
+        yield box
+
+
+def test_private_bucket_is_read_with_apt_transport_s3(docker_client, cell_images,
+                                                      apt_s3_image, seaweedfs, signer,
+                                                      tmp_path):
+    bucket = make_bucket(seaweedfs.endpoint, f"private-{os.getpid()}", public=False)
+    storage = storage_for(seaweedfs.endpoint, bucket)
+    publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.9.1-1~deb12", b"p"),
+                                     "bookworm", "cpu")])
+    assert ops.verify(storage, signer.public_keyring()) == []
+    with pytest.raises(urllib.error.HTTPError) as anonymous:        # the policy: no anon read
+        urllib.request.urlopen(f"{storage.target.public_url()}/{KEYRING_NAME}", timeout=10)
+    assert anonymous.value.code == 403
+
+    target = S3Target.parse(f"s3://{bucket}/apt", endpoint_url=seaweedfs.https_endpoint)
+    assert private.problems(target) == []
+    line = private.source_line(target, "bookworm", "cpu", KEYRING_PATH)
+    assert line == f"deb [signed-by={KEYRING_PATH}] s3://{bucket}/apt bookworm cpu"
+    conf = private.auth_conf(target, "us-east-1", keys=True) \
+        .replace("<access key id>", READER_KEY_ID) \
+        .replace("<secret access key>", READER_SECRET)
+    image_id, tag = apt_s3_image
+    with Sentinel() as imds:
+        proxy_env = {"http_proxy": imds.url, "HTTP_PROXY": imds.url}
+        with private_host(docker_client, tag, signer.public_keyring(), tmp_path, seaweedfs,
+                          bucket, conf) as box:
+            box.write_file("/etc/apt/sources.list.d/mxbuild.list", line + "\n")
+            update = box.run(["apt-get", "update", "--error-on=any"], env=proxy_env)
+            box.run(["apt-get", "install", "-y", "libmxnet"], env=proxy_env)
+            assert box.run(["dpkg-query", "-W", "-f", "${Version}", "libmxnet"]).output \
+                == "1.9.1-1~deb12"
+            logs = box.run(["sh", "-c", "cat /var/log/apt/*.log /var/log/dpkg.log "
+                                        "2>/dev/null; true"]).output
+            for secret in (READER_SECRET, READER_KEY_ID):
+                assert secret not in update.output + logs
+        assert imds.requests == []            # keys from the file: no instance-role lookup
+
+        # the same host without keys (it would need an instance role): fails cleanly
+        no_keys = private.auth_conf(target, "us-east-1", keys=False)
+        with private_host(docker_client, tag, signer.public_keyring(), tmp_path, seaweedfs,
+                          bucket, no_keys) as box:
+            box.write_file("/etc/apt/sources.list.d/mxbuild.list", line + "\n")
+            direct = box.run(["/usr/lib/apt/methods/s3"], env=proxy_env, check=False)
+            assert direct.exit_code != 0 and "IAM role" in direct.output, direct.output
+            assert any("169.254.169.254" in r for r in imds.requests), imds.requests
+            update = box.run(["apt-get", "update", "--error-on=any"], env=proxy_env,
+                             check=False)
+            assert update.exit_code != 0, update.output
+            assert "s3" in update.output and "libmxnet" not in update.output.lower() or \
+                update.exit_code != 0
+            install = box.run(["apt-get", "install", "-y", "libmxnet"], env=proxy_env,
+                              check=False)
+            assert install.exit_code != 0
+            assert "Unable to locate package libmxnet" in install.output, install.output
+            assert box.run(["dpkg-query", "-W", "libmxnet"], check=False).exit_code != 0
+    assert all(r.startswith(("PUT http://169.254.169.254/", "GET http://169.254.169.254/"))
+               for r in imds.requests), imds.requests
+    # credentials never reached an image layer (they were written into throwaway containers)
+    assert image_holds(docker_client, tag, [READER_SECRET, READER_KEY_ID, S3_SECRET]) == []
+
+
+def test_doctor_prints_the_private_bucket_lines_without_credentials(tmp_path):
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+           "AWS_DEFAULT_REGION": "eu-west-1"}
+    proc = subprocess.run([sys.executable, "-m", "invoke", "doctor", "--repo",
+                           "s3://mxbuild-apt/stable", "--endpoint-url",
+                           "https://s3.example.org:8443"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "sudo apt-get install apt-transport-s3" in out
+    assert "[signed-by=/usr/share/keyrings/mxbuild-archive-keyring.gpg] s3://mxbuild-apt/stable " \
+           "bookworm cpu" in out
+    assert '"Region = eu-west-1"' in out and "\"Endpoint = 's3.example.org:8443'\"" in out
+    assert "/etc/apt/s3auth.conf" in out
+    assert S3_SECRET not in out and S3_KEY_ID not in out
