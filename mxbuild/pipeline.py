@@ -23,6 +23,7 @@ from .options import Options
 from .paths import module_digest
 from .payload import Payload
 from .recipes import CellImages
+from .repo import keys
 from .repo.publish import Upload, publish, published_entries
 from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
@@ -229,8 +230,8 @@ def _publish_stage(ctx: RunContext, cell: Cell, debs) -> tuple[thin.ThinClient, 
                 changed = thin.get(c.kind).publish(storage, c)
                 logf.write(f"thin client {c.path.name}: "
                            f"{'published' if changed else 'already there'}\n")
-            published = publish(storage, ctx.signer, [Upload(d.path, suite, cell.component)
-                                                      for d in debs])
+            published = publish(storage, ctx.signer, [Upload(d.path, suite, cell.component,
+                                                             cell.id) for d in debs])
             logf.write(f"added: {published.added}\nskipped: {published.skipped}\n")
     ctx.report.cell(cell).artifacts["repo"] = {
         "location": storage.describe(), "suite": suite, "component": cell.component,
@@ -241,10 +242,15 @@ def _publish_stage(ctx: RunContext, cell: Cell, debs) -> tuple[thin.ThinClient, 
 
 def _already_published(ctx: RunContext, cell: Cell, suite: str, debs) -> bool:
     """The suite already lists exactly these .debs (same versions, same sha256)."""
-    keyring = ctx.signer.public_keyring()
+    keyring = repo_keyring(ctx)
     return all(any(e["SHA256"] == d.sha256 for e in published_entries(
         ctx.storage, keyring, suite, cell.component, d.package, cell.deb_version))
         for d in debs)
+
+
+def repo_keyring(ctx: RunContext) -> bytes:
+    """What the repository's states verify with (all its keys during a key rotation)."""
+    return keys.signing_for(ctx.storage, ctx.signer).keyring
 
 
 # ---------------------------------------------------------------- smoke
@@ -277,7 +283,8 @@ def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients
             counts = smoke.SmokeCounts(**manifest["counts"])
             junit = entry / "junit.xml"
         else:
-            counts = smoke.run(ctx, cell, client_image, payload, python.version, logf, work)
+            counts = smoke.run(ctx, cell, client_image, payload, python.version, logf, work,
+                               repo_keyring(ctx))
             junit = work / "junit.xml"
             ctx.cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
     ctx.report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}

@@ -184,9 +184,10 @@ def repo_url(storage) -> Iterator[str]:
 
 
 def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_version: str,
-        logf: IO[str], work: Path) -> SmokeCounts:
+        logf: IO[str], work: Path, keyring: bytes) -> SmokeCounts:
     """Install libmxnet with apt and mxnet-thin==client_version with pip, both from the
-    published repository, then run tests/smoke in the container."""
+    published repository (trusted with `keyring`, what hosts install), then run tests/smoke
+    in the container."""
     opts, storage = ctx.opts, ctx.storage
     fixtures = model_fixtures(ctx)
     if work.exists():
@@ -197,7 +198,7 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
     shutil.copytree(ctx.data.smoke_tests, work / "tests",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     gpu = ctx.gpu
-    (work / KEYRING_NAME).write_bytes(ctx.signer.public_keyring())
+    (work / KEYRING_NAME).write_bytes(keyring)
     with repo_url(storage) as url, \
             Container(ctx.docker, client_image.ref, label=f"smoke-{cell.id}", network="host",
                       log_file=logf, gpus=gpu and cell.cuda is not None) as box:

@@ -195,7 +195,7 @@ def test_retention_keeps_the_newest_and_never_what_another_suite_lists(tmp_path,
                                          "cpu")])
     publish(storage, signer, [Upload(make_deb(tmp_path, "other", "9-1"), "bookworm-staging",
                                      "cpu")])
-    ops.promote(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+    ops.promote(storage, signer, "bookworm", "cpu", ["libmxnet"], "1.0-1")
     keyring = storage.get(KEYRING_NAME)[0]
     with pytest.raises(ConfigError, match="--keep 0 would drop every version") as info:
         retention.parse_keep("0")
