@@ -213,7 +213,8 @@ def publish(sel: Selectors, repo: RepoArgs, staging: bool = False) -> None:
                for built in deb.built_debs(opts.out_dir / "debs" / cell.id, cell)]
     storage = open_storage(repo.location, repo.s3)
     ctx = open_run(opts, storage=storage, gpu=False)
-    clients = {c.path: c for cell in cells for c in thin.for_cell(ctx, cell)}
+    clients = {c.path: c for cell in cells
+               for c in thin.for_cell(ctx, cell, opts.out_dir / "debs" / cell.id)}
     for client in sorted(clients.values(), key=lambda c: c.path.name):  # clients first
         changed = thin.get(client.kind).publish(storage, client)
         console.print(f"{'[green]✓[/] published' if changed else '='} {client.path.name}")

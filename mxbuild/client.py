@@ -160,7 +160,7 @@ class PythonClient(ThinClientKind):
     """The mxnet-thin wheel in a PEP 503 index next to the apt repository."""
     name = "python"
 
-    def make(self, ctx, cell: Cell) -> ThinClient:
+    def make(self, ctx, cell: Cell, built: Path) -> ThinClient:
         wheel = thin_wheel_for(cell, ctx.opts)
         return ThinClient(self.name, wheel, wheel_version(wheel), sha256_file(wheel))
 

@@ -30,6 +30,9 @@ class Payload:
     provenance: tuple[str, ...] = ()   # the copyright file's Comment, one line each
     # lintian findings that hold for these binaries: (tag pattern, one-line reason)
     lintian_overrides: tuple[tuple[str, str], ...] = ()
+    # artefacts for thin clients the recipe made (a thin jar and its pom), not installed:
+    # relative path under `dir` -> sha256
+    client_files: dict[str, str] | None = None
 
     def manifest(self) -> dict:
         """What the payload is, without where it lies (payload.json, the stage cache)."""
@@ -37,17 +40,23 @@ class Payload:
                 "upstream_sha256": self.upstream_sha256, "source": self.source,
                 "source_date_epoch": self.source_date_epoch, "bundled": list(self.bundled),
                 "provenance": list(self.provenance),
-                "lintian_overrides": [list(o) for o in self.lintian_overrides]}
+                "lintian_overrides": [list(o) for o in self.lintian_overrides],
+                "client_files": self.client_files or {}}
 
     @classmethod
     def from_manifest(cls, directory: Path, manifest: dict) -> "Payload":
         return cls(directory, manifest["files"], manifest["upstream_sha256"],
                    manifest["source"], manifest["source_date_epoch"],
                    tuple(manifest.get("bundled", ())), tuple(manifest.get("provenance", ())),
-                   tuple(tuple(o) for o in manifest.get("lintian_overrides", ())))
+                   tuple(tuple(o) for o in manifest.get("lintian_overrides", ())),
+                   manifest.get("client_files") or None)
 
     def save(self) -> None:
         (self.dir.parent / "payload.json").write_text(json.dumps(self.manifest(), indent=2))
+
+    def stored_files(self) -> list[str]:
+        """Everything under `dir` the stage cache keeps: installed files and client files."""
+        return sorted({*self.files, *(self.client_files or {})})
 
     def size(self, rels=None) -> int:
         return sum((self.dir / rel).stat().st_size for rel in (rels or self.files))

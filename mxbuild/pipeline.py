@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import sys
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
@@ -145,7 +146,8 @@ def _recipe_stage(ctx: RunContext, cell: Cell, cell_images: CellImages) -> Paylo
         payload = produced.payload
         if key:
             ctx.cache.put("recipe", key, {f"payload/{rel}": payload.dir / rel
-                                          for rel in payload.files}, payload.manifest())
+                                          for rel in payload.stored_files()},
+                          payload.manifest())
     ctx.report.cell(cell).artifacts.update(produced.report)
     return payload
 
@@ -183,10 +185,17 @@ def _package_stage(ctx: RunContext, cell: Cell, payload: Payload,
                 raise MxbuildError("lintian reports " + ", ".join(
                     f"{d.lintian_errors} error(s) in {d.package}" for d in failing),
                     f"see {failing[0].lintian_path}")
-            files = {}
+            # what the cell ships besides its .debs (a thin jar + pom): next to them, so
+            # `invoke publish` / `invoke smoke` on another agent find everything there
+            clients = []
+            for rel in sorted(payload.client_files or {}):
+                link_or_copy(payload.dir / rel, out_dir / Path(rel).name)
+                clients.append(Path(rel).name)
+            files = {name: out_dir / name for name in clients}
             for d in debs:
                 files |= {d.path.name: d.path, d.lintian_path.name: d.lintian_path}
-            ctx.cache.put("package", key, files, {"debs": [d.manifest() for d in debs]})
+            ctx.cache.put("package", key, files, {"debs": [d.manifest() for d in debs],
+                                                   "clients": clients})
     _record_debs(ctx, cell, debs)
     return debs
 
@@ -196,9 +205,9 @@ def _restore_debs(entry, manifest: dict, out_dir) -> tuple[deb.BuiltDeb, ...]:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     debs = tuple(deb.BuiltDeb.from_manifest(out_dir, m) for m in manifest["debs"])
-    for d in debs:
-        for name in (d.path.name, d.lintian_path.name):
-            link_or_copy(entry / name, out_dir / name)
+    for name in [n for d in debs for n in (d.path.name, d.lintian_path.name)] + \
+            manifest.get("clients", []):
+        link_or_copy(entry / name, out_dir / name)
     return debs
 
 
@@ -217,7 +226,7 @@ def _publish_stage(ctx: RunContext, cell: Cell, debs) -> tuple[thin.ThinClient, 
     storage = ctx.storage
     suite = cell.suite(ctx.opts.staging)
     with ctx.report.stage(cell, "publish") as logf:
-        clients = thin.for_cell(ctx, cell)
+        clients = thin.for_cell(ctx, cell, ctx.opts.out_dir / "debs" / cell.id)
         forced = bool({"all", "publish"} & ctx.opts.force)
         if not forced and _already_published(ctx, cell, suite, debs) and all(
                 thin.get(c.kind).is_published(storage, c) for c in clients):

@@ -10,16 +10,19 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class ThinClient:
-    kind: str          # the registered kind: python, …
+    kind: str          # the registered kind: python, jvm
     path: Path         # the artifact (wheel, jar)
     version: str       # what a service asks its package manager for
     sha256: str
+    extra: tuple[Path, ...] = ()    # files published with it (the jar's pom)
 
 
 class ThinClientKind:
     name: str = ""
 
-    def make(self, ctx, cell) -> ThinClient:
+    def make(self, ctx, cell, built: Path) -> ThinClient:
+        """The client of `cell`; `built`: the directory the package stage left the cell's
+        .debs and client artefacts in (out/debs/<cell>)."""
         raise NotImplementedError
 
     def publish(self, storage, client: ThinClient) -> bool:
@@ -50,10 +53,10 @@ def get(name: str) -> ThinClientKind:
 
 
 def _builtin() -> None:
-    from . import client  # noqa: F401  (registers "python")
+    from . import client, jvm_client  # noqa: F401  (register "python" and "jvm")
 
 
-def for_cell(ctx, cell) -> tuple[ThinClient, ...]:
+def for_cell(ctx, cell, built: Path) -> tuple[ThinClient, ...]:
     """The thin clients of the packages the cell ships, in package order."""
     names = dict.fromkeys(p.client for p in cell.packages if p.client)
-    return tuple(get(name).make(ctx, cell) for name in names)
+    return tuple(get(name).make(ctx, cell, built) for name in names)

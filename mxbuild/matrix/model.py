@@ -75,6 +75,7 @@ class SmokeSpec:
     # False: the wheel's own requirements cannot be met on this Python (numpy < 2 has no
     # wheels for 3.13), so it is installed with --no-deps and `pip` lists what it needs.
     wheel_deps: bool = True
+    jdk: str = "default-jre-headless"   # the distro's JRE the JVM smoke runs on
 
 
 @dataclass(frozen=True)

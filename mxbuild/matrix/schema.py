@@ -301,7 +301,8 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
     s = c.mapping(spec["smoke"], f"{key}.smoke", {"python": "the interpreter, e.g. python3",
                                                  "pip": "a list of pinned requirements"},
                   {"pip_upgrade": "a pip requirement such as 'pip<21'",
-                   "numpy_compat": "true or false", "wheel_deps": "true or false"})
+                   "numpy_compat": "true or false", "wheel_deps": "true or false",
+                   "jdk": "the distro's JRE package, e.g. openjdk-17-jre-headless"})
     for flag in ("numpy_compat", "wheel_deps"):
         if not isinstance(s.get(flag, False), bool):
             c.fail(f"{key}.smoke.{flag}", f"is {s[flag]!r}", "true or false")
@@ -310,7 +311,10 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
                                  "a list of pinned requirements like numpy==1.23.5"),
                       c.string(s["pip_upgrade"], f"{key}.smoke.pip_upgrade")
                       if "pip_upgrade" in s else None,
-                      s.get("numpy_compat", False), s.get("wheel_deps", True))
+                      s.get("numpy_compat", False), s.get("wheel_deps", True),
+                      c.string(s["jdk"], f"{key}.smoke.jdk", re.compile(r"^[a-z0-9.+-]+$"),
+                               "a Debian package name such as openjdk-17-jre-headless")
+                      if "jdk" in s else "default-jre-headless")
     abi = None
     if "abi" in spec:
         a = c.mapping(spec["abi"], f"{key}.abi", {"glibc": "e.g. '2.31'",
