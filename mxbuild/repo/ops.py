@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import RepoError, SigningError
 from ..matrix import STAGING
-from . import audit, index, keys
+from . import audit, index, keys, maven
 from .publish import (inrelease_key, packages_name, published_entries, read_packages,
                       read_state, update_suite)
 from .sign import KEYRING_NAME, Signer, check_detached, keyring_keys
@@ -24,6 +24,7 @@ def suites(storage) -> list[str]:
 @dataclass
 class Listing:
     suites: dict[str, dict[str, list[tuple[str, str]]]] = field(default_factory=dict)
+    artifacts: list[maven.Coords] = field(default_factory=list)   # Maven: what its metadata lists
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         return [(s, c, p, v) for s, comps in sorted(self.suites.items())
@@ -37,19 +38,22 @@ def list_repo(storage, keyring: bytes) -> Listing:
         out.suites[codename] = {
             c: [(e["Package"], e["Version"]) for e in read_packages(storage, state, c)]
             for c in state.components}
+    out.artifacts = maven.list_artifacts(storage)
     return out
 
 
 def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]:
     """Every problem apt (or a later publish) would trip over, each named; [] if clean.
     Also: every suite is signed by exactly the keys of the repository's keyring, and its
-    audit log replays to its index. `notes` collects what is worth saying but not wrong."""
+    audit log replays to its index; and the Maven repository under maven/, if there is one
+    (maven.verify_maven). `notes` collects what is worth saying but not wrong."""
     problems: list[str] = []
     notes = [] if notes is None else notes
     where = storage.describe()
     names = suites(storage)
+    maven_problems = maven.verify_maven(storage)
     if not names:
-        return [f"{where}: no suite (no dists/*/InRelease)"]
+        return [f"{where}: no suite (no dists/*/InRelease)"] + maven_problems
     repo_fprs = None
     ring = storage.get(KEYRING_NAME)
     if ring is None:
@@ -116,7 +120,7 @@ def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]
                 notes.append(f"{where}/{audit.LOG_DIR}/{codename}: {attempts} record(s) of "
                              "commits that never became current (lost races or stopped "
                              "publishers)")
-    return problems
+    return problems + maven_problems
 
 
 def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes) -> list[str]:

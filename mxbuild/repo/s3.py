@@ -22,8 +22,9 @@ from ..errors import ConfigError, PoolConflictError, RepoError
 from ..fetch import sha256_file
 from .storage import CasConflict, StoredObject
 
-IMMUTABLE = "public, max-age=31536000, immutable"   # pool files and by-hash indexes
-MUTABLE = "public, max-age=60, must-revalidate"      # InRelease, Release, plain-path indexes
+IMMUTABLE = "public, max-age=31536000, immutable"   # pool files, by-hash indexes, Maven versions
+MUTABLE = "public, max-age=60, must-revalidate"      # InRelease, Release, plain-path indexes,
+                                                     # maven-metadata.xml and its checksums
 SHA256_META = "sha256"
 # Answers worth another try. botocore retries them too, but its standard mode stops when
 # its retry quota (a token bucket per client) runs dry under a burst of faults.
@@ -77,6 +78,10 @@ def content_type(key: str, data: bytes | None) -> str:
         return "text/html; charset=utf-8"
     if name.endswith(".whl"):
         return "application/zip"
+    if name.endswith(".jar"):
+        return "application/java-archive"
+    if name.endswith((".pom", ".xml")):                # Maven poms and metadata
+        return "text/xml"
     head = data[:6] if data is not None else b""
     if name.endswith(".gz") or head.startswith(b"\x1f\x8b"):
         return "application/gzip"
@@ -86,7 +91,9 @@ def content_type(key: str, data: bytes | None) -> str:
 
 
 def cache_control(key: str) -> str:
-    immutable = key.startswith("pool/") or "/by-hash/" in key or key.endswith(".whl")
+    immutable = key.startswith("pool/") or "/by-hash/" in key or key.endswith(".whl") or (
+        # a published Maven version never changes; maven-metadata.xml(.sha1…) does
+        key.startswith("maven/") and "/maven-metadata.xml" not in key)
     return IMMUTABLE if immutable else MUTABLE
 
 

@@ -1,0 +1,261 @@
+"""Helpers of the Maven repository tests: tiny real jars and poms, storage wrappers that
+count or stop writes, and a real Maven client (mvn) resolving from a repository URL."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mxbuild.repo import maven
+from mxbuild.repo.storage import CasConflict
+
+GROUP, ARTIFACT = "org.apache.mxnet", "mxnet-thin_2.11"
+PROBE_CLASS = "org.mxbuild.probe.Probe"
+PROBE_SOURCE = """package org.mxbuild.probe;
+public final class Probe {
+    public static void main(String[] args) {
+        System.out.println("thin jar probe " + Probe.class.getPackage().getImplementationVersion());
+    }
+}
+"""
+# the Maven plugin that resolves for the tests; its own downloads are cached across runs
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+PLUGIN_CACHE = Path.home() / ".cache/mxbuild/maven/dependency-plugin-3.6.1"
+
+
+def coords(version: str, group: str = GROUP, artifact: str = ARTIFACT) -> maven.Coords:
+    return maven.Coords(group, artifact, version)
+
+
+def make_pom(c: maven.Coords, extra: str = "") -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 https://maven.apache.org/xsd/maven-4.0.0.xsd">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>{c.group_id}</groupId>
+  <artifactId>{c.artifact_id}</artifactId>
+  <version>{c.version}</version>
+  <packaging>jar</packaging>
+  <name>MXNet thin client (test)</name>{extra}
+</project>
+""".encode()
+
+
+def make_jar(directory: Path, version: str, probe_class: Path | None = None) -> Path:
+    """A small real jar: a manifest naming the version and the compiled probe class (when
+    given) or a text resource. Same version, same bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"thin-{version}.jar"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        def add(name: str, data: bytes) -> None:
+            z.writestr(zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0)), data)
+        add("META-INF/MANIFEST.MF", ("Manifest-Version: 1.0\nImplementation-Title: mxnet-thin\n"
+                                     f"Implementation-Version: {version}\n\n").encode())
+        if probe_class is not None:
+            add("org/mxbuild/probe/Probe.class", probe_class.read_bytes())
+        else:
+            add("org/mxbuild/probe/version.txt", version.encode())
+    return out
+
+
+def compile_probe(directory: Path) -> Path:
+    src = directory / "src/org/mxbuild/probe/Probe.java"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_text(PROBE_SOURCE)
+    subprocess.run(["javac", "--release", "8", "-d", str(directory / "classes"), str(src)],
+                   check=True, capture_output=True)
+    return directory / "classes/org/mxbuild/probe/Probe.class"
+
+
+class Killed(BaseException):
+    """The publisher "died" (a BaseException: no `except Exception` in the code under test
+    can swallow it, as nothing can catch a SIGKILL)."""
+
+
+class Recording:
+    """The real storage; counts its writes (calls to put_new, put_cas, put), and can stop
+    the publisher right after its Nth completed write, or make every first put_cas of a
+    thread wait at a barrier (so concurrent publishers all read the same token)."""
+
+    def __init__(self, inner, kill_after: int = 0, barrier: threading.Barrier | None = None):
+        self.inner, self.kill_after, self.barrier = inner, kill_after, barrier
+        self.calls: list[str] = []        # every call of a writing method
+        self.writes: list[str] = []       # the calls that changed something
+        self.conflicts = 0
+        self._lock = threading.Lock()
+        self._waited: set[int] = set()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _wrote(self, key: str) -> None:
+        with self._lock:
+            self.writes.append(key)
+            n = len(self.writes)
+        if n == self.kill_after:
+            raise Killed(key)
+
+    def put_new(self, key, *args, **kwargs):
+        self.calls.append(key)
+        written = self.inner.put_new(key, *args, **kwargs)
+        if written:
+            self._wrote(key)
+        return written
+
+    def put_cas(self, key, *args, **kwargs):
+        self.calls.append(key)
+        if self.barrier is not None and threading.get_ident() not in self._waited:
+            self._waited.add(threading.get_ident())
+            self.barrier.wait(60)
+        try:
+            token = self.inner.put_cas(key, *args, **kwargs)
+        except CasConflict:
+            with self._lock:
+                self.conflicts += 1
+            raise
+        self._wrote(key)
+        return token
+
+    def put(self, key, *args, **kwargs):
+        self.calls.append(key)
+        self.inner.put(key, *args, **kwargs)
+        self._wrote(key)
+
+
+def require_tools(*names: str) -> None:
+    """Skip without the tools; with MXBUILD_REQUIRE_TOOLS=1 (CI) fail instead."""
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        message = f"not installed: {', '.join(missing)} (apt-get install maven default-jdk-headless)"
+        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# ------------------------------------------------------------------ a real Maven client
+
+@dataclass(frozen=True)
+class Resolved:
+    ok: bool
+    output: str
+    files: dict[str, bytes]           # what Maven copied out: file name -> bytes
+    local_repo: Path
+
+
+def _run_mvn(project: Path, local_repo: Path, goal: str, timeout: int = 300):
+    return subprocess.run(
+        ["nice", "-n", "10", "mvn", "-B", "-e", f"-Dmaven.repo.local={local_repo}",
+         f"{DEPENDENCY_PLUGIN}:{goal}"],
+        cwd=project, capture_output=True, text=True, timeout=timeout)
+
+
+def _project_pom(body: str) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>test.consumer</groupId>
+  <artifactId>consumer</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+{body}
+</project>
+"""
+
+
+# Dependencies may come from our repository only (the tests are hermetic and prove where the
+# artifact came from); plugins still come from Maven Central (pluginRepositories).
+CENTRAL_OFF = """  <repository>
+    <id>central</id>
+    <url>https://repo.maven.apache.org/maven2</url>
+    <releases><enabled>false</enabled></releases>
+    <snapshots><enabled>false</enabled></snapshots>
+  </repository>
+</repositories>"""
+
+
+class MavenClient:
+    """mvn with a fresh local repository per resolution (seeded with the cached plugin),
+    so every artifact and checksum comes from the repository under test."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.runs = 0
+
+    @classmethod
+    def warmed(cls, workdir: Path) -> "MavenClient":
+        """Download the dependency plugin into PLUGIN_CACHE once (Maven Central)."""
+        require_tools("mvn", "java", "javac")
+        if not (PLUGIN_CACHE / ".complete").exists():
+            project = workdir / "warm"
+            project.mkdir(parents=True)
+            (project / "pom.xml").write_text(_project_pom(""))
+            tmp = PLUGIN_CACHE.with_name(PLUGIN_CACHE.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            proc = _run_mvn(project, tmp, "copy-dependencies", timeout=900)
+            if proc.returncode != 0:
+                message = f"could not fetch {DEPENDENCY_PLUGIN} from Maven Central:\n" \
+                          + proc.stdout[-3000:]
+                if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
+                    pytest.fail(message)
+                pytest.skip(message)
+            (tmp / ".complete").touch()
+            shutil.rmtree(PLUGIN_CACHE, ignore_errors=True)
+            tmp.rename(PLUGIN_CACHE)
+        return cls(workdir)
+
+    def _fresh(self) -> tuple[Path, Path, Path]:
+        self.runs += 1
+        run = self.workdir / f"run{self.runs}"
+        project, local, out = run / "project", run / "m2", run / "out"
+        project.mkdir(parents=True)
+        shutil.copytree(PLUGIN_CACHE, local)
+        return project, local, out
+
+    def _result(self, proc, out: Path, local: Path) -> Resolved:
+        files = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+        return Resolved(proc.returncode == 0, proc.stdout + proc.stderr, files, local)
+
+    def dependency(self, url: str, c: maven.Coords | tuple[str, str, str]) -> Resolved:
+        """A service's pom: exactly maven.pom_snippet (repository + dependency); version
+        may be a range. copy-dependencies resolves it like a build would (pom, jar,
+        checksums; metadata for a range)."""
+        if not isinstance(c, maven.Coords):            # a range is not a valid Coords
+            c = _RawCoords(*c)
+        project, local, out = self._fresh()
+        body = maven.pom_snippet(url, c).replace("</repositories>", CENTRAL_OFF)
+        (project / "pom.xml").write_text(_project_pom(body))
+        proc = _run_mvn(project, local, f"copy-dependencies -DoutputDirectory={out}")
+        return self._result(proc, out, local)
+
+    def items(self, url: str, versions: list[maven.Coords]) -> Resolved:
+        """Fixed versions, jar and pom each, in one run (dependency:copy artifactItems)."""
+        project, local, out = self._fresh()
+        items = "".join(
+            f"<artifactItem><groupId>{c.group_id}</groupId><artifactId>{c.artifact_id}"
+            f"</artifactId><version>{c.version}</version><type>{t}</type></artifactItem>"
+            for c in versions for t in ("pom", "jar"))
+        body = maven.repository_xml(url).replace("</repositories>", CENTRAL_OFF)
+        body += f"""
+<build><plugins><plugin>
+  <groupId>org.apache.maven.plugins</groupId>
+  <artifactId>maven-dependency-plugin</artifactId>
+  <version>{DEPENDENCY_PLUGIN.rsplit(':', 1)[1]}</version>
+  <configuration><outputDirectory>{out}</outputDirectory><artifactItems>{items}</artifactItems></configuration>
+</plugin></plugins></build>"""
+        (project / "pom.xml").write_text(_project_pom(body))
+        proc = _run_mvn(project, local, "copy")
+        return self._result(proc, out, local)
+
+
+@dataclass(frozen=True)
+class _RawCoords:
+    group_id: str
+    artifact_id: str
+    version: str
