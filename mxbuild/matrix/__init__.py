@@ -1,11 +1,11 @@
 """The build matrix: matrix.yaml's model (model.py), its schema (schema.py) and the cell
 selectors (selectors.py)."""
 from .model import (STAGING, Abi, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro,
-                    KeyringPackage, Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin,
+                    JarPin, KeyringPackage, Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin,
                     WheelPin, deb_version)
 from .schema import load, parse
 from .selectors import cell_globs, select
 
 __all__ = ["STAGING", "Abi", "BaseSpec", "BootstrapSpec", "Cell", "CompileSpec", "Distro",
-           "KeyringPackage", "Matrix", "PackageSpec", "Packaging", "SmokeSpec", "SourcePin",
+           "JarPin", "KeyringPackage", "Matrix", "PackageSpec", "Packaging", "SmokeSpec", "SourcePin",
            "WheelPin", "cell_globs", "deb_version", "load", "parse", "select"]

@@ -107,6 +107,27 @@ class WheelPin:
 
 
 @dataclass(frozen=True)
+class JarPin:
+    """An official JVM jar with natives (org.apache.mxnet:mxnet-full_2.11-linux-x86_64-*),
+    the input of recipe "maven"."""
+    group: str
+    artifact: str
+    version: str
+    sha256: str
+    bundled: tuple[str, ...]           # lib/native/ beside libmxnet.so and libmxnet-scala.so
+    repository: str = "https://repo1.maven.org/maven2"
+
+    def url(self, ext: str, repository: str | None = None) -> str:
+        base = (repository or self.repository).rstrip("/")
+        return (f"{base}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/"
+                f"{self.artifact}-{self.version}.{ext}")
+
+    @property
+    def filename(self) -> str:
+        return f"{self.artifact}-{self.version}.jar"
+
+
+@dataclass(frozen=True)
 class SourcePin:
     """An Apache MXNet source release: where it is and what its bytes must hash to."""
     version: str
@@ -148,6 +169,7 @@ class Cell:
     # The official wheel the thin client of this MXNet version is made from: the same for
     # every cell of the version (the cpu build's, else the first GPU variant's).
     client_wheel: WheelPin | None = None
+    jar: JarPin | None = None            # recipe "maven": the official jar with natives
 
     @property
     def id(self) -> str:

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 import yaml
 
 from ..errors import MatrixError
-from .model import (Abi, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, KeyringPackage,
+from .model import (Abi, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, JarPin,
+                    KeyringPackage,
                     Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, WheelPin)
 
 SCHEMA = 2
@@ -373,7 +374,9 @@ def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
                                 "wheel": "the official wheel's pin (harvested by the wheel "
                                          "recipe; every recipe's smoke client comes from it)"},
                   {"packages": "the packages the build ships (default: the first of "
-                               "`packages`)"})
+                               "`packages`)",
+                   "jar": "the official JVM jar with natives (recipe maven): group, "
+                          "artifact, version, sha256, bundled"})
         mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
         if build["recipe"] not in known:
             c.fail(f"{bkey}.recipe", f"is {build['recipe']!r}", "one of " + ", ".join(known))
@@ -389,6 +392,7 @@ def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
                                   "64 lowercase hex digits (sha256 of the wheel)"),
                          c.str_list(w.get("bundled", []), f"{bkey}.wheel.bundled"))
         shipped = _shipped_packages(c, f"{bkey}.packages", build, packages)
+        jar = _parse_jar(c, f"{bkey}.jar", build["jar"]) if "jar" in build else None
         dl = c.str_list(build["distros"], f"{bkey}.distros", "a list of distro names")
         for j, dname in enumerate(dl):
             if dname not in distros:
@@ -396,11 +400,28 @@ def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
                        "one of " + ", ".join(distros))
             cell = Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel, features,
                         packaging, shipped, tuple(sorted(runtime.items())), compile_spec,
-                        sources.get(mxnet))
+                        sources.get(mxnet), jar=jar)
             unfit = recipes.get(cell.recipe).unfit(cell)
             if unfit:
                 c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])
             yield cell, f"{bkey}.distros[{j}]"
+
+
+def _parse_jar(c: _Checker, key: str, spec) -> JarPin:
+    c.mapping(spec, key, {"group": "the Maven groupId", "artifact": "the artifactId",
+                          "version": "the version", "sha256": "64 lowercase hex"},
+              {"bundled": "the libraries lib/native/ holds beside libmxnet.so and "
+                          "libmxnet-scala.so",
+               "repository": "the Maven repository URL (default: Maven Central)"})
+    maven_id = re.compile(r"^[A-Za-z0-9_.-]+$")
+    return JarPin(c.string(spec["group"], f"{key}.group", maven_id, "a Maven groupId"),
+                  c.string(spec["artifact"], f"{key}.artifact", maven_id, "a Maven artifactId"),
+                  c.string(str(spec["version"]), f"{key}.version", maven_id, "a Maven version"),
+                  c.string(spec["sha256"], f"{key}.sha256", SHA256_RE,
+                           "64 lowercase hex digits (sha256 of the jar)"),
+                  c.str_list(spec.get("bundled", []), f"{key}.bundled"),
+                  c.string(spec.get("repository", JarPin.repository), f"{key}.repository",
+                           re.compile(r"^(https?|file)://"), "an http(s) or file URL"))
 
 
 def _shipped_packages(c: _Checker, key: str, build: dict,

@@ -1,0 +1,170 @@
+"""Recipe "maven": the native stack of an official MXNet JVM jar
+(org.apache.mxnet:mxnet-full_2.11-linux-x86_64-{cpu,gpu}, published up to 1.5.1):
+libmxnet.so, the JNI library libmxnet-scala.so and the libraries lib/native/ bundles,
+harvested in the cell's build image (recipes/maven/harvest.sh); and the thin jar (the
+same jar without lib/native/) with a POM naming upstream's runtime dependencies."""
+from __future__ import annotations
+
+import calendar
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from .. import jvm_client, payload as payload_mod
+from ..containers import CommandFailed, Container
+from ..errors import ChecksumError, DownloadError, MxbuildError
+from ..fetch import cas_path, download_bytes, fetch_pinned, file_digest, sha256_file
+from ..matrix import Cell, JarPin
+from ..paths import module_digest
+from ..payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
+from .registry import CellImages, Produced, Recipe, register
+
+PROVENANCE = ("The libraries were built by the Apache MXNet project ({source})",
+              "and packaged by mxbuild without modification except for libmxnet.so's",
+              "RPATH, which points at the private directory of the libraries bundled",
+              "with it.")
+CLIENT_DIR = "client"      # under the payload dir: the thin jar and its pom (not installed)
+
+
+def repository(pin: JarPin) -> str:
+    """Where the jar is downloaded from: MXBUILD_MAVEN_URL (a mirror) or the pin's."""
+    return os.environ.get("MXBUILD_MAVEN_URL") or pin.repository
+
+
+def jar_epoch(jar: Path) -> int:
+    with zipfile.ZipFile(jar) as zf:
+        return max(calendar.timegm((*i.date_time, 0, 0, 0)) for i in zf.infolist())
+
+
+def jar_hashes(jar: Path, names: list[str]) -> dict[str, str]:
+    out = {}
+    with zipfile.ZipFile(jar) as zf:
+        for name in names:
+            out[name] = hashlib.sha256(zf.read(f"lib/native/{name}")).hexdigest()
+    return out
+
+
+def _checked_sha1(url: str, data_sha1: str, what: str, extra_ca) -> None:
+    """The repository's own .sha1 must name the same bytes (beside the sha256 pin)."""
+    try:
+        listed = download_bytes(url + ".sha1", extra_ca).decode().split()[0].lower()
+    except (DownloadError, IndexError, UnicodeDecodeError) as exc:
+        raise DownloadError(f"cannot read {url}.sha1 ({exc})",
+                            "the repository must serve Maven checksums; set MXBUILD_MAVEN_URL "
+                            "to a mirror that does")
+    if listed != data_sha1:
+        raise ChecksumError(f"{what}: the repository's .sha1 says {listed}, the file has "
+                            f"{data_sha1}", "the repository or the download is corrupt; do not "
+                            "build from it")
+
+
+class MavenRecipe(Recipe):
+    name = "maven"
+    reuse_reason = "stage cache: same jar, script, patchelf and build image"
+
+    def unfit(self, cell: Cell) -> tuple[str, str] | None:
+        if cell.jar is None:
+            return ("the build has no jar pin", "add jar: {group, artifact, version, sha256, "
+                    "bundled} to the build in matrix.yaml")
+        if not any(p.client == "jvm" for p in cell.packages):
+            return ("the build ships no package for the JVM client",
+                    "list libmxnet-scala in the build's packages")
+        return None
+
+    def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
+        return {"code": module_digest(payload_mod, jvm_client, sys.modules[__name__]),
+                "jar": cell.jar.sha256, "bundled": list(cell.jar.bundled),
+                "script": ctx.data.digest("recipes/maven"),
+                "licenses": ctx.data.digest("packaging/licenses.yaml"),
+                "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
+                "source_date_epoch": ctx.opts.source_date_epoch}
+
+    def plan(self, ctx, cell: Cell) -> tuple[str, str]:
+        pin = cell.jar
+        cached = cas_path(ctx.opts.cache_dir / "downloads", pin.sha256, pin.filename).is_file()
+        return "run", (f"harvest {pin.filename} ({'cached' if cached else 'to download from '
+                       + repository(pin)}, sha256 {pin.sha256[:12]}…) and make the thin jar")
+
+    def produce(self, ctx, cell: Cell, images: CellImages, logf: IO[str]) -> Produced:
+        return Produced(harvest(ctx, cell, images.build.ref, logf))
+
+
+def fetch_jar(ctx, pin: JarPin, logf: IO[str]) -> tuple[Path, bytes]:
+    """The verified jar (sha256 pin + the repository's .sha1) and its POM (.sha1)."""
+    opts, base = ctx.opts, repository(pin)
+    cache = opts.cache_dir / "downloads"
+    fresh = not cas_path(cache, pin.sha256, pin.filename).is_file()
+    try:
+        jar = fetch_pinned(pin.url("jar", base), pin.sha256, cache, opts.extra_ca_bundle)
+    except DownloadError as exc:
+        raise DownloadError(f"cannot download {pin.filename} from {base} ({exc.message})",
+                            "check that the repository serves org.apache.mxnet, or set "
+                            "MXBUILD_MAVEN_URL to a mirror (same bytes: the sha256 is pinned)")
+    if fresh:
+        _checked_sha1(pin.url("jar", base), file_digest(jar, "sha1"), pin.filename,
+                      opts.extra_ca_bundle)
+    pom = download_bytes(pin.url("pom", base), opts.extra_ca_bundle)
+    _checked_sha1(pin.url("pom", base), hashlib.sha1(pom).hexdigest(),
+                  f"{pin.artifact}-{pin.version}.pom", opts.extra_ca_bundle)
+    logf.write(f"jar {jar} sha256 {pin.sha256} verified"
+               f"{' (and the repository .sha1)' if fresh else ''}; pom .sha1 verified\n")
+    return jar, pom
+
+
+def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
+    opts, pin = ctx.opts, cell.jar
+    jar, pom = fetch_jar(ctx, pin, logf)
+    deps = jvm_client.runtime_dependencies(pom, f"{pin.artifact}-{pin.version}.pom")
+    licenses = yaml.safe_load((ctx.data.packaging / "licenses.yaml").read_text())["libraries"]
+    keep = [b for b in pin.bundled if licenses.get(b, {}).get("modify") is False]
+    work = opts.work_dir / cell.id
+    payload_dir = work / "payload"
+    if payload_dir.exists():
+        shutil.rmtree(payload_dir)
+    own = dict(uid=BUILD_UID, gid=BUILD_UID)
+    with Container(ctx.docker, build_ref, label=f"recipe-{cell.id}", log_file=logf) as box:
+        box.copy_into(jar, BUILD_HOME, **own)
+        box.copy_into(ctx.data.recipe("maven") / "harvest.sh", BUILD_HOME, **own)
+        box.copy_into(patchelf_binary(), BUILD_HOME, **own)
+        try:
+            box.run(["sh", f"{BUILD_HOME}/harvest.sh", f"{BUILD_HOME}/{jar.name}",
+                     f"{BUILD_HOME}/payload", PRIVATE_DIR, *pin.bundled], user="builder",
+                    env={"PATCHELF": f"{BUILD_HOME}/patchelf", "KEEP_AS_IS": " ".join(keep)})
+        except CommandFailed as exc:
+            raise MxbuildError(f"harvesting {jar.name} failed: {exc}\n{exc.tail[-1500:]}",
+                               "if the jar's native libraries changed, update jar.bundled in "
+                               "matrix.yaml")
+        box.copy_out(f"{BUILD_HOME}/payload", work)
+    payload_mod.point_at_private_dir(payload_dir / "libmxnet.so", logf)
+    client = payload_dir / CLIENT_DIR
+    thin = jvm_client.thin_jar(jar, client / jvm_client.jar_name(cell.mxnet))
+    (client / jvm_client.pom_name(cell.mxnet)).write_bytes(jvm_client.render_pom(
+        cell.mxnet, deps, f"{pin.group}:{pin.artifact}:{pin.version} without lib/native/: "
+        "the natives come from the libmxnet and libmxnet-scala packages"))
+    logf.write(f"thin jar {thin.name}: {thin.stat().st_size} bytes, no lib/native/ "
+               f"({len(jvm_client.native_members(jar))} native files left out)\n")
+    rels = ["libmxnet.so", "jni/libmxnet-scala.so"] + [f"{PRIVATE_DIR}/{b}" for b in pin.bundled]
+    source = f"{pin.filename} (Maven {pin.group}:{pin.artifact}:{pin.version}, sha256 {pin.sha256})"
+    clients = [f"{CLIENT_DIR}/{n}" for n in (jvm_client.jar_name(cell.mxnet),
+                                            jvm_client.pom_name(cell.mxnet))]
+    overrides = tuple((f"unstripped-binary-or-object [usr/lib/*/{PRIVATE_DIR}/{b}]",
+                       f"{b}'s licence forbids modifying it, so it is shipped as upstream "
+                       "built it") for b in keep)
+    payload = Payload(
+        payload_dir, {rel: sha256_file(payload_dir / rel) for rel in rels},
+        jar_hashes(jar, ["libmxnet.so", "libmxnet-scala.so", *pin.bundled]), source,
+        opts.source_date_epoch or jar_epoch(jar), tuple(pin.bundled),
+        tuple(line.format(source=source) for line in PROVENANCE), overrides,
+        {rel: sha256_file(payload_dir / rel) for rel in clients})
+    payload.save()
+    return payload
+
+
+register(MavenRecipe())
