@@ -25,7 +25,7 @@ from .containers import CommandFailed, Container
 from .errors import MxbuildError
 from .fetch import sha256_file
 from .matrix import Cell, PackageSpec
-from .payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
+from .payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, PRIVATE_LINK, Payload, patchelf_binary
 
 DRIVER = "driver"  # runtime_packages value: provided by the host's NVIDIA driver
 
@@ -149,6 +149,9 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
             target = libdir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             link_or_copy(payload.dir / rel, target)
+        if _bundled_here(payload, rels) or any(rel.startswith(f"{PRIVATE_DIR}/") for rel in rels):
+            # what libmxnet.so's RPATH ($ORIGIN/m) names: the private directory
+            (libdir / PRIVATE_LINK).symlink_to(PRIVATE_DIR)
         bundled = []
         for soname in _bundled_here(payload, rels):
             info = licenses["libraries"].get(soname)
@@ -219,7 +222,8 @@ def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
           out_dir: Path) -> tuple[BuiltDeb, ...]:
     """Every package of the cell, checked by the target distro's own tools."""
     opts = ctx.opts
-    env = {"MULTIARCH": cell.distro.multiarch, "PRIVATE_DIR": PRIVATE_DIR}
+    env = {"MULTIARCH": cell.distro.multiarch, "PRIVATE_DIR": PRIVATE_DIR,
+           "PRIVATE_LINK": PRIVATE_LINK}
     host = dict(cell.runtime_packages)
     if host:
         env |= {"HOST_SONAMES": " ".join(sorted(host)),

@@ -78,6 +78,17 @@ def rpath_room(path: str | os.PathLike) -> RpathInfo:
         return _Dynamic(path, f).rpath()
 
 
+def soname(path: str | os.PathLike) -> str | None:
+    """A shared object's DT_SONAME, or None when it has none."""
+    path = Path(path)
+    with _open(path, "rb") as f:
+        dyn = _Dynamic(path, f)
+        offset = dyn.tag("DT_SONAME")
+        if offset is None:
+            return None
+        return dyn.strtab[offset:dyn.strtab.index(b"\0", offset)].decode("utf-8", "replace")
+
+
 def set_rpath_in_place(path: str | os.PathLike, new: str) -> None:
     """Overwrite the RPATH/RUNPATH string of `path` with `new`: NUL-terminated, the rest of
     the old string's bytes zeroed, the tag kept, the file size unchanged. Refuses (and

@@ -14,6 +14,10 @@ from .errors import MxbuildError
 BUILD_HOME = "/home/builder"     # the build user's home in build and compile images
 BUILD_UID = 1000
 PRIVATE_DIR = "libmxnet"         # /usr/lib/<multiarch>/libmxnet/: bundled libraries
+# libmxnet.so's RPATH names this symlink to PRIVATE_DIR: upstream's RPATH string is
+# "${ORIGIN}", and a longer one cannot be written in place (elfedit.py), while growing
+# .dynstr (patchelf) appends a segment that glibc <= 2.27's ldconfig calls "truncated".
+PRIVATE_LINK = "m"
 PAYLOAD_FORMAT = 2               # bump when the manifest's meaning changes
 
 
@@ -60,6 +64,16 @@ class Payload:
 
     def size(self, rels=None) -> int:
         return sum((self.dir / rel).stat().st_size for rel in (rels or self.files))
+
+
+def point_at_private_dir(library: Path, logf) -> None:
+    """Rewrite the RPATH of a harvested libmxnet.so in place to $ORIGIN/PRIVATE_LINK (the
+    file keeps its size: no segment is appended)."""
+    from . import elfedit
+    before = elfedit.rpath_room(library)
+    elfedit.set_rpath_in_place(library, f"$ORIGIN/{PRIVATE_LINK}")
+    logf.write(f"{library.name}: {before.tag} {before.value!r} -> '$ORIGIN/{PRIVATE_LINK}' "
+               f"in place ({library.stat().st_size} bytes, unchanged)\n")
 
 
 def patchelf_binary() -> Path:

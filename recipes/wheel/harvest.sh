@@ -1,8 +1,9 @@
 #!/bin/sh
 # Harvest libmxnet.so and the libraries it bundles from an official wheel.
 # Runs inside the cell's build image, as the build user, with no network.
-#   PATCHELF=/path/to/patchelf harvest.sh WHEEL OUTDIR PRIVATE_DIR_NAME BUNDLED_SONAME...
-# Output: OUTDIR/libmxnet.so (RPATH $ORIGIN/PRIVATE_DIR_NAME) and OUTDIR/PRIVATE_DIR_NAME/*.
+#   harvest.sh WHEEL OUTDIR PRIVATE_DIR_NAME BUNDLED_SONAME...
+# Output: OUTDIR/libmxnet.so and OUTDIR/PRIVATE_DIR_NAME/*. The RPATH is rewritten in place
+# on the host afterwards (mxbuild/elfedit.py): nothing here changes a file's layout.
 set -eu
 wheel=$1 out=$2 private=$3
 shift 3
@@ -36,18 +37,14 @@ done
 
 soname=$(readelf -d "$out/libmxnet.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 if [ -z "$soname" ]; then
-    # Some official builds (1.6.0 GPU wheels) carry no SONAME; the package needs one.
-    "$PATCHELF" --set-soname libmxnet.so "$out/libmxnet.so"
-    echo "harvest: set the missing SONAME to libmxnet.so"
+    # Some official builds (the 1.6.0 cu90 and 1.7.0 cu92 wheels) carry no SONAME. Adding
+    # one grows .dynstr, i.e. appends a segment old ldconfigs reject: shipped as built.
+    echo "harvest: libmxnet.so has no SONAME (shipped as upstream built it)"
 elif [ "$soname" != "libmxnet.so" ]; then
     echo "harvest: SONAME of libmxnet.so is '$soname', expected libmxnet.so" >&2
     exit 4
 fi
-# The wheel finds its bundled libraries through RPATH $ORIGIN; the package keeps them in a
-# private directory (they would clash with the distro's libopenblas/libgfortran otherwise).
-# $ORIGIN is not resolved through symlinks, so the rpath must name that directory.
-"$PATCHELF" --force-rpath --set-rpath "\$ORIGIN/$private" "$out/libmxnet.so"
-readelf -d "$out/libmxnet.so" | grep -E 'RPATH|RUNPATH|NEEDED'
+readelf -d "$out/libmxnet.so" | grep -E 'RPATH|RUNPATH|NEEDED|SONAME'
 chmod 0644 "$out/libmxnet.so"
 for lib in "$@"; do chmod 0644 "$out/$private/$lib"; done   # a wheel may bundle nothing
 ls -l "$out" "$out/$private"

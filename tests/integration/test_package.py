@@ -49,7 +49,7 @@ def sha256(path):
 def test_control_fields(built, cpu_cell):
     fields = dict(re.findall(r"^ ?([A-Za-z-]+): (.*)$", dpkg_deb("-I", str(built.path)), re.M))
     assert fields["Package"] == "libmxnet"
-    assert fields["Version"] == "1.9.1-3~deb12" == cpu_cell.deb_version
+    assert fields["Version"] == "1.9.1-4~deb12" == cpu_cell.deb_version
     assert fields["Architecture"] == "amd64"
     assert fields["Section"] == "libs"
     assert fields["Mxnet-Variant"] == "cpu"
@@ -58,7 +58,7 @@ def test_control_fields(built, cpu_cell):
     assert {"libc6", "libgomp1", "libquadmath0", "libstdc++6", "libgcc-s1"} <= set(depends)
     # the bundled libraries are not dependencies
     assert not any("openblas" in d or "gfortran" in d for d in depends)
-    assert built.path.name == "libmxnet_1.9.1-3~deb12_amd64.deb"
+    assert built.path.name == "libmxnet_1.9.1-4~deb12_amd64.deb"
 
 
 def test_contents(built):
@@ -73,6 +73,8 @@ def test_contents(built):
         "./usr/share/doc/libmxnet/copyright",
         "./usr/share/lintian/overrides/libmxnet",
     ])
+    links = [line.split()[-3:] for line in listing.splitlines() if line.startswith("l")]
+    assert links == [[f"./{MA}/m", "->", "libmxnet"]]   # what libmxnet.so's RPATH names
     for line in listing.splitlines():
         assert " root/root " in line, line
     members = subprocess.run(["sh", "-c", f"dpkg-deb --ctrl-tarfile '{built.path}' | tar -t"],
@@ -97,11 +99,49 @@ def test_triggers_and_symbols(built, tmp_path):
     assert (tmp_path / "ctl/symbols").read_text() == "libmxnet.so libmxnet (>= 1.9.1)\n"
 
 
-def test_library_rpath_points_at_the_private_directory(unpacked):
-    dyn = subprocess.run(["readelf", "-d", str(unpacked / MA / "libmxnet.so")], check=True,
-                         capture_output=True, text=True).stdout
-    assert "Library rpath: [$ORIGIN/libmxnet]" in dyn
+def test_library_rpath_points_at_the_private_directory_in_place(unpacked, cpu_cell,
+                                                                 test_opts):
+    """Upstream's RPATH string rewritten in place: same size as the wheel's file, still a
+    DT_RPATH, $ORIGIN/m -> libmxnet/ (no segment appended, unlike patchelf)."""
+    import zipfile
+    lib = unpacked / MA / "libmxnet.so"
+    dyn = subprocess.run(["readelf", "-d", str(lib)], check=True, capture_output=True,
+                         text=True).stdout
+    assert "(RPATH)              Library rpath: [$ORIGIN/m]" in dyn
     assert "Library soname: [libmxnet.so]" in dyn
+    wheel = cas_path(test_opts.cache_dir / "downloads", cpu_cell.wheel.sha256,
+                     cpu_cell.wheel.filename)
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.getinfo("mxnet/libmxnet.so").file_size == lib.stat().st_size
+    loads = subprocess.run(["readelf", "-lW", str(lib)], check=True, capture_output=True,
+                           text=True).stdout
+    assert len([line for line in loads.splitlines() if line.strip().startswith("LOAD")]) == 2
+
+
+@pytest.mark.parametrize("distro", ["ubuntu16", "ubuntu18"])
+def test_old_ldconfig_says_nothing_about_the_packaged_files(docker_client, run_ctx, built,
+                                                            distro):
+    """glibc <= 2.27's ldconfig (xenial, bionic) called the patchelf'd library "truncated";
+    the package's files, unpacked as dpkg would, draw no word from it now."""
+    from mxbuild import images
+    from mxbuild.containers import Container
+    base = images.ensure_base(run_ctx, run_ctx_matrix().distros[distro], io.StringIO())
+    with Container(docker_client, base.ref, label=f"ldconfig-{distro}") as box:
+        box.copy_into(built.path, "/tmp")
+        box.run(["dpkg-deb", "-x", f"/tmp/{built.path.name}", "/"])
+        out = box.run("ldconfig -v 2>&1").output
+        cache = box.run("ldconfig -p").output
+        ldd = box.run(f"ldd /{MA}/libmxnet.so").output
+    assert [line for line in out.splitlines() if "mxnet" in line or "truncated" in line] \
+        == ["\tlibmxnet.so -> libmxnet.so"], out
+    assert f"libmxnet.so (libc6,x86-64) => /{MA}/libmxnet.so" in cache
+    assert f"libopenblas.so.0 => /{MA}/m/libopenblas.so.0" in ldd, ldd
+
+
+def run_ctx_matrix():
+    from mxbuild import matrix
+    from ..conftest import ROOT
+    return matrix.load(ROOT / "matrix.yaml")
 
 
 def test_build_info_records_inputs_and_file_hashes(unpacked, cpu_cell, cell_images, payload):
@@ -129,7 +169,7 @@ def test_copyright_and_changelog(unpacked):
         assert needle in text
     changelog = gzip.decompress((unpacked / "usr/share/doc/libmxnet/changelog.Debian.gz")
                                 .read_bytes()).decode()
-    assert changelog.startswith("libmxnet (1.9.1-3~deb12) bookworm; urgency=medium")
+    assert changelog.startswith("libmxnet (1.9.1-4~deb12) bookworm; urgency=medium")
 
 
 def test_no_ca_bundle_in_the_package(unpacked, test_opts):
