@@ -29,7 +29,7 @@ from .repo.publish import Upload, publish, published_entries
 from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
 from .resources import ResourcePool, need_of
-from .smoke import client_image as smoke_image
+from .smoke import client_image as smoke_image, jvm as smoke_jvm
 
 STAGES = ["image", "recipe", "package", "publish", "smoke"]
 
@@ -266,18 +266,23 @@ def repo_keyring(ctx: RunContext) -> bytes:
 
 def smoke_key(ctx: RunContext, cell: Cell, debs, clients, client_image) -> str:
     return key_of("smoke", {
-        "code": module_digest(smoke, smoke_image, _client, sys.modules[__name__]),
+        "code": module_digest(smoke, smoke_image, smoke_jvm, _client, sys.modules[__name__]),
         "debs": [d.sha256 for d in debs], "clients": [c.sha256 for c in clients],
         "client_image": client_image.id, "tests": ctx.data.digest("tests/smoke"),
-        "fixtures": smoke.fixtures_key(), "gpu": ctx.gpu,
+        "jvm_program": ctx.data.digest("examples/jvm-predictor",
+                                       "docker/jvm-client.Dockerfile.j2"),
+        "jdk": cell.distro.smoke.jdk, "fixtures": smoke.fixtures_key(), "gpu": ctx.gpu,
         "repo": ctx.storage.describe(), "suite": cell.suite(ctx.opts.staging),
         "cell": cell.id})
 
 
 def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients,
                  debs) -> None:
+    """Each thin client's suite in its own fresh container: Python (tests/smoke with
+    mxnet-thin), and JVM (examples/jvm-predictor with the thin jar) when the cell ships
+    libmxnet-scala."""
     work = ctx.opts.work_dir / cell.id / "smoke"
-    python = next(c for c in clients if c.kind == "python")
+    by_kind = {c.kind: c for c in clients}
     with ctx.report.stage(cell, "smoke") as logf:
         wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads",
                              ctx.opts.extra_ca_bundle)
@@ -292,8 +297,17 @@ def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients
             counts = smoke.SmokeCounts(**manifest["counts"])
             junit = entry / "junit.xml"
         else:
-            counts = smoke.run(ctx, cell, client_image, payload, python.version, logf, work,
-                               repo_keyring(ctx))
-            junit = work / "junit.xml"
+            keyring = repo_keyring(ctx)
+            with smoke.repo_url(ctx.storage) as url:
+                counts = smoke.run(ctx, cell, client_image, payload,
+                                   by_kind["python"].version, url, keyring, logf,
+                                   work / "python")
+                parts = [work / "python" / "junit.xml"]
+                if "jvm" in by_kind:
+                    image = smoke_jvm.ensure_image(ctx, cell, runtime, logf)
+                    counts = counts + smoke_jvm.run(ctx, cell, image, by_kind["jvm"], url,
+                                                    keyring, logf, work / "jvm")
+                    parts.append(work / "jvm" / "junit.xml")
+            junit = smoke.merge_junit(parts, work / "junit.xml")
             ctx.cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
     ctx.report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}

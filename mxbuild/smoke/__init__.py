@@ -184,11 +184,10 @@ def repo_url(storage) -> Iterator[str]:
 
 
 def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_version: str,
-        logf: IO[str], work: Path, keyring: bytes) -> SmokeCounts:
-    """Install libmxnet with apt and mxnet-thin==client_version with pip, both from the
-    published repository (trusted with `keyring`, what hosts install), then run tests/smoke
-    in the container."""
-    opts, storage = ctx.opts, ctx.storage
+        url: str, keyring: bytes, logf: IO[str], work: Path) -> SmokeCounts:
+    """The Python suite: install libmxnet with apt and mxnet-thin==client_version with pip,
+    both from the repository at `url` (trusted with `keyring`, what hosts install), then
+    run tests/smoke in the container."""
     fixtures = model_fixtures(ctx)
     if work.exists():
         shutil.rmtree(work)
@@ -199,12 +198,11 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     gpu = ctx.gpu
     (work / KEYRING_NAME).write_bytes(keyring)
-    with repo_url(storage) as url, \
-            Container(ctx.docker, client_image.ref, label=f"smoke-{cell.id}", network="host",
-                      log_file=logf, gpus=gpu and cell.cuda is not None) as box:
+    with Container(ctx.docker, client_image.ref, label=f"smoke-{cell.id}", network="host",
+                   log_file=logf, gpus=gpu and cell.cuda is not None) as box:
         box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
         box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(
-            url, cell, staging=opts.staging) + "\n")
+            url, cell, staging=ctx.opts.staging) + "\n")
         apt_update(box)
         missing = install(box, cell, gpu)
         try:
@@ -225,11 +223,51 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
                               "MXBUILD_FIXTURES": f"{SMOKE_DIR}/fixtures"},
                          workdir=SMOKE_DIR, check=False)
         box.copy_out(f"{SMOKE_DIR}/junit.xml", work)
-    counts = junit_counts(work / "junit.xml", missing, gpu if cell.cuda else None)
-    if result.exit_code != 0 or counts.failed or counts.errors or counts.tests == 0:
-        raise MxbuildError(f"smoke suite: {counts.failed} failed, {counts.errors} errors of "
-                           f"{counts.tests}", "read the stage log for the failing tests")
+    return finished(work / "junit.xml", result.exit_code, missing,
+                    gpu if cell.cuda else None, "Python")
+
+
+def finished(junit: Path, exit_code: int, missing: dict, gpu: bool | None,
+             suite: str) -> SmokeCounts:
+    """A suite's counts from its JUnit file; MxbuildError if anything failed."""
+    counts = junit_counts(junit, missing, gpu)
+    if exit_code != 0 or counts.failed or counts.errors or counts.tests == 0:
+        raise MxbuildError(f"{suite} smoke suite: {counts.failed} failed, {counts.errors} "
+                           f"errors of {counts.tests}", "read the stage log for the failing "
+                           "tests")
     return counts
+
+
+def gpu_checks_skipped_junit(suite: str, checks, not_found: set[str],
+                             missing: set[str]) -> str:
+    """A suite's JUnit when its library cannot load here (a GPU cell without a GPU): the
+    dependency closure is checked (exactly the host's missing sonames are missing), every
+    other check is skipped, never passed."""
+    root = ET.Element("testsuite", name=suite)
+    case = ET.SubElement(root, "testcase", classname=suite, name="dependency_closure")
+    if not_found != missing:
+        ET.SubElement(case, "failure", message=f"not found {sorted(not_found)}, expected "
+                      f"{sorted(missing)}")
+    for check in checks:
+        skipped = ET.SubElement(ET.SubElement(root, "testcase", classname=suite, name=check),
+                                "skipped", message="no GPU: libmxnet cannot load here")
+        skipped.text = "skipped: no GPU"
+    cases = list(root.iter("testcase"))
+    root.set("tests", str(len(cases)))
+    root.set("failures", str(sum(c.find("failure") is not None for c in cases)))
+    root.set("errors", "0")
+    root.set("skipped", str(len(checks)))
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def merge_junit(parts: list[Path], out: Path) -> Path:
+    """One JUnit file holding every suite's cases (report.py reads one per cell)."""
+    root = ET.Element("testsuites")
+    for part in parts:
+        tree = ET.parse(part).getroot()
+        root.extend([tree] if tree.tag == "testsuite" else list(tree))
+    out.write_text(ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+    return out
 
 
 def apt_update(box) -> str:
