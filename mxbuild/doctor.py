@@ -140,4 +140,22 @@ def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_pa
     if d.cell.cuda:
         d.commands.insert(2, "# CUDA runtime packages (Depends) come from NVIDIA's CUDA "
                              "repository for this distro: add it first")
+    jvm = next((p.name for p in d.cell.packages if p.client == "jvm"), None)
+    if jvm:
+        d.commands += [f"sudo apt-get install {jvm}   # JVM services: the JNI library",
+                       *jvm_lines(f"{url}/maven", d.cell.mxnet)]
     return d
+
+
+def jvm_lines(maven_url: str, version: str) -> list[str]:
+    """What a JVM service adds: one repository and one dependency (Maven, Gradle, sbt)."""
+    from .jvm_client import ARTIFACT_ID, GROUP_ID
+    return [
+        f"# Maven: <repository><id>mxbuild</id><url>{maven_url}</url></repository>  and  "
+        f"<dependency><groupId>{GROUP_ID}</groupId><artifactId>{ARTIFACT_ID}</artifactId>"
+        f"<version>{version}</version></dependency>",
+        f"# Gradle: repositories {{ maven {{ url '{maven_url}' }} }}  and  "
+        f"dependencies {{ implementation '{GROUP_ID}:{ARTIFACT_ID}:{version}' }}",
+        f'# sbt: resolvers += "mxbuild" at "{maven_url}"  and  '
+        f'libraryDependencies += "{GROUP_ID}" % "{ARTIFACT_ID}" % "{version}"',
+    ]

@@ -69,3 +69,24 @@ def test_unknown_distro_lists_the_supported_ones(tmp_path):
                         disk_paths=())
     ok, detail = {n: (o, t) for n, o, t in d.checks}["distro"]
     assert ok is False and "bookworm" in detail and d.commands == []
+
+
+def test_a_cell_with_the_jvm_package_gets_the_maven_gradle_and_sbt_lines(tmp_path):
+    import dataclasses
+    cell = MATRIX.select(cell="1.9.1-cpu-debian12")[0]
+    jvm_cell = dataclasses.replace(cell, packages=(cell.package, MATRIX.packages["libmxnet-scala"]))
+    matrix = dataclasses.replace(MATRIX, cells=(jvm_cell,))
+    d = doctor.diagnose(matrix, "https://apt.example", docker_client=Engine(), gpu=None,
+                        os_release_path=_os_release(tmp_path, "bookworm", "Debian 12"),
+                        disk_paths=())
+    lines = "\n".join(d.commands)
+    assert "sudo apt-get install libmxnet-scala" in lines
+    assert ("<url>https://apt.example/maven</url>" in lines and
+            "<groupId>org.mxbuild</groupId><artifactId>mxnet-thin_2.11</artifactId>"
+            "<version>1.9.1</version>" in lines)
+    assert "implementation 'org.mxbuild:mxnet-thin_2.11:1.9.1'" in lines
+    assert 'libraryDependencies += "org.mxbuild" % "mxnet-thin_2.11" % "1.9.1"' in lines
+    plain = doctor.diagnose(MATRIX, "https://apt.example", docker_client=Engine(), gpu=None,
+                            os_release_path=_os_release(tmp_path, "bookworm", "Debian 12"),
+                            disk_paths=())
+    assert not any("maven" in c for c in plain.commands)
