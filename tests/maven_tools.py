@@ -35,9 +35,7 @@ def coords(version: str, group: str = GROUP, artifact: str = ARTIFACT) -> maven.
 
 def make_pom(c: maven.Coords, extra: str = "") -> bytes:
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0"
-         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 https://maven.apache.org/xsd/maven-4.0.0.xsd">
+<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>{c.group_id}</groupId>
   <artifactId>{c.artifact_id}</artifactId>
@@ -133,7 +131,8 @@ def require_tools(*names: str) -> None:
     """Skip without the tools; with MXBUILD_REQUIRE_TOOLS=1 (CI) fail instead."""
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        message = f"not installed: {', '.join(missing)} (apt-get install maven default-jdk-headless)"
+        message = (f"not installed: {', '.join(missing)} "
+                   "(apt-get install maven default-jdk-headless)")
         if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
             pytest.fail(message)
         pytest.skip(message)
@@ -145,14 +144,15 @@ def require_tools(*names: str) -> None:
 class Resolved:
     ok: bool
     output: str
-    files: dict[str, bytes]           # what Maven copied out: file name -> bytes
+    items: dict[str, bytes]           # what dependency:copy fetched: file name -> bytes
+    deps: dict[str, bytes]            # what dependency:copy-dependencies fetched
     local_repo: Path
 
 
-def _run_mvn(project: Path, local_repo: Path, goal: str, timeout: int = 300):
+def _run_mvn(project: Path, local_repo: Path, goals: list[str], timeout: int = 300):
     return subprocess.run(
         ["nice", "-n", "10", "mvn", "-B", "-e", f"-Dmaven.repo.local={local_repo}",
-         f"{DEPENDENCY_PLUGIN}:{goal}"],
+         *[f"{DEPENDENCY_PLUGIN}:{g}" for g in goals]],
         cwd=project, capture_output=True, text=True, timeout=timeout)
 
 
@@ -169,8 +169,8 @@ def _project_pom(body: str) -> str:
 """
 
 
-# Dependencies may come from our repository only (the tests are hermetic and prove where the
-# artifact came from); plugins still come from Maven Central (pluginRepositories).
+# Dependencies may come from the repositories under test only (the tests are hermetic and
+# prove where an artifact came from); plugins still come from Maven Central.
 CENTRAL_OFF = """  <repository>
     <id>central</id>
     <url>https://repo.maven.apache.org/maven2</url>
@@ -180,9 +180,16 @@ CENTRAL_OFF = """  <repository>
 </repositories>"""
 
 
+def _items_xml(versions) -> str:
+    return "".join(
+        f"<artifactItem><groupId>{c.group_id}</groupId><artifactId>{c.artifact_id}"
+        f"</artifactId><version>{c.version}</version><type>{t}</type></artifactItem>"
+        for c in versions for t in ("pom", "jar"))
+
+
 class MavenClient:
     """mvn with a fresh local repository per resolution (seeded with the cached plugin),
-    so every artifact and checksum comes from the repository under test."""
+    so every artifact, checksum and metadata file comes from the repository under test."""
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
@@ -190,7 +197,7 @@ class MavenClient:
 
     @classmethod
     def warmed(cls, workdir: Path) -> "MavenClient":
-        """Download the dependency plugin into PLUGIN_CACHE once (Maven Central)."""
+        """Download the dependency plugin into PLUGIN_CACHE once (from Maven Central)."""
         require_tools("mvn", "java", "javac")
         if not (PLUGIN_CACHE / ".complete").exists():
             project = workdir / "warm"
@@ -198,7 +205,7 @@ class MavenClient:
             (project / "pom.xml").write_text(_project_pom(""))
             tmp = PLUGIN_CACHE.with_name(PLUGIN_CACHE.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            proc = _run_mvn(project, tmp, "copy-dependencies", timeout=900)
+            proc = _run_mvn(project, tmp, ["copy-dependencies"], timeout=900)
             if proc.returncode != 0:
                 message = f"could not fetch {DEPENDENCY_PLUGIN} from Maven Central:\n" \
                           + proc.stdout[-3000:]
@@ -210,52 +217,46 @@ class MavenClient:
             tmp.rename(PLUGIN_CACHE)
         return cls(workdir)
 
-    def _fresh(self) -> tuple[Path, Path, Path]:
+    def resolve(self, url: str, items=(), dependency=None, more_repositories: str = "",
+                ) -> Resolved:
+        """One mvn run against the repository at url: `items` (Coords: pom and jar of each
+        fixed version, dependency:copy) and/or `dependency` ((group, artifact, version or
+        range) in a service's pom made of exactly maven.pom_snippet, resolved by
+        dependency:copy-dependencies like a build does: pom, jar, checksums, and for a
+        range the metadata). `more_repositories`: <repository> elements listed after ours."""
         self.runs += 1
         run = self.workdir / f"run{self.runs}"
         project, local, out = run / "project", run / "m2", run / "out"
         project.mkdir(parents=True)
         shutil.copytree(PLUGIN_CACHE, local)
-        return project, local, out
-
-    def _result(self, proc, out: Path, local: Path) -> Resolved:
-        files = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
-        return Resolved(proc.returncode == 0, proc.stdout + proc.stderr, files, local)
-
-    def dependency(self, url: str, c: maven.Coords | tuple[str, str, str]) -> Resolved:
-        """A service's pom: exactly maven.pom_snippet (repository + dependency); version
-        may be a range. copy-dependencies resolves it like a build would (pom, jar,
-        checksums; metadata for a range)."""
-        if not isinstance(c, maven.Coords):            # a range is not a valid Coords
-            c = _RawCoords(*c)
-        project, local, out = self._fresh()
-        body = maven.pom_snippet(url, c).replace("</repositories>", CENTRAL_OFF)
-        (project / "pom.xml").write_text(_project_pom(body))
-        proc = _run_mvn(project, local, f"copy-dependencies -DoutputDirectory={out}")
-        return self._result(proc, out, local)
-
-    def items(self, url: str, versions: list[maven.Coords]) -> Resolved:
-        """Fixed versions, jar and pom each, in one run (dependency:copy artifactItems)."""
-        project, local, out = self._fresh()
-        items = "".join(
-            f"<artifactItem><groupId>{c.group_id}</groupId><artifactId>{c.artifact_id}"
-            f"</artifactId><version>{c.version}</version><type>{t}</type></artifactItem>"
-            for c in versions for t in ("pom", "jar"))
-        body = maven.repository_xml(url).replace("</repositories>", CENTRAL_OFF)
+        body = (maven.pom_snippet(url, _RawCoords(*dependency)) if dependency
+                else maven.repository_xml(url))
+        body = body.replace("</repositories>", more_repositories + CENTRAL_OFF)
         body += f"""
 <build><plugins><plugin>
   <groupId>org.apache.maven.plugins</groupId>
   <artifactId>maven-dependency-plugin</artifactId>
   <version>{DEPENDENCY_PLUGIN.rsplit(':', 1)[1]}</version>
-  <configuration><outputDirectory>{out}</outputDirectory><artifactItems>{items}</artifactItems></configuration>
+  <executions>
+    <execution><id>items</id><configuration><outputDirectory>{out}/items</outputDirectory>
+      <artifactItems>{_items_xml(items)}</artifactItems></configuration></execution>
+    <execution><id>deps</id><configuration><outputDirectory>{out}/deps</outputDirectory>
+      </configuration></execution>
+  </executions>
 </plugin></plugins></build>"""
         (project / "pom.xml").write_text(_project_pom(body))
-        proc = _run_mvn(project, local, "copy")
-        return self._result(proc, out, local)
+        goals = (["copy@items"] if items else []) + (["copy-dependencies@deps"] if dependency
+                                                     else [])
+        proc = _run_mvn(project, local, goals)
+
+        def files(d: Path) -> dict[str, bytes]:
+            return {p.name: p.read_bytes() for p in d.iterdir()} if d.exists() else {}
+        return Resolved(proc.returncode == 0, proc.stdout + proc.stderr, files(out / "items"),
+                        files(out / "deps"), local)
 
 
 @dataclass(frozen=True)
-class _RawCoords:
+class _RawCoords:          # a version range is not a valid Coords
     group_id: str
     artifact_id: str
     version: str
