@@ -287,11 +287,13 @@ def repo_list(repo: RepoArgs, as_json: bool) -> None:
     opts = options.resolve()
     storage = _repo(repo, opts)
     listing = ops.list_repo(storage, _keyring(repo, opts))
-    if as_json:
-        print(json.dumps(listing.suites, indent=2))
+    maven = [(f"{c.group_id}:{c.artifact_id}", c.version) for c in listing.artifacts]
+    if as_json:   # the Maven repository under its own key, when there is one
+        print(json.dumps({**listing.suites, **({"maven": [f"{a}:{v}" for a, v in maven]}
+                                               if maven else {})}, indent=2))
         return
     _print_table(storage.describe(), ["suite", "component", "package", "version"],
-                 listing.rows())
+                 listing.rows() + [("maven", "-", a, v) for a, v in maven])
 
 
 def repo_verify(repo: RepoArgs) -> None:

@@ -25,6 +25,7 @@ from ..matrix import Cell, JarPin
 from ..paths import module_digest
 from ..payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
 from .registry import CellImages, Produced, Recipe, register
+from .wheel import OVERRIDES as OFFICIAL_BINARY_OVERRIDES, soname_overrides
 
 PROVENANCE = ("The libraries were built by the Apache MXNet project ({source})",
               "and packaged by mxbuild without modification except for libmxnet.so's",
@@ -155,9 +156,11 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
     source = f"{pin.filename} (Maven {pin.group}:{pin.artifact}:{pin.version}, sha256 {pin.sha256})"
     clients = [f"{CLIENT_DIR}/{n}" for n in (jvm_client.jar_name(cell.mxnet),
                                             jvm_client.pom_name(cell.mxnet))]
-    overrides = tuple((f"unstripped-binary-or-object [usr/lib/*/{PRIVATE_DIR}/{b}]",
-                       f"{b}'s licence forbids modifying it, so it is shipped as upstream "
-                       "built it") for b in keep)
+    # the same official libmxnet.so as in the wheels: the same findings
+    overrides = OFFICIAL_BINARY_OVERRIDES + soname_overrides(payload_dir / "libmxnet.so") + \
+        tuple((f"unstripped-binary-or-object [usr/lib/*/{PRIVATE_DIR}/{b}]",
+               f"{b}'s licence forbids modifying it, so it is shipped as upstream built it")
+              for b in keep)
     payload = Payload(
         payload_dir, {rel: sha256_file(payload_dir / rel) for rel in rels},
         jar_hashes(jar, ["libmxnet.so", "libmxnet-scala.so", *pin.bundled]), source,

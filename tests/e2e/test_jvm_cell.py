@@ -101,6 +101,7 @@ def test_a_jvm_cell_ships_two_packages_a_thin_jar_and_passes_both_smoke_suites(j
     listed = json.loads(invoke("repo.list", "--repo", str(repo), "--json", env=env).stdout)
     assert listed["bookworm"]["cpu"] == [["libmxnet", cell["version"]],
                                          ["libmxnet-scala", cell["version"]]]
+    assert listed["maven"] == ["org.mxbuild:mxnet-thin_2.11:1.9.1"]
 
 
 def test_rebuilding_the_jvm_cell_gives_the_same_bytes(jvm_cell):
