@@ -39,8 +39,8 @@ from mxbuild import deb, debpack, matrix, options  # noqa: E402
 from mxbuild.context import open_run  # noqa: E402
 from mxbuild.fetch import fetch_wheel  # noqa: E402
 from mxbuild.payload import PRIVATE_DIR, Payload  # noqa: E402
-from mxbuild.recipes.wheel import (OVERRIDES, PROVENANCE, upstream_hashes,  # noqa: E402
-                                   wheel_epoch)
+from mxbuild.recipes import official  # noqa: E402
+from mxbuild.recipes.wheel import PROVENANCE  # noqa: E402
 
 
 def host_dpkg() -> str:
@@ -61,9 +61,10 @@ def payload_from_wheel(cell, opts, into: Path) -> Payload:
                 shutil.copyfileobj(src, dst, 1 << 20)
             files[rel] = hashlib.sha256((into / rel).read_bytes()).hexdigest()
     source = f"{cell.wheel.filename} (PyPI {cell.wheel.name}=={cell.wheel.version})"
-    return Payload(into, files, upstream_hashes(wheel, ["libmxnet.so", *cell.wheel.bundled]),
-                   source, wheel_epoch(wheel), tuple(cell.wheel.bundled),
-                   tuple(line.format(source=source) for line in PROVENANCE), OVERRIDES)
+    return Payload(into, files,
+                   official.member_hashes(wheel, "mxnet", ["libmxnet.so", *cell.wheel.bundled]),
+                   source, official.archive_epoch(wheel), tuple(cell.wheel.bundled),
+                   tuple(line.format(source=source) for line in PROVENANCE), official.OVERRIDES)
 
 
 def stage(ctx, cell, payload: Payload, compression: debpack.Compression,

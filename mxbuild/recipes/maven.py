@@ -5,13 +5,11 @@ harvested in the cell's build image (recipes/maven/harvest.sh); and the thin jar
 same jar without lib/native/) with a POM naming upstream's runtime dependencies."""
 from __future__ import annotations
 
-import calendar
 import hashlib
 import importlib.metadata
 import os
 import shutil
 import sys
-import zipfile
 from pathlib import Path
 from typing import IO
 
@@ -24,8 +22,8 @@ from ..fetch import cas_path, download_bytes, fetch_pinned, file_digest, sha256_
 from ..matrix import Cell, JarPin
 from ..paths import module_digest
 from ..payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
+from . import official
 from .registry import CellImages, Produced, Recipe, register
-from .wheel import OVERRIDES as OFFICIAL_BINARY_OVERRIDES, soname_overrides
 
 PROVENANCE = ("The libraries were built by the Apache MXNet project ({source})",
               "and packaged by mxbuild without modification except for libmxnet.so's",
@@ -37,19 +35,6 @@ CLIENT_DIR = "client"      # under the payload dir: the thin jar and its pom (no
 def repository(pin: JarPin) -> str:
     """Where the jar is downloaded from: MXBUILD_MAVEN_URL (a mirror) or the pin's."""
     return os.environ.get("MXBUILD_MAVEN_URL") or pin.repository
-
-
-def jar_epoch(jar: Path) -> int:
-    with zipfile.ZipFile(jar) as zf:
-        return max(calendar.timegm((*i.date_time, 0, 0, 0)) for i in zf.infolist())
-
-
-def jar_hashes(jar: Path, names: list[str]) -> dict[str, str]:
-    out = {}
-    with zipfile.ZipFile(jar) as zf:
-        for name in names:
-            out[name] = hashlib.sha256(zf.read(f"lib/native/{name}")).hexdigest()
-    return out
 
 
 def _checked_sha1(url: str, data_sha1: str, what: str, extra_ca) -> None:
@@ -80,7 +65,7 @@ class MavenRecipe(Recipe):
         return None
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
-        return {"code": module_digest(payload_mod, jvm_client, sys.modules[__name__]),
+        return {"code": module_digest(payload_mod, jvm_client, official, sys.modules[__name__]),
                 "jar": cell.jar.sha256, "bundled": list(cell.jar.bundled),
                 "script": ctx.data.digest("recipes/maven"),
                 "licenses": ctx.data.digest("packaging/licenses.yaml"),
@@ -153,18 +138,20 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
     logf.write(f"thin jar {thin.name}: {thin.stat().st_size} bytes, no lib/native/ "
                f"({len(jvm_client.native_members(jar))} native files left out)\n")
     rels = ["libmxnet.so", "jni/libmxnet-scala.so"] + [f"{PRIVATE_DIR}/{b}" for b in pin.bundled]
-    source = f"{pin.filename} (Maven {pin.group}:{pin.artifact}:{pin.version}, sha256 {pin.sha256})"
+    source = (f"{pin.filename} (Maven {pin.group}:{pin.artifact}:{pin.version}, "
+              f"sha256 {pin.sha256})")
     clients = [f"{CLIENT_DIR}/{n}" for n in (jvm_client.jar_name(cell.mxnet),
                                             jvm_client.pom_name(cell.mxnet))]
     # the same official libmxnet.so as in the wheels: the same findings
-    overrides = OFFICIAL_BINARY_OVERRIDES + soname_overrides(payload_dir / "libmxnet.so") + \
-        tuple((f"unstripped-binary-or-object [usr/lib/*/{PRIVATE_DIR}/{b}]",
-               f"{b}'s licence forbids modifying it, so it is shipped as upstream built it")
-              for b in keep)
+    overrides = official.library_overrides(payload_dir / "libmxnet.so") + tuple(
+        (f"unstripped-binary-or-object [usr/lib/*/{PRIVATE_DIR}/{b}]",
+         f"{b}'s licence forbids modifying it, so it is shipped as upstream built it")
+        for b in keep)
     payload = Payload(
         payload_dir, {rel: sha256_file(payload_dir / rel) for rel in rels},
-        jar_hashes(jar, ["libmxnet.so", "libmxnet-scala.so", *pin.bundled]), source,
-        opts.source_date_epoch or jar_epoch(jar), tuple(pin.bundled),
+        official.member_hashes(jar, "lib/native", ["libmxnet.so", "libmxnet-scala.so",
+                                                   *pin.bundled]), source,
+        opts.source_date_epoch or official.archive_epoch(jar), tuple(pin.bundled),
         tuple(line.format(source=source) for line in PROVENANCE), overrides,
         {rel: sha256_file(payload_dir / rel) for rel in clients})
     payload.save()

