@@ -30,7 +30,8 @@ class Payload:
     upstream_sha256: dict[str, str]    # file name -> sha256 as published upstream
     source: str                        # where the binaries came from (copyright, buildinfo)
     source_date_epoch: int
-    bundled: tuple[str, ...] = ()      # sonames shipped privately; licences: packaging/licenses.yaml
+    # sonames shipped privately (their licences: packaging/licenses.yaml)
+    bundled: tuple[str, ...] = ()
     provenance: tuple[str, ...] = ()   # the copyright file's Comment, one line each
     # lintian findings that hold for these binaries: (tag pattern, one-line reason)
     lintian_overrides: tuple[tuple[str, str], ...] = ()

@@ -8,7 +8,8 @@
 #   cd SRC && gencontrol.sh PACKAGE OUTDIR
 # SRC holds debian/{control,changelog,shlibs.local}, debian/<package>/ (each package's
 # file tree), DEBIAN/<package>/ (control-member extras). Environment: MULTIARCH,
-# PRIVATE_DIR, PRIVATE_LINK (the name libmxnet.so's RPATH gives it); SIBLING_DEPENDS (packages of the same cell it needs at the exact version);
+# PRIVATE_DIR, PRIVATE_LINK (the name libmxnet.so's RPATH gives it); SIBLING_DEPENDS
+# (packages of the same cell it needs at the exact version);
 # for GPU variants also HOST_SONAMES (provided outside the package: CUDA runtime, driver),
 # HOST_DEPENDS (their packages) and PATCHELF.
 set -eu

@@ -7,5 +7,6 @@ from .schema import load, parse
 from .selectors import cell_globs, select
 
 __all__ = ["STAGING", "Abi", "BaseSpec", "BootstrapSpec", "Cell", "CompileSpec", "Distro",
-           "JarPin", "KeyringPackage", "Matrix", "PackageSpec", "Packaging", "SmokeSpec", "SourcePin",
+           "JarPin", "KeyringPackage", "Matrix", "PackageSpec", "Packaging", "SmokeSpec",
+           "SourcePin",
            "WheelPin", "cell_globs", "deb_version", "load", "parse", "select"]

@@ -48,7 +48,8 @@ if [ -n "$soname" ] && [ "$soname" != libmxnet.so ]; then
     echo "harvest: SONAME of libmxnet.so is '$soname', expected libmxnet.so" >&2
     exit 5
 fi
-readelf -d "$out/libmxnet.so" "$out/jni/libmxnet-scala.so" | grep -E 'File:|RPATH|RUNPATH|NEEDED|SONAME'
+readelf -d "$out/libmxnet.so" "$out/jni/libmxnet-scala.so" \
+    | grep -E 'File:|RPATH|RUNPATH|NEEDED|SONAME'
 chmod 0644 "$out/libmxnet.so" "$out/jni/libmxnet-scala.so"
 for lib in "$@"; do chmod 0644 "$out/$private/$lib"; done
 ls -lR "$out"
