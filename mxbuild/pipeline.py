@@ -86,7 +86,7 @@ def _run(cells, opts, stages, storage, jobs, per_cell) -> Report:
 def _build_cell(ctx: RunContext, cell: Cell, do_smoke: bool) -> None:
     cell_images = _image_stage(ctx, cell, build=True)
     payload = _recipe_stage(ctx, cell, cell_images)
-    debs = _package_stage(ctx, cell, payload, cell_images.build.ref)
+    debs = _package_stage(ctx, cell, payload, cell_images)
     if ctx.storage is None:
         return
     clients = _publish_stage(ctx, cell, debs)
@@ -167,9 +167,10 @@ def package_key(ctx: RunContext, cell: Cell, build_ref: str, payload: dict) -> s
 
 
 def _package_stage(ctx: RunContext, cell: Cell, payload: Payload,
-                   build_ref: str) -> tuple[deb.BuiltDeb, ...]:
+                   cell_images: CellImages) -> tuple[deb.BuiltDeb, ...]:
     out_dir = ctx.opts.out_dir / "debs" / cell.id
     with ctx.report.stage(cell, "package") as logf:
+        build_ref = recipes.get(cell.recipe).package_image(ctx, cell, cell_images, logf).ref
         key = package_key(ctx, cell, build_ref, payload.manifest())
         hit = ctx.cache.get("package", key)
         if hit is not None:

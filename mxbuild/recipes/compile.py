@@ -218,6 +218,14 @@ class CompileRecipe(Recipe):
                             "--source-tarball or --source-dir")
         return "run", f"compile the {cell.mxnet} source release with {cell.compile.preset}"
 
+    def package_image(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]):
+        """The receiving distro's compile image: dpkg-shlibdeps maps each NEEDED soname
+        (OpenBLAS, OpenCV, ZeroMQ, protobuf…) to the package that ships it, so those must
+        be installed where it runs (the CUDA toolkit image is not needed for that)."""
+        spec = replace(cell.compile, toolkit_image=None, toolkit_package=None)
+        return images.ensure_compile_image(ctx, replace(cell, compile=spec), images_.build,
+                                           logf)
+
     def produce(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]) -> Produced:
         payload, compiled = compile_cell(ctx, cell, logf)
         return Produced(payload, {"compile": {

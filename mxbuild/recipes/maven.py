@@ -129,7 +129,8 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
                                "if the jar's native libraries changed, update jar.bundled in "
                                "matrix.yaml")
         box.copy_out(f"{BUILD_HOME}/payload", work)
-    payload_mod.point_at_private_dir(payload_dir / "libmxnet.so", logf)
+    if pin.bundled:     # nothing bundled: nothing to find, the RPATH is left as it is
+        payload_mod.point_at_private_dir(payload_dir / "libmxnet.so", logf)
     client = payload_dir / CLIENT_DIR
     thin = jvm_client.thin_jar(jar, client / jvm_client.jar_name(cell.mxnet))
     (client / jvm_client.pom_name(cell.mxnet)).write_bytes(jvm_client.render_pom(

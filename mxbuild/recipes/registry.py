@@ -53,6 +53,13 @@ class Recipe:
         """(action, why) of `invoke plan` when nothing is cached: run | fail."""
         return "run", f"recipe {self.name}"
 
+    def package_image(self, ctx: "RunContext", cell: Cell, images: CellImages,
+                      logf: IO[str]) -> "ImageRef":
+        """The image the package stage runs dpkg-shlibdeps in: it must have installed
+        every library the payload links that the distro ships (the build image has the
+        runtime libraries an official binary needs)."""
+        return images.build
+
 
 # Process-wide: recipes are code; they register once at import, like entry points.
 _recipes: dict[str, Recipe] = {}

@@ -69,7 +69,8 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
                                "if the wheel's libraries changed, update wheel.bundled in "
                                "matrix.yaml")
         box.copy_out(f"{BUILD_HOME}/payload", work)
-    payload_mod.point_at_private_dir(payload_dir / "libmxnet.so", logf)
+    if pin.bundled:     # nothing bundled: nothing to find, the RPATH is left as it is
+        payload_mod.point_at_private_dir(payload_dir / "libmxnet.so", logf)
     rels = ["libmxnet.so"] + [f"{PRIVATE_DIR}/{b}" for b in pin.bundled]
     source = f"{pin.filename} (PyPI {pin.name}=={pin.version}, sha256 {pin.sha256})"
     payload = Payload(
