@@ -350,9 +350,12 @@ def seed_debs(root: Path, cache: Path) -> int:
     archives.mkdir(parents=True, exist_ok=True)
     seeded = 0
     for deb in sorted(cache.glob("*.deb")):
-        if deb.name in wanted and sha256_file(deb) in wanted[deb.name]:
-            shutil.copy2(deb, archives / deb.name)
-            seeded += 1
+        try:
+            if deb.name in wanted and sha256_file(deb) in wanted[deb.name]:
+                shutil.copy2(deb, archives / deb.name)
+                seeded += 1
+        except FileNotFoundError:     # another run of the same suite replaced the cache
+            continue
     print(f"I: seeded {seeded} verified .debs from {cache}", file=sys.stderr)
     return seeded
 
@@ -373,8 +376,9 @@ def _host_run(cmd: list[str], logf: IO[str], problem: str, env=None) -> None:
     logf.write("$ " + " ".join(cmd) + "\n")
     logf.flush()
     tail: list[str] = []
+    # umask: files maintainer scripts create get their mode from it, on every host alike
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", env=env) as proc:
+                          errors="replace", env=env, umask=0o022) as proc:
         for line in proc.stdout:
             logf.write(line)
             tail = (tail + [line.rstrip()])[-5:]
