@@ -16,8 +16,8 @@ How (``bootstrap_image``):
    it as both ``Dir::Etc::Trusted`` and the only file in ``Dir::Etc::TrustedParts`` (with
    ``--keyring=FILE`` alone the host's /etc/apt/trusted.gpg.d would still be trusted);
    debootstrap gets ``--keyring=FILE --force-check-gpg`` as before.
-2. The tool (``tool_for``): ``mmdebstrap --variant=apt`` (Essential:yes + apt; the
-   Dockerfiles need apt, dpkg, a shell and useradd) with ``SOURCE_DATE_EPOCH=epoch``, or
+2. The tool (``tool_for``): ``mmdebstrap --variant=apt --include=passwd`` (Essential:yes
+   + apt + useradd: what the Dockerfiles need) with ``SOURCE_DATE_EPOCH=epoch``, or
    ``debootstrap --variant=minbase`` for the suites in ``DEBOOTSTRAP_SUITES``.
    merged-/usr follows what debootstrap does for the suite (split only in
    ``SPLIT_USR_SUITES``), so the layout of every image stays what it was.
@@ -76,6 +76,9 @@ from .log import log
 from .matrix import BootstrapSpec
 
 MMDEBSTRAP_VARIANT = "apt"
+# On top of the variant: useradd for the build image (docker/build.Dockerfile.j2). apt
+# pulls passwd in through adduser up to bookworm; trixie's apt does not.
+MMDEBSTRAP_INCLUDE = ("passwd",)
 DEBOOTSTRAP_VARIANT = "minbase"
 # Suites mmdebstrap cannot bootstrap here (see BOOTSTRAP-NOTES.md for the error).
 DEBOOTSTRAP_SUITES = frozenset({
@@ -100,6 +103,9 @@ TIDY_GLOBS = (
     "etc/resolv.conf", "etc/hostname",
     "var/cache/ldconfig/aux-cache",
     "var/lib/dbus/machine-id",
+    # journalctl --update-catalog (systemd's postinst, xenial): a binary index whose
+    # bytes differ from run to run; no journald runs in a container
+    "var/lib/systemd/catalog/database",
 )
 
 
@@ -122,7 +128,8 @@ def method(spec: BootstrapSpec) -> str:
     """What images.lock / the base tag should hash as the bootstrap method."""
     if tool_for(spec) == "debootstrap":
         return f"debootstrap --variant={DEBOOTSTRAP_VARIANT} (tidied, packed by mxbuild)"
-    return f"mmdebstrap --variant={MMDEBSTRAP_VARIANT} (tidied, packed by mxbuild)"
+    return (f"mmdebstrap --variant={MMDEBSTRAP_VARIANT} --include={','.join(MMDEBSTRAP_INCLUDE)}"
+            " (tidied, packed by mxbuild)")
 
 
 # ------------------------------------------------------------------ archive key
@@ -283,23 +290,20 @@ def run_mmdebstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, deb
                    tmp: Path, logf: IO[str]) -> None:
     seeded = tmp / "debs-out"
     seeded.mkdir()
-    hooks = []
-    if spec.suite not in SPLIT_USR_SUITES:
-        # Debootstrap's way: symlinks before anything is unpacked, and the real
-        # usr-is-merged package where the suite has one (never usrmerge, which pulls perl).
-        hooks += ["--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr",
-                  "--setup-hook=" + MERGE_USR_FALLBACK]
-    hooks += [
+    hooks = [
         # Seed apt's archive directory with cached .debs whose sha256 the (just
-        # verified) Packages index confirms.
+        # verified) Packages index confirms. Runs `apt-get update` for the hooks after it.
         "--setup-hook=" + " ".join(shlex.quote(a) for a in
                                    [sys.executable, "-m", "mxbuild.bootstrap", "seed-debs"])
         + f' "$1" {shlex.quote(str(debs))}',
-        "--customize-hook=cp -p \"$1\"/var/cache/apt/archives/*.deb "
-        f"{shlex.quote(str(seeded))}/ 2>/dev/null || true",
     ]
+    if spec.suite not in SPLIT_USR_SUITES:
+        hooks += ["--setup-hook=" + MERGED_USR_SETUP, "--essential-hook=" + MERGED_USR_ESSENTIAL]
+    hooks.append("--customize-hook=cp -p \"$1\"/var/cache/apt/archives/*.deb "
+                 f"{shlex.quote(str(seeded))}/ 2>/dev/null || true")
     cmd = ["mmdebstrap", "--mode=root", f"--variant={MMDEBSTRAP_VARIANT}",
-           "--format=directory", f"--keyring={key.parent}", f"--keyring={key}",
+           f"--include={','.join(MMDEBSTRAP_INCLUDE)}", "--format=directory",
+           f"--keyring={key.parent}", f"--keyring={key}",
            "--skip=check/signed-by", "--skip=essential/unlink", *hooks,
            spec.suite, str(rootfs), source_line(spec)]
     _host_run(cmd, logf, "mmdebstrap failed (see the log); check the mirror and the key",
@@ -307,10 +311,24 @@ def run_mmdebstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, deb
     _replace_cache(debs, seeded)
 
 
-# Debootstrap's merged-/usr layout for suites without a usr-is-merged package (bullseye,
-# focal, jammy): the directories that exist after unpacking on amd64.
-MERGE_USR_FALLBACK = ('[ -e "$1/bin" ] || for d in bin sbin lib lib64; do '
-                      'ln -s "usr/$d" "$1/$d"; mkdir -p "$1/usr/$d"; done')
+# merged-/usr the way debootstrap makes it: /bin, /sbin, /lib, /lib64 symlinks into /usr
+# before anything is unpacked. Where the suite has a real usr-is-merged package
+# (bookworm, trixie), mmdebstrap's merged-usr hooks also install it, so apt never picks
+# usrmerge (which pulls perl) for init-system-helpers' "usrmerge | usr-is-merged".
+# mmdebstrap's own maybe-merged-usr hook cannot be used as it is: it takes noble's
+# usr-is-merged, which base-files only Provides, for a package and then fails.
+_HOOKS = "/usr/share/mmdebstrap/hooks"
+MERGED_USR_SETUP = (
+    'if env --chdir="$1" APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-cache show '
+    '--no-all-versions usr-is-merged 2>/dev/null | grep -q "^Package: usr-is-merged$"; '
+    f'then {_HOOKS}/merged-usr/setup00.sh "$1"; '
+    'else for d in bin sbin lib lib64; do ln -s "usr/$d" "$1/$d"; mkdir -p "$1/usr/$d"; done; '
+    'fi')
+# replaces mmdebstrap's dummy usr-is-merged, if the setup hook installed it, by the real one
+MERGED_USR_ESSENTIAL = (
+    'if [ "$(dpkg-query --root="$1" -f \'${db:Status-Status} ${Source}\' --show usr-is-merged '
+    '2>/dev/null)" = "installed mmdebstrap-dummy-usr-is-merged" ]; '
+    f'then {_HOOKS}/merged-usr/essential00.sh "$1"; fi')
 
 
 def run_debootstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, debs: Path,
