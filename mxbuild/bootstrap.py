@@ -8,6 +8,9 @@ engine with an image id that depends only on the installed files.
     result.packages      # {"libc6": "2.36-9+deb12u9", …}: what to record next to the id
     package_drift(old_packages, result.packages)   # ["libc6 2.36-9+deb12u7 → 2.36-9+deb12u9"]
 
+``bootstrap_rootfs`` does steps 1-5 below without an engine (the rootfs tar, its sha256 and
+package set); ``image_id_for`` gives the image id that tar becomes, also without an engine.
+
 How (``bootstrap_image``):
 
 1. The archive key: only ``spec.key_fingerprint`` is exported (``verify_archive_key``) from
@@ -178,10 +181,20 @@ def key_fingerprints(path: Path) -> set[str]:
 
 # ------------------------------------------------------------------ the public entry
 
-def bootstrap_image(client, spec: BootstrapSpec, tag: str, *, epoch: int, work: Path,
-                    cache_dir: Path, logf: IO[str]) -> Bootstrapped:
-    """Bootstrap spec's suite, pack it, load it as `tag`; see the module docstring."""
-    start = time.monotonic()
+@dataclass(frozen=True)
+class Rootfs:
+    tool: str
+    sha256: str                # of the tar at `path`
+    packages: dict[str, str]
+    bytes: int
+    tool_version: str
+    phases: dict[str, float]   # seconds per phase
+
+
+def bootstrap_rootfs(spec: BootstrapSpec, dest: Path, *, epoch: int, work: Path,
+                     cache_dir: Path, logf: IO[str]) -> Rootfs:
+    """Bootstrap spec's suite and write its tidied rootfs as the tar `dest` (steps 1-5
+    of the module docstring; no engine needed)."""
     tool = tool_for(spec)
     work.mkdir(parents=True, exist_ok=True)
     phases: dict[str, float] = {}
@@ -197,38 +210,64 @@ def bootstrap_image(client, spec: BootstrapSpec, tag: str, *, epoch: int, work: 
         key = _pinned_key(spec, cache_dir, tmp)
         debs = deb_cache_dir(cache_dir, spec)
         t = time.monotonic()
-        if tool == "mmdebstrap":
-            run_mmdebstrap(spec, rootfs, key, epoch, debs, tmp, logf)
-        else:
-            run_debootstrap(spec, rootfs, key, epoch, debs, logf)
-        t = phase(tool, t)
-        tidy_rootfs(rootfs, epoch, logf)
-        ensure_apt_source(rootfs, spec, logf)
-        ensure_apt_trusts(rootfs, spec, key, logf)
-        packages = installed_packages(rootfs)
-        layer = tmp / "rootfs.tar"
-        dropped: list[str] = []
-        rootfs_sha256 = pack_rootfs(rootfs, layer, epoch, dropped)
+        try:
+            if tool == "mmdebstrap":
+                run_mmdebstrap(spec, rootfs, key, epoch, debs, tmp, logf)
+            else:
+                run_debootstrap(spec, rootfs, key, epoch, debs, logf)
+            t = phase(tool, t)
+            tidy_rootfs(rootfs, epoch, logf)
+            ensure_apt_source(rootfs, spec, logf)
+            ensure_apt_trusts(rootfs, spec, key, logf)
+            packages = installed_packages(rootfs)
+            dropped: list[str] = []
+            sha256 = pack_rootfs(rootfs, dest, epoch, dropped)
+        finally:
+            _remove_tree(rootfs)     # root-owned, possibly with read-only directories
         for line in dropped:
             logf.write(f"xattrs not kept: {line}\n")
-        size = layer.stat().st_size
-        logf.write(f"rootfs tar {size} bytes, sha256 {rootfs_sha256}, "
-                   f"{len(packages)} packages\n")
-        _remove_tree(rootfs)
-        t = phase("tidy+pack", t)
-        config = image_config(rootfs_sha256, epoch, f"{tool} {spec.suite} (mxbuild)")
+        size = dest.stat().st_size
+        logf.write(f"rootfs tar {size} bytes, sha256 {sha256}, {len(packages)} packages\n")
+        phase("tidy+pack", t)
+    return Rootfs(tool=tool, sha256=sha256, packages=packages, bytes=size,
+                  tool_version=tool_version(tool), phases=phases)
+
+
+def bootstrap_image(client, spec: BootstrapSpec, tag: str, *, epoch: int, work: Path,
+                    cache_dir: Path, logf: IO[str]) -> Bootstrapped:
+    """Bootstrap spec's suite, pack it, load it as `tag`; see the module docstring."""
+    start = time.monotonic()
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work, prefix=f"{spec.suite}-image-") as tmp:
+        tmp = Path(tmp)
+        layer = tmp / "rootfs.tar"
+        rootfs = bootstrap_rootfs(spec, layer, epoch=epoch, work=work, cache_dir=cache_dir,
+                                  logf=logf)
+        t = time.monotonic()
+        config = image_config(rootfs.sha256, epoch, created_by(spec))
         archive = tmp / "image.tar"
         write_docker_archive(layer, config, tag, epoch, archive)
         layer.unlink()
         image_id = load_image(client, archive, tag, "sha256:" + hashlib.sha256(config).hexdigest())
-        phase("archive+load", t)
+        phases = {**rootfs.phases, "archive+load": round(time.monotonic() - t, 1)}
         logf.write(f"loaded {tag} as {image_id}\n")
     seconds = round(time.monotonic() - start, 1)
     logf.write("seconds: " + ", ".join(f"{k} {v}" for k, v in phases.items())
                + f", total {seconds}\n")
-    return Bootstrapped(tool=tool, rootfs_sha256=rootfs_sha256, image_id=image_id,
-                        packages=packages, seconds=seconds,
-                        tool_version=tool_version(tool), rootfs_bytes=size)
+    return Bootstrapped(tool=rootfs.tool, rootfs_sha256=rootfs.sha256, image_id=image_id,
+                        packages=rootfs.packages, seconds=seconds,
+                        tool_version=rootfs.tool_version, rootfs_bytes=rootfs.bytes)
+
+
+def created_by(spec: BootstrapSpec) -> str:
+    """The image history's created_by (part of the config, so of the image id)."""
+    return f"{tool_for(spec)} {spec.suite} (mxbuild)"
+
+
+def image_id_for(spec: BootstrapSpec, rootfs_sha256: str, epoch: int) -> str:
+    """The image id bootstrap_image's engine reports for this rootfs: no engine needed."""
+    return "sha256:" + hashlib.sha256(
+        image_config(rootfs_sha256, epoch, created_by(spec))).hexdigest()
 
 
 def package_drift(old: dict[str, str], new: dict[str, str]) -> list[str]:
@@ -497,8 +536,10 @@ def installed_packages(rootfs: Path) -> dict[str, str]:
 
 
 def _remove_tree(path: Path) -> None:
+    """rm -rf that never crosses into a mount (a tool that died may leave /proc mounted
+    in its chroot); a failure leaves files behind rather than hiding the first error."""
     if path.exists():
-        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
 
 
 # ------------------------------------------------------------------ the tar and the image

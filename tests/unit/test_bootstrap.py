@@ -57,6 +57,13 @@ def test_image_config_is_canonical_and_has_what_the_image_needs():
     assert b" " not in config.replace(b"mmdebstrap bookworm (mxbuild)", b"")
 
 
+def test_image_id_is_the_config_digest_without_an_engine():
+    config = bootstrap.image_config(DIFF, EPOCH, bootstrap.created_by(spec()))
+    assert bootstrap.image_id_for(spec(), DIFF, EPOCH) == \
+        "sha256:" + hashlib.sha256(config).hexdigest()
+    assert json.loads(config)["history"][0]["created_by"] == "mmdebstrap bookworm (mxbuild)"
+
+
 def test_image_config_changes_with_the_layer_and_the_epoch():
     base = bootstrap.image_config(DIFF, EPOCH, "x")
     assert bootstrap.image_config("cd" * 32, EPOCH, "x") != base
