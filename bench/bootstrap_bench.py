@@ -169,6 +169,9 @@ def before_after(client, distro, args, work: Path, logdir: Path) -> dict:
         opts = dataclasses.replace(options.resolve(out_dir=str(work / "out")),
                                    lock_path=work / "images.lock", cache_dir=work / "cache")
         tag = images.base_tag(fresh)
+        # images.Lock.record guards with path.with_suffix(".lock"), which for images.lock
+        # is the lock file itself: a missing one is created empty, then fails to parse
+        opts.lock_path.write_text("{}\n")
         loadavg = wait_for_quiet(args.max_load, args.patience)
         start = time.monotonic()
         with open(logdir / f"before-{n}.log", "w") as logf:
