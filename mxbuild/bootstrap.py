@@ -340,8 +340,9 @@ def run_mmdebstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, deb
         hooks += ["--setup-hook=" + MERGED_USR_SETUP, "--essential-hook=" + MERGED_USR_ESSENTIAL]
     hooks.append("--customize-hook=cp -p \"$1\"/var/cache/apt/archives/*.deb "
                  f"{shlex.quote(str(seeded))}/ 2>/dev/null || true")
-    cmd = ["mmdebstrap", "--mode=root", f"--variant={MMDEBSTRAP_VARIANT}",
-           f"--include={','.join(MMDEBSTRAP_INCLUDE)}", "--format=directory",
+    include = [f"--include={','.join(MMDEBSTRAP_INCLUDE)}"] if MMDEBSTRAP_INCLUDE else []
+    cmd = ["mmdebstrap", "--mode=root", f"--variant={MMDEBSTRAP_VARIANT}", *include,
+           "--format=directory",
            f"--keyring={key.parent}", f"--keyring={key}",
            "--skip=check/signed-by", "--skip=essential/unlink", *hooks,
            spec.suite, str(rootfs), source_line(spec)]
