@@ -669,7 +669,13 @@ def load_image(client, archive: Path, tag: str, expected_id: str) -> str:
 
 def _main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "seed-debs":
-        seed_debs(Path(argv[1]), Path(argv[2]))
+        try:
+            seed_debs(Path(argv[1]), Path(argv[2]))
+        except subprocess.CalledProcessError as exc:
+            # apt said why just above (e.g. NO_PUBKEY: the pinned key did not sign it)
+            print(f"E: mxbuild seed-debs: `{' '.join(exc.cmd)}` exited with {exc.returncode}",
+                  file=sys.stderr)
+            return 1
         return 0
     print("usage: python -m mxbuild.bootstrap seed-debs CHROOT CACHE_DIR", file=sys.stderr)
     return 2

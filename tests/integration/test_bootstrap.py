@@ -57,3 +57,33 @@ def test_bookworm_twice_gives_the_same_rootfs_and_image_id(docker_client, cpu_ce
     inside = dict(line.split("=", 1) for line in out[3:])
     assert inside == first.packages
     json.dumps(first.packages)      # what a lock stores: plain strings
+
+
+def test_a_key_that_did_not_sign_the_suite_is_refused(docker_client, cpu_cell, test_opts,
+                                                      tmp_path):
+    """Only the pinned key is trusted: the host's /etc/apt/trusted.gpg.d (which holds the
+    real Debian keys) must not rescue a wrong pin."""
+    import dataclasses
+    import subprocess
+    from mxbuild.errors import ImageError
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(home), "--pinentry-mode", "loopback",
+           "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "not the archive <no@example.org>", "ed25519",
+                    "sign", "1d"], check=True, capture_output=True)
+    fpr = next(line.split(":")[9] for line in subprocess.run(
+        [*gpg, "--with-colons", "--list-keys"], check=True, capture_output=True,
+        text=True).stdout.splitlines() if line.startswith("fpr:"))
+    ring = tmp_path / "wrong.gpg"
+    ring.write_bytes(subprocess.run([*gpg, "--export", fpr], check=True,
+                                    capture_output=True).stdout)
+    spec = dataclasses.replace(cpu_cell.distro.base.bootstrap, keyring=str(ring),
+                               key_fingerprint=fpr)
+    log = io.StringIO()
+    with pytest.raises(ImageError):
+        bootstrap.bootstrap_rootfs(spec, tmp_path / "rootfs.tar", epoch=EPOCH,
+                                   work=tmp_path / "work", cache_dir=test_opts.cache_dir,
+                                   logf=log)
+    assert "NO_PUBKEY" in log.getvalue() or "not signed" in log.getvalue(), log.getvalue()[-2000:]
+    assert not (tmp_path / "rootfs.tar").exists()
