@@ -46,8 +46,13 @@ How (``bootstrap_image``):
    of (layer, epoch, tool name, suite) only.
 
 What makes two results equal: the same package set (``packages``), the same ``epoch``,
-and the same tool version (a different mmdebstrap may write a file differently; the
-version is in ``Bootstrapped.tool_version``). Not the machine, not the time of day.
+the same tool version (a different mmdebstrap may write a file differently; the version is
+in ``Bootstrapped.tool_version``) and the same procedure here (``method`` names it: put it
+into the inputs the base tag hashes; adding ``--include=passwd`` alone changed bionic's
+bytes, by a 0-byte /var/lib/dpkg/lock-frontend). Not the machine, not the time of day.
+
+The seed hook runs ``python -m mxbuild.bootstrap seed-debs CHROOT CACHE`` with the
+caller's interpreter, so this module must stay importable under that name.
 
 ``epoch`` must not come from the clock: pass a constant (it is written into the image as
 its creation time and clamps every mtime).
@@ -75,7 +80,6 @@ from typing import IO
 
 from .errors import ImageError
 from .fetch import fetch_pinned, sha256_file
-from .log import log
 from .matrix import BootstrapSpec
 
 MMDEBSTRAP_VARIANT = "apt"
