@@ -4,13 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# debootstrap + the archive keyring make base images; gpg signs the repository;
+# mmdebstrap (and its Recommends: the bootstrap was measured with them) and debootstrap
+# (xenial; mmdebstrap's merged-/usr hook) + the archive keyring make base images;
+# gpg signs the repository;
 # dpkg-deb and gcc build test fixtures; chromium screenshots the HTML report and groovy
 # checks the Jenkinsfile, openssl makes the S3 server's test certificate, a JDK and Maven
 # build the JVM fixtures (tests/fixtures/jvm-standin, examples/jvm-predictor) (tests only).
 # Everything else runs inside containers. The tests' S3 server (SeaweedFS) is built by
 # .ci/seaweedfs.sh with the Go toolchain (Go >= 1.26).
-host_packages=(debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils gcc libc6-dev
+host_packages=(mmdebstrap arch-test fakechroot fakeroot libdistro-info-perl uidmap mount
+               debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils gcc libc6-dev
                python3-venv ca-certificates chromium groovy default-jre-headless openssl
                default-jdk-headless maven)
 missing=()

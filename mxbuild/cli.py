@@ -73,7 +73,8 @@ def lock(distro: str | None) -> None:
     """Record in pins.lock what the selected distros' bases are now: the one writer of
     pins.lock (builds only verify against it)."""
     from . import images
-    from .pins import Pins, package_drift
+    from .bootstrap import package_drift
+    from .pins import Pins
     opts = options.resolve()
     m = matrix_mod.load(opts.matrix_path)
     names = [d.strip() for d in (distro or "").split(",") if d.strip()] or list(m.distros)

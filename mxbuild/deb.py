@@ -229,7 +229,6 @@ def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
         env |= {"HOST_SONAMES": " ".join(sorted(host)),
                 "HOST_DEPENDS": ", ".join(sorted({p for p in host.values() if p != DRIVER})),
                 "PATCHELF": f"{BUILD_HOME}/patchelf"}
-    epoch = payload.source_date_epoch
     split = split_payload(cell, payload)
     own = dict(uid=BUILD_UID, gid=BUILD_UID)
     built = []

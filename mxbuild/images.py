@@ -10,20 +10,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import IO
 
 import docker
 from docker.errors import APIError, ImageNotFound
 
-from .bootstrap import bootstrap_image, bootstrap_inputs
+from . import bootstrap
 from .containers import Container
 from .errors import ImageError
 from .log import log
-from .matrix import Cell, Distro
-from .pins import Pins, package_drift
+from .matrix import BootstrapSpec, Cell, Distro
+from .pins import Pins
 
 BASE_REPO = "mxbuild/base"
+# SOURCE_DATE_EPOCH of every bootstrap (2024-01-01): mtimes are clamped to it and it is the
+# image's creation time, so the same package set gives the same image id anywhere. A
+# constant, never the clock.
+BOOTSTRAP_EPOCH = 1704067200
 BUILD_REPO = "mxbuild/build"
 RUNTIME_REPO = "mxbuild/runtime"
 COMPILE_REPO = "mxbuild/compile"
@@ -60,8 +64,24 @@ def base_tag(distro: Distro) -> str:
     return f"{BASE_REPO}:{distro.name}-{inputs_digest(distro)[:12]}"
 
 
+def bootstrap_inputs(spec: BootstrapSpec) -> dict:
+    """Everything a bootstrap's bytes depend on but the archive's package versions (those
+    are recorded in pins.lock and reported as drift)."""
+    fields = {k: v for k, v in asdict(spec).items() if v is not None}
+    return {"method": bootstrap.method(spec), **fields, "epoch": BOOTSTRAP_EPOCH, "format": 2}
+
+
 def inputs_digest(distro: Distro) -> str:
     return content_hash(bootstrap_inputs(distro.base.bootstrap))
+
+
+def _bootstrap(ctx, distro: Distro, tag: str, logf: IO[str]):
+    made = bootstrap.bootstrap_image(ctx.docker, distro.base.bootstrap, tag,
+                                     epoch=BOOTSTRAP_EPOCH, work=ctx.opts.cache_dir / "bootstrap",
+                                     cache_dir=ctx.opts.cache_dir, logf=logf)
+    logf.write(f"{made.tool} ({made.tool_version}): {len(made.packages)} packages, rootfs "
+               f"sha256 {made.rootfs_sha256}, image {made.image_id}, {made.seconds} s\n")
+    return ctx.docker.images.get(made.image_id)
 
 
 def image_packages(client, ref: str) -> dict[str, str]:
@@ -83,7 +103,7 @@ def ensure_base(ctx, distro: Distro, logf: IO[str]) -> ImageRef:
     if image is not None:
         logf.write(f"reusing base image {tag} ({image.id})\n")
     else:
-        image = bootstrap_image(client, distro, tag, ctx.opts.cache_dir, logf)
+        image = _bootstrap(ctx, distro, tag, logf)
     _check_pin(client, distro, pins, image, logf)
     return ImageRef(tag, image.id)
 
@@ -100,7 +120,8 @@ def _check_pin(client, distro: Distro, pins: Pins, image, logf: IO[str]) -> None
         logf.write(f"base image {image.id} is the one {pins.path.name} pins\n")
         return
     else:
-        drift = package_drift(pin.get("packages", {}), image_packages(client, image.id))
+        drift = bootstrap.package_drift(pin.get("packages", {}),
+                                        image_packages(client, image.id))
         message = (f"base image of {distro.name} drifted from {pins.path.name}: "
                    f"{pin.get('id')} → {image.id}; packages: "
                    + ("; ".join(drift) if drift else "the same set (other bytes)"))
@@ -120,8 +141,14 @@ def lock_entry(ctx, distro: Distro, logf: IO[str]) -> dict:
                              "pull it from its registry first")
         return {"kind": "registry", "image": distro.base.image, "digest": digests[0]}
     tag = base_tag(distro)
-    image = find(client, tag) or bootstrap_image(client, distro, tag, ctx.opts.cache_dir, logf)
+    image = find(client, tag) or _bootstrap(ctx, distro, tag, logf)
+    spec = distro.base.bootstrap
+    layers = image.attrs.get("RootFS", {}).get("Layers", [])
     return {"kind": "bootstrap", "inputs": inputs_digest(distro), "tag": tag, "id": image.id,
+            "tool": bootstrap.method(spec), "tool_version": bootstrap.tool_version(
+                bootstrap.tool_for(spec)),
+            # the one layer's diff id: the sha256 of the rootfs tar mxbuild wrote
+            "rootfs_sha256": layers[0].split(":", 1)[-1] if len(layers) == 1 else None,
             "packages": image_packages(client, image.id)}
 
 

@@ -61,17 +61,3 @@ class Pins:
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         tmp.replace(self.path)
-
-
-def package_drift(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """What changed between two package sets, one line per package:
-    'libc6 2.36-9+deb12u7 → 2.36-9+deb12u9', '+foo 1.0', '-bar 2.0'."""
-    lines = []
-    for name in sorted(set(old) | set(new)):
-        if name not in new:
-            lines.append(f"-{name} {old[name]}")
-        elif name not in old:
-            lines.append(f"+{name} {new[name]}")
-        elif old[name] != new[name]:
-            lines.append(f"{name} {old[name]} → {new[name]}")
-    return lines

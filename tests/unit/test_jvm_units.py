@@ -16,8 +16,6 @@ from mxbuild.errors import ChecksumError, DownloadError, MatrixError, MxbuildErr
 from mxbuild.matrix import JarPin
 from mxbuild.recipes import maven
 
-from ..conftest import ROOT
-
 UPSTREAM_POM = b"""<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
