@@ -9,16 +9,15 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import sys
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from pathlib import Path
 
 from . import (client as _client, deb, debpack, engine, images, payload as payload_mod,
                recipes, smoke, thin, xzjoin)
 from .cache import key_of, link_or_copy
 from .context import RunContext, open_run
 from .errors import MxbuildError, StageError
-from .fetch import cached_wheel
 from .matrix import Cell, load as load_matrix
 from .options import Options
 from .paths import module_digest
@@ -29,7 +28,7 @@ from .repo.publish import Upload, publish, published_entries
 from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
 from .resources import ResourcePool, need_of
-from .smoke import client_image as smoke_image, jvm as smoke_jvm
+from .smoke import client_image as smoke_image, jvm as smoke_jvm, suites as smoke_suites
 
 STAGES = ["image", "recipe", "package", "publish", "smoke"]
 
@@ -265,50 +264,37 @@ def repo_keyring(ctx: RunContext) -> bytes:
 
 # ---------------------------------------------------------------- smoke
 
-def smoke_key(ctx: RunContext, cell: Cell, debs, clients, client_image) -> str:
+def smoke_key(ctx: RunContext, cell: Cell, debs, clients, suite_images) -> str:
     return key_of("smoke", {
-        "code": module_digest(smoke, smoke_image, smoke_jvm, _client, sys.modules[__name__]),
+        "code": module_digest(smoke, smoke_image, smoke_jvm, smoke_suites, _client,
+                              sys.modules[__name__]),
         "debs": [d.sha256 for d in debs], "clients": [c.sha256 for c in clients],
-        "client_image": client_image.id, "tests": ctx.data.digest("tests/smoke"),
+        "images": {kind: image.id for kind, image in suite_images.items()},
+        "tests": ctx.data.digest("tests/smoke"),
         "jvm_program": ctx.data.digest("examples/jvm-predictor",
                                        "docker/jvm-client.Dockerfile.j2"),
-        "jdk": cell.distro.smoke.jdk, "fixtures": smoke.fixtures_key(), "gpu": ctx.gpu,
-        "repo": ctx.storage.describe(), "suite": cell.suite(ctx.opts.staging),
-        "cell": cell.id})
+        "fixtures": smoke.fixtures_key(), "gpu": ctx.gpu, "repo": ctx.storage.describe(),
+        "suite": cell.suite(ctx.opts.staging), "cell": cell.id})
 
 
 def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients,
                  debs) -> None:
-    """Each thin client's suite in its own fresh container: Python (tests/smoke with
-    mxnet-thin), and JVM (examples/jvm-predictor with the thin jar) when the cell ships
-    libmxnet-scala."""
+    """Each thin client's suite in its own fresh container (smoke/suites.py)."""
     work = ctx.opts.work_dir / cell.id / "smoke"
-    by_kind = {c.kind: c for c in clients}
     with ctx.report.stage(cell, "smoke") as logf:
-        wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads",
-                             ctx.opts.extra_ca_bundle)
-        client_image = smoke_image.ensure_client_image(ctx, cell, runtime, wheel, logf)
-        key = smoke_key(ctx, cell, debs, clients, client_image)
+        suite_images = smoke_suites.images(ctx, cell, runtime, clients, logf)
+        key = smoke_key(ctx, cell, debs, clients, suite_images)
         hit = ctx.cache.get("smoke", key)
         if hit is not None:
             entry, manifest = hit
-            logf.write(f"reused {entry}: these .debs passed with the same clients, image, "
+            logf.write(f"reused {entry}: these .debs passed with the same clients, images, "
                        "tests and repository\n")
             ctx.report.reused(cell)
             counts = smoke.SmokeCounts(**manifest["counts"])
             junit = entry / "junit.xml"
         else:
-            keyring = repo_keyring(ctx)
             with smoke.repo_url(ctx.storage) as url:
-                counts = smoke.run(ctx, cell, client_image, payload,
-                                   by_kind["python"].version, url, keyring, logf,
-                                   work / "python")
-                parts = [work / "python" / "junit.xml"]
-                if "jvm" in by_kind:
-                    image = smoke_jvm.ensure_image(ctx, cell, runtime, logf)
-                    counts = counts + smoke_jvm.run(ctx, cell, image, by_kind["jvm"], url,
-                                                    keyring, logf, work / "jvm")
-                    parts.append(work / "jvm" / "junit.xml")
-            junit = smoke.merge_junit(parts, work / "junit.xml")
+                counts, junit = smoke_suites.run_all(ctx, cell, suite_images, clients, payload,
+                                                     url, repo_keyring(ctx), logf, work)
             ctx.cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
     ctx.report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}
