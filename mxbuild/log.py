@@ -11,6 +11,19 @@ log = logging.getLogger("mxbuild")
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record: a stream captured at
+    configure time may be closed later (pytest's capture, a redirected run)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure(verbose: bool = False) -> None:
     if log.handlers:
         return
@@ -18,7 +31,7 @@ def configure(verbose: bool = False) -> None:
         handler: logging.Handler = RichHandler(console=console, show_path=False,
                                                show_time=False, markup=False)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
