@@ -25,6 +25,7 @@ from ..matrix import Abi, Cell, SourcePin
 from ..options import Options
 from ..payload import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
 from ..repo.sign import keyring_from_armored, verify_detached_file
+from . import source_tree
 from .registry import CellImages, Produced, Recipe, register
 
 PROVENANCE = ("The library was compiled by mxbuild from the Apache MXNet source",
@@ -250,6 +251,11 @@ def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport
         raise ConfigError(f"preset {preset} does not exist",
                           f"add it or fix variants.{cell.variant}.compile.preset")
     source = resolve_source(cell, opts, logf)
+    need = source_tree.required(source_tree.preset_values(preset), cell.cuda)
+    check = source_tree.check_dir if source.is_dir else source_tree.check_tarball
+    check(source.path, cell.mxnet, need)
+    logf.write(f"source: MXNet {cell.mxnet}, {len(need)} required parts present "
+               f"({', '.join(m.path.split('/')[1] for m in need)})\n")
 
     # The distro whose image compiles (build_on) may be older than the cell's: the ABI
     # gate below checks the binary against the distro that receives it.

@@ -17,7 +17,10 @@ ccache --zero-stats >/dev/null
 cmake -S "$src" -B "$build" -G Ninja -C "$preset" \
     -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
     -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache "$@"
-cmake --build "$build" --parallel "$jobs"
+# Only the library ships: the target `mxnet` (libmxnet.so and what it links), not `all`
+# (MXNet's tests/ subdirectory, im2rec and the example extension libraries are always
+# part of `all`, whatever the preset says).
+cmake --build "$build" --target mxnet --parallel "$jobs"
 
 # MXNet's CMake writes the library at the top of the build tree.
 lib="$build/libmxnet.so"
@@ -35,7 +38,7 @@ soname=$(readelf -d "$out/libmxnet.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$soname" = libmxnet.so ] || "$PATCHELF" --set-soname libmxnet.so "$out/libmxnet.so"
 chmod 0644 "$out/libmxnet.so"
 
-grep -E '^(CMAKE_BUILD_TYPE|CMAKE_(C|CXX|CUDA)_COMPILER_LAUNCHER|CMAKE_CUDA_COMPILER|CFLAGS|CXXFLAGS|USE_[A-Z0-9_]+|MXNET_CUDA_ARCH):' \
+grep -E '^(CMAKE_BUILD_TYPE|CMAKE_(C|CXX|CUDA)_COMPILER_LAUNCHER|CMAKE_CUDA_COMPILER|CMAKE_(C|CXX)_FLAGS|USE_[A-Z0-9_]+|MXNET_CUDA_ARCH|BUILD_CPP_EXAMPLES|BUILD_TESTING|Protobuf_LIBRARY):' \
     "$build/CMakeCache.txt" | sort > "$out/cmake-cache.txt"
 ccache --show-stats > "$out/ccache-stats.txt"
 readelf --dyn-syms --wide "$out/libmxnet.so" > "$out/dyn-syms.txt"

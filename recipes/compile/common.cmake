@@ -1,11 +1,14 @@
 # Settings every distribution build of libmxnet shares. They follow MXNet's own
 # config/distribution/linux_*.cmake (1.9.x); each variant preset includes this file first.
 # Used as `cmake -C <preset>.cmake`: every value is a cache default the command line can
-# still override.
+# still override. Checked against the real 1.9.1 tree (CMakeLists.txt line numbers below
+# are 1.9.1's); see the compile notes for why each differs from upstream's file.
 set(CMAKE_BUILD_TYPE "Distribution" CACHE STRING "Build type")
-# Binaries must run on any x86-64 host the apt repository serves: no AVX.
-set(CFLAGS "-mno-avx" CACHE STRING "CFLAGS")
-set(CXXFLAGS "-mno-avx" CACHE STRING "CXXFLAGS")
+# Binaries must run on any x86-64 host the apt repository serves: no AVX. MXNet's CMake
+# never reads the CFLAGS/CXXFLAGS entries upstream's preset sets (its static build passes
+# -mno-avx in CC/CXX), so the flag goes where CMake uses it.
+set(CMAKE_C_FLAGS "-mno-avx" CACHE STRING "Flags used by the C compiler")
+set(CMAKE_CXX_FLAGS "-mno-avx" CACHE STRING "Flags used by the C++ compiler")
 
 set(USE_OPENCV ON CACHE BOOL "Build with OpenCV support")
 set(USE_OPENMP ON CACHE BOOL "Build with OpenMP support")
@@ -16,6 +19,28 @@ set(USE_LAPACK ON CACHE BOOL "Build with LAPACK support")
 set(USE_TVM_OP OFF CACHE BOOL "Enable use of the TVM operator build system")
 set(USE_SSE ON CACHE BOOL "Build with x86 SSE instruction support")
 set(USE_F16C OFF CACHE BOOL "Build with x86 F16C instruction support")
-set(USE_LIBJPEG_TURBO ON CACHE BOOL "Build with libjpeg-turbo")
 set(USE_DIST_KVSTORE ON CACHE BOOL "Build with distributed KVStore support")
 set(USE_SIGNAL_HANDLER ON CACHE BOOL "Print a stack trace on fatal signals")
+# Off, as in upstream's 1.9.1 binaries: they were compiled with CentOS 7's GCC 4.8.5, for
+# which CMakeLists.txt:53 defaults intgemm off (the wheel has no intgemm operator). With
+# GCC >= 12 3rdparty/intgemm (built with -Werror) also fails on warnings in GCC's own
+# avx512fintrin.h.
+set(USE_INTGEMM OFF CACHE BOOL "Build with the intgemm low-precision GEMM library")
+
+# Only the library ships: no C++ package, no examples (the recipe builds the target
+# `mxnet` only, so tests, im2rec and the example extension libraries are not built).
+set(USE_CPP_PACKAGE OFF CACHE BOOL "Build the C++ package")
+set(BUILD_CPP_EXAMPLES OFF CACHE BOOL "Build the C++ examples")
+set(BUILD_TESTING OFF CACHE BOOL "Build the testing tree")
+
+# USE_DIST_KVSTORE: ps-lite links ${PROTOBUF_LIBRARY}. The Distribution build type sets
+# Protobuf_USE_STATIC_LIBS ON (CMakeLists.txt:152: upstream builds its own -fPIC
+# protobuf), so FindProtobuf would take the distro's libprotobuf.a, which is not
+# position-independent and cannot go into a shared library. FindProtobuf honours a
+# preset Protobuf_LIBRARY: point it at the distro's shared library (-> Depends).
+file(GLOB _mxbuild_protobuf /usr/lib/*-linux-gnu/libprotobuf.so /usr/lib64/libprotobuf.so
+     /usr/lib/libprotobuf.so)
+if(_mxbuild_protobuf)
+  list(GET _mxbuild_protobuf 0 _mxbuild_protobuf)
+  set(Protobuf_LIBRARY "${_mxbuild_protobuf}" CACHE FILEPATH "The shared libprotobuf")
+endif()

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from mxbuild.recipes import compile as compile_recipe
+from mxbuild.recipes import source_tree
 from mxbuild.errors import AbiError
 from mxbuild.matrix import CompileSpec, load
 
@@ -49,6 +50,13 @@ def fixture_tree(path, *, newer_glibc: bool = False):
         #include <string>
         extern "C" const char *MXGetRecorded() { static std::string s(RECORDED); return s.c_str(); }
         """) + extra)
+    # what the recipe's source check looks for in an MXNet 1.9.1 tree
+    (path / source_tree.VERSION_H).parent.mkdir(parents=True)
+    (path / source_tree.VERSION_H).write_text(
+        "#define MXNET_MAJOR 1\n#define MXNET_MINOR 9\n#define MXNET_PATCH 1\n")
+    for marker in (*source_tree.ALWAYS, *source_tree.BY_FLAG.values(), source_tree.CUB):
+        (path / marker.path).parent.mkdir(parents=True, exist_ok=True)
+        (path / marker.path).write_text("")
     return path
 
 
@@ -66,7 +74,7 @@ def ccache_opts(test_opts, docker_client):
 def _cell(variant: str, target: str, build_on: str):
     """A cell of `variant` for distro `target`, compiled in `build_on`'s image."""
     m = load(ROOT / "matrix.yaml")
-    cell = m.select(variant=variant)[0]
+    cell = m.select(variant=variant, mxnet="1.9.1")[0]     # the fixture tree's version
     spec = CompileSpec(cell.compile.preset if cell.compile else f"linux_{variant}",
                        m.distros[build_on])
     return dataclasses.replace(cell, distro=m.distros[target], compile=spec, recipe="compile")

@@ -12,7 +12,9 @@ import tarfile
 import pytest
 
 from mxbuild import options
+from mxbuild.context import open_run
 from mxbuild.recipes import compile as compile_recipe
+from mxbuild.recipes import source_tree
 from mxbuild.errors import AbiError, ChecksumError, ConfigError, DownloadError, SigningError
 from mxbuild.matrix import Abi, SourcePin, load
 
@@ -23,14 +25,7 @@ PRESETS = ROOT / "recipes/compile"
 
 
 def preset_values(name: str) -> dict[str, str]:
-    """The cache values a preset sets, with its include()s followed."""
-    text = (PRESETS / f"{name}.cmake").read_text()
-    values = {}
-    for inc in re.findall(r"include\(\$\{CMAKE_CURRENT_LIST_DIR\}/(\w+)\.cmake\)", text):
-        values |= preset_values(inc)
-    for key, value in re.findall(r'^set\((\w+) "?([^" ]*)"? CACHE', text, re.M):
-        values[key] = value
-    return values
+    return source_tree.preset_values(PRESETS / f"{name}.cmake")
 
 
 FEATURE_FLAGS = {"CUDA": "USE_CUDA", "CUDNN": "USE_CUDNN", "NCCL": "USE_NCCL",
@@ -195,3 +190,75 @@ def test_no_pin_and_no_source_option_is_a_clear_error(tmp_path):
 def test_both_source_options_are_refused():
     with pytest.raises(ConfigError, match="both given"):
         options.resolve(source_tarball="a.tar.gz", source_dir="b")
+
+
+def _mxnet_tree(top, version="1.9.1", *, skip=()):
+    """The files the source check reads, as an Apache release ships them."""
+    markers = [*source_tree.ALWAYS, *source_tree.BY_FLAG.values(), source_tree.CUB]
+    major, minor, patch = version.split(".")
+    (top / "include/mxnet").mkdir(parents=True)
+    (top / source_tree.VERSION_H).write_text(
+        f"#define MXNET_MAJOR {major}\n#define MXNET_MINOR {minor}\n#define MXNET_PATCH {patch}\n")
+    for marker in markers:
+        if not any(marker.path.startswith(s) for s in skip):
+            (top / marker.path).parent.mkdir(parents=True, exist_ok=True)
+            (top / marker.path).write_text("x")
+    return top
+
+
+def _cpu_need():
+    return source_tree.required(preset_values("linux_cpu"), None)
+
+
+def test_source_check_accepts_a_complete_tree_and_names_what_it_checked(tmp_path):
+    need = _cpu_need()
+    source_tree.check_dir(_mxnet_tree(tmp_path / "src"), "1.9.1", need)
+    parts = {m.path.split("/")[1] for m in need}
+    # the preset turns intgemm off (see common.cmake), MKLDNN and the dist kvstore on
+    assert {"googletest", "tvm", "dmlc-core", "mkldnn", "ps-lite"} <= parts
+    assert "intgemm" not in parts and "nvidia_cub" not in parts
+    assert "nvidia_cub" in {m.path.split("/")[1]
+                            for m in source_tree.required(preset_values("linux_cu102"), "10.2")}
+
+
+def test_source_check_names_every_missing_submodule_and_the_fix(tmp_path):
+    # a git clone without --recursive: the submodule directories exist, empty
+    tree = _mxnet_tree(tmp_path / "src", skip=("3rdparty/googletest", "3rdparty/tvm"))
+    (tree / "3rdparty/googletest").mkdir()
+    with pytest.raises(ConfigError) as err:
+        source_tree.check_dir(tree, "1.9.1", _cpu_need())
+    msg = err.value.render()
+    assert "3rdparty/googletest (google/googletest) is missing or empty" in msg
+    assert "3rdparty/tvm (apache/tvm) is missing or empty" in msg
+    assert "git submodule update --init --recursive" in msg
+
+
+def test_source_check_refuses_another_release_or_no_mxnet_tree(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        source_tree.check_dir(_mxnet_tree(tmp_path / "a", "1.8.0"), "1.9.1", _cpu_need())
+    assert "it is MXNet 1.8.0, the cell builds 1.9.1" in err.value.render()
+    assert "select the 1.8.0 cell" in err.value.render()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ConfigError, match="this is not an MXNet source tree"):
+        source_tree.check_dir(tmp_path / "b", "1.9.1", _cpu_need())
+
+
+def test_source_check_reads_a_release_tarball_without_unpacking_it(tmp_path):
+    tree = _mxnet_tree(tmp_path / "apache-mxnet-src-1.9.1-incubating", skip=("3rdparty/ps-lite",))
+    tarball = tmp_path / "src.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
+    with pytest.raises(ConfigError, match=r"tarball src.tar.gz .*\n.*3rdparty/ps-lite"):
+        source_tree.check_tarball(tarball, "1.9.1", _cpu_need())
+    source_tree.check_tarball(tarball, "1.9.1",
+                              [m for m in _cpu_need() if "ps-lite" not in m.path])
+
+
+def test_source_check_on_the_preset_in_use_happens_before_any_image(tmp_path):
+    """compile_cell refuses an incomplete tree before it asks Docker for anything."""
+    tree = _mxnet_tree(tmp_path / "src", skip=("3rdparty/dmlc-core",))
+    (tree / "CMakeLists.txt").write_text("project(mxnet)\n")
+    cell = dataclasses.replace(MATRIX.select(cell="1.9.1-cpu-debian12")[0], recipe="compile")
+    ctx = open_run(_opts(tmp_path, source_dir=tree), gpu=False)     # docker: None
+    with pytest.raises(ConfigError, match="3rdparty/dmlc-core"):
+        compile_recipe.compile_cell(ctx, cell, io.StringIO())
