@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,11 +19,13 @@ from typing import IO
 from docker.types import Mount
 
 from .. import images
+from .. import payload as payload_mod
 from ..containers import CommandFailed, Container
 from ..errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
 from ..fetch import copy_pinned, download_bytes, fetch_pinned, sha256_file
 from ..matrix import Abi, Cell, SourcePin
 from ..options import Options
+from ..paths import module_digest
 from ..payload import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
 from ..repo.sign import keyring_from_armored, verify_detached_file
 from . import source_tree
@@ -198,16 +201,45 @@ def parse_cmake_cache(text: str) -> dict[str, str]:
 
 
 class CompileRecipe(Recipe):
-    """Not a cached stage: ccache in a Docker volume makes a re-run cheap, and the source
-    tree given by --source-dir has no pin to key it by."""
+    """A compile is a once-per-release cost: its payload is stored in the stage cache (and
+    the artifact cache behind it, so another machine gets it without compiling), keyed by
+    the source (the pinned digest, or the digest of the --source-dir tree), the preset and
+    the images that compile it; ccache in a Docker volume makes a re-run after any change
+    cheap."""
     name = "compile"
     takes_source = True
+    reuse_reason = "stage cache: same source, preset and compile image"
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         if cell.compile is None:
             return (f"variant {cell.variant} has no compile preset",
                     f"add variants.{cell.variant}.compile to matrix.yaml, or use recipe wheel")
         return None
+
+    def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict | None:
+        spec, opts = cell.compile, ctx.opts
+        if spec is None:
+            return None
+        if opts.source_dir:
+            if not opts.source_dir.is_dir():
+                return None                 # resolve_source says what is wrong
+            source = {"tree": opts.source_dir.name,
+                      "sha256": source_tree.digest(opts.source_dir)}
+        elif cell.source is not None:
+            source = dict([_digest(cell.source)])       # --source-tarball: the same pin
+        else:
+            return None
+        host = spec.build_on or cell.distro
+        return {"code": module_digest(payload_mod, source_tree, sys.modules[__name__]),
+                "source": source, "preset": spec.preset, "build_on": host.name,
+                "toolkit": [spec.toolkit_image, spec.toolkit_package],
+                "host_base": images.base_tag(host), "build_image": build_ref,
+                "recipe_files": ctx.data.digest("recipes/compile"),
+                "image_files": ctx.data.digest("docker/build.Dockerfile.j2",
+                                               "docker/compile.Dockerfile.j2"),
+                "abi": [cell.distro.abi.glibc, cell.distro.abi.glibcxx]
+                if cell.distro.abi else None,
+                "source_date_epoch": opts.source_date_epoch}
 
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
         opts = ctx.opts

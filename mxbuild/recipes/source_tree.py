@@ -8,6 +8,8 @@ an empty submodule directory is caught too.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -119,3 +121,22 @@ def check_tarball(tarball: Path, mxnet: str, need: list[Marker]) -> None:
             member = members.get(rel)
             return tar.extractfile(member).read().decode(errors="replace") if member else None
         _check(members.__contains__, read, f"tarball {tarball.name}", mxnet, need)
+
+
+def digest(tree: Path) -> str:
+    """sha256 over every file of a source tree (relative names, contents; symlinks by
+    target; .git left out): the compiled payload's cache key for --source-dir, so an edit
+    anywhere in the tree is a new compile and an unchanged tree is reused."""
+    h = hashlib.sha256()
+    for base, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            path = Path(base, name)
+            rel = path.relative_to(tree).as_posix()
+            if path.is_symlink():
+                h.update(b"L" + rel.encode() + b"\0" + os.readlink(path).encode() + b"\0")
+            elif path.is_file():
+                with open(path, "rb") as f:
+                    content = hashlib.file_digest(f, "sha256").digest()
+                h.update(b"F" + rel.encode() + b"\0" + content)
+    return h.hexdigest()

@@ -192,3 +192,41 @@ def test_compiled_library_goes_through_the_package_stage(run_ctx, ccache_opts,
     copyright = (unpacked / "usr/share/doc/libmxnet/copyright").read_text()
     assert "compiled by mxbuild from the Apache MXNet source" in copyright
     assert "source tree fixture" in copyright and "linux_cpu.cmake" in copyright
+
+
+def test_a_second_machine_gets_the_compiled_payload_from_the_artifact_cache(
+        run_ctx, ccache_opts, docker_client, tmp_path, cell_images):
+    """A compile is a once-per-release cost: machine A compiles and stores the payload in
+    the artifact cache (a shared directory here; S3 goes through the same stage cache);
+    machine B, with empty local caches and no ccache volume, gets the same payload without
+    compiling. An edit of the tree is a new compile."""
+    from mxbuild import pipeline
+    from mxbuild.context import open_run
+    from mxbuild.recipes.registry import CellImages
+    from mxbuild.report import Report
+
+    src = fixture_tree(tmp_path / "fixture")
+    cell = _cell("cpu", "debian12", "debian12")
+
+    def machine(name, volume):
+        opts = dataclasses.replace(ccache_opts, source_dir=src, ccache_volume=volume,
+                                   out_dir=tmp_path / name / "out",
+                                   cache_dir=tmp_path / name / "cache",
+                                   artifact_cache=str(tmp_path / "shared"))
+        report = Report(opts.out_dir, opts.logs_dir)
+        ctx = open_run(opts, docker=docker_client, report=report, gpu=False)
+        payload = pipeline._recipe_stage(ctx, cell, CellImages(*cell_images))
+        stage = report.cell(cell).stages[-1]
+        return payload, stage.status, open(stage.log).read()
+
+    a, status_a, _ = machine("a", ccache_opts.ccache_volume)
+    assert status_a == "ok"
+    unused = f"{ccache_opts.ccache_volume}-machine-b"
+    b, status_b, log_b = machine("b", unused)
+    assert status_b == "reused" and "reused" in log_b
+    assert b.files == a.files and b.source == a.source
+    assert (b.dir / "libmxnet.so").read_bytes() == (a.dir / "libmxnet.so").read_bytes()
+    assert not docker_client.volumes.list(filters={"name": unused})   # nothing compiled
+    (src / "mxnet.cc").write_text((src / "mxnet.cc").read_text() + "// edited\n")
+    _, status_c, _ = machine("c", ccache_opts.ccache_volume)
+    assert status_c == "ok"

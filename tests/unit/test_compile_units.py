@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import re
+import shutil
 import subprocess
 import tarfile
 
@@ -262,3 +263,30 @@ def test_source_check_on_the_preset_in_use_happens_before_any_image(tmp_path):
     ctx = open_run(_opts(tmp_path, source_dir=tree), gpu=False)     # docker: None
     with pytest.raises(ConfigError, match="3rdparty/dmlc-core"):
         compile_recipe.compile_cell(ctx, cell, io.StringIO())
+
+
+def test_compiled_payload_is_keyed_by_the_tree_and_the_preset(tmp_path):
+    """The compile's stage-cache key: an unchanged tree gives the same key (wherever it
+    lies), any edit in it or another preset a new one; no source, no key."""
+    tree = _mxnet_tree(tmp_path / "a" / "src")
+    (tree / "CMakeLists.txt").write_text("project(mxnet)\n")
+    cell = dataclasses.replace(MATRIX.select(cell="1.9.1-cpu-debian12")[0], recipe="compile")
+    recipe = compile_recipe.CompileRecipe()
+
+    def key(path, c=cell):
+        return recipe.cache_inputs(open_run(_opts(tmp_path, source_dir=path), gpu=False), c,
+                                   "mxbuild/build:debian12-x")
+    first = key(tree)
+    copy = tmp_path / "b" / "src"
+    shutil.copytree(tree, copy, symlinks=True)
+    assert key(copy) == first
+    (copy / "src").mkdir()
+    (copy / "src/operator.cc").write_text("// patched\n")
+    assert key(copy)["source"] != first["source"]
+    other = dataclasses.replace(cell, compile=dataclasses.replace(cell.compile,
+                                                                  preset="linux_cu112"))
+    assert key(tree, other)["preset"] == "linux_cu112" != first["preset"]
+    no_source = dataclasses.replace(cell, source=None)
+    assert recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), no_source, "b") is None
+    pinned = recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), cell, "b")
+    assert pinned["source"] == dict([compile_recipe._digest(cell.source)])
