@@ -65,7 +65,8 @@ def lock(c, distro=None):
                "(default: out/repo)",
     "smoke": "run the smoke suite from the published repository (default on)",
     **CA_HELP, **STAGING_HELP, **CACHE_HELP,
-    "recipe": "wheel (the official binary, default) or compile (from the source release)",
+    "recipe": "wheel (the official binary, default), compile (from the source release), "
+              "wheel-jvm / compile-jvm (also the JVM half from the source release), maven",
     "source_tarball": "compile: the release tarball on disk instead of downloading it",
     "source_dir": "compile: an unpacked source tree (not checked against a pin)",
     "force": "run every stage even if its inputs did not change",

@@ -38,10 +38,15 @@ class RepoArgs:
     keyring: str | None = None  # verify against this public keyring file
 
 
-def _cells(opts: options.Options, sel: Selectors):
+def _cells(opts: options.Options, sel: Selectors, recipe: str | None = None):
+    """The selected cells; with `recipe`, each as that recipe builds it (it may ship more
+    of the matrix's packages than the matrix's build does)."""
     m = matrix_mod.load(opts.matrix_path)
-    return m.select(variant=sel.variant, cuda=sel.cuda, distro=sel.distro, mxnet=sel.mxnet,
-                    cell=sel.cell)
+    cells = m.select(variant=sel.variant, cuda=sel.cuda, distro=sel.distro, mxnet=sel.mxnet,
+                     cell=sel.cell)
+    if recipe:
+        cells = [recipes.with_recipe(cell, recipe, m.packages) for cell in cells]
+    return cells
 
 
 def _print_table(title: str, columns: list[str], rows) -> None:
@@ -126,15 +131,13 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
     opts = dataclasses.replace(_with_artifact_cache(options.resolve(
         ca_bundle=ca_bundle, source_tarball=recipe.source_tarball,
         source_dir=recipe.source_dir), artifact_cache, s3), staging=staging, force=force)
-    cells = _cells(opts, sel)
     if (recipe.source_tarball or recipe.source_dir) and not (
             recipe.recipe and recipes.get(recipe.recipe).takes_source):
         takers = [n for n in recipes.names() if recipes.get(n).takes_source]
         raise ConfigError("--source-tarball/--source-dir apply only to a recipe that builds "
                           f"from source ({', '.join(takers)})",
                           f"add --recipe {takers[0]}" if takers else "drop the flag")
-    if recipe.recipe:
-        cells = [recipes.with_recipe(cell, recipe.recipe) for cell in cells]
+    cells = _cells(opts, sel, recipe.recipe)
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}", "give a positive number of cells to run at once")
     if publish == "none":
@@ -159,9 +162,7 @@ def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Option
     opts = dataclasses.replace(_with_artifact_cache(options.resolve(
         source_tarball=recipe.source_tarball, source_dir=recipe.source_dir),
         artifact_cache, s3), staging=staging)
-    cells = _cells(opts, sel)
-    if recipe.recipe:
-        cells = [recipes.with_recipe(cell, recipe.recipe) for cell in cells]
+    cells = _cells(opts, sel, recipe.recipe)
     storage = None if publish == "none" else open_storage(publish or opts.repo_dir, s3)
     keyring = Signer(opts.gnupg_home).existing_public_keyring() if storage else None
     ctx = open_run(opts, docker=plan_mod.engine_or_none(), storage=storage)

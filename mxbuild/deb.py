@@ -129,8 +129,7 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
                   provenance=payload.provenance)
     render = ctx.data.render
     (src / "debian").mkdir(parents=True)
-    changelog = render("packaging/changelog.j2", **common)
-    (src / "debian/changelog").write_text(changelog)
+    (src / "debian/changelog").write_text(render("packaging/changelog.j2", **common))
     (src / "debian/control").write_text(render("packaging/control.j2", **common,
                                                packages=cell.packages))
     # Bundled sonames are provided by the package itself: no dependency.
@@ -138,6 +137,12 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
         f"{name} {ver}\n" for name, ver in (_split_soname(s) for s in payload.bundled)))
     for spec in cell.packages:
         rels = split[spec.name]
+        # who made this package's files: a package another recipe's files were added to
+        # describes only its own (so it stays what that recipe alone would make)
+        origin = payload.origin(rels)
+        recipe = origin.recipe or cell.recipe
+        own = dict(common, source=origin.source, provenance=origin.provenance)
+        changelog = render("packaging/changelog.j2", **own)
         root = src / "debian" / spec.name
         libdir = root / "usr/lib" / cell.distro.multiarch
         docdir = root / "usr/share/doc" / spec.name
@@ -159,7 +164,7 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
                 raise MxbuildError(f"bundled library {soname} has no copyright entry",
                                    "add it to packaging/licenses.yaml (copyright + license)")
             bundled.append({"file": soname, **info})
-        values = dict(common, pkg=spec, bundled=bundled, license_texts=sorted(
+        values = dict(own, pkg=spec, bundled=bundled, license_texts=sorted(
             {licenses["licenses"][b["license"]].rstrip() for b in bundled}))
         (docdir / "copyright").write_text(render("packaging/copyright.j2", **values))
         (docdir / "changelog.Debian.gz").write_bytes(_gzip_n(changelog.encode()))
@@ -176,8 +181,9 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
             # use it.
             (extras / "symbols").write_text(render("packaging/symbols.j2", **values))
         build_info = {
-            "format": 1, "cell": cell.build_info(spec), "recipe": cell.recipe,
-            "source": payload.source, "upstream_sha256": _upstream_here(payload, rels),
+            "format": 1, "cell": dict(cell.build_info(spec), recipe=recipe),
+            "recipe": recipe,
+            "source": origin.source, "upstream_sha256": _upstream_here(payload, rels),
             "build_tools": dict(sorted(tools.items())),
             "source_date_epoch": payload.source_date_epoch,
             "deb_compression": compressions[spec.name].describe(),

@@ -11,6 +11,8 @@ files); the package stage leaves them next to the cell's .debs (out/debs/<cell>/
 from __future__ import annotations
 
 import io
+import re
+import time
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
@@ -110,6 +112,62 @@ def thin_jar(full: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(buf.getvalue())
     return out
+
+
+# Members of a module jar that describe that module's build, not the merged jar: Maven's
+# coordinates (version INTERNAL), the module's dependency list, its manifest.
+_MODULE_ONLY = re.compile(r"^META-INF/(MANIFEST\.MF|DEPENDENCIES|maven/.*|INDEX\.LIST)$")
+
+
+def _epoch_time(epoch: int) -> tuple[int, int, int, int, int, int]:
+    """A zip entry's timestamp from SOURCE_DATE_EPOCH (zip cannot say before 1980)."""
+    return time.gmtime(max(epoch, 315532800))[:6]
+
+
+def assemble_thin_jar(modules: list[Path], out: Path, version: str, epoch: int,
+                      license_text: bytes, notice_text: bytes, title: str) -> int:
+    """One jar of the classes of `modules` (scala-package's core and infer jars), as
+    upstream's assembly makes its full jar but without lib/native/: a manifest of its own,
+    META-INF/LICENSE and NOTICE of the source release, then every other member sorted by
+    name, stamped `epoch` — the same module jars give the same bytes. A name two modules
+    hold with different bytes is an error. Returns the number of entries."""
+    members: dict[str, bytes | None] = {}          # name -> bytes (None: a directory)
+    for module in modules:
+        with zipfile.ZipFile(module) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                if _MODULE_ONLY.match(name) or name in ("META-INF/LICENSE", "META-INF/NOTICE"):
+                    continue
+                if name.startswith(NATIVE_PREFIX) or name == "lib/":
+                    raise MxbuildError(f"{module.name} holds native code ({name})",
+                                       "the thin jar is built from the Java/Scala modules only")
+                data = None if info.is_dir() else zf.read(info)
+                if name in members and members[name] != data:
+                    raise MxbuildError(f"{name} differs between the modules' jars",
+                                       "check the source tree: two modules define one class")
+                members[name] = data
+    manifest = (f"Manifest-Version: 1.0\r\nCreated-By: mxbuild\r\n"
+                f"Implementation-Title: {title}\r\nImplementation-Version: {version}\r\n"
+                f"Automatic-Module-Name: org.apache.mxnet\r\n\r\n").encode()
+    members.pop("META-INF/", None)
+    when = _epoch_time(epoch)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as dst:
+        def put(name: str, data: bytes | None) -> None:
+            info = zipfile.ZipInfo(name, when)
+            info.external_attr = ((0o040755 if data is None else 0o100644) << 16)
+            info.compress_type = zipfile.ZIP_STORED if data is None else zipfile.ZIP_DEFLATED
+            dst.writestr(info, b"" if data is None else data)
+        put("META-INF/", None)
+        put("META-INF/MANIFEST.MF", manifest)
+        put("META-INF/LICENSE", license_text)
+        put("META-INF/NOTICE", notice_text)
+        for name in sorted(members):
+            put(name, members[name])
+        count = len(dst.infolist())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(buf.getvalue())
+    return count
 
 
 def native_members(jar: Path) -> list[str]:

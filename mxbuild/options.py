@@ -29,6 +29,8 @@ class Options:
     source_tarball: Path | None = None   # instead of downloading the pinned release
     source_dir: Path | None = None       # an unpacked tree (not checked against a pin)
     ccache_volume: str = "mxbuild-ccache"
+    # the JVM half from source: Maven's local repository of the scala-package builds
+    m2_volume: str = "mxbuild-m2"
     staging: bool = False                # publish to <codename>-staging (release CI)
     # stages never served from the stage cache: --force ("all") / --force-stage NAME
     force: frozenset[str] = frozenset()
@@ -92,5 +94,6 @@ def resolve(out_dir: str | None = None, matrix: str | None = None,
         source_tarball=Path(source_tarball).expanduser().resolve() if source_tarball else None,
         source_dir=Path(source_dir).expanduser().resolve() if source_dir else None,
         ccache_volume=os.environ.get("MXBUILD_CCACHE_VOLUME", "mxbuild-ccache"),
+        m2_volume=os.environ.get("MXBUILD_M2_VOLUME", "mxbuild-m2"),
         artifact_cache=os.environ.get("MXBUILD_ARTIFACT_CACHE") or None,
     )

@@ -22,6 +22,34 @@ PAYLOAD_FORMAT = 2               # bump when the manifest's meaning changes
 
 
 @dataclass(frozen=True)
+class Part:
+    """Payload files made by another producer than the rest, with their own origin for the
+    package that holds them: the JVM natives a source build adds to a harvested
+    libmxnet.so (the libmxnet package then stays byte for byte what the harvest alone
+    gives)."""
+    files: tuple[str, ...]             # relative paths, also in Payload.files
+    recipe: str                        # what made them (buildinfo.json's "recipe")
+    source: str                        # copyright Source, changelog, buildinfo
+    provenance: tuple[str, ...] = ()   # the copyright file's Comment
+
+    def manifest(self) -> dict:
+        return {"files": list(self.files), "recipe": self.recipe, "source": self.source,
+                "provenance": list(self.provenance)}
+
+    @classmethod
+    def from_manifest(cls, m: dict) -> "Part":
+        return cls(tuple(m["files"]), m["recipe"], m["source"], tuple(m["provenance"]))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who made a package's files: the recipe name (None: the cell's), source, provenance."""
+    recipe: str | None
+    source: str
+    provenance: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Payload:
     """Files to install under /usr/lib/<multiarch>/ (libmxnet.so, PRIVATE_DIR/<bundled>,
     jni/…), with what packaging needs to describe them."""
@@ -38,15 +66,22 @@ class Payload:
     # artefacts for thin clients the recipe made (a thin jar and its pom), not installed:
     # relative path under `dir` -> sha256
     client_files: dict[str, str] | None = None
+    # the recipe that made the files outside `parts` when it is not the cell's own (a
+    # recipe that extends another names that one), and the files others made
+    recipe: str | None = None
+    parts: tuple[Part, ...] = ()
 
     def manifest(self) -> dict:
         """What the payload is, without where it lies (payload.json, the stage cache)."""
-        return {"format": PAYLOAD_FORMAT, "files": self.files,
-                "upstream_sha256": self.upstream_sha256, "source": self.source,
-                "source_date_epoch": self.source_date_epoch, "bundled": list(self.bundled),
-                "provenance": list(self.provenance),
-                "lintian_overrides": [list(o) for o in self.lintian_overrides],
-                "client_files": self.client_files or {}}
+        out = {"format": PAYLOAD_FORMAT, "files": self.files,
+               "upstream_sha256": self.upstream_sha256, "source": self.source,
+               "source_date_epoch": self.source_date_epoch, "bundled": list(self.bundled),
+               "provenance": list(self.provenance),
+               "lintian_overrides": [list(o) for o in self.lintian_overrides],
+               "client_files": self.client_files or {}}
+        if self.recipe or self.parts:   # absent otherwise: existing stage keys stay valid
+            out |= {"recipe": self.recipe, "parts": [p.manifest() for p in self.parts]}
+        return out
 
     @classmethod
     def from_manifest(cls, directory: Path, manifest: dict) -> "Payload":
@@ -54,7 +89,23 @@ class Payload:
                    manifest["source"], manifest["source_date_epoch"],
                    tuple(manifest.get("bundled", ())), tuple(manifest.get("provenance", ())),
                    tuple(tuple(o) for o in manifest.get("lintian_overrides", ())),
-                   manifest.get("client_files") or None)
+                   manifest.get("client_files") or None, manifest.get("recipe"),
+                   tuple(Part.from_manifest(p) for p in manifest.get("parts", ())))
+
+    def origin(self, rels: list[str]) -> Origin:
+        """Who made these files (one package's): a part that holds all of them, or the
+        payload's own producer. A package mixing both would have no one origin."""
+        for part in self.parts:
+            inside = [rel for rel in rels if rel in part.files]
+            if inside and len(inside) == len(rels):
+                return Origin(part.recipe, part.source, part.provenance)
+            if inside:
+                raise MxbuildError(f"{', '.join(sorted(set(rels) - set(inside)))} and "
+                                   f"{', '.join(inside)} come from different recipes but "
+                                   "one package holds them",
+                                   "give the files of each recipe their own package "
+                                   "(packages.<name>.files in matrix.yaml)")
+        return Origin(self.recipe, self.source, self.provenance)
 
     def save(self) -> None:
         (self.dir.parent / "payload.json").write_text(json.dumps(self.manifest(), indent=2))

@@ -152,6 +152,15 @@ class CompileSpec:
 
 
 @dataclass(frozen=True)
+class JvmBuildSpec:
+    """Where MXNet's scala-package (the thin jar) is built by the recipes that make the JVM
+    half from source: MXNet 1.x's Scala 2.11 compiler runs on JDK 8 only, so a distro that
+    still ships one, and that JDK's package."""
+    distro: "Distro"
+    jdk: str                             # e.g. openjdk-8-jdk-headless
+
+
+@dataclass(frozen=True)
 class Cell:
     mxnet: str
     variant: str
@@ -170,6 +179,7 @@ class Cell:
     # every cell of the version (the cpu build's, else the first GPU variant's).
     client_wheel: WheelPin | None = None
     jar: JarPin | None = None            # recipe "maven": the official jar with natives
+    jvm_build: JvmBuildSpec | None = None   # the JVM half from source (matrix `jvm_build:`)
 
     @property
     def id(self) -> str:

@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import MatrixError
 from .model import (Abi, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, JarPin,
-                    KeyringPackage,
+                    JvmBuildSpec, KeyringPackage,
                     Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, WheelPin)
 
 SCHEMA = 2
@@ -101,7 +101,8 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     c.mapping(doc, "", {"schema": str(SCHEMA), "package": "a mapping",
                         "packages": "a mapping of package name to its files",
                         "distros": "a mapping", "variants": "a mapping"},
-              {"sources": "a mapping of mxnet version to its source release pin"})
+              {"sources": "a mapping of mxnet version to its source release pin",
+               "jvm_build": "a mapping: distro (one that ships JDK 8), jdk (its package)"})
     if doc["schema"] != SCHEMA:
         c.fail("schema", f"is {doc['schema']!r}",
                f"{SCHEMA} (the only schema this mxbuild reads)")
@@ -128,13 +129,16 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
         codenames[distro.codename] = name
 
     sources = _parse_sources(c, doc.get("sources", {}))
+    jvm_build = (_parse_jvm_build(c, doc["jvm_build"], distros) if "jvm_build" in doc
+                 else None)
 
     if not isinstance(doc["variants"], dict) or not doc["variants"]:
         c.fail("variants", "is empty or not a mapping", "a mapping of variant name to its builds")
     cells: list[Cell] = []
     seen: dict[str, str] = {}
     for vname, vspec in doc["variants"].items():
-        for cell, key in _parse_variant(c, vname, vspec, distros, packaging, packages, sources):
+        for cell, key in _parse_variant(c, vname, vspec, distros, packaging, packages, sources,
+                                        jvm_build):
             if cell.id in seen:
                 c.fail(key, f"cell {cell.id} is defined twice (first at {seen[cell.id]})",
                        "each (mxnet, variant, distro) once")
@@ -327,8 +331,19 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
                   spec["multiarch"], base_spec, smoke, abi)
 
 
+def _parse_jvm_build(c: _Checker, spec, distros) -> JvmBuildSpec:
+    c.mapping(spec, "jvm_build", {"distro": "a distro defined under distros that ships JDK 8",
+                                  "jdk": "the JDK 8 package, e.g. openjdk-8-jdk-headless"})
+    name = c.string(spec["distro"], "jvm_build.distro")
+    if name not in distros:
+        c.fail("jvm_build.distro", f"{name!r} is not defined under distros",
+               "one of " + ", ".join(distros))
+    return JvmBuildSpec(distros[name], c.string(spec["jdk"], "jvm_build.jdk", PACKAGE_RE,
+                                                "a Debian package name"))
+
+
 def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
-                   sources) -> Iterable[tuple[Cell, str]]:
+                   sources, jvm_build=None) -> Iterable[tuple[Cell, str]]:
     from .. import recipes     # the registry; imported here: recipes import this package
     key = f"variants.{vname}"
     if not isinstance(vname, str) or not VARIANT_RE.match(vname):
@@ -400,7 +415,7 @@ def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
                        "one of " + ", ".join(distros))
             cell = Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel, features,
                         packaging, shipped, tuple(sorted(runtime.items())), compile_spec,
-                        sources.get(mxnet), jar=jar)
+                        sources.get(mxnet), jar=jar, jvm_build=jvm_build)
             unfit = recipes.get(cell.recipe).unfit(cell)
             if unfit:
                 c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])

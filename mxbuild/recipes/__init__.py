@@ -7,6 +7,6 @@ runs scripts in containers, a folder recipes/<name>/ of the project. Tests and p
 may register more with `register`.
 """
 from .registry import CellImages, Produced, Recipe, get, names, register, with_recipe
-from . import compile, maven, wheel  # noqa: F401,E402  (the built-in recipes register themselves)
+from . import compile, jvm, maven, wheel  # noqa: F401,E402  (the built-in recipes register themselves)
 
 __all__ = ["CellImages", "Produced", "Recipe", "get", "names", "register", "with_recipe"]

@@ -1,11 +1,12 @@
 """The recipe registry and the interface every recipe provides."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING
 
 from ..errors import SelectionError
-from ..matrix import Cell
+from ..matrix import Cell, PackageSpec
 from ..payload import Payload
 
 if TYPE_CHECKING:
@@ -39,6 +40,12 @@ class Recipe:
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         """Why this recipe cannot build `cell` — (problem, fix) — or None."""
         return None
+
+    def adapt(self, cell: Cell, catalog: Mapping[str, PackageSpec]) -> Cell:
+        """The cell as this recipe builds it when chosen with --recipe: a recipe that makes
+        more than the matrix's build ships adds those packages from `catalog` (matrix.yaml
+        `packages:`). Default: the cell as it is."""
+        return cell
 
     def cache_inputs(self, ctx: "RunContext", cell: Cell, build_ref: str) -> dict | None:
         """Everything the payload depends on (its stage-cache key), or None: never cached
@@ -83,9 +90,12 @@ def get(name: str) -> Recipe:
         raise SelectionError(f"unknown recipe {name!r}", "use one of: " + ", ".join(_recipes))
 
 
-def with_recipe(cell: Cell, name: str) -> Cell:
-    """This cell built by another recipe; SelectionError if the matrix cannot."""
+def with_recipe(cell: Cell, name: str,
+                catalog: Mapping[str, PackageSpec] | None = None) -> Cell:
+    """This cell built by another recipe (adapted to what it ships, from `catalog`: the
+    matrix's packages); SelectionError if the matrix cannot."""
     recipe = get(name)
+    cell = recipe.adapt(cell, catalog or {})
     unfit = recipe.unfit(cell)
     if unfit:
         raise SelectionError(f"{cell.id}: {unfit[0]}", unfit[1])

@@ -1,0 +1,89 @@
+"""The JVM half from source (mxbuild/jvm_source.py) on the fixture tree
+(tests/fixtures/scala_source.py): libmxnet-scala.so compiled in the cell's distro and
+linked against a stub libmxnet.so, and the thin jar built by Maven on JDK 8 (the matrix's
+jvm_build image; Maven Central from the container). MXNet's own scala-package is built only
+by hand (README)."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import subprocess
+import zipfile
+
+import pytest
+
+from mxbuild import jvm_client, jvm_source
+
+from ..conftest import ctx_with
+from ..fixtures.scala_source import SCALA_VERSION, scala_source_tree, stub_libmxnet
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    top = scala_source_tree(tmp_path_factory.mktemp("src") / "apache-mxnet-src-1.9.1")
+    return jvm_source.stage(top, True, "fixture tree", 1652745600,
+                            tmp_path_factory.mktemp("staged") / "jvm-source", io.StringIO())
+
+
+def _own_cache(run_ctx, tmp_path, name="cache"):
+    return ctx_with(run_ctx, dataclasses.replace(run_ctx.opts, cache_dir=tmp_path / name,
+                                                 out_dir=tmp_path / "out"))
+
+
+def test_stage_copies_only_the_jvm_parts_and_reads_the_version(staged):
+    assert staged.version == "1.9.1"
+    assert (staged.dir / jvm_source.JNI_SOURCE).is_file()
+    assert (staged.dir / "include/mxnet/c_api.h").is_file()
+
+
+def test_jni_library_links_libmxnet_and_exports_the_jni_functions(run_ctx, cpu_cell,
+                                                                  cell_images, staged,
+                                                                  tmp_path):
+    ctx = _own_cache(run_ctx, tmp_path)
+    stub = stub_libmxnet(tmp_path / "lib")
+    log = io.StringIO()
+    built = jvm_source.jni_library(ctx, cpu_cell, staged, stub, cell_images[1], log)
+    assert not built.reused
+    so = built.files[jvm_source.JNI_NAME]
+    dynamic = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "Shared library: [libmxnet.so]" in dynamic
+    for tag in ("SONAME", "RPATH", "RUNPATH"):
+        assert f"({tag})" not in dynamic
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(so)], capture_output=True,
+                              text=True, check=True).stdout
+    assert " T Java_org_apache_mxnet_LibInfo_mxGetVersion" in exported
+    sections = subprocess.run(["readelf", "-S", str(so)], capture_output=True, text=True,
+                              check=True).stdout
+    assert ".symtab" not in sections                     # stripped
+    assert built.report["distro"] == "debian12"
+    again = jvm_source.jni_library(ctx, cpu_cell, staged, stub, cell_images[1], io.StringIO())
+    assert again.reused and again.files[jvm_source.JNI_NAME].read_bytes() == so.read_bytes()
+
+
+def test_thin_jar_is_core_and_infer_without_natives_and_reproducible(run_ctx, cpu_cell,
+                                                                     staged, tmp_path):
+    first = jvm_source.thin_jar(_own_cache(run_ctx, tmp_path, "a"), cpu_cell, staged,
+                                io.StringIO())
+    jar = first.files[jvm_client.jar_name("1.9.1")]
+    with zipfile.ZipFile(jar) as zf:
+        names = zf.namelist()
+        manifest = zf.read("META-INF/MANIFEST.MF").decode()
+    assert "org/apache/mxnet/LibInfo.class" in names
+    assert "org/apache/mxnet/infer/Predictor.class" in names
+    assert "META-INF/LICENSE" in names and "META-INF/NOTICE" in names
+    assert not jvm_client.native_members(jar) and not any(n.startswith("lib/") for n in names)
+    assert "Implementation-Version: 1.9.1" in manifest
+    pom = first.files[jvm_client.pom_name("1.9.1")].read_bytes()
+    deps = [(d.group_id, d.artifact_id, d.version)
+            for d in jvm_client.runtime_dependencies(pom, "thin pom")]
+    assert deps == [("org.scala-lang", "scala-library", SCALA_VERSION),
+                    ("org.scala-lang.modules", "scala-parser-combinators_2.11", "1.0.5"),
+                    ("commons-codec", "commons-codec", "1.10"),
+                    ("commons-io", "commons-io", "2.1"), ("org.slf4j", "slf4j-api", "1.7.5"),
+                    ("args4j", "args4j", "2.0.29")]
+    # built again from nothing (another machine's empty stage cache): the same bytes
+    second = jvm_source.thin_jar(_own_cache(run_ctx, tmp_path, "b"), cpu_cell, staged,
+                                 io.StringIO())
+    assert not second.reused
+    assert second.files[jar.name].read_bytes() == jar.read_bytes()
