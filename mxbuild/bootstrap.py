@@ -87,7 +87,7 @@ MMDEBSTRAP_VARIANT = "apt"
 # pulls passwd in through adduser up to bookworm; trixie's apt does not.
 MMDEBSTRAP_INCLUDE = ("passwd",)
 DEBOOTSTRAP_VARIANT = "minbase"
-# Suites mmdebstrap cannot bootstrap here (see BOOTSTRAP-NOTES.md for the error).
+# Suites mmdebstrap cannot bootstrap here (see bench/bootstrap-notes.md for the error).
 DEBOOTSTRAP_SUITES = frozenset({
     # xenial's Essential `init` pulls systemd into the one `dpkg --install` of the
     # essential set; systemd's postinst runs adduser → chfn before libpam-runtime has

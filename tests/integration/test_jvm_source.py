@@ -13,8 +13,8 @@ import zipfile
 import pytest
 
 from mxbuild import jvm_client, jvm_source
+from mxbuild.cache import StageCache
 
-from ..conftest import ctx_with
 from ..fixtures.scala_source import SCALA_VERSION, scala_source_tree, stub_libmxnet
 
 
@@ -26,8 +26,10 @@ def staged(tmp_path_factory):
 
 
 def _own_cache(run_ctx, tmp_path, name="cache"):
-    return ctx_with(run_ctx, dataclasses.replace(run_ctx.opts, cache_dir=tmp_path / name,
-                                                 out_dir=tmp_path / "out"))
+    """The run context of a machine whose stage cache is empty (its own cache dir)."""
+    opts = dataclasses.replace(run_ctx.opts, cache_dir=tmp_path / name,
+                               out_dir=tmp_path / "out")
+    return dataclasses.replace(run_ctx, opts=opts, cache=StageCache.of(opts))
 
 
 def test_stage_copies_only_the_jvm_parts_and_reads_the_version(staged):
