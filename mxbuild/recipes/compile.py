@@ -56,8 +56,20 @@ class CompileReport:
 
 # ---------------------------------------------------------------- source
 
-def _digest(pin: SourcePin) -> tuple[str, str]:
+def pin_digest(pin: SourcePin) -> tuple[str, str]:
     return ("sha512", pin.sha512) if pin.sha512 else ("sha256", pin.sha256)
+
+
+def source_identity(opts: Options, cell: Cell) -> dict | None:
+    """What identifies the source a build would read (a stage-cache key input), or None:
+    no source. --source-tarball is checked against the pin, so the pin names it."""
+    if opts.source_dir:
+        if not opts.source_dir.is_dir():
+            return None                     # resolve_source says what is wrong
+        return {"tree": opts.source_dir.name, "sha256": source_tree.digest(opts.source_dir)}
+    if cell.source is not None:
+        return dict([pin_digest(cell.source)])
+    return None
 
 
 def resolve_source(cell: Cell, opts: Options, logf: IO[str]) -> Source:
@@ -73,7 +85,7 @@ def resolve_source(cell: Cell, opts: Options, logf: IO[str]) -> Source:
         raise ConfigError(f"matrix.yaml pins no source release for MXNet {cell.mxnet}",
                           f"add sources.\"{cell.mxnet}\" (url, sha512) to matrix.yaml, or "
                           "pass --source-dir PATH")
-    algo, digest = _digest(pin)
+    algo, digest = pin_digest(pin)
     cache = opts.cache_dir / "downloads"
     if opts.source_tarball:
         given = opts.source_tarball
@@ -220,14 +232,8 @@ class CompileRecipe(Recipe):
         spec, opts = cell.compile, ctx.opts
         if spec is None:
             return None
-        if opts.source_dir:
-            if not opts.source_dir.is_dir():
-                return None                 # resolve_source says what is wrong
-            source = {"tree": opts.source_dir.name,
-                      "sha256": source_tree.digest(opts.source_dir)}
-        elif cell.source is not None:
-            source = dict([_digest(cell.source)])       # --source-tarball: the same pin
-        else:
+        source = source_identity(opts, cell)
+        if source is None:
             return None
         host = spec.build_on or cell.distro
         return {"code": module_digest(payload_mod, source_tree, sys.modules[__name__]),

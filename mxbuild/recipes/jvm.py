@@ -25,7 +25,6 @@ from ..matrix import Cell
 from ..paths import module_digest
 from ..payload import Part
 from . import compile as compile_recipe
-from . import source_tree
 from .registry import CellImages, Produced, Recipe, get, register
 
 PROVENANCE = ("libmxnet-scala.so was compiled by mxbuild from scala-package/native of the",
@@ -73,7 +72,7 @@ class JvmHalfRecipe(Recipe):
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict | None:
         base = self.base.cache_inputs(ctx, cell, build_ref)
-        source = _source_identity(ctx, cell)
+        source = compile_recipe.source_identity(ctx.opts, cell)
         if base is None or source is None:
             return None
         spec = cell.jvm_build
@@ -85,7 +84,7 @@ class JvmHalfRecipe(Recipe):
 
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
         action, why = self.base.plan(ctx, cell)
-        if action == "run" and _source_identity(ctx, cell) is None:
+        if action == "run" and compile_recipe.source_identity(ctx.opts, cell) is None:
             return "fail", f"no source for the JVM half: {SOURCE_OPTIONS}"
         return action, (f"{why}; libmxnet-scala.so and the thin jar from scala-package "
                         f"(JDK 8 on {cell.jvm_build.distro.name})")
@@ -123,18 +122,6 @@ class JvmHalfRecipe(Recipe):
         payload.save()
         return Produced(payload, {**produced.report,
                                   "jvm": {"jni": jni.report, "thin_jar": thin.report}})
-
-
-def _source_identity(ctx, cell: Cell) -> dict | None:
-    """What identifies the source the JVM half is built from, or None: no source."""
-    opts = ctx.opts
-    if opts.source_dir:
-        if not opts.source_dir.is_dir():
-            return None
-        return {"tree": opts.source_dir.name, "sha256": source_tree.digest(opts.source_dir)}
-    if cell.source is not None:
-        return dict([compile_recipe._digest(cell.source)])
-    return None
 
 
 register(JvmHalfRecipe("wheel-jvm", "wheel"))

@@ -289,4 +289,4 @@ def test_compiled_payload_is_keyed_by_the_tree_and_the_preset(tmp_path):
     no_source = dataclasses.replace(cell, source=None)
     assert recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), no_source, "b") is None
     pinned = recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), cell, "b")
-    assert pinned["source"] == dict([compile_recipe._digest(cell.source)])
+    assert pinned["source"] == dict([compile_recipe.pin_digest(cell.source)])
