@@ -67,8 +67,10 @@ def lock(c, distro=None):
     **CA_HELP, **STAGING_HELP, **CACHE_HELP,
     "recipe": "wheel (the official binary, default), compile (from the source release), "
               "wheel-jvm / compile-jvm (also the JVM half from the source release), maven",
-    "source_tarball": "compile: the release tarball on disk instead of downloading it",
-    "source_dir": "compile: an unpacked source tree (not checked against a pin)",
+    "source_tarball": "recipes from source (compile, *-jvm): the release tarball on disk "
+                      "instead of downloading it",
+    "source_dir": "recipes from source (compile, *-jvm): an unpacked source tree (not "
+                  "checked against a pin)",
     "force": "run every stage even if its inputs did not change",
     "force_stage": "run these stages (comma-separated: recipe,package,smoke…) regardless",
     "jobs": "cells run at once (default 1), within memory and disk limits"})
