@@ -141,3 +141,39 @@ def test_the_jar_pin_is_validated_and_the_recipe_needs_it(tmp_path, matrix_doc):
     cell = matrix.load(path).select(cell="1.9.1-cpu-debian12")[0]
     assert cell.recipe == "maven" and cell.jar.repository == "https://repo1.maven.org/maven2"
     assert cell.package_names == ("libmxnet", "libmxnet-scala")
+
+
+def test_wheel_jvm_adds_the_jvm_package_and_names_what_the_matrix_lacks(tmp_path, matrix_doc):
+    """--recipe wheel-jvm / compile-jvm: the cell also ships the matrix's package for the JVM
+    client; a matrix without jvm_build or without such a package is a clear error."""
+    from mxbuild import recipes
+    from mxbuild.errors import SelectionError
+    m = matrix.load(_write(tmp_path, matrix_doc))
+    cell = m.select(cell="1.9.1-cpu-debian12")[0]
+    assert cell.package_names == ("libmxnet",)
+    for name in ("wheel-jvm", "compile-jvm"):
+        adapted = recipes.with_recipe(cell, name, m.packages)
+        assert adapted.recipe == name
+        assert adapted.package_names == ("libmxnet", "libmxnet-scala")
+        assert recipes.get(name).takes_source
+    doc = copy.deepcopy(matrix_doc)
+    del doc["jvm_build"]
+    bare = matrix.load(_write(tmp_path, doc))
+    with pytest.raises(SelectionError) as info:
+        recipes.with_recipe(bare.select(cell="1.9.1-cpu-debian12")[0], "wheel-jvm",
+                            bare.packages)
+    assert "no jvm_build" in info.value.message and "openjdk-8-jdk-headless" in info.value.hint
+    doc = copy.deepcopy(matrix_doc)
+    del doc["packages"]["libmxnet-scala"]
+    no_jvm = matrix.load(_write(tmp_path, doc))
+    with pytest.raises(SelectionError, match="no package for the JVM client"):
+        recipes.with_recipe(no_jvm.select(cell="1.9.1-cpu-debian12")[0], "wheel-jvm",
+                            no_jvm.packages)
+
+
+def _write(tmp_path, doc):
+    """matrix.yaml of `doc` in tmp_path (overwritten by each call)."""
+    import yaml
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
