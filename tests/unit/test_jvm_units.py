@@ -177,3 +177,31 @@ def _write(tmp_path, doc):
     path = tmp_path / "matrix.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def test_truststore_is_a_jks_keytool_reads_with_every_certificate(tmp_path):
+    """The JKS written for Maven in the JVM build container, read back by the JDK's own
+    keytool: every certificate of the PEM bundles is a trusted entry, the integrity
+    check (password) passes."""
+    import os
+    import shutil
+    import subprocess
+    from mxbuild import truststore
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
+            pytest.fail("no JDK keytool (setup.sh installs default-jdk-headless)")
+        pytest.skip("no JDK keytool (setup.sh installs default-jdk-headless)")
+    system = options.SYSTEM_CA_BUNDLE.read_text()
+    certs = truststore.pem_certificates(system, "")
+    assert len(certs) > 50
+    store = tmp_path / "truststore.jks"
+    store.write_bytes(truststore.jks(certs))
+    listed = subprocess.run([keytool, "-list", "-keystore", str(store), "-storetype", "JKS",
+                             "-storepass", truststore.PASSWORD], capture_output=True,
+                            text=True, check=True).stdout
+    assert f"contains {len(certs)} entries" in listed
+    assert listed.count("trustedCertEntry") == len(certs)
+    wrong = subprocess.run([keytool, "-list", "-keystore", str(store), "-storetype", "JKS",
+                            "-storepass", "not-the-password"], capture_output=True, text=True)
+    assert wrong.returncode != 0          # the SHA-1 integrity check is real
