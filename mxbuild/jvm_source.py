@@ -37,7 +37,7 @@ from typing import IO, Iterator
 
 from docker.types import Mount
 
-from . import images, jvm_client, truststore
+from . import images, jvm_client, source_tree, truststore
 from .cache import key_of, tree_digest
 from .containers import CommandFailed, Container
 from .errors import ConfigError, MxbuildError
@@ -53,7 +53,7 @@ TREE_PARTS = ("scala-package", "include", "3rdparty/dmlc-core/include",
               "3rdparty/tvm/nnvm/include", "src/common", "LICENSE", "NOTICE")
 JNI_SOURCE = "scala-package/native/src/main/native/org_apache_mxnet_native_c_api.cc"
 DEPLOY_POM = "scala-package/externalPom/src/main/deploy/deploy.xml"   # the published POM
-VERSION_HEADER = "include/mxnet/base.h"
+VERSION_HEADER = source_tree.VERSION_H
 REQUIRED = ("scala-package/pom.xml", JNI_SOURCE, DEPLOY_POM, VERSION_HEADER, "LICENSE",
             "NOTICE")
 SKIP_DIRS = frozenset({"target", ".git"})      # build output of an earlier build, VCS
@@ -69,7 +69,7 @@ JNI_INCLUDE = "jni-include"
 class JvmSource:
     """The staged copy of a source tree's TREE_PARTS."""
     dir: Path
-    digest: str           # parts_digest of the copy (= of the tree it was copied from)
+    digest: str           # sha256 over the names and contents of the staged TREE_PARTS
     version: str          # MXNET_MAJOR.MINOR.PATCH of include/mxnet/base.h
     description: str      # where it came from, for POMs and copyright files
     epoch: int            # SOURCE_DATE_EPOCH of the source (jar entry times)
@@ -111,20 +111,6 @@ def _tree_files(root: Path) -> Iterator[tuple[str, Path]]:
     return iter(sorted(found))
 
 
-def parts_digest(root: Path) -> str:
-    """sha256 over the names and contents of the tree's TREE_PARTS."""
-    h = hashlib.sha256()
-    for rel, path in _tree_files(root):
-        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
-
-
-def source_version(header: str) -> str | None:
-    parts = [re.search(rf"^#define\s+MXNET_{k}\s+(\d+)", header, re.M)
-             for k in ("MAJOR", "MINOR", "PATCH")]
-    return ".".join(m.group(1) for m in parts) if all(parts) else None
-
-
 def _extract(tarball: Path, dest: Path) -> Path:
     """The TREE_PARTS of a release tarball (one top directory), unpacked under dest."""
     if dest.exists():
@@ -150,7 +136,7 @@ def stage(path: Path, is_dir: bool, description: str, epoch: int, dest: Path,
         raise ConfigError(f"{path} has no {', '.join(missing)}",
                           "give an Apache MXNet source release (1.6 or later) with its "
                           "scala-package and 3rdparty submodules")
-    version = source_version((tree / VERSION_HEADER).read_text(errors="replace"))
+    version = source_tree.version_of((tree / VERSION_HEADER).read_text(errors="replace"))
     if version is None:
         raise ConfigError(f"{path}/{VERSION_HEADER} defines no MXNET_MAJOR/MINOR/PATCH",
                           "give an Apache MXNet source tree")
@@ -385,7 +371,7 @@ def jni_library(ctx, cell: Cell, source: JvmSource, libmxnet_dir: Path, build: I
 
 def glibcxx_needed(dyn_syms: str) -> str | None:
     """The newest GLIBCXX_ version the undefined symbols of `readelf --dyn-syms` need."""
-    found = re.findall(r"\bUND\s+\S+@+GLIBCXX_([0-9][0-9.]*)", dyn_syms)
-    return max(found, key=lambda v: tuple(int(p) for p in v.split(".")), default=None)
+    from .recipes.compile import abi_requirements    # imported here: recipes import this
+    return abi_requirements(dyn_syms).get("GLIBCXX", (None,))[0]
 
 

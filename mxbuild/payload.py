@@ -18,6 +18,7 @@ PRIVATE_DIR = "libmxnet"         # /usr/lib/<multiarch>/libmxnet/: bundled libra
 # "${ORIGIN}", and a longer one cannot be written in place (elfedit.py), while growing
 # .dynstr (patchelf) appends a segment that glibc <= 2.27's ldconfig calls "truncated".
 PRIVATE_LINK = "m"
+CLIENT_DIR = "client"     # under a payload dir: thin-client files (a jar, its POM), not installed
 PAYLOAD_FORMAT = 2               # bump when the manifest's meaning changes
 
 

@@ -18,7 +18,7 @@ from typing import IO
 
 from docker.types import Mount
 
-from .. import images
+from .. import images, source_tree
 from .. import payload as payload_mod
 from ..containers import CommandFailed, Container
 from ..errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
@@ -28,7 +28,6 @@ from ..options import Options
 from ..paths import module_digest
 from ..payload import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
 from ..repo.sign import keyring_from_armored, verify_detached_file
-from . import source_tree
 from .registry import CellImages, Produced, Recipe, register
 
 PROVENANCE = ("The library was compiled by mxbuild from the Apache MXNet source",

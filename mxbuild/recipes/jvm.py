@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..fetch import sha256_file
 from ..matrix import Cell
 from ..paths import module_digest
-from ..payload import Part
+from ..payload import CLIENT_DIR, Part
 from . import compile as compile_recipe
 from .registry import CellImages, Produced, Recipe, get, register
 
@@ -31,7 +31,6 @@ PROVENANCE = ("libmxnet-scala.so was compiled by mxbuild from scala-package/nati
               "Apache MXNet source release ({source}) and linked against the libmxnet.so",
               "of the libmxnet package of the same version.")
 JNI_REL = f"jni/{jvm_source.JNI_NAME}"
-CLIENT_DIR = "client"       # under the payload dir: the thin jar and its POM (not installed)
 SOURCE_OPTIONS = compile_recipe.SOURCE_OPTIONS
 
 
@@ -72,7 +71,8 @@ class JvmHalfRecipe(Recipe):
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict | None:
         base = self.base.cache_inputs(ctx, cell, build_ref)
-        source = compile_recipe.source_identity(ctx.opts, cell)
+        # compile's inputs already name the source: its tree digest is not computed twice
+        source = (base or {}).get("source") or compile_recipe.source_identity(ctx.opts, cell)
         if base is None or source is None:
             return None
         spec = cell.jvm_build

@@ -21,7 +21,8 @@ from ..errors import ChecksumError, DownloadError, MxbuildError
 from ..fetch import cas_path, download_bytes, fetch_pinned, file_digest, sha256_file
 from ..matrix import Cell, JarPin
 from ..paths import module_digest
-from ..payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, Payload, patchelf_binary
+from ..payload import (BUILD_HOME, BUILD_UID, CLIENT_DIR, PRIVATE_DIR, Payload,
+                       patchelf_binary)
 from . import official
 from .registry import CellImages, Produced, Recipe, register
 
@@ -29,7 +30,6 @@ PROVENANCE = ("The libraries were built by the Apache MXNet project ({source})",
               "and packaged by mxbuild without modification except for libmxnet.so's",
               "RPATH, which points at the private directory of the libraries bundled",
               "with it.")
-CLIENT_DIR = "client"      # under the payload dir: the thin jar and its pom (not installed)
 
 
 def repository(pin: JarPin) -> str:

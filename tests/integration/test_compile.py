@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from mxbuild.recipes import compile as compile_recipe
-from mxbuild.recipes import source_tree
+from mxbuild import source_tree
 from mxbuild.errors import AbiError
 from mxbuild.matrix import CompileSpec, load
 

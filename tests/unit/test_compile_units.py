@@ -15,7 +15,7 @@ import pytest
 from mxbuild import options
 from mxbuild.context import open_run
 from mxbuild.recipes import compile as compile_recipe
-from mxbuild.recipes import source_tree
+from mxbuild import source_tree
 from mxbuild.errors import AbiError, ChecksumError, ConfigError, DownloadError, SigningError
 from mxbuild.matrix import Abi, SourcePin, load
 

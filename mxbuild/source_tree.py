@@ -1,4 +1,5 @@
-"""Recipe "compile": is the source what the preset will compile? Checked before any image
+"""An MXNet source tree: its version, and (for recipe "compile") is it what the preset will
+compile? Checked before any image
 is built or any file copied, so a tree without its submodules (a `git clone` without
 --recursive, GitHub's "Download ZIP") or of another release fails in a second with the
 fix, not after a long build with a raw CMake or link error.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,9 @@ def required(values: dict[str, str], cuda: str | None) -> list[Marker]:
     return need
 
 
-def tree_version(read: Callable[[str], str | None]) -> str | None:
-    text = read(VERSION_H)
-    parts = dict(VERSION_RE.findall(text or ""))
+def version_of(header: str) -> str | None:
+    """MAJOR.MINOR.PATCH from the text of include/mxnet/base.h, or None."""
+    parts = dict(VERSION_RE.findall(header))
     if set(parts) != {"MAJOR", "MINOR", "PATCH"}:
         return None
     return f"{parts['MAJOR']}.{parts['MINOR']}.{parts['PATCH']}"
@@ -82,7 +83,7 @@ def tree_version(read: Callable[[str], str | None]) -> str | None:
 def _check(exists: Callable[[str], bool], read: Callable[[str], str | None], where: str,
            mxnet: str, need: list[Marker]) -> None:
     problems = []
-    version = tree_version(read)
+    version = version_of(read(VERSION_H) or "")
     if version is None:
         problems.append(f"{VERSION_H} with MXNET_MAJOR/MINOR/PATCH is missing: this is not "
                         "an MXNet source tree")
