@@ -127,6 +127,24 @@ class Recording:
         self._wrote(key)
 
 
+def publish_concurrently(storage, jars: dict[str, Path], timeout: float) -> list[BaseException]:
+    """Publish each version's jar (+ POM) from its own thread at once; what they raised."""
+    errors: list[BaseException] = []
+
+    def run(version):
+        try:
+            maven.publish_artifact(storage, coords(version), jars[version],
+                                   make_pom(coords(version)))
+        except BaseException as exc:        # noqa: BLE001 — reported by the test
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(v,)) for v in jars]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors
+
+
 def require_tools(*names: str) -> None:
     """Skip without the tools; with MXBUILD_REQUIRE_TOOLS=1 (CI) fail instead."""
     missing = [n for n in names if shutil.which(n) is None]

@@ -19,6 +19,7 @@ from mxbuild.fetch import sha256_file
 
 from ..conftest import ROOT
 from ..fixtures import jvm_fixture as jf
+from .jvm_checks import assert_libmxnet_scala
 
 
 def invoke(*args, env):
@@ -71,12 +72,7 @@ def test_a_jvm_cell_ships_two_packages_a_thin_jar_and_passes_both_smoke_suites(j
     assert set(debs) == {"libmxnet", "libmxnet-scala"}
     assert all(d["lintian"]["errors"] == 0 for d in debs.values())
     scala = Path(debs["libmxnet-scala"]["path"])
-    fields = subprocess.run(["dpkg-deb", "-f", str(scala), "Depends"], capture_output=True,
-                            text=True, check=True).stdout
-    assert f"libmxnet (= {cell['version']})" in fields
-    listing = subprocess.run(["dpkg-deb", "-c", str(scala)], capture_output=True, text=True,
-                             check=True).stdout
-    assert "./usr/lib/x86_64-linux-gnu/jni/libmxnet-scala.so" in listing
+    assert_libmxnet_scala(scala, cell["version"])
     # the thin jar: the official layout minus lib/native/, published next to the apt repo
     repo = out / "repo"
     thin = repo / "maven/org/mxbuild/mxnet-thin_2.11/1.9.1/mxnet-thin_2.11-1.9.1.jar"

@@ -19,6 +19,7 @@ from mxbuild.containers import Container
 
 from ..conftest import ROOT
 from ..fixtures.scala_source import scala_source_tree
+from .jvm_checks import assert_libmxnet_scala
 
 CELL = "1.9.1-cpu-debian12"
 
@@ -55,12 +56,7 @@ def test_libmxnet_stays_what_the_wheel_recipe_makes(built):
 def test_libmxnet_scala_is_the_jni_library_from_source(built):
     _, _, _, cell = built
     scala = Path(next(d["path"] for d in cell["debs"] if d["package"] == "libmxnet-scala"))
-    fields = subprocess.run(["dpkg-deb", "-f", str(scala), "Depends"], capture_output=True,
-                            text=True, check=True).stdout
-    assert f"libmxnet (= {cell['version']})" in fields
-    listing = subprocess.run(["dpkg-deb", "-c", str(scala)], capture_output=True, text=True,
-                             check=True).stdout
-    assert "./usr/lib/x86_64-linux-gnu/jni/libmxnet-scala.so" in listing
+    assert_libmxnet_scala(scala, cell["version"])
     copyright_text = subprocess.run(
         f"dpkg-deb --fsys-tarfile {scala} | tar -xO ./usr/share/doc/libmxnet-scala/copyright",
         shell=True, capture_output=True, text=True, check=True).stdout

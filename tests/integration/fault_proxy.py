@@ -11,13 +11,15 @@ import socket
 import struct
 import threading
 
+from .loopback import LoopbackServer
+
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
             b'<Message>Please reduce your request rate.</Message></Error>')
 INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
             b'<Message>We encountered an internal error. Please try again.</Message></Error>')
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     def __init__(self, upstream: str, rate: float, seed: int = 1):
         host, port = upstream.replace("http://", "").split(":")
         self.upstream = (host, int(port))
@@ -102,11 +104,3 @@ class FaultProxy:
             fault = self.rng.choice(["503", "500", "reset-before", "reset-after"])
             self.counts[fault] += 1
             return fault
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

@@ -16,7 +16,8 @@ from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, S3Storage, S3Target
 from mxbuild.repo.storage import LocalStorage
 
 from ..maven_tools import (ARTIFACT, GROUP, PROBE_CLASS, Killed, MavenClient, Recording,
-                           compile_probe, coords, make_jar, make_pom)
+                           compile_probe, coords, make_jar, make_pom, publish_concurrently)
+from .loopback import LoopbackServer
 
 BASE = "maven/org/apache/mxnet/mxnet-thin_2.11"
 
@@ -145,7 +146,7 @@ def test_a_service_gets_its_other_dependencies_past_the_bucket(mvn, probe, s3_se
                               "other-lib-2.0.pom"}
 
 
-class ForbiddingServer:
+class ForbiddingServer(LoopbackServer):
     """A directory over http that answers 403 for a missing file, as AWS S3 does for
     anonymous readers without s3:ListBucket (moto and SeaweedFS answer 404)."""
 
@@ -166,14 +167,6 @@ class ForbiddingServer:
         self.server = http.server.ThreadingHTTPServer(
             ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_403_for_a_missing_key_does_not_stop_maven(mvn, probe, tmp_path):
@@ -214,19 +207,7 @@ def test_eight_concurrent_publishers_on_s3_lose_no_version(mvn, probe, s3_server
                         barrier=threading.Barrier(8))
     versions = [f"1.9.{i}" for i in range(8)]
     jars = {v: make_jar(tmp_path / "jars", v, probe) for v in versions}
-    errors = []
-
-    def run(v):
-        try:
-            maven.publish_artifact(storage, coords(v), jars[v], make_pom(coords(v)))
-        except BaseException as exc:        # noqa: BLE001 — reported by the test
-            errors.append(exc)
-    threads = [threading.Thread(target=run, args=(v,)) for v in versions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert errors == []
+    assert publish_concurrently(storage, jars, 300) == []
     print(f"{s3_server.name}: 8 publishers, {storage.conflicts} lost races")
     assert storage.conflicts >= 7, "the publishers never collided: the test proves nothing"
     meta = maven.parse_metadata(storage.get(f"{BASE}/maven-metadata.xml")[0], "test")

@@ -23,6 +23,7 @@ from mxbuild.smoke import KEYRING_PATH
 from ..conftest import (READER_KEY_ID, READER_SECRET, ROOT, S3_KEY_ID, S3_SECRET, make_bucket,
                         make_deb)
 from .conftest import apt_box
+from .loopback import LoopbackServer
 
 
 def storage_for(endpoint, bucket, prefix="apt", client=None) -> S3Storage:
@@ -129,7 +130,7 @@ def test_publishing_without_write_permission_names_it_and_changes_nothing(seawee
 
 # ------------------------------------------------------------------ private bucket
 
-class Sentinel:
+class Sentinel(LoopbackServer):
     """An http proxy on loopback that answers 404 to everything and remembers what it was
     asked: where apt-transport-s3's instance-metadata lookups (169.254.169.254) go, so no
     request ever leaves this machine, and the test sees that they happened."""
@@ -150,14 +151,6 @@ class Sentinel:
             do_GET = do_PUT = do_POST = do_HEAD = _any
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="session")

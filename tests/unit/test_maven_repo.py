@@ -21,7 +21,8 @@ from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 
 from ..conftest import make_deb
-from ..maven_tools import ARTIFACT, GROUP, Killed, Recording, coords, make_jar, make_pom
+from ..maven_tools import (ARTIFACT, GROUP, Killed, Recording, coords, make_jar, make_pom,
+                           publish_concurrently)
 
 NOW = 1795000000.0      # lastUpdated 20261118110640 (UTC)
 BASE = "maven/org/apache/mxnet/mxnet-thin_2.11"
@@ -243,19 +244,7 @@ def test_eight_concurrent_publishers_lose_no_version(tmp_path):
     storage = Recording(LocalStorage(tmp_path / "repo"), barrier=threading.Barrier(8))
     versions = [f"1.9.{i}" for i in range(8)]
     jars = {v: make_jar(tmp_path / "jars", v) for v in versions}
-    errors = []
-
-    def run(v):
-        try:
-            maven.publish_artifact(storage, coords(v), jars[v], make_pom(coords(v)))
-        except BaseException as exc:        # noqa: BLE001 — reported by the test
-            errors.append(exc)
-    threads = [threading.Thread(target=run, args=(v,)) for v in versions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert errors == []
+    assert publish_concurrently(storage, jars, 120) == []
     assert storage.conflicts >= 7, "the publishers never collided: the test proves nothing"
     assert metadata(storage).versions == tuple(versions)
     assert metadata(storage).release == "1.9.7"
