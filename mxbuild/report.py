@@ -139,7 +139,9 @@ class Report:
                 stage.status = "failed"
                 if isinstance(exc, MxbuildError) and not isinstance(exc, StageError):
                     logf.write(f"\n{exc.render()}\n")
-                    err = StageError(cell.id, name, exc.message, log_path, exc.hint)
+                    # a container refused because a signal arrived: we are being stopped
+                    why = "interrupted" if stopping() else exc.message
+                    err = StageError(cell.id, name, why, log_path, exc.hint)
                     # keep a specific cause's code (checksum 4, docker 5, …)
                     if exc.exit_code != MxbuildError.exit_code:
                         err.exit_code = exc.exit_code
