@@ -27,7 +27,8 @@ S3_HELP = {
 }
 CA_HELP = {"ca_bundle": "extra CA bundle for HTTPS inside containers ('none' to disable)"}
 STAGING_HELP = {"staging": "publish to <codename>-staging (promote later with repo.promote)"}
-CACHE_HELP = {"artifact_cache": "stage outputs shared between machines: s3://BUCKET/PREFIX "
+CACHE_HELP = {"artifact_cache": "stage outputs and images shared between machines: "
+                                "s3://BUCKET/PREFIX "
                                 "(S3 flags as for the repository) or a directory "
                                 "(default: $MXBUILD_ARTIFACT_CACHE, else none)"}
 REPO_HELP = {"repo": "s3://BUCKET/PREFIX or a directory (default: out/repo)",

@@ -1,15 +1,35 @@
-"""End-to-end timings: one cpu cell cold (empty stage cache, every stage forced) and warm
-(nothing changed), and a no-op re-run of a whole selection (default: every CPU cell).
+"""End-to-end timings.
+
+Default: one cpu cell cold (empty stage cache, every stage forced) and warm (nothing
+changed), and a no-op re-run of a whole selection (default: every CPU cell).
 
     .venv/bin/python bench/e2e_bench.py [--cell 1.9.1-cpu-debian12] [--matrix-cells '*-cpu-*']
 
 The peer of the warm and no-op runs is the cold run of the same cell (ratio printed).
 Images are the engine's and are kept (a bootstrap is a separate, ~1 minute cost per distro).
+
+--fresh-agent: what a CI agent that starts empty pays, with and without a warm artifact
+cache (a shared directory). Every timed run gets its own Docker engine with an empty data
+root (a second dockerd on its own socket and bridge; the host's engine is not touched) and
+an empty cache directory:
+
+    .venv/bin/python bench/e2e_bench.py --fresh-agent [--cell …] [--matrix-cells …] [--jobs 2]
+
+1. warm-up (not a peer): the selection on the host's engine with --force and the artifact
+   cache: every image and stage output it uses is stored there;
+2. the cell cold on an empty engine, no artifact cache (bootstrap, image builds, every stage);
+3. the same with the warm artifact cache and --force: images loaded, every stage run;
+4. the same with the warm artifact cache, not forced: images and stage outputs fetched;
+5. the selection at --jobs on an empty engine with the warm artifact cache and --force (the
+   release-day agent), next to the same forced run on the host's engine with its images
+   present (today's path) in the same bench run.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BRIDGE, BRIDGE_ADDR = "mxbench0", "172.29.0.1/24"
 
 
 def invoke(*args: str, env: dict) -> float:
@@ -25,19 +46,97 @@ def invoke(*args: str, env: dict) -> float:
                           capture_output=True, text=True)
     seconds = time.monotonic() - start
     if proc.returncode != 0:
-        sys.exit(f"invoke {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+        sys.exit(f"invoke {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--cell", default="1.9.1-cpu-debian12")
-    parser.add_argument("--matrix-cells", default="*-cpu-*",
-                        help="selection for the no-op re-run (built first if needed)")
-    args = parser.parse_args()
+@contextlib.contextmanager
+def fresh_engine(work: Path):
+    """A dockerd with an empty data root on its own socket and bridge; yields DOCKER_HOST.
+    Stopped and its data removed afterwards."""
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode:
+        subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", BRIDGE_ADDR, "dev", BRIDGE], check=True)
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
+    work.mkdir(parents=True)
+    sock = work / "docker.sock"
+    log = open(work / "dockerd.log", "w")
+    proc = subprocess.Popen(["dockerd", "--data-root", str(work / "root"), "--exec-root",
+                             str(work / "exec"), "--pidfile", str(work / "pid"), "-H",
+                             f"unix://{sock}", "--bridge", BRIDGE],
+                            stdout=log, stderr=subprocess.STDOUT)
+    host = f"unix://{sock}"
+    try:
+        for _ in range(60):
+            if subprocess.run(["/usr/bin/docker", "-H", host, "info"],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            sys.exit(f"the fresh dockerd did not start: see {work}/dockerd.log")
+        images = subprocess.run(["/usr/bin/docker", "-H", host, "images", "-q"],
+                                capture_output=True, text=True, check=True).stdout
+        assert not images.strip(), "a fresh engine must start without images"
+        yield host
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fresh_run(tmp: Path, name: str, args: list[str], env: dict) -> float:
+    """`invoke build ARGS` on an empty engine with an empty cache and output directory."""
+    with fresh_engine(tmp / f"engine-{name}") as host:
+        run_env = {**env, "DOCKER_HOST": host, "MXBUILD_CACHE_DIR": str(tmp / f"cache-{name}"),
+                   "MXBUILD_OUT_DIR": str(tmp / f"out-{name}")}
+        try:
+            return invoke("build", *args, env=run_env)
+        finally:
+            shutil.rmtree(tmp / f"cache-{name}", ignore_errors=True)
+            shutil.rmtree(tmp / f"out-{name}", ignore_errors=True)
+
+
+def fresh_agent(args, env: dict) -> None:
+    env = {k: v for k, v in env.items() if k not in ("MXBUILD_ARTIFACT_CACHE", "DOCKER_HOST")}
+    with tempfile.TemporaryDirectory(prefix="mxbuild-fresh-", dir=ROOT / ".cache") as t:
+        tmp = Path(t)
+        artifacts = str(tmp / "artifacts")
+        selection = ["--cell", args.matrix_cells, "--jobs", str(args.jobs)]
+        host_env = {**env, "MXBUILD_CACHE_DIR": str(tmp / "cache-host"),
+                    "MXBUILD_OUT_DIR": str(tmp / "out-host")}
+        warmup = invoke("build", *selection, "--force", "--artifact-cache", artifacts,
+                        env=host_env)
+        shutil.rmtree(tmp / "cache-host")
+        today = invoke("build", *selection, "--force", env=host_env)
+        stored = sum(f.stat().st_size for f in Path(artifacts).rglob("*") if f.is_file())
+        cell = ["--cell", args.cell]
+        cold = fresh_run(tmp, "cold", [*cell, "--force"], env)
+        images = fresh_run(tmp, "images", [*cell, "--force", "--artifact-cache", artifacts],
+                           env)
+        everything = fresh_run(tmp, "all", [*cell, "--artifact-cache", artifacts], env)
+        agent = fresh_run(tmp, "agent", [*selection, "--force", "--artifact-cache", artifacts],
+                          env)
+    cells = subprocess.run([sys.executable, "-m", "invoke", "matrix", "--json", "--cell",
+                            args.matrix_cells], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.count('"id"')
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end;"
+          f" artifact cache {stored / 1e9:.2f} GB after the warm-up ({warmup:.1f} s)")
+    print(f"{'run':<62} {'seconds':>8} {'ratio':>6}")
+    print(f"{f'{args.cell}, empty engine, no artifact cache (--force)':<62} {cold:8.1f} {1:6.2f}")
+    for what, t in ((f"{args.cell}, empty engine, warm artifact cache, --force", images),
+                    (f"{args.cell}, empty engine, warm artifact cache", everything)):
+        print(f"{what:<62} {t:8.1f} {t / cold:6.2f}")
+    print(f"{f'{cells} cells --jobs {args.jobs} --force, host engine (images present)':<62} "
+          f"{today:8.1f} {1:6.2f}")
+    print(f"{f'{cells} cells --jobs {args.jobs} --force, fresh agent, warm artifact cache':<62} "
+          f"{agent:8.1f} {agent / today:6.2f}")
+
+
+def cold_warm(args, env: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="mxbuild-bench-") as tmp:
         # own stage cache and output; downloads are shared (a download is not a build)
-        env = {**os.environ, "MXBUILD_OUT_DIR": f"{tmp}/out",
+        env = {**env, "MXBUILD_OUT_DIR": f"{tmp}/out",
                "MXBUILD_CACHE_DIR": str(ROOT / ".cache/mxbuild")}
         stages = ROOT / ".cache/mxbuild/stages"
         saved = None
@@ -51,7 +150,6 @@ def main() -> None:
             noop = invoke("build", "--cell", args.matrix_cells, env=env)
         finally:
             if saved is not None:
-                import shutil
                 shutil.rmtree(stages, ignore_errors=True)
                 saved.rename(stages)
     cells = subprocess.run([sys.executable, "-m", "invoke", "matrix", "--json", "--cell",
@@ -62,6 +160,21 @@ def main() -> None:
     print(f"{'cold (empty stage cache, --force)':<34} {cold:8.1f} {1.0:8.2f}")
     print(f"{'warm (nothing changed)':<34} {warm:8.1f} {warm / cold:8.2f}")
     print(f"{f'no-op re-run of {cells} cells':<34} {noop:8.1f} {noop / cold:8.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cell", default="1.9.1-cpu-debian12")
+    parser.add_argument("--matrix-cells", default="*-cpu-*",
+                        help="selection for the no-op re-run / the fresh agent")
+    parser.add_argument("--fresh-agent", action="store_true",
+                        help="empty engines and caches, with and without an artifact cache")
+    parser.add_argument("--jobs", type=int, default=2, help="--jobs of the fresh agent's run")
+    args = parser.parse_args()
+    if args.fresh_agent:
+        fresh_agent(args, dict(os.environ))
+    else:
+        cold_warm(args, dict(os.environ))
 
 
 if __name__ == "__main__":

@@ -170,7 +170,8 @@ def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Option
     if as_json:
         print(json.dumps([s.__dict__ for s in steps], indent=2))
         return
-    colour = {"build": "yellow", "run": "cyan", "reuse": "green", "skip": "dim", "fail": "red"}
+    colour = {"build": "yellow", "load": "blue", "run": "cyan", "reuse": "green", "skip": "dim",
+              "fail": "red"}
     _print_table(f"plan for {len(cells)} cell(s)", ["cell", "stage", "action", "why"],
                  ((s.cell, s.stage, f"[{colour[s.action]}]{s.action}[/]", s.reason)
                   for s in steps))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cache import StageCache
+from .image_store import ImageStore
 from .options import Options
 from .paths import DataFolders
 
@@ -36,10 +37,13 @@ class RunContext:
     signer: Any = None          # repo.sign.Signer
     gpu: bool = False           # a GPU the smoke containers can use (asked once per run)
     locks: Locks = field(default_factory=Locks)
+    image_store: ImageStore = field(default_factory=lambda: ImageStore(None, None))
 
 
 def open_run(opts: Options, *, docker=None, report=None, storage=None, signer=None,
              gpu: bool | None = None) -> RunContext:
     from .smoke import gpu_present
-    return RunContext(opts, DataFolders(opts.root), StageCache.of(opts), docker, report,
-                      storage, signer, gpu_present() if gpu is None else gpu)
+    cache = StageCache.of(opts)
+    return RunContext(opts, DataFolders(opts.root), cache, docker, report, storage, signer,
+                      gpu_present() if gpu is None else gpu,
+                      image_store=ImageStore(cache.remote, opts.cache_dir / "image-transfer"))

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
-from typing import IO
+from typing import IO, Callable
 
 import docker
 from docker.errors import APIError, ImageNotFound
@@ -52,6 +52,21 @@ def find(client: docker.DockerClient, ref: str):
         return client.images.get(ref)
     except ImageNotFound:
         return None
+
+
+def ensure_tagged(ctx, tag: str, make: Callable[[], object], logf: IO[str],
+                  reusing: str = "reusing") -> ImageRef:
+    """The engine's image for a content-hash tag: present, else loaded from the artifact
+    cache, else made here by `make`. The artifact cache gets it if it lacks it (an agent
+    with a warm engine fills the cache for the empty ones)."""
+    client = ctx.docker
+    image = find(client, tag)
+    if image is not None:
+        logf.write(f"{reusing} {tag} ({image.id})\n")
+    else:
+        image = ctx.image_store.load(client, tag, logf) or make()
+    ctx.image_store.save(client, tag, image, logf)
+    return ImageRef(tag, image.id)
 
 
 # ------------------------------------------------------------------ base images
@@ -99,13 +114,10 @@ def ensure_base(ctx, distro: Distro, logf: IO[str]) -> ImageRef:
     if distro.base.image:
         return _registry_base(client, distro, pins)
     tag = base_tag(distro)
-    image = find(client, tag)
-    if image is not None:
-        logf.write(f"reusing base image {tag} ({image.id})\n")
-    else:
-        image = _bootstrap(ctx, distro, tag, logf)
-    _check_pin(client, distro, pins, image, logf)
-    return ImageRef(tag, image.id)
+    ref = ensure_tagged(ctx, tag, lambda: _bootstrap(ctx, distro, tag, logf), logf,
+                        reusing="reusing base image")
+    _check_pin(client, distro, pins, client.images.get(ref.id), logf)
+    return ref
 
 
 def _check_pin(client, distro: Distro, pins: Pins, image, logf: IO[str]) -> None:
@@ -194,13 +206,13 @@ def template_tag(repo: str, label: str, dockerfile: str) -> str:
     return f"{repo}:{label}-{content_hash(dockerfile)[:12]}"
 
 
-def build_from_template(client, repo: str, label: str, dockerfile: str,
+def build_from_template(ctx, repo: str, label: str, dockerfile: str,
                         logf: IO[str]) -> ImageRef:
     tag = template_tag(repo, label, dockerfile)
-    image = find(client, tag)
-    if image is not None:
-        logf.write(f"reusing {tag} ({image.id})\n")
-        return ImageRef(tag, image.id)
+    return ensure_tagged(ctx, tag, lambda: _build(ctx.docker, tag, dockerfile, logf), logf)
+
+
+def _build(client, tag: str, dockerfile: str, logf: IO[str]):
     logf.write(f"building {tag}\n--- Dockerfile\n{dockerfile}---\n")
     errors = []
     # APIClient.build never raises on a failed step: the failure is an `error` chunk.
@@ -214,37 +226,44 @@ def build_from_template(client, repo: str, label: str, dockerfile: str,
     logf.flush()
     if errors:
         raise ImageError(f"building {tag} failed: {errors[-1].strip()[:300]}", "")
-    image = client.images.get(tag)
-    return ImageRef(tag, image.id)
+    return client.images.get(tag)
 
 
 def _dockerfile(ctx, role: str, base: ImageRef, distro: Distro) -> str:
     return ctx.data.render(f"docker/{role}.Dockerfile.j2", base=base, distro=distro)
 
 
-def planned_images(ctx, cell: Cell) -> list[tuple[str, str, bool]]:
-    """(role, tag, present in the engine) of the images the image stage needs, without
-    building anything. Tags that depend on a missing image are reported as unknown."""
+def planned_images(ctx, cell: Cell) -> list[tuple[str, str, str | None]]:
+    """(role, tag, where: "engine", "artifact cache" or None) of the images the image stage
+    needs, without building or loading anything. Tags that depend on a base image found
+    nowhere are reported as unknown."""
+    def where(tag: str) -> tuple[str | None, str | None]:
+        image = find(ctx.docker, tag)
+        if image is not None:
+            return "engine", image.id
+        recorded = ctx.image_store.recorded_id(tag)
+        return ("artifact cache", recorded) if recorded else (None, None)
+
     base_ref = base_tag(cell.distro)
-    base = find(ctx.docker, base_ref)
-    out = [("base", base_ref, base is not None)]
+    base_where, base_id = where(base_ref)
+    out = [("base", base_ref, base_where)]
     for role, repo in (("build", BUILD_REPO), ("runtime", RUNTIME_REPO)):
-        if base is None:
-            out.append((role, f"{repo}:{cell.distro.name}-<after base>", False))
+        if base_id is None:
+            out.append((role, f"{repo}:{cell.distro.name}-<after base>", None))
             continue
         tag = template_tag(repo, cell.distro.name,
-                           _dockerfile(ctx, role, ImageRef(base_ref, base.id), cell.distro))
-        out.append((role, tag, find(ctx.docker, tag) is not None))
+                           _dockerfile(ctx, role, ImageRef(base_ref, base_id), cell.distro))
+        out.append((role, tag, where(tag)[0]))
     return out
 
 
 def ensure_build_image(ctx, cell: Cell, base: ImageRef, logf) -> ImageRef:
-    return build_from_template(ctx.docker, BUILD_REPO, cell.distro.name,
+    return build_from_template(ctx, BUILD_REPO, cell.distro.name,
                                _dockerfile(ctx, "build", base, cell.distro), logf)
 
 
 def ensure_runtime_image(ctx, cell: Cell, base: ImageRef, logf) -> ImageRef:
-    return build_from_template(ctx.docker, RUNTIME_REPO, cell.distro.name,
+    return build_from_template(ctx, RUNTIME_REPO, cell.distro.name,
                                _dockerfile(ctx, "runtime", base, cell.distro), logf)
 
 
@@ -272,5 +291,5 @@ def ensure_compile_image(ctx, cell: Cell, build: ImageRef, logf) -> ImageRef:
                            toolkit_image=toolkit_ref,
                            toolkit_package=cell.compile.toolkit_package if cell.compile else None,
                            packages=compile_packages(ctx, cell))
-    return build_from_template(ctx.docker, COMPILE_REPO, f"{cell.distro.name}-{cell.variant}",
+    return build_from_template(ctx, COMPILE_REPO, f"{cell.distro.name}-{cell.variant}",
                                text, logf)

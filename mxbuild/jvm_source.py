@@ -181,14 +181,14 @@ def jvm_build_image(ctx, cell: Cell, logf: IO[str]) -> ImageRef:
         base = images.ensure_base(ctx, spec.distro, logf)
         text = ctx.data.render("docker/jvm-build.Dockerfile.j2", base=base,
                                distro=spec.distro, jdk=spec.jdk)
-        return images.build_from_template(ctx.docker, JVM_BUILD_REPO, spec.distro.name,
+        return images.build_from_template(ctx, JVM_BUILD_REPO, spec.distro.name,
                                           text, logf)
 
 
 def jni_image(ctx, cell: Cell, build: ImageRef, logf: IO[str]) -> ImageRef:
     with ctx.locks(f"images-{cell.distro.name}"):
         text = ctx.data.render("docker/jni.Dockerfile.j2", build=build, distro=cell.distro)
-        return images.build_from_template(ctx.docker, JNI_REPO, cell.distro.name, text, logf)
+        return images.build_from_template(ctx, JNI_REPO, cell.distro.name, text, logf)
 
 
 def jni_headers(ctx, jvm_image: ImageRef, logf: IO[str]) -> Path:

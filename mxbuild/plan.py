@@ -15,7 +15,7 @@ from .repo.publish import published_entries
 class Step:
     cell: str
     stage: str
-    action: str      # build | reuse | run | skip | fail
+    action: str      # build | load | reuse | run | skip | fail
     reason: str
 
 
@@ -57,24 +57,28 @@ def plan(cells: list[Cell], ctx: RunContext, *, keyring: bytes | None = None,
     return steps
 
 
-def _build_ref(planned: list[tuple[str, str, bool]] | None) -> str | None:
-    """The build image's tag if it is there (stage-cache keys depend on it)."""
-    tag, present = {role: (t, p) for role, t, p in planned or []}.get("build", (None, False))
-    return tag if present else None
+def _build_ref(planned: list[tuple[str, str, str | None]] | None) -> str | None:
+    """The build image's tag if it is known (stage-cache keys depend on it)."""
+    tag, where = {role: (t, w) for role, t, w in planned or []}.get("build", (None, None))
+    return tag if where else None
 
 
-def _image_step(cell: Cell, planned: list[tuple[str, str, bool]] | None) -> Step:
+def _image_step(cell: Cell, planned) -> Step:
     """planned: images.planned_images(), or None when no Docker engine answers."""
     if planned is None:
         return Step(cell.id, "image", "build", "no Docker engine answers: cannot tell what "
                     "is there (the build itself would fail)")
-    missing = [f"{role} {tag}" for role, tag, present in planned if not present]
-    if not missing:
+    missing = [f"{role} {tag}" for role, tag, where in planned if not where]
+    cached = [f"{role} {tag}" for role, tag, where in planned if where == "artifact cache"]
+    if not missing and not cached:
         return Step(cell.id, "image", "reuse", ", ".join(t for _, t, _ in planned))
+    if not missing:
+        return Step(cell.id, "image", "load", f"from the artifact cache: {'; '.join(cached)}")
     how = ("bootstrap of " + (cell.distro.base.bootstrap.suite if cell.distro.base.bootstrap
                               else cell.distro.base.image)
            if not planned[0][2] else "docker build")
-    return Step(cell.id, "image", "build", f"missing {'; '.join(missing)} ({how})")
+    loads = f"; load {'; '.join(cached)}" if cached else ""
+    return Step(cell.id, "image", "build", f"missing {'; '.join(missing)} ({how}){loads}")
 
 
 def _publish_step(cell: Cell, ctx: RunContext, keyring: bytes | None) -> Step:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..containers import CommandFailed, Container
 from ..errors import ImageError
 from ..fetch import DEFAULT_INDEX
-from ..images import ImageRef, content_hash, find
+from ..images import ImageRef, content_hash, ensure_tagged
 from ..matrix import Cell
 
 CLIENT_REPO = "mxbuild/smoke-client"
@@ -30,17 +30,19 @@ def ensure_client_image(ctx, cell: Cell, runtime: ImageRef, wheel: Path, logf) -
     mount leaves its mount point in a committed layer, so the committed container never
     has one.
     """
-    client, opts = ctx.docker, ctx.opts
     smoke = cell.distro.smoke
     compat = ctx.data.docker / NUMPY_COMPAT
     digest = content_hash(runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip),
                           smoke.pip_upgrade, smoke.numpy_compat, smoke.wheel_deps,
                           compat.read_text() if smoke.numpy_compat else None, 4)
     tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-deps-{digest[:12]}"
-    image = find(client, tag)
-    if image is not None:
-        logf.write(f"reusing {tag} ({image.id})\n")
-        return ImageRef(tag, image.id)
+    return ensure_tagged(ctx, tag, lambda: _make(ctx, cell, runtime, wheel, tag, logf), logf)
+
+
+def _make(ctx, cell: Cell, runtime: ImageRef, wheel: Path, tag: str, logf):
+    client, opts = ctx.docker, ctx.opts
+    smoke = cell.distro.smoke
+    compat = ctx.data.docker / NUMPY_COMPAT
     requirements = ([f"/tmp/wheel/{wheel.name}", *smoke.pip] if smoke.wheel_deps
                     else list(smoke.pip))
     # Explicit index: old pips default to pypi.python.org, and mirrors must apply here too.
@@ -93,4 +95,4 @@ def ensure_client_image(ctx, cell: Cell, runtime: ImageRef, wheel: Path, logf) -
                 'CMD ["/bin/bash"]',
                 f"ENV PATH={CLIENT_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
                 "/usr/bin:/sbin:/bin"])
-    return ImageRef(tag, image_id)
+    return client.images.get(image_id)

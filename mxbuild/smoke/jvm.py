@@ -35,7 +35,7 @@ CHECKS = ("jvm_info", "thin_jar_has_no_native", "natives_from_packages", "nothin
 def ensure_image(ctx, cell: Cell, runtime: ImageRef, logf: IO[str]) -> ImageRef:
     text = ctx.data.render("docker/jvm-client.Dockerfile.j2", runtime=runtime,
                            distro=cell.distro)
-    return images.build_from_template(ctx.docker, JVM_REPO, cell.distro.name, text, logf)
+    return images.build_from_template(ctx, JVM_REPO, cell.distro.name, text, logf)
 
 
 def java_home() -> Path:
