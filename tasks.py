@@ -134,15 +134,16 @@ def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, to=No
 @task(help=SELECTOR_HELP | S3_HELP | {
     "repo": "where to publish before the smoke: s3://BUCKET/PREFIX or a directory "
             "(default: out/smoke-repo)",
-    **STAGING_HELP, **CA_HELP, "jobs": "cells run at once (default 1)"})
+    **STAGING_HELP, **CA_HELP, **CACHE_HELP, "jobs": "cells run at once (default 1)"})
 @entrypoint
 def smoke(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, repo=None,
           staging=False, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
-          sse=None, sse_kms_key_id=None, jobs=1):
+          sse=None, sse_kms_key_id=None, jobs=1, artifact_cache=None):
     """Publish already built .debs and run the smoke suite on them (e.g. on a GPU agent)."""
     cli.smoke_built(cli.Selectors(variant, cuda, distro, mxnet, cell),
                     cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
-                                           sse_kms_key_id)), staging, ca_bundle, int(jobs))
+                                           sse_kms_key_id)), staging, ca_bundle, int(jobs),
+                    artifact_cache)
 
 
 @task(help=S3_HELP | {"repo": "the repository's URL (http(s)://… or s3://BUCKET/PREFIX); "

@@ -248,8 +248,9 @@ def thin_clients(sel: Selectors, repo: RepoArgs) -> None:
 
 
 def smoke_built(sel: Selectors, repo: RepoArgs, staging: bool, ca_bundle: str | None,
-                jobs: int = 1) -> None:
-    opts = dataclasses.replace(options.resolve(ca_bundle=ca_bundle), staging=staging)
+                jobs: int = 1, artifact_cache: str | None = None) -> None:
+    opts = dataclasses.replace(_with_artifact_cache(options.resolve(ca_bundle=ca_bundle),
+                                                    artifact_cache, repo.s3), staging=staging)
     storage = open_storage(repo.location or opts.out_dir / "smoke-repo", repo.s3)
     pipeline.smoke_built(_cells(opts, sel), opts, storage, jobs=jobs)
 
