@@ -149,3 +149,21 @@ def test_no_artifact_cache_is_a_no_op_store(run_ctx, docker_client, dockerfile):
         assert "stored" not in log.getvalue() and "artifact cache" not in log.getvalue()
     finally:
         _drop(docker_client, built.ref)
+
+
+def test_images_travel_through_an_s3_artifact_cache(run_ctx, docker_client, dockerfile,
+                                                    s3_server, server_bucket, tmp_path):
+    from mxbuild.repo.target import S3Options, open_storage
+    remote = open_storage(f"s3://{server_bucket}/ci-cache",
+                          S3Options(endpoint_url=s3_server.endpoint, path_style=True))
+    ctx = dataclasses.replace(run_ctx, image_store=ImageStore(remote, tmp_path / "transfer"))
+    built = images.build_from_template(ctx, REPO, "t", dockerfile, io.StringIO())
+    try:
+        assert ctx.image_store.recorded_id(built.ref) == built.id
+        _drop(docker_client, built.ref)
+        log = io.StringIO()
+        assert images.build_from_template(ctx, REPO, "t", dockerfile, log) == built
+        assert "loaded" in log.getvalue() and "building" not in log.getvalue()
+        assert not any((tmp_path / "transfer").iterdir())     # nothing left behind
+    finally:
+        _drop(docker_client, built.ref)
