@@ -3,7 +3,8 @@ pinned by digest in pins.lock), and the build, runtime and compile images render
 docker/ templates.
 
 Tags are content hashes of everything that goes into an image, so an image whose inputs
-did not change is found by its tag and never rebuilt.
+did not change is found by its tag and never rebuilt — in this engine, or in the artifact
+cache (image_store.py), from which an engine that lacks it loads it.
 """
 from __future__ import annotations
 
