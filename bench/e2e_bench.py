@@ -47,6 +47,9 @@ def invoke(*args: str, env: dict) -> float:
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"invoke {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    # the machine may be shared: say how busy it was (5-minute load average at the end)
+    print(f"  invoke {' '.join(args)}: {seconds:.1f} s, load {os.getloadavg()[1]:.1f}",
+          flush=True)
     return seconds
 
 
