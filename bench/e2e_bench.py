@@ -85,6 +85,11 @@ def fresh_engine(work: Path):
         proc.terminate()
         proc.wait(timeout=120)
         log.close()
+        # dockerd leaves its network namespace mounted under the exec root
+        with open("/proc/mounts") as mounts:
+            left = [line.split()[1] for line in mounts if line.split()[1].startswith(str(work))]
+        for mount in sorted(left, reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 
