@@ -44,12 +44,16 @@ class ImageStore:
         logf.write(f"warning: artifact cache {self.remote.describe()}: {message}\n")
         log.warning("artifact cache %s: %s", self.remote.describe(), message)
 
+    def _give_up(self, logf: IO[str], message: str) -> None:
+        """A load that cannot be trusted or completed: the caller builds the image."""
+        self._warn(logf, f"{message} (building the image here)")
+
     def _index(self, tag: str, logf: IO[str]) -> dict | None:
         try:
             got = self.remote.get(f"{_prefix(tag)}/{INDEX}")
             return json.loads(got[0]) if got else None
         except (MxbuildError, ValueError) as exc:
-            self._warn(logf, f"{tag}: {exc} (building the image here)")
+            self._warn(logf, f"{tag}: cannot read its index: {exc}")
             return None
 
     def recorded_id(self, tag: str) -> str | None:
@@ -74,26 +78,25 @@ class ImageStore:
             tar = Path(tmp) / "image.tar"
             try:
                 if not self.remote.download(f"{_prefix(tag)}/{index['tar']}", tar):
-                    self._warn(logf, f"{tag}: the index names {index['tar']}, which is "
-                               "missing (building the image here)")
+                    self._give_up(logf, f"{tag}: the index names {index['tar']}, which is "
+                                  "missing")
                     return None
             except MxbuildError as exc:
-                self._warn(logf, f"{tag}: {exc} (building the image here)")
+                self._give_up(logf, f"{tag}: {exc}")
                 return None
             if sha256_file(tar) != index["sha256"]:
-                self._warn(logf, f"{tag}: {index['tar']} is not the bytes its index names "
-                           "(building the image here)")
+                self._give_up(logf, f"{tag}: {index['tar']} is not the bytes its index names")
                 return None
             try:
                 with open(tar, "rb") as f:
                     client.images.load(f)
                 image = client.images.get(tag)
             except (DockerException, ImageNotFound) as exc:
-                self._warn(logf, f"{tag}: docker load failed: {exc} (building the image here)")
+                self._give_up(logf, f"{tag}: docker load failed: {exc}")
                 return None
         if image.id != index["id"]:
-            self._warn(logf, f"{tag}: loaded image {image.id}, the index records "
-                       f"{index['id']}; removing it and building the image here")
+            self._give_up(logf, f"{tag}: loaded image {image.id}, the index records "
+                          f"{index['id']}; removed it")
             try:
                 client.images.remove(tag, force=True)
             except APIError:

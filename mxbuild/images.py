@@ -65,7 +65,10 @@ def ensure_tagged(ctx, tag: str, make: Callable[[], object], logf: IO[str],
     if image is not None:
         logf.write(f"{reusing} {tag} ({image.id})\n")
     else:
-        image = ctx.image_store.load(client, tag, logf) or make()
+        image = ctx.image_store.load(client, tag, logf)
+        if image is not None:          # the cache has it: nothing to store
+            return ImageRef(tag, image.id)
+        image = make()
     ctx.image_store.save(client, tag, image, logf)
     return ImageRef(tag, image.id)
 
@@ -117,11 +120,11 @@ def ensure_base(ctx, distro: Distro, logf: IO[str]) -> ImageRef:
     tag = base_tag(distro)
     ref = ensure_tagged(ctx, tag, lambda: _bootstrap(ctx, distro, tag, logf), logf,
                         reusing="reusing base image")
-    _check_pin(client, distro, pins, client.images.get(ref.id), logf)
+    _check_pin(client, distro, pins, ref.id, logf)
     return ref
 
 
-def _check_pin(client, distro: Distro, pins: Pins, image, logf: IO[str]) -> None:
+def _check_pin(client, distro: Distro, pins: Pins, image_id: str, logf: IO[str]) -> None:
     pin = pins.base(distro.name)
     fix = f"if intended, record it: invoke lock --distro {distro.name}"
     if pin is None:
@@ -129,14 +132,14 @@ def _check_pin(client, distro: Distro, pins: Pins, image, logf: IO[str]) -> None
     elif pin.get("inputs") != inputs_digest(distro):
         message = (f"{pins.path.name} pins other bootstrap inputs for {distro.name} "
                    "(matrix.yaml changed since)")
-    elif pin.get("id") == image.id:
-        logf.write(f"base image {image.id} is the one {pins.path.name} pins\n")
+    elif pin.get("id") == image_id:
+        logf.write(f"base image {image_id} is the one {pins.path.name} pins\n")
         return
     else:
         drift = bootstrap.package_drift(pin.get("packages", {}),
-                                        image_packages(client, image.id))
+                                        image_packages(client, image_id))
         message = (f"base image of {distro.name} drifted from {pins.path.name}: "
-                   f"{pin.get('id')} → {image.id}; packages: "
+                   f"{pin.get('id')} → {image_id}; packages: "
                    + ("; ".join(drift) if drift else "the same set (other bytes)"))
     logf.write(f"warning: {message}\n  {fix}\n")
     log.warning("%s (%s)", message, fix)

@@ -63,7 +63,7 @@ def _build_ref(planned: list[tuple[str, str, str | None]] | None) -> str | None:
     return tag if where else None
 
 
-def _image_step(cell: Cell, planned) -> Step:
+def _image_step(cell: Cell, planned: list[tuple[str, str, str | None]] | None) -> Step:
     """planned: images.planned_images(), or None when no Docker engine answers."""
     if planned is None:
         return Step(cell.id, "image", "build", "no Docker engine answers: cannot tell what "

@@ -36,13 +36,13 @@ def ensure_client_image(ctx, cell: Cell, runtime: ImageRef, wheel: Path, logf) -
                           smoke.pip_upgrade, smoke.numpy_compat, smoke.wheel_deps,
                           compat.read_text() if smoke.numpy_compat else None, 4)
     tag = f"{CLIENT_REPO}:{cell.distro.name}-{cell.wheel.name}-deps-{digest[:12]}"
-    return ensure_tagged(ctx, tag, lambda: _make(ctx, cell, runtime, wheel, tag, logf), logf)
+    return ensure_tagged(ctx, tag, lambda: _make(ctx, cell, runtime, wheel, tag, compat, logf),
+                         logf)
 
 
-def _make(ctx, cell: Cell, runtime: ImageRef, wheel: Path, tag: str, logf):
+def _make(ctx, cell: Cell, runtime: ImageRef, wheel: Path, tag: str, compat: Path, logf):
     client, opts = ctx.docker, ctx.opts
     smoke = cell.distro.smoke
-    compat = ctx.data.docker / NUMPY_COMPAT
     requirements = ([f"/tmp/wheel/{wheel.name}", *smoke.pip] if smoke.wheel_deps
                     else list(smoke.pip))
     # Explicit index: old pips default to pypi.python.org, and mirrors must apply here too.
