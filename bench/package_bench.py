@@ -93,11 +93,12 @@ def stage(ctx, cell, payload: Payload, compression: debpack.Compression,
 def peer_build(root: Path, control: Path, epoch: int, out: Path) -> tuple[float, Path]:
     """dpkg-deb --build of the same tree: DEBIAN/ added, modes and mtimes as ours."""
     tree = root.parent / (root.name + ".peer")
-    shutil.copytree(root, tree, copy_function=os.link)
+    shutil.copytree(root, tree, symlinks=True, copy_function=os.link)
     shutil.copytree(control, tree / "DEBIAN")
     for path in [tree, *tree.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-        os.utime(path, (epoch, epoch))
+        if not path.is_symlink():            # a link's own mode is 0777 on Linux
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(out)],
@@ -164,8 +165,11 @@ def main() -> None:
             listing = subprocess.run(["dpkg-deb", "-c", str(ours.path)], check=True,
                                      capture_output=True, text=True).stdout
             debpack.check_listing(listing, root, payload.source_date_epoch, ours.path.name)
-            if contents(ours.path) != contents(peer):
-                sys.exit(f"{cell.id}: our .deb and dpkg-deb's hold different files")
+            # the same entries (dpkg-deb may order a symlink elsewhere: compared sorted)
+            ours_files, peer_files = sorted(contents(ours.path)), sorted(contents(peer))
+            if ours_files != peer_files:
+                differ = sorted(set(ours_files) ^ set(peer_files))[:6]
+                sys.exit(f"{cell.id}: our .deb and dpkg-deb's hold different files: {differ}")
             print(f"  {cell.id:<26} ours {ours_times[-1]:6.1f} s "
                   f"{'(part reused)' if ours.data.shared_reused else '(compressed) '} "
                   f"{ours_sizes[-1] / 1e6:7.2f} MB | dpkg-deb {seconds:6.1f} s "
