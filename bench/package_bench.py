@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/package_bench.py                    # the CPU row (8 distros)
     .venv/bin/python bench/package_bench.py --variant cu112    # slow: ~900 MB library
+    .venv/bin/python bench/package_bench.py --variant gpu      # slow: one cell per GPU variant
 
 (a) one cell: ours with an empty part cache vs one dpkg-deb run: time and size ratios
     (target: both ≤ 1.0); printed for every cell that compressed its payload (the first
@@ -120,12 +121,24 @@ def contents(deb_path: Path) -> list[tuple]:
     return out
 
 
+def select(variant: str, cell_glob: str | None) -> list:
+    everything = matrix.load(ROOT / "matrix.yaml")
+    if variant != "gpu":
+        return everything.select(variant=variant, cell=cell_glob)
+    first: dict[str, object] = {}
+    for cell in everything.select(cell=cell_glob):
+        if cell.cuda:
+            first.setdefault(cell.variant, cell)
+    return list(first.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variant", default="cpu")
+    parser.add_argument("--variant", default="cpu",
+                        help="a variant, or 'gpu': the first cell of every GPU variant")
     parser.add_argument("--cell", default=None, help="a glob within the variant")
     args = parser.parse_args()
-    cells = matrix.load(ROOT / "matrix.yaml").select(variant=args.variant, cell=args.cell)
+    cells = select(args.variant, args.cell)
     with tempfile.TemporaryDirectory(prefix="mxbuild-package-bench-") as tmp:
         tmp = Path(tmp)
         opts = options.resolve(out_dir=str(tmp / "out"))
@@ -141,11 +154,11 @@ def main() -> None:
             compression = deb.compression_for(cell, payload, list(payload.files), host_dpkg())
             trees.append((cell, payload, compression,
                           *stage(ctx, cell, payload, compression, tmp / "work")))
-        mb = sum(p.stat().st_size for p in next(iter(payloads.values())).dir.rglob("*")
-                 if p.is_file()) / 1e6
+        sizes = sorted(sum(p.stat().st_size for p in payload.dir.rglob("*") if p.is_file())
+                       for payload in payloads.values())
         print(f"machine: {os.cpu_count()} cores; host dpkg {host_dpkg()}; "
-              f"variant {args.variant}: {len(cells)} cells, {len(payloads)} distinct "
-              f"payload(s), {mb:.0f} MB each")
+              f"{args.variant}: {len(cells)} cells, {len(payloads)} distinct "
+              f"payload(s), {sizes[0] / 1e6:.0f}–{sizes[-1] / 1e6:.0f} MB")
 
         ours_times, peer_times, ours_sizes, peer_sizes, cold = [], [], [], [], []
         parts = tmp / "parts"                      # empty: nothing compressed yet
