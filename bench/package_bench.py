@@ -129,6 +129,9 @@ def select(variant: str, cell_glob: str | None) -> list:
     for cell in everything.select(cell=cell_glob):
         if cell.cuda:
             first.setdefault(cell.variant, cell)
+    if not first:
+        sys.exit(f"--variant gpu --cell {cell_glob!r}: no GPU cell matches; "
+                 "fix: give a glob that matches CUDA cells (see `invoke matrix`)")
     return list(first.values())
 
 
