@@ -53,22 +53,81 @@ def liblzma_version() -> str:
         return "unknown"
 
 
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Lzma2:
+    """An LZMA2 setting of the data member: a preset plus the options that differ from it
+    (None: the preset's). `whole_block_dict`: the dictionary is as large as the block."""
+    name: str
+    preset: int
+    match_finder: str | None = None      # "hc3", "hc4", "bt4"
+    depth: int | None = None
+    nice_len: int | None = None
+    pb: int | None = None
+    whole_block_dict: bool = False
+
+    def options(self, block_size: int) -> dict:
+        opts: dict = {"id": lzma.FILTER_LZMA2, "preset": self.preset}
+        if self.match_finder:
+            opts["mf"] = _MATCH_FINDERS[self.match_finder]
+        for key in ("depth", "nice_len", "pb"):
+            if getattr(self, key) is not None:
+                opts[key] = getattr(self, key)
+        if self.whole_block_dict:
+            opts["dict_size"] = block_size
+        return opts
+
+    def dict_size(self, block_size: int) -> int:
+        return block_size if self.whole_block_dict else _PRESET_DICT[self.preset]
+
+    def describe(self, block_size: int) -> str:
+        extra = [v for v in (self.match_finder,
+                             self.depth is not None and f"depth {self.depth}",
+                             self.nice_len is not None and f"nice {self.nice_len}",
+                             self.pb is not None and f"pb {self.pb}",
+                             self.whole_block_dict and f"dict {block_size // MiB} MiB") if v]
+        return f"lzma2 preset {self.preset}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+_MATCH_FINDERS = {"hc3": lzma.MF_HC3, "hc4": lzma.MF_HC4, "bt4": lzma.MF_BT4}
+_PRESET_DICT = {0: 256 << 10, 1: MiB, 2: 2 * MiB, 3: 4 * MiB, 4: 4 * MiB, 5: 8 * MiB,
+                6: 8 * MiB, 7: 16 * MiB, 8: 32 * MiB, 9: 64 * MiB}    # liblzma's presets
+
+# The data member's settings, by name (buildinfo.json records the name and its filters).
+# default: what every package had up to revision 4, kept for payloads below WIDE_FROM.
+# wide: for the GPU libraries (~0.7–1.3 GB, 40–70 % of it .nv_fatbin: the same kernels for
+# several GPU architectures, far apart). Measured on 96 MiB windows of cu90's and cu92's
+# libraries against xz -6 in 24 MiB blocks (dpkg-deb's setting), CPU time / size: a
+# dictionary as large as the 96 MiB block takes the size to 0.79 (cu92's fatbin; 0.83
+# with 32 MiB) at no cost in time, and a one-candidate hash-chain search (depth 1) takes
+# the time from 1.03 (depth 4) to 0.69. bench/README.md "Per-payload choice" has the rest.
+LZMA2_SETTINGS = {s.name: s for s in (
+    Lzma2("default", 5),
+    Lzma2("wide", 4, match_finder="hc4", depth=1, pb=0, whole_block_dict=True),
+)}
+
+
 @dataclass(frozen=True)
 class Compression:
-    """How a .deb's members are compressed; chosen per target dpkg, kept in buildinfo.json."""
+    """How a .deb's members are compressed; chosen per target dpkg and payload (choose()),
+    kept in buildinfo.json."""
     format: str = "xz"
     control: str = "xz"              # or "gzip": what the target's own dpkg-deb writes
-    preset: int = 5
-    x86_filter: bool = True          # BCJ: x86 machine code compresses ~4 % smaller
+    setting: str = "default"         # a key of LZMA2_SETTINGS
+    x86_filter: bool = True          # BCJ: x86 machine code compresses ~2-4 % smaller
     block_size: int = 24 << 20       # see block_size_for
 
     def data_filters(self) -> list[dict]:
-        lzma2 = {"id": lzma.FILTER_LZMA2, "preset": self.preset}
+        lzma2 = LZMA2_SETTINGS[self.setting].options(self.block_size)
         return [{"id": lzma.FILTER_X86}, lzma2] if self.x86_filter else [lzma2]
 
     def describe(self) -> dict:
+        lzma2 = LZMA2_SETTINGS[self.setting].describe(self.block_size)
         return {"format": self.format, "data": {
-            "filters": (["x86"] if self.x86_filter else []) + [f"lzma2 preset {self.preset}"],
+            "setting": self.setting,
+            "filters": (["x86"] if self.x86_filter else []) + [lzma2],
             "block_size": self.block_size},
             "control": "xz (lzma2 preset 6)" if self.control == "xz" else "gzip -9n",
             "liblzma": liblzma_version()}
@@ -95,6 +154,20 @@ def block_size_for(payload_bytes: int) -> int:
     return min(MAX_BLOCK, max(MIN_BLOCK, -(-per_block // (1 << 20)) << 20))
 
 
+# From this payload size on, the `wide` setting: only the GPU libraries (the CPU payload is
+# ~176 MB and keeps `default`, its bytes unchanged).
+WIDE_FROM = 512 * MiB
+
+
+def setting_for(payload_bytes: int) -> str:
+    """The data member's LZMA2 setting for a payload: a function of the payload alone
+    (never of the machine or of timing), so its bytes are the same anywhere. No sample is
+    compressed to choose: the gain of `wide` comes from matches up to 96 MiB apart, which
+    a sample cheap enough to compress first cannot see (16 MiB windows misjudged 7 of the
+    12 GPU libraries and cost 6-17 % of the packaging time; bench/README.md)."""
+    return "wide" if payload_bytes >= WIDE_FROM else "default"
+
+
 def choose(dpkg_version: str | None, distro: str, payload_bytes: int = 0) -> Compression:
     if not dpkg_version:
         raise MxbuildError(f"the {distro} build image does not say which dpkg it has",
@@ -104,7 +177,8 @@ def choose(dpkg_version: str | None, distro: str, payload_bytes: int = 0) -> Com
                            f"(needs {XZ_DATA_SINCE})",
                            "target a newer distro release in matrix.yaml")
     control = "gzip" if Version(dpkg_version) < Version(XZ_CONTROL_SINCE) else "xz"
-    return Compression(control=control, block_size=block_size_for(payload_bytes))
+    return Compression(control=control, setting=setting_for(payload_bytes),
+                       block_size=block_size_for(payload_bytes))
 
 
 @dataclass(frozen=True)
@@ -199,11 +273,38 @@ def _blocks(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
         yield bytes(buf)
 
 
+def encoder_threads(requested: int, compression: Compression,
+                    available: int | None = None) -> int:
+    """How many blocks to compress at once: each thread holds an encoder (up to ~12 × its
+    dictionary in liblzma) and its block in and out, and a `wide` GPU block needs about
+    1.3 GB; so no more threads than half of the memory available holds (a 32-core agent
+    must not start 32). The output does not depend on it."""
+    if available is None:
+        available = _mem_available()
+    if available is None:
+        return requested
+    per_thread = 12 * LZMA2_SETTINGS[compression.setting].dict_size(compression.block_size) \
+        + 2 * compression.block_size
+    return max(1, min(requested, available // 2 // per_thread))
+
+
+def _mem_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def compress_into(joiner: Joiner, pieces: Iterable[bytes], compression: Compression,
                   threads: int) -> int:
     """Compress `pieces` in blocks of compression.block_size, `threads` blocks at a time,
     adding them to `joiner` in order. Returns the uncompressed size."""
     filters = compression.data_filters()
+    threads = encoder_threads(threads, compression)
     total = 0
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xz") as pool:
         pending: deque = deque()

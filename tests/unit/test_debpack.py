@@ -124,7 +124,7 @@ def test_a_different_payload_or_compression_gets_its_own_part(tmp_path):
     root, control, shared = make_tree(tmp_path, "deb12")
     a = debpack.assemble(root, control, shared, EPOCH, SMALL, parts, tmp_path / "a")
     b = debpack.assemble(root, control, shared, EPOCH, debpack.Compression(
-        preset=3, block_size=1 << 16), parts, tmp_path / "b")
+        setting="wide", block_size=1 << 16), parts, tmp_path / "b")
     (root / f"{MA}/libmxnet.so").write_bytes(b"changed")
     shared = {rel: sha256_file(root / rel) for rel in PAYLOAD}
     c = debpack.assemble(root, control, shared, EPOCH, SMALL, parts, tmp_path / "c")
@@ -166,3 +166,43 @@ def test_compression_is_chosen_by_the_target_dpkg(tmp_path):
         debpack.choose("1.15.5", "debian5")
     with pytest.raises(MxbuildError, match="does not say which dpkg"):
         debpack.choose(None, "debian12")
+
+
+def test_gpu_sized_payloads_get_the_wide_setting_and_it_is_recorded():
+    """The setting is a function of the payload size alone: the CPU payload (184 MB) keeps
+    revision 4's bytes, a GPU library gets `wide` with a dictionary as large as its block."""
+    cpu = debpack.choose("1.21.22", "debian12", 184_000_000)
+    gpu = debpack.choose("1.18.4ubuntu1.7", "ubuntu16", 925_000_000)
+    assert cpu.setting == "default" and cpu.describe()["data"] == {
+        "setting": "default", "filters": ["x86", "lzma2 preset 5"], "block_size": 24 << 20}
+    assert gpu.setting == "wide" and gpu.block_size == 96 << 20
+    assert gpu.describe()["data"]["filters"] == \
+        ["x86", "lzma2 preset 4 (hc4, depth 1, pb 0, dict 96 MiB)"]
+    lzma2 = gpu.data_filters()[1]
+    assert (lzma2["dict_size"], lzma2["depth"], lzma2["pb"]) == (96 << 20, 1, 0)
+    assert debpack.setting_for(debpack.WIDE_FROM - 1) == "default"
+    assert debpack.setting_for(debpack.WIDE_FROM) == "wide"
+
+
+def test_wide_debs_are_read_by_dpkg_and_the_same_with_any_thread_count(tmp_path):
+    wide = debpack.Compression(setting="wide", block_size=1 << 16)
+    one = debpack.assemble(*make_tree(tmp_path / "one", "deb12"), EPOCH, wide,
+                           tmp_path / "parts1", tmp_path / "out1", threads=1)
+    two = debpack.assemble(*make_tree(tmp_path / "two", "deb12"), EPOCH, wide,
+                           tmp_path / "parts2", tmp_path / "out2", threads=2)
+    assert sha256_file(one.path) == sha256_file(two.path)
+    root = tmp_path / "one" / "deb12" / "root"
+    assert debpack.check_listing(dpkg_deb("-c", str(one.path)), root, EPOCH,
+                                 one.path.name) == len(debpack.entries(root, EPOCH))
+    assert subprocess.run(
+        ["sh", "-c", f"dpkg-deb --fsys-tarfile '{one.path}' | tar -xO ./{MA}/libmxnet.so"],
+        check=True, capture_output=True).stdout == PAYLOAD[f"{MA}/libmxnet.so"]
+
+
+def test_threads_are_capped_by_the_memory_the_encoders_need():
+    gpu = debpack.Compression(setting="wide", block_size=96 << 20)
+    per_thread = 12 * (96 << 20) + 2 * (96 << 20)
+    assert debpack.encoder_threads(32, gpu, available=24 << 30) == (24 << 30) // 2 // per_thread
+    assert debpack.encoder_threads(2, gpu, available=24 << 30) == 2
+    assert debpack.encoder_threads(8, gpu, available=1 << 30) == 1      # never none
+    assert debpack.encoder_threads(4, debpack.Compression(), available=None) in (1, 2, 3, 4)
