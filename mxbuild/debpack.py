@@ -145,18 +145,26 @@ XZ_CONTROL_SINCE = "1.19.0"
 MIN_BLOCK, MAX_BLOCK, BLOCKS = 24 << 20, 96 << 20, 8
 
 
+# From this payload size on, the `wide` setting: only the GPU libraries (the CPU payload is
+# ~176 MB and keeps `default`, its bytes unchanged).
+WIDE_FROM = 512 * MiB
+
+
 def block_size_for(payload_bytes: int) -> int:
     """Independent blocks are what lets several threads compress at once, but each starts
     with an empty dictionary: a GPU library (~900 MB) comes out 3 % smaller in 96 MiB
     blocks than in 24 MiB ones (xz -T's default). So: about 8 blocks, 24…96 MiB, rounded
-    to MiB. It depends on the payload alone, never on the machine (same bytes anywhere)."""
-    per_block = -(-payload_bytes // BLOCKS)
-    return min(MAX_BLOCK, max(MIN_BLOCK, -(-per_block // (1 << 20)) << 20))
-
-
-# From this payload size on, the `wide` setting: only the GPU libraries (the CPU payload is
-# ~176 MB and keeps `default`, its bytes unchanged).
-WIDE_FROM = 512 * MiB
+    to MiB. From WIDE_FROM on, an even number of blocks (at least 8) of nearly equal size,
+    at most 96 MiB: two threads then finish together (cu90's 924 MB in 96 MiB blocks left
+    a lone 17 MiB tenth block, and one thread idle for most of the last round). It depends
+    on the payload alone, never on the machine (same bytes anywhere)."""
+    if payload_bytes < WIDE_FROM:      # as in revision 4: the CPU payload's bytes unchanged
+        per_block = -(-payload_bytes // BLOCKS)
+        return min(MAX_BLOCK, max(MIN_BLOCK, -(-per_block // MiB) * MiB))
+    blocks = max(BLOCKS, -(-payload_bytes // MAX_BLOCK))
+    blocks += blocks % 2
+    per_block = -(-payload_bytes // blocks)
+    return -(-per_block // MiB) * MiB
 
 
 def setting_for(payload_bytes: int) -> str:
@@ -276,15 +284,15 @@ def _blocks(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
 def encoder_threads(requested: int, compression: Compression,
                     available: int | None = None) -> int:
     """How many blocks to compress at once: each thread holds an encoder (up to ~12 × its
-    dictionary in liblzma) and its block in and out, and a `wide` GPU block needs about
-    1.3 GB; so no more threads than half of the memory available holds (a 32-core agent
+    dictionary in liblzma) and its blocks in and out, and a `wide` GPU block needs about
+    1.5 GB; so no more threads than half of the memory available holds (a 32-core agent
     must not start 32). The output does not depend on it."""
     if available is None:
         available = _mem_available()
     if available is None:
         return requested
     per_thread = 12 * LZMA2_SETTINGS[compression.setting].dict_size(compression.block_size) \
-        + 2 * compression.block_size
+        + 4 * compression.block_size    # blocks queued and compressed, in and out
     return max(1, min(requested, available // 2 // per_thread))
 
 
@@ -312,7 +320,9 @@ def compress_into(joiner: Joiner, pieces: Iterable[bytes], compression: Compress
             total += len(block)
             pending.append(pool.submit(lzma.compress, block, format=lzma.FORMAT_XZ,
                                        filters=filters))
-            while len(pending) > threads:
+            # a queue twice the threads deep: a thread done with a fast block (x86 code)
+            # takes the next one while the oldest (a GPU fat binary) is still running
+            while len(pending) > 2 * threads:
                 joiner.add(pending.popleft().result())
         while pending:
             joiner.add(pending.popleft().result())

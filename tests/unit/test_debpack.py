@@ -160,7 +160,7 @@ def test_compression_is_chosen_by_the_target_dpkg(tmp_path):
     assert debpack.choose("1.21.22", "debian12").describe()["data"]["filters"] == \
         ["x86", "lzma2 preset 5"]
     assert debpack.choose("1.21.22", "debian12", 184_000_000).block_size == 24 << 20
-    assert debpack.choose("1.21.22", "debian12", 925_000_000).block_size == 96 << 20
+    assert debpack.choose("1.21.22", "debian12", 925_000_000).block_size == 89 << 20
     assert debpack.block_size_for(400 << 20) == 50 << 20
     with pytest.raises(MxbuildError, match="cannot read data.tar.xz"):
         debpack.choose("1.15.5", "debian5")
@@ -175,11 +175,11 @@ def test_gpu_sized_payloads_get_the_wide_setting_and_it_is_recorded():
     gpu = debpack.choose("1.18.4ubuntu1.7", "ubuntu16", 925_000_000)
     assert cpu.setting == "default" and cpu.describe()["data"] == {
         "setting": "default", "filters": ["x86", "lzma2 preset 5"], "block_size": 24 << 20}
-    assert gpu.setting == "wide" and gpu.block_size == 96 << 20
+    assert gpu.setting == "wide" and gpu.block_size == 89 << 20
     assert gpu.describe()["data"]["filters"] == \
-        ["x86", "lzma2 preset 4 (hc4, depth 1, pb 0, dict 96 MiB)"]
+        ["x86", "lzma2 preset 4 (hc4, depth 1, pb 0, dict 89 MiB)"]
     lzma2 = gpu.data_filters()[1]
-    assert (lzma2["dict_size"], lzma2["depth"], lzma2["pb"]) == (96 << 20, 1, 0)
+    assert (lzma2["dict_size"], lzma2["depth"], lzma2["pb"]) == (89 << 20, 1, 0)
     assert debpack.setting_for(debpack.WIDE_FROM - 1) == "default"
     assert debpack.setting_for(debpack.WIDE_FROM) == "wide"
 
@@ -199,9 +199,18 @@ def test_wide_debs_are_read_by_dpkg_and_the_same_with_any_thread_count(tmp_path)
         check=True, capture_output=True).stdout == PAYLOAD[f"{MA}/libmxnet.so"]
 
 
+@pytest.mark.parametrize("payload", [700_000_000, 924_000_000, 1_326_000_000, 5_000_000_000])
+def test_gpu_payloads_split_into_an_even_number_of_nearly_equal_blocks(payload):
+    size = debpack.block_size_for(payload)
+    blocks = -(-payload // size)
+    assert size <= 96 << 20 and size % (1 << 20) == 0
+    assert blocks % 2 == 0 and blocks >= 8
+    assert payload - (blocks - 1) * size > size - blocks * (1 << 20)   # the last one too
+
+
 def test_threads_are_capped_by_the_memory_the_encoders_need():
     gpu = debpack.Compression(setting="wide", block_size=96 << 20)
-    per_thread = 12 * (96 << 20) + 2 * (96 << 20)
+    per_thread = 12 * (96 << 20) + 4 * (96 << 20)
     assert debpack.encoder_threads(32, gpu, available=24 << 30) == (24 << 30) // 2 // per_thread
     assert debpack.encoder_threads(2, gpu, available=24 << 30) == 2
     assert debpack.encoder_threads(8, gpu, available=1 << 30) == 1      # never none
