@@ -35,6 +35,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator, Mapping
 from debian.debian_support import Version
 
 from .errors import MxbuildError
+from .resources import available_memory
 from .xzjoin import Joiner
 
 BLOCK = 512
@@ -288,23 +289,10 @@ def encoder_threads(requested: int, compression: Compression,
     1.5 GB; so no more threads than half of the memory available holds (a 32-core agent
     must not start 32). The output does not depend on it."""
     if available is None:
-        available = _mem_available()
-    if available is None:
-        return requested
+        available = available_memory()
     per_thread = 12 * LZMA2_SETTINGS[compression.setting].dict_size(compression.block_size) \
         + 4 * compression.block_size    # blocks queued and compressed, in and out
     return max(1, min(requested, available // 2 // per_thread))
-
-
-def _mem_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def compress_into(joiner: Joiner, pieces: Iterable[bytes], compression: Compression,
