@@ -17,6 +17,8 @@ SELECTOR_HELP = {
     "distro": "ubuntu16 … debian13, comma-separated",
     "mxnet": "MXNet version, e.g. 1.9.1",
     "cell": "cell-id glob, braces allowed: '1.9.1-cu11*-ubuntu2?'",
+    "arch": "amd64, arm64 (comma-separated) or all; default: the primary architecture "
+            "(amd64) only (`invoke matrix`: all)",
 }
 S3_HELP = {
     "endpoint_url": "S3-compatible endpoint (default: AWS, from the boto3 chain)",
@@ -42,9 +44,9 @@ def _s3(endpoint_url, region, path_style, sse, sse_kms_key_id):
 
 @task(help=SELECTOR_HELP | {"json": "print a JSON list instead of a table"})
 @entrypoint
-def matrix(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, json=False):
+def matrix(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None, json=False):
     """List the selected cells of matrix.yaml."""
-    cli.show_matrix(cli.Selectors(variant, cuda, distro, mxnet, cell), json)
+    cli.show_matrix(cli.Selectors(variant, cuda, distro, mxnet, cell, arch), json)
 
 
 @task
@@ -76,13 +78,13 @@ def lock(c, distro=None):
     "force_stage": "run these stages (comma-separated: recipe,package,smoke…) regardless",
     "jobs": "cells run at once (default 1), within memory and disk limits"})
 @entrypoint
-def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
+def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None, publish=None,
           smoke=True, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
           sse=None, sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None,
           staging=False, force=False, force_stage=None, jobs=1, artifact_cache=None):
     """Build, package, publish and smoke-test the selected cells (unchanged stages are
     reused from the stage cache)."""
-    cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell),
+    cli.build(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
               publish if isinstance(publish, str) else None, smoke, ca_bundle,
               _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
               cli.RecipeArgs(recipe, source_tarball, source_dir), staging,
@@ -95,12 +97,12 @@ def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publis
     "recipe": "as for build", "source_tarball": "as for build", "source_dir": "as for build",
     "artifact_cache": "as for build", "staging": "as for build"})
 @entrypoint
-def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish=None,
+def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None, publish=None,
          smoke=True, endpoint_url=None, region=None, path_style=False, sse=None,
          sse_kms_key_id=None, recipe=None, source_tarball=None, source_dir=None, json=False,
          artifact_cache=None, staging=False):
     """What build would do for the selected cells (build, reuse or skip, and why)."""
-    cli.show_plan(cli.Selectors(variant, cuda, distro, mxnet, cell),
+    cli.show_plan(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
                   publish if isinstance(publish, str) else None, smoke,
                   _s3(endpoint_url, region, path_style, sse, sse_kms_key_id),
                   cli.RecipeArgs(recipe, source_tarball, source_dir), json, artifact_cache,
@@ -110,11 +112,11 @@ def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, publish
 @task(help=SELECTOR_HELP | S3_HELP | {
     "to": "s3://BUCKET/PREFIX or a directory", **STAGING_HELP})
 @entrypoint
-def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=None,
+def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None,
             endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None,
             staging=False):
     """Publish the built .debs (and thin clients) of the selected cells to a repository."""
-    cli.publish(cli.Selectors(variant, cuda, distro, mxnet, cell),
+    cli.publish(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
                 cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)),
                 staging)
 
@@ -123,10 +125,10 @@ def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=N
     "to": "repository to publish to: s3://BUCKET/PREFIX, a directory, or none "
           "(default: out/repo)"})
 @entrypoint
-def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, to=None,
+def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None, to=None,
            endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None):
     """Build the mxnet-thin wheel of the selected MXNet versions and publish its index."""
-    cli.thin_clients(cli.Selectors(variant, cuda, distro, mxnet, cell),
+    cli.thin_clients(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
                      cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse,
                                           sse_kms_key_id)))
 
@@ -136,11 +138,11 @@ def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, to=No
             "(default: out/smoke-repo)",
     **STAGING_HELP, **CA_HELP, **CACHE_HELP, "jobs": "cells run at once (default 1)"})
 @entrypoint
-def smoke(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, repo=None,
+def smoke(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None, repo=None,
           staging=False, ca_bundle=None, endpoint_url=None, region=None, path_style=False,
           sse=None, sse_kms_key_id=None, jobs=1, artifact_cache=None):
     """Publish already built .debs and run the smoke suite on them (e.g. on a GPU agent)."""
-    cli.smoke_built(cli.Selectors(variant, cuda, distro, mxnet, cell),
+    cli.smoke_built(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
                     cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
                                            sse_kms_key_id)), staging, ca_bundle, int(jobs),
                     artifact_cache)
@@ -196,11 +198,11 @@ def repo_remove(c, suite, component, version, package="libmxnet", repo=None, key
 
 @task(name="promote", help=SELECTOR_HELP | REPO_HELP)
 @entrypoint
-def repo_promote(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, repo=None,
-                 keyring=None, endpoint_url=None, region=None, path_style=False, sse=None,
+def repo_promote(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None,
+                 repo=None, keyring=None, endpoint_url=None, region=None, path_style=False, sse=None,
                  sse_kms_key_id=None):
     """Promote the selected cells' versions from <codename>-staging to <codename>."""
-    cli.repo_promote(cli.Selectors(variant, cuda, distro, mxnet, cell),
+    cli.repo_promote(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
                      cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
                                             sse_kms_key_id), keyring))
 

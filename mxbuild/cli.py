@@ -29,6 +29,7 @@ class Selectors:
     distro: str | None = None
     mxnet: str | None = None
     cell: str | None = None
+    arch: str | None = None     # None: the primary architecture only; "all": every one
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _cells(opts: options.Options, sel: Selectors, recipe: str | None = None):
     of the matrix's packages than the matrix's build does)."""
     m = matrix_mod.load(opts.matrix_path)
     cells = m.select(variant=sel.variant, cuda=sel.cuda, distro=sel.distro, mxnet=sel.mxnet,
-                     cell=sel.cell)
+                     cell=sel.cell, arch=sel.arch)
     if recipe:
         cells = [recipes.with_recipe(cell, recipe, m.packages) for cell in cells]
     return cells
@@ -59,12 +60,14 @@ def _print_table(title: str, columns: list[str], rows) -> None:
 
 
 def show_matrix(sel: Selectors, as_json: bool) -> None:
+    """The selected cells; a listing shows every architecture unless --arch narrows it."""
     opts = options.resolve()
-    cells = _cells(opts, sel)
+    cells = _cells(opts, sel if sel.arch else dataclasses.replace(sel, arch="all"))
     if as_json:
         print(json.dumps([c.summary() for c in cells], indent=2))
         return
-    cols = ["id", "mxnet", "variant", "cuda", "distro", "codename", "recipe", "version"]
+    cols = ["id", "mxnet", "variant", "cuda", "distro", "codename", "arch", "recipe",
+            "version"]
     _print_table(f"{len(cells)} cell(s) from {opts.matrix_path.name}", cols,
                  ([c.summary()[k] for k in cols] for c in cells))
 

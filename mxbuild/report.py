@@ -50,16 +50,26 @@ class CellRecord:
 
 @dataclass(frozen=True)
 class Axes:
-    """The grid of the HTML report: every distro and variant of the matrix, and which
-    (distro, variant) pairs hold a cell at all."""
+    """The grid of the HTML report: a row per distro and architecture (debian12,
+    debian12-arm64), a column per variant, and which (row, variant) pairs hold a cell."""
     distros: tuple[str, ...]
     variants: tuple[str, ...]
     cells: tuple[Cell, ...] = ()
 
     @classmethod
     def of(cls, cells) -> "Axes":
-        return cls(tuple(sorted({c.distro.name for c in cells})),
+        return cls(tuple(sorted({grid_row(c) for c in cells})),
                    tuple(sorted({c.variant for c in cells}, key=_variant_order)), tuple(cells))
+
+
+def grid_row(cell: Cell) -> str:
+    """The HTML grid's row of a cell: its distro, with the architecture's id suffix."""
+    return cell.distro.name + cell.arch.suffix
+
+
+def _record_row(rec: dict) -> str:
+    """grid_row of a report.json cell record: what its id has after mxnet and variant."""
+    return rec["id"][len(f"{rec['mxnet']}-{rec['variant']}-"):]
 
 
 def _variant_order(name: str) -> tuple[int, int, int]:
@@ -271,10 +281,10 @@ def html_report(data: dict, axes: Axes, out_dir: Path) -> str:
     by_id = {c["id"]: c for c in data["cells"]}
     grid: dict[tuple[str, str], list[dict]] = {}
     for cell in sorted(axes.cells, key=lambda c: c.id):
-        grid.setdefault((cell.distro.name, cell.variant), []).append(
+        grid.setdefault((grid_row(cell), cell.variant), []).append(
             _grid_entry(cell.id, by_id.get(cell.id), out_dir))
     for cid, rec in by_id.items():   # cells of the run outside the axes' cell list
-        key = (rec["distro"], rec["variant"])
+        key = (_record_row(rec), rec["variant"])
         if all(e["id"] != cid for e in grid.get(key, [])):
             grid.setdefault(key, []).append(_grid_entry(cid, rec, out_dir))
     for entries in grid.values():    # the entry that colours the cell goes first

@@ -1,7 +1,8 @@
 """What matrix.yaml describes, as frozen dataclasses: distros, pins, packages and cells.
 
-A cell is one point of the matrix: (mxnet version, variant, distro). Its id,
-e.g. ``1.9.1-cpu-debian12``, keys everything downstream.
+A cell is one point of the matrix: (mxnet version, variant, distro, architecture). Its
+id, e.g. ``1.9.1-cpu-debian12`` (amd64, the primary architecture) or
+``1.9.1-cpu-debian12-arm64``, keys everything downstream.
 """
 from __future__ import annotations
 
@@ -10,6 +11,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STAGING = "staging"
+
+
+@dataclass(frozen=True)
+class CrossSpec:
+    """How the build machines (amd64) compile for an architecture they cannot run natively:
+    Debian's cross toolchain and the distro's multiarch `:<arch>` development packages."""
+    packages: tuple[str, ...]            # e.g. crossbuild-essential-arm64
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A Debian architecture the packages are built for. Everything Debian derives from it
+    (multiarch triplet, `Architecture:`, `binary-<arch>`, pool names) is computed from
+    this, never written per distro."""
+    name: str                     # Debian's name: amd64, arm64
+    triplet: str                  # multiarch triplet: /usr/lib/<triplet>
+    machine: str                  # `uname -m`, wheel platform tags: x86_64, aarch64
+    elf_machine: str              # readelf -h "Machine:" of its binaries
+    platform: str                 # Docker/OCI platform: linux/amd64, linux/arm64
+    primary: bool = False         # the first of matrix.yaml: its cell ids carry no suffix
+    variant: str | None = None    # OCI platform variant (arm64: v8)
+    qemu: str | None = None       # the binfmt_misc entry that runs it on another host
+    cross: CrossSpec | None = None   # compiled on amd64 machines with a cross toolchain
+
+    @property
+    def suffix(self) -> str:
+        """What a cell id of this architecture ends with ('' for the primary one)."""
+        return "" if self.primary else f"-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -51,12 +80,21 @@ class KeyringPackage:
 @dataclass(frozen=True)
 class BootstrapSpec:
     suite: str
-    mirror: str
+    mirror: str                       # the archive of the primary architecture (amd64)
     keyring: str                      # a host path, or the path inside keyring_package
     key_fingerprint: str
     components: tuple[str, ...]
     keyring_package: KeyringPackage | None = None
     script: str | None = None         # debootstrap script when the host lacks the suite's
+    # (architecture, archive) for every architecture the suite is bootstrapped for: Ubuntu
+    # serves arm64 from ports.ubuntu.com; empty: `mirror` serves every architecture
+    arch_mirrors: tuple[tuple[str, str], ...] = ()
+
+    def mirror_for(self, arch: str) -> str | None:
+        """The archive that serves `arch`, or None if matrix.yaml declares none."""
+        if not self.arch_mirrors:
+            return self.mirror
+        return dict(self.arch_mirrors).get(arch)
 
 
 @dataclass(frozen=True)
@@ -91,7 +129,6 @@ class Distro:
     codename: str             # the apt suite: bookworm, focal…
     family: str               # debian | ubuntu
     version_tag: str          # in package versions: 1.9.1-3~deb12
-    multiarch: str
     base: BaseSpec
     smoke: SmokeSpec
     abi: Abi | None = None
@@ -166,6 +203,7 @@ class Cell:
     variant: str
     cuda: str | None
     distro: Distro
+    arch: Architecture
     recipe: str
     wheel: WheelPin | None
     features: tuple[tuple[str, bool], ...]
@@ -183,7 +221,12 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f"{self.mxnet}-{self.variant}-{self.distro.name}"
+        return f"{self.mxnet}-{self.variant}-{self.distro.name}{self.arch.suffix}"
+
+    @property
+    def multiarch(self) -> str:
+        """The multiarch triplet: the package's files go to /usr/lib/<multiarch>/."""
+        return self.arch.triplet
 
     @property
     def codename(self) -> str:
@@ -216,7 +259,7 @@ class Cell:
         return {
             "id": self.id, "mxnet": self.mxnet, "variant": self.variant,
             "cuda": self.cuda, "distro": self.distro.name, "codename": self.codename,
-            "recipe": self.recipe, "package": self.package.name,
+            "arch": self.arch.name, "recipe": self.recipe, "package": self.package.name,
             "packages": list(self.package_names), "version": self.deb_version,
         }
 
@@ -227,6 +270,8 @@ class Cell:
             "id": self.id, "mxnet": self.mxnet, "variant": self.variant,
             "cuda": self.cuda, "distro": self.distro.name, "codename": self.codename,
             "recipe": self.recipe, "package": package.name, "version": self.deb_version,
+            # amd64's buildinfo.json predates the axis: its bytes stay as they were
+            **({} if self.arch.primary else {"arch": self.arch.name}),
         }
 
 
@@ -242,8 +287,10 @@ class Matrix:
     packages: dict[str, PackageSpec] = field(hash=False)
     distros: dict[str, Distro] = field(hash=False)
     cells: tuple[Cell, ...]
+    architectures: dict[str, Architecture] = field(hash=False, default_factory=dict)
 
-    def select(self, variant=None, cuda=None, distro=None, mxnet=None, cell=None) -> list[Cell]:
+    def select(self, variant=None, cuda=None, distro=None, mxnet=None, cell=None,
+               arch=None) -> list[Cell]:
         from .selectors import select
         return select(self.cells, variant=variant, cuda=cuda, distro=distro, mxnet=mxnet,
-                      cell=cell)
+                      cell=cell, arch=arch, known_arches=tuple(self.architectures))

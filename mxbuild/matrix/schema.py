@@ -8,15 +8,15 @@ registry (mxbuild.recipes).
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 from ..errors import MatrixError
-from .model import (Abi, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, JarPin,
-                    JvmBuildSpec, KeyringPackage,
+from .model import (Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, JarPin,
+                    CrossSpec, JvmBuildSpec, KeyringPackage,
                     Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, WheelPin)
 
 SCHEMA = 2
@@ -29,6 +29,7 @@ SHA512_RE = re.compile(r"^[0-9a-f]{128}$")
 ABI_RE = re.compile(r"^\d+(\.\d+)+$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 DISTRO_RE = re.compile(r"^[a-z]+[0-9][0-9.]*$")
+ARCH_RE = re.compile(r"^[a-z][a-z0-9]+$")
 
 
 # ---------------------------------------------------------------- validation
@@ -100,6 +101,8 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
         doc = {k: v for k, v in doc.items() if not str(k).startswith("x-")}
     c.mapping(doc, "", {"schema": str(SCHEMA), "package": "a mapping",
                         "packages": "a mapping of package name to its files",
+                        "architectures": "a mapping of Debian architecture to its triplet, "
+                                         "machine, elf_machine and platform",
                         "distros": "a mapping", "variants": "a mapping"},
               {"sources": "a mapping of mxnet version to its source release pin",
                "jvm_build": "a mapping: distro (one that ships JDK 8), jdk (its package)"})
@@ -117,10 +120,12 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     packaging = Packaging(p["revision"], p["maintainer"],
                           p.get("homepage", "https://mxnet.apache.org"))
     packages = _parse_packages(c, doc["packages"])
+    arches = _parse_architectures(c, doc["architectures"])
 
     if not isinstance(doc["distros"], dict) or not doc["distros"]:
         c.fail("distros", "is empty or not a mapping", "a mapping of distro name to its settings")
-    distros = {name: _parse_distro(c, name, spec) for name, spec in doc["distros"].items()}
+    distros = {name: _parse_distro(c, name, spec, arches)
+               for name, spec in doc["distros"].items()}
     codenames: dict[str, str] = {}
     for name, distro in distros.items():
         if distro.codename in codenames:
@@ -137,15 +142,64 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
     cells: list[Cell] = []
     seen: dict[str, str] = {}
     for vname, vspec in doc["variants"].items():
-        for cell, key in _parse_variant(c, vname, vspec, distros, packaging, packages, sources,
-                                        jvm_build):
+        for cell, key in _parse_variant(c, vname, vspec, _Catalog(distros, arches, packaging,
+                                                                  packages, sources, jvm_build)):
             if cell.id in seen:
                 c.fail(key, f"cell {cell.id} is defined twice (first at {seen[cell.id]})",
-                       "each (mxnet, variant, distro) once")
+                       "each (mxnet, variant, distro, architecture) once")
             seen[cell.id] = key
             cells.append(cell)
     return Matrix(path, packaging, packages, distros,
-                  tuple(sorted(_with_client_wheels(cells), key=lambda x: x.id)))
+                  tuple(sorted(_with_client_wheels(cells), key=lambda x: x.id)), arches)
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """What the builds of a variant refer to by name (parsed before the variants)."""
+    distros: dict[str, Distro]
+    arches: dict[str, Architecture]
+    packaging: Packaging
+    packages: dict[str, PackageSpec]
+    sources: dict[str, SourcePin]
+    jvm_build: JvmBuildSpec | None
+
+
+def _parse_architectures(c: _Checker, spec) -> dict[str, Architecture]:
+    if not isinstance(spec, dict) or not spec:
+        c.fail("architectures", f"is {spec!r}", "a mapping of Debian architecture (amd64, "
+               "arm64) to triplet, machine, elf_machine and platform; the first is primary")
+    out: dict[str, Architecture] = {}
+    for i, (name, entry) in enumerate(spec.items()):
+        key = f"architectures.{name}"
+        c.string(name, key, ARCH_RE, "a Debian architecture name such as amd64 or arm64")
+        c.mapping(entry, key, {"triplet": "the multiarch triplet, e.g. aarch64-linux-gnu",
+                               "machine": "uname -m, e.g. aarch64",
+                               "elf_machine": "readelf -h's Machine, e.g. AArch64",
+                               "platform": "the Docker platform, e.g. linux/arm64"},
+                  {"variant": "the OCI platform variant, e.g. v8",
+                   "qemu": "the binfmt_misc entry that runs it elsewhere, e.g. qemu-aarch64",
+                   "cross": "a mapping: packages (the cross toolchain's packages)"})
+        cross = None
+        if "cross" in entry:
+            x = c.mapping(entry["cross"], f"{key}.cross",
+                          {"packages": "a list such as [crossbuild-essential-arm64]"})
+            cross = CrossSpec(c.str_list(x["packages"], f"{key}.cross.packages"))
+        out[name] = Architecture(
+            name,
+            c.string(entry["triplet"], f"{key}.triplet", re.compile(r"^[a-z0-9_]+-linux-gnu\w*$"),
+                     "a multiarch triplet such as aarch64-linux-gnu"),
+            c.string(entry["machine"], f"{key}.machine", re.compile(r"^[a-z0-9_]+$"),
+                     "uname -m of the architecture, e.g. x86_64 or aarch64"),
+            c.string(entry["elf_machine"], f"{key}.elf_machine"),
+            c.string(entry["platform"], f"{key}.platform", re.compile(r"^linux/[a-z0-9]+$"),
+                     "a Docker platform such as linux/arm64"),
+            primary=(i == 0),
+            variant=c.string(entry["variant"], f"{key}.variant") if "variant" in entry else None,
+            qemu=(c.string(entry["qemu"], f"{key}.qemu", re.compile(r"^qemu-[a-z0-9_]+$"),
+                           "a binfmt_misc entry name such as qemu-aarch64")
+                  if "qemu" in entry else None),
+            cross=cross)
+    return out
 
 
 def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
@@ -250,12 +304,16 @@ def _parse_compile(c: _Checker, key: str, spec, distros) -> CompileSpec:
     return CompileSpec(spec["preset"], distros[build_on] if build_on else None, image, package)
 
 
-def _parse_distro(c: _Checker, name, spec) -> Distro:
+def _parse_distro(c: _Checker, name, spec, arches: dict[str, Architecture]) -> Distro:
     key = f"distros.{name}"
     c.string(name, key, DISTRO_RE, "a distro name users type: letters then the release "
              "number, e.g. debian12 or ubuntu20")
+    if isinstance(spec, dict) and "multiarch" in spec:
+        c.fail(f"{key}.multiarch", "is no longer a distro setting",
+               "nothing: the triplet comes from the cell's architecture "
+               "(architectures.<arch>.triplet); remove the key")
     c.mapping(spec, key, {"codename": "the apt suite", "family": "debian or ubuntu",
-                          "version_tag": "e.g. deb12", "multiarch": "e.g. x86_64-linux-gnu",
+                          "version_tag": "e.g. deb12",
                           "base": "a mapping", "smoke": "a mapping"},
               {"abi": "glibc/glibcxx versions the distro provides"})
     c.string(spec["codename"], f"{key}.codename", re.compile(r"^[a-z]+$"),
@@ -264,8 +322,6 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
              "the distribution family, e.g. debian or ubuntu")
     c.string(spec["version_tag"], f"{key}.version_tag", re.compile(r"^[a-z0-9.]+$"),
              "lowercase letters, digits and dots, e.g. deb12 or ubuntu16.04")
-    c.string(spec["multiarch"], f"{key}.multiarch", re.compile(r"^[a-z0-9_]+-linux-gnu$"),
-             "a multiarch triplet such as x86_64-linux-gnu")
     base = c.mapping(spec["base"], f"{key}.base", {}, {"image": "a registry image name:tag",
                                                       "bootstrap": "a mapping"})
     if ("image" in base) == ("bootstrap" in base):
@@ -295,14 +351,15 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
                 c.string(k["sha256"], f"{bkey}.keyring_package.sha256", SHA256_RE,
                          "64 lowercase hex digits (sha256 of the .deb)"),
                 b["keyring"])
-        c.string(b["mirror"], f"{bkey}.mirror", re.compile(r"^https?://"), "an http(s) URL")
+        primary_mirror, arch_mirrors = _parse_mirrors(c, f"{bkey}.mirror", b["mirror"], arches)
         c.string(b["key_fingerprint"], f"{bkey}.key_fingerprint", FPR_RE,
                  "a full OpenPGP fingerprint: 40 uppercase hex digits")
         base_spec = BaseSpec(bootstrap=BootstrapSpec(
-            c.string(b["suite"], f"{bkey}.suite"), b["mirror"],
+            c.string(b["suite"], f"{bkey}.suite"), primary_mirror,
             c.string(b["keyring"], f"{bkey}.keyring"), b["key_fingerprint"],
             c.str_list(b.get("components", ["main"]), f"{bkey}.components"), kp,
-            c.string(b["script"], f"{bkey}.script") if "script" in b else None))
+            c.string(b["script"], f"{bkey}.script") if "script" in b else None,
+            arch_mirrors))
     s = c.mapping(spec["smoke"], f"{key}.smoke", {"python": "the interpreter, e.g. python3",
                                                  "pip": "a list of pinned requirements"},
                   {"pip_upgrade": "a pip requirement such as 'pip<21'",
@@ -328,7 +385,32 @@ def _parse_distro(c: _Checker, name, spec) -> Distro:
                   c.string(a["glibcxx"], f"{key}.abi.glibcxx", ABI_RE,
                            "a quoted version like '3.4.28'"))
     return Distro(name, spec["codename"], spec["family"], spec["version_tag"],
-                  spec["multiarch"], base_spec, smoke, abi)
+                  base_spec, smoke, abi)
+
+
+def _parse_mirrors(c: _Checker, key: str, value,
+                   arches: dict[str, Architecture]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """`mirror:` is one URL serving every architecture (Debian's archive), or a mapping of
+    architecture to URL (Ubuntu: archive.ubuntu.com for amd64, ports.ubuntu.com for
+    arm64). Returns the primary architecture's URL and every (architecture, URL)."""
+    url_re, form = re.compile(r"^https?://"), "an http(s) URL"
+    if isinstance(value, str):
+        c.string(value, key, url_re, form)
+        return value, tuple((a, value) for a in arches)
+    if not isinstance(value, dict) or not value:
+        c.fail(key, f"is {value!r}", "an http(s) URL, or a mapping of architecture to URL "
+               "(e.g. {amd64: http://archive.ubuntu.com/ubuntu, arm64: "
+               "http://ports.ubuntu.com/ubuntu-ports})")
+    for arch, url in value.items():
+        if arch not in arches:
+            c.fail(f"{key}.{arch}", "is not an architecture of the matrix",
+                   "one of " + ", ".join(arches))
+        c.string(url, f"{key}.{arch}", url_re, form)
+    primary = next(iter(arches))
+    if primary not in value:
+        c.fail(key, f"names no archive for {primary}, the primary architecture",
+               f"add {primary}: URL")
+    return value[primary], tuple((a, value[a]) for a in arches if a in value)
 
 
 def _parse_jvm_build(c: _Checker, spec, distros) -> JvmBuildSpec:
@@ -342,9 +424,9 @@ def _parse_jvm_build(c: _Checker, spec, distros) -> JvmBuildSpec:
                                                 "a Debian package name"))
 
 
-def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
-                   sources, jvm_build=None) -> Iterable[tuple[Cell, str]]:
+def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[Cell, str]]:
     from .. import recipes     # the registry; imported here: recipes import this package
+    distros = cat.distros
     key = f"variants.{vname}"
     if not isinstance(vname, str) or not VARIANT_RE.match(vname):
         c.fail(key, f"variant name {vname!r} is malformed", "cpu or cuXY such as cu90, cu112")
@@ -377,7 +459,6 @@ def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
         if not isinstance(fvalue, bool):
             c.fail(f"{key}.features.{fname}", f"is {fvalue!r}",
                    "true or false (what mx.runtime.Features() must report)")
-    features = tuple(sorted(feats.items()))
     if not isinstance(vspec["builds"], list) or not vspec["builds"]:
         c.fail(f"{key}.builds", "is empty or not a list", "a list of builds")
     known = recipes.names()
@@ -390,6 +471,10 @@ def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
                                          "recipe; every recipe's smoke client comes from it)"},
                   {"packages": "the packages the build ships (default: the first of "
                                "`packages`)",
+                   "architectures": "the architectures it builds (default: the primary "
+                                    "one, " + next(iter(cat.arches)) + ")",
+                   "features": "what Features() reports for these cells where it differs "
+                               "from the variant's (e.g. MKLDNN: false on arm64)",
                    "jar": "the official JVM jar with natives (recipe maven): group, "
                           "artifact, version, sha256, bundled"})
         mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
@@ -406,20 +491,49 @@ def _parse_variant(c: _Checker, vname, vspec, distros, packaging, packages,
                          c.string(w["sha256"], f"{bkey}.wheel.sha256", SHA256_RE,
                                   "64 lowercase hex digits (sha256 of the wheel)"),
                          c.str_list(w.get("bundled", []), f"{bkey}.wheel.bundled"))
-        shipped = _shipped_packages(c, f"{bkey}.packages", build, packages)
+        shipped = _shipped_packages(c, f"{bkey}.packages", build, cat.packages)
         jar = _parse_jar(c, f"{bkey}.jar", build["jar"]) if "jar" in build else None
+        features = _build_features(c, f"{bkey}.features", feats, build.get("features", {}))
+        arch_names = c.str_list(build.get("architectures", [next(iter(cat.arches))]),
+                                f"{bkey}.architectures", "a list of architectures such as "
+                                "[amd64, arm64]")
+        for j, aname in enumerate(arch_names):
+            if aname not in cat.arches:
+                c.fail(f"{bkey}.architectures[{j}]", f"{aname!r} is not defined under "
+                       "architectures", "one of " + ", ".join(cat.arches))
         dl = c.str_list(build["distros"], f"{bkey}.distros", "a list of distro names")
         for j, dname in enumerate(dl):
             if dname not in distros:
                 c.fail(f"{bkey}.distros[{j}]", f"{dname!r} is not defined under distros",
                        "one of " + ", ".join(distros))
-            cell = Cell(mxnet, vname, cuda, distros[dname], build["recipe"], wheel, features,
-                        packaging, shipped, tuple(sorted(runtime.items())), compile_spec,
-                        sources.get(mxnet), jar=jar, jvm_build=jvm_build)
-            unfit = recipes.get(cell.recipe).unfit(cell)
-            if unfit:
-                c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])
-            yield cell, f"{bkey}.distros[{j}]"
+            for aname in arch_names:
+                arch = cat.arches[aname]
+                bootstrap = distros[dname].base.bootstrap
+                if bootstrap is not None and bootstrap.mirror_for(aname) is None:
+                    c.fail(f"distros.{dname}.base.bootstrap.mirror",
+                           f"names no archive for {aname} ({bkey} builds {dname} for it)",
+                           f"add {aname}: URL of an archive that serves {aname}")
+                cell = Cell(mxnet, vname, cuda, distros[dname], arch, build["recipe"], wheel,
+                            features, cat.packaging, shipped, tuple(sorted(runtime.items())),
+                            compile_spec, cat.sources.get(mxnet), jar=jar,
+                            jvm_build=cat.jvm_build)
+                unfit = recipes.get(cell.recipe).unfit(cell)
+                if unfit:
+                    c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])
+                yield cell, f"{bkey}.distros[{j}]"
+
+
+def _build_features(c: _Checker, key: str, variant_features: dict, override) -> tuple:
+    """The variant's features with a build's overrides applied."""
+    if not isinstance(override, dict):
+        c.fail(key, f"is {override!r}", "a mapping of FEATURE_NAME: true/false")
+    for fname, fvalue in override.items():
+        if fname not in variant_features:
+            c.fail(f"{key}.{fname}", "is not a feature of the variant",
+                   "one of " + ", ".join(variant_features))
+        if not isinstance(fvalue, bool):
+            c.fail(f"{key}.{fname}", f"is {fvalue!r}", "true or false")
+    return tuple(sorted({**variant_features, **override}.items()))
 
 
 def _parse_jar(c: _Checker, key: str, spec) -> JarPin:

@@ -1,7 +1,8 @@
 """Pick cells by variant, CUDA version, distro, MXNet version or id glob (braces allowed).
 
 Pure functions over cells: an unknown value or an empty selection is a SelectionError
-that lists what would have been valid.
+that lists what would have been valid. Without --arch only the primary architecture's
+cells are selected (`--arch all` selects every one).
 """
 from __future__ import annotations
 
@@ -43,10 +44,29 @@ def _cuda_matches(want: str, cuda: str | None) -> bool:
 
 
 def select(cells: Iterable[Cell], variant=None, cuda=None, distro=None, mxnet=None,
-           cell=None) -> list[Cell]:
+           cell=None, arch=None, known_arches: tuple[str, ...] = ()) -> list[Cell]:
     cells = list(cells)
-    chosen = cells
+    # Like cibuildwheel's `archs: auto`: without --arch only the primary architecture (the
+    # build machines' own) is selected; other architectures are asked for by name or "all".
+    arches = _values(arch)
+    if not arches:
+        chosen = [c for c in cells if c.arch.primary]
+    elif arches == ["all"]:
+        chosen, arches = cells, []
+    else:
+        chosen = cells
+    for want in arches:
+        if want not in {c.arch.name for c in cells}:
+            known = sorted(set(known_arches) | {c.arch.name for c in cells})
+            built = sorted({c.arch.name for c in cells})
+            raise SelectionError(
+                f"--arch {want!r} matches no cell of the matrix",
+                f"known architectures: {', '.join(known)}; builds cover {', '.join(built)}"
+                + (f" (no build of matrix.yaml lists {want}: add it to a build's "
+                   "`architectures`)" if want in known_arches else ""))
     checks = [
+        ("--arch", arches, sorted({c.arch.name for c in cells}),
+         lambda want, c: c.arch.name == want),
         ("--variant", _values(variant), sorted({c.variant for c in cells}),
          lambda want, c: c.variant == want),
         ("--distro", _values(distro), sorted({c.distro.name for c in cells}),
@@ -76,6 +96,13 @@ def select(cells: Iterable[Cell], variant=None, cuda=None, distro=None, mxnet=No
     if globs:
         chosen = [c for c in chosen if any(fnmatch.fnmatchcase(c.id, g) for g in globs)]
     if not chosen:
+        if not _values(arch) and any(not c.arch.primary for c in cells):
+            others = select(cells, variant, cuda, distro, mxnet, cell, "all", known_arches)
+            raise SelectionError(
+                "the selection matches no cell of the primary architecture",
+                "without --arch only the primary architecture is built; add --arch "
+                + ",".join(sorted({c.arch.name for c in others})) + " (or --arch all) for "
+                + ", ".join(c.id for c in others))
         raise SelectionError(
             "the selection matches no cell",
             "valid cells are: " + ", ".join(c.id for c in cells) + " (see `invoke matrix`)")

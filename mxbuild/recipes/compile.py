@@ -225,7 +225,14 @@ class CompileRecipe(Recipe):
         if cell.compile is None:
             return (f"variant {cell.variant} has no compile preset",
                     f"add variants.{cell.variant}.compile to matrix.yaml, or use recipe wheel")
-        return None
+        return self.arch_unfit(cell)
+
+    def builds_for(self, cell: Cell) -> str | None:
+        # the build machines are the primary architecture; others need a cross toolchain
+        if cell.arch.primary or cell.arch.cross is not None:
+            return None
+        return (f"the build machines are not {cell.arch.name} and architectures."
+                f"{cell.arch.name} names no cross toolchain (cross.packages)")
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict | None:
         spec, opts = cell.compile, ctx.opts

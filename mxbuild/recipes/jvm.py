@@ -67,7 +67,10 @@ class JvmHalfRecipe(Recipe):
             return (f"no official wheel of MXNet {cell.mxnet}: scala-package generates its "
                     "operator API from a cpu libmxnet.so at build time",
                     "pin the version's cpu wheel in matrix.yaml")
-        return self.base.unfit(cell)
+        return self.base.unfit(cell) or self.arch_unfit(cell)
+
+    def builds_for(self, cell: Cell) -> str | None:
+        return self.base.builds_for(cell)
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict | None:
         base = self.base.cache_inputs(ctx, cell, build_ref)

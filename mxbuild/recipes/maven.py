@@ -62,7 +62,15 @@ class MavenRecipe(Recipe):
         if not any(p.client == "jvm" for p in cell.packages):
             return ("the build ships no package for the JVM client",
                     "list libmxnet-scala in the build's packages")
-        return None
+        return self.arch_unfit(cell)
+
+    def builds_for(self, cell: Cell) -> str | None:
+        # the official jars are per platform: mxnet-full_2.11-linux-x86_64-cpu
+        if cell.jar is None:
+            return "the build pins no jar"
+        if f"-linux-{cell.arch.machine}-" in cell.jar.artifact:
+            return None
+        return f"it harvests {cell.jar.artifact}, whose natives are not {cell.arch.machine}"
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
         return {"code": module_digest(payload_mod, jvm_client, official, sys.modules[__name__]),

@@ -41,6 +41,25 @@ class Recipe:
         """Why this recipe cannot build `cell` — (problem, fix) — or None."""
         return None
 
+    def builds_for(self, cell: Cell) -> str | None:
+        """Why this recipe cannot make natives for `cell.arch` (what it takes them from), or
+        None. Default: any architecture."""
+        return None
+
+    def arch_unfit(self, cell: Cell) -> tuple[str, str] | None:
+        """`builds_for` as an unfit (problem, fix): the fix names the recipes that serve
+        the architecture."""
+        why = self.builds_for(cell)
+        if why is None:
+            return None
+        serving = [n for n, r in _recipes.items() if r.builds_for(cell) is None]
+        if serving:
+            fix = (f"{cell.arch.name} cells are built by recipe {' or '.join(serving)}: "
+                   f"--recipe {serving[0]}, or that recipe in the build of matrix.yaml")
+        else:
+            fix = f"drop {cell.arch.name} from the build's architectures"
+        return f"recipe {self.name} cannot build {cell.arch.name}: {why}", fix
+
     def adapt(self, cell: Cell, catalog: Mapping[str, PackageSpec]) -> Cell:
         """The cell as this recipe builds it when chosen with --recipe: a recipe that makes
         more than the matrix's build ships adds those packages from `catalog` (matrix.yaml

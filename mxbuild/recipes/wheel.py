@@ -29,7 +29,16 @@ class WheelRecipe(Recipe):
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         if cell.wheel is None:
             return "the build has no wheel pin", "add the build's wheel pin to matrix.yaml"
-        return None
+        return self.arch_unfit(cell)
+
+    def builds_for(self, cell: Cell) -> str | None:
+        # the wheel's platform tag says which machine its libmxnet.so runs on
+        if cell.wheel is None:
+            return "the build pins no wheel"
+        if cell.wheel.filename.endswith(f"_{cell.arch.machine}.whl"):
+            return None
+        return (f"it harvests {cell.wheel.filename}, whose natives are not "
+                f"{cell.arch.machine}")
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
         return {

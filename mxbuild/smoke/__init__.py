@@ -116,7 +116,7 @@ def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = 
                  gpu: bool = False, client_version: str | None = None) -> dict:
     """What the suite must find, from the matrix. `missing`: soname -> package (or driver)
     that could not be installed here; the native library then cannot load."""
-    libdir = f"/usr/lib/{cell.distro.multiarch}"
+    libdir = f"/usr/lib/{cell.multiarch}"
     missing = missing or {}
     return {
         "gpu_variant": cell.cuda is not None, "gpu": gpu,

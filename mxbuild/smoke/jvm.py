@@ -99,7 +99,7 @@ def run(ctx, cell: Cell, image: ImageRef, client: ThinClient, url: str, keyring:
     shutil.copytree(fixtures, work / "model")
     (work / KEYRING_NAME).write_bytes(keyring)
     package = next(p.name for p in cell.packages if p.client == "jvm")
-    libdir = f"/usr/lib/{cell.distro.multiarch}"
+    libdir = f"/usr/lib/{cell.multiarch}"
     with Container(ctx.docker, image.ref, label=f"smoke-jvm-{cell.id}", network="host",
                    log_file=logf, gpus=ctx.gpu and cell.cuda is not None) as box:
         box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")

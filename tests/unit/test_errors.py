@@ -64,7 +64,8 @@ def test_cli_unknown_selector_exits_2_and_lists_valid_values():
 
 def test_cli_matrix_error_exits_3(tmp_path):
     bad = tmp_path / "matrix.yaml"
-    bad.write_text("schema: 2\npackage: {}\npackages: {}\ndistros: {}\nvariants: {}\n")
+    bad.write_text("schema: 2\npackage: {}\npackages: {}\narchitectures: {}\ndistros: {}\n"
+                   "variants: {}\n")
     import os
     proc = _invoke("matrix", env={**os.environ, "MXBUILD_MATRIX": str(bad)})
     assert proc.returncode == 3

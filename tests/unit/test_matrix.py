@@ -101,7 +101,7 @@ BAD = [
      "variants.cpu.builds[0].wheel.sha256", "malformed"),
     ("undefined-distro", _set(BUILD0 + ["distros"], ["debian12", "debian99"]),
      "variants.cpu.builds[0].distros[1]", "not defined"),
-    ("duplicate-cell", _duplicate_build, "variants.cpu.builds[2].distros[0]", "defined twice"),
+    ("duplicate-cell", _duplicate_build, "variants.cpu.builds[3].distros[0]", "defined twice"),
     ("keyring-package-sha", _set(D12 + ["base", "bootstrap", "keyring_package"],
                                  {"url": "http://archive.example/k.deb", "sha256": "abc"}),
      "distros.debian12.base.bootstrap.keyring_package.sha256", "malformed"),

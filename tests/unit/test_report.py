@@ -106,7 +106,7 @@ def _screenshot(html, png):
         pytest.skip("chromium is not installed")
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                     "--hide-scrollbars", "--force-device-scale-factor=1",
-                    "--window-size=2600,1200", f"--screenshot={png}",
+                    "--window-size=2600,1700", f"--screenshot={png}",
                     f"file://{html}"], check=True, capture_output=True, timeout=120)
 
 
@@ -123,7 +123,7 @@ def test_chromium_renders_the_grid_with_the_right_colours(run, tmp_path):
     ys = _lines([image.getpixel((xs[0] + 3, y)) for y in range(image.height)])
     assert len(xs) == len(axes.variants) + 2, xs        # distro column + variants
     assert len(ys) == len(axes.distros) + 2, ys         # header row + distros
-    cells = {(c.distro.name, c.variant): c.id for c in MATRIX.cells}
+    cells = {(c.distro.name + c.arch.suffix, c.variant): c.id for c in MATRIX.cells}
     expected = {OK: "ok", FAILED: "failed", NOGPU: "nogpu"}
     for r, distro in enumerate(axes.distros):
         for c, variant in enumerate(axes.variants):
