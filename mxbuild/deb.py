@@ -221,15 +221,20 @@ def shared_payload(cell: Cell, payload: Payload, rels: list[str]) -> dict[str, s
 def compression_for(cell: Cell, payload: Payload, rels: list[str],
                     dpkg_version: str | None) -> debpack.Compression:
     """The package stage's choice for this target dpkg and payload size."""
-    return debpack.choose(dpkg_version, cell.distro.name, payload.size(rels))
+    return debpack.choose(dpkg_version, cell.distro.name, payload.size(rels),
+                          cell.arch.machine)
 
 
 def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
           out_dir: Path) -> tuple[BuiltDeb, ...]:
     """Every package of the cell, checked by the target distro's own tools."""
     opts = ctx.opts
+    # DEB_HOST_ARCH: the packages' architecture, which need not be the build image's (an
+    # arm64 package is made in the amd64 compile image that holds the :arm64 libraries):
+    # dpkg-shlibdeps then reads that architecture's multiarch directories with its cross
+    # objdump, and dpkg-gencontrol writes it as Architecture.
     env = {"MULTIARCH": cell.multiarch, "PRIVATE_DIR": PRIVATE_DIR,
-           "PRIVATE_LINK": PRIVATE_LINK}
+           "PRIVATE_LINK": PRIVATE_LINK, "DEB_HOST_ARCH": cell.arch.name}
     host = dict(cell.runtime_packages)
     if host:
         env |= {"HOST_SONAMES": " ".join(sorted(host)),

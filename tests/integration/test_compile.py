@@ -22,17 +22,25 @@ from ..conftest import ROOT, ctx_with
 
 RECORDED = ["CMAKE_BUILD_TYPE", "USE_CUDA", "USE_CUDNN", "USE_NCCL", "MXNET_CUDA_ARCH",
             "USE_MKLDNN", "USE_BLAS", "USE_LAPACK", "USE_OPENMP", "USE_OPENCV",
-            "USE_DIST_KVSTORE", "USE_SIGNAL_HANDLER", "CMAKE_CXX_COMPILER_LAUNCHER"]
+            "USE_DIST_KVSTORE", "USE_SIGNAL_HANDLER", "CMAKE_CXX_COMPILER_LAUNCHER",
+            "USE_SSE", "USE_F16C", "CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS",
+            "CMAKE_SYSTEM_PROCESSOR", "CMAKE_CROSSCOMPILING", "CMAKE_LIBRARY_ARCHITECTURE",
+            "OPENBLAS", "ZMQ_LINK_LIBRARIES"]
 
 
 def fixture_tree(path, *, newer_glibc: bool = False):
-    """A CMake project that builds an unstripped libmxnet.so embedding what it was given.
+    """A CMake project that builds an unstripped libmxnet.so embedding what it was given
+    and linking two of the distro's libraries as MXNet does: OpenBLAS (find_library) and
+    ZeroMQ (pkg-config), so its Depends come from the sysroot it was compiled against.
     newer_glibc: also call arc4random (GLIBC_2.36), which bullseye's glibc 2.31 lacks."""
     path.mkdir(parents=True)
     keys = " ".join(RECORDED)
     (path / "CMakeLists.txt").write_text(textwrap.dedent(f"""\
         cmake_minimum_required(VERSION 3.13)
         project(fixture_mxnet CXX)
+        find_library(OPENBLAS openblas REQUIRED)
+        find_package(PkgConfig REQUIRED)
+        pkg_check_modules(ZMQ REQUIRED libzmq)
         set(recorded "")
         foreach(key {keys})
           string(REPLACE ";" "," value "${{${{key}}}}")   # a list would split the define
@@ -43,12 +51,18 @@ def fixture_tree(path, *, newer_glibc: bool = False):
         # -g: the recipe must strip what the build leaves in
         target_compile_options(mxnet PRIVATE -g)
         target_compile_definitions(mxnet PRIVATE "RECORDED=\\"${{recorded}}\\"")
+        target_include_directories(mxnet PRIVATE ${{ZMQ_INCLUDE_DIRS}})
+        target_link_libraries(mxnet PRIVATE ${{OPENBLAS}} ${{ZMQ_LINK_LIBRARIES}})
         """))
     extra = ("#include <stdlib.h>\nextern \"C\" unsigned fixture_random() "
              "{ return arc4random(); }\n") if newer_glibc else ""
     (path / "mxnet.cc").write_text(textwrap.dedent("""\
         #include <string>
+        #include <zmq.h>
+        extern "C" float cblas_sdot(int n, const float *x, int incx, const float *y, int incy);
         extern "C" const char *MXGetRecorded() { static std::string s(RECORDED); return s.c_str(); }
+        extern "C" float MXFixtureDot() { float a[2] = {1, 2}; return cblas_sdot(2, a, 1, a, 1); }
+        extern "C" int MXFixtureZmq() { int a, b, c; zmq_version(&a, &b, &c); return a; }
         """) + extra)
     # what the recipe's source check looks for in an MXNet 1.9.1 tree
     (path / source_tree.VERSION_H).parent.mkdir(parents=True)
@@ -71,10 +85,11 @@ def ccache_opts(test_opts, docker_client):
         pass
 
 
-def _cell(variant: str, target: str, build_on: str):
-    """A cell of `variant` for distro `target`, compiled in `build_on`'s image."""
+def _cell(variant: str, target: str, build_on: str, arch: str = "amd64"):
+    """A cell of `variant` for distro `target` and architecture `arch`, compiled in
+    `build_on`'s image (the amd64 one: arm64 is cross-compiled)."""
     m = load(ROOT / "matrix.yaml")
-    cell = m.select(variant=variant, mxnet="1.9.1")[0]     # the fixture tree's version
+    cell = m.select(variant=variant, mxnet="1.9.1", arch=arch)[0]   # the fixture's version
     spec = CompileSpec(cell.compile.preset if cell.compile else f"linux_{variant}",
                        m.distros[build_on])
     return dataclasses.replace(cell, distro=m.distros[target], compile=spec, recipe="compile")
