@@ -208,16 +208,22 @@ def machine_gate(readelf_header: str, arch: Architecture, what: str, fix: str) -
 
 # ---------------------------------------------------------------- compile
 
-def ninja_steps(ninja_log: str) -> dict[str, float]:
-    """From a build's .ninja_log (v5: start, end, mtime, output, command hash; ms): the
-    number of steps, their summed time and the wall time, in seconds. A step with several
-    outputs has one line per output: counted once."""
-    steps = set()
+def ninja_log_steps(ninja_log: str) -> dict[tuple[int, int, str], list[str]]:
+    """The steps of a build's .ninja_log (v5: start, end, mtime, output, command hash; ms):
+    (start, end, command hash) → the outputs it wrote. A step with several outputs has one
+    line per output: one step."""
+    steps: dict[tuple[int, int, str], list[str]] = {}
     for line in ninja_log.splitlines():
         fields = line.split("\t")
         if line.startswith("#") or len(fields) < 5:
             continue
-        steps.add((int(fields[0]), int(fields[1]), fields[4]))
+        steps.setdefault((int(fields[0]), int(fields[1]), fields[4]), []).append(fields[3])
+    return steps
+
+
+def ninja_steps(ninja_log: str) -> dict[str, float]:
+    """The number of steps of a .ninja_log, their summed time and the wall time (s)."""
+    steps = ninja_log_steps(ninja_log)
     if not steps:
         return {"count": 0, "seconds": 0.0, "wall_seconds": 0.0}
     return {"count": len(steps),
