@@ -73,8 +73,13 @@ def rfc2822(epoch: int) -> str:
 BUILD_TOOLS = ("dpkg", "dpkg-dev", "binutils", "xz-utils", "libc6")
 
 
-def build_tools(box) -> dict[str, str]:
-    out = box.run(["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *BUILD_TOOLS]).output
+def build_tools(box, cell: Cell | None = None) -> dict[str, str]:
+    # a package of a cross-compiled architecture: its objdump (dpkg-shlibdeps) is the
+    # cross binutils' (binutils-aarch64-linux-gnu)
+    cross = ([f"binutils-{cell.arch.triplet.replace('_', '-')}"]
+             if cell is not None and cell.arch.cross else [])
+    out = box.run(["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *BUILD_TOOLS,
+                   *cross]).output
     return dict(line.split("=", 1) for line in out.split() if "=" in line)
 
 
@@ -244,7 +249,7 @@ def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
     own = dict(uid=BUILD_UID, gid=BUILD_UID)
     built = []
     with Container(ctx.docker, build_ref, label=f"package-{cell.id}", log_file=logf) as box:
-        tools = build_tools(box)
+        tools = build_tools(box, cell)
         compressions = {name: compression_for(cell, payload, rels, tools.get("dpkg"))
                         for name, rels in split.items()}
         src = stage_tree(ctx, cell, payload, tools, compressions,

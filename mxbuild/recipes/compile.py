@@ -307,24 +307,28 @@ class CompileRecipe(Recipe):
 
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
         opts = ctx.opts
+        how = (cell.compile.preset if cell.arch.cross is None else
+               f"{cell.compile.preset}, cross-compiled for {cell.arch.name}")
         if opts.source_dir:
-            return "run", (f"compile {opts.source_dir} with {cell.compile.preset} "
+            return "run", (f"compile {opts.source_dir} with {how} "
                            f"(ccache volume {opts.ccache_volume})")
         if cell.source is None and not opts.source_tarball:
             return "fail", (f"no source release pinned for {cell.mxnet}: pass "
                             "--source-tarball or --source-dir")
-        return "run", f"compile the {cell.mxnet} source release with {cell.compile.preset}"
+        return "run", f"compile the {cell.mxnet} source release with {how}"
 
     def package_image(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]):
         """The receiving distro's compile image: dpkg-shlibdeps maps each NEEDED soname
         (OpenBLAS, OpenCV, ZeroMQ, protobuf…) to the package that ships it, so those must
-        be installed where it runs (the CUDA toolkit image is not needed for that)."""
+        be installed where it runs (the CUDA toolkit image is not needed for that). For
+        arm64 that is the arm64 compile image: amd64's dpkg tools and the :arm64 libraries
+        (`images_.build`: the build machines' amd64 build image of the distro)."""
         spec = replace(cell.compile, toolkit_image=None, toolkit_package=None)
         return images.ensure_compile_image(ctx, replace(cell, compile=spec), images_.build,
                                            logf)
 
     def produce(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]) -> Produced:
-        payload, compiled = compile_cell(ctx, cell, logf)
+        payload, compiled = compile_cell(ctx, cell, logf, images_.build)
         return Produced(payload, {"compile": {
             "cache": compiled.cache, "abi": compiled.abi, "arch": cell.arch.name,
             "ccache": {"hits": compiled.ccache_hits, "misses": compiled.ccache_misses},
@@ -332,8 +336,11 @@ class CompileRecipe(Recipe):
             "ninja_log": str(ctx.opts.work_dir / cell.id / "compile" / "ninja-log.txt")}})
 
 
-def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport]:
-    """Compile libmxnet.so for `cell` and return it as the package payload."""
+def compile_cell(ctx, cell: Cell, logf: IO[str],
+                 build: "images.ImageRef | None" = None) -> tuple[Payload, CompileReport]:
+    """Compile libmxnet.so for `cell` and return it as the package payload. `build`: the
+    build machines' (amd64) build image of the cell's distro, as the image stage made it
+    (for an arm64 cell too); None: made here."""
     client, opts = ctx.docker, ctx.opts
     recipe_dir = ctx.data.recipe("compile")
     spec = cell.compile
@@ -366,9 +373,10 @@ def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport
     # cross toolchain and that architecture's libraries (images.ensure_compile_image).
     host = spec.build_on or cell.distro
     host_cell = replace(cell, distro=host)
-    base = images.ensure_base(ctx, host, logf)
-    build_image = images.ensure_build_image(ctx, host_cell, base, logf)
-    image = images.ensure_compile_image(ctx, host_cell, build_image, logf)
+    if build is None or host != cell.distro:
+        base = images.ensure_base(ctx, host, logf)
+        build = images.ensure_build_image(ctx, host_cell, base, logf)
+    image = images.ensure_compile_image(ctx, host_cell, build, logf)
 
     work = opts.work_dir / cell.id
     result_dir = work / "compile"

@@ -348,6 +348,7 @@ def test_arm64_payload_is_an_arm64_deb_with_depends_from_the_arm64_sysroot(
     info_json = json.loads((unpacked / "usr/share/doc/libmxnet/buildinfo.json").read_text())
     assert info_json["cell"]["arch"] == "arm64"
     assert "x86" not in info_json["deb_compression"]["data"]["filters"]
+    assert "binutils-aarch64-linux-gnu" in info_json["build_tools"]   # its objdump read it
     assert "for arm64" in (unpacked / "usr/share/doc/libmxnet/copyright").read_text()
 
 
