@@ -73,8 +73,13 @@ def rfc2822(epoch: int) -> str:
 BUILD_TOOLS = ("dpkg", "dpkg-dev", "binutils", "xz-utils", "libc6")
 
 
-def build_tools(box) -> dict[str, str]:
-    out = box.run(["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *BUILD_TOOLS]).output
+def build_tools(box, cell: Cell | None = None) -> dict[str, str]:
+    # a package of a cross-compiled architecture: its objdump (dpkg-shlibdeps) is the
+    # cross binutils' (binutils-aarch64-linux-gnu)
+    cross = ([f"binutils-{cell.arch.triplet.replace('_', '-')}"]
+             if cell is not None and cell.arch.cross else [])
+    out = box.run(["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *BUILD_TOOLS,
+                   *cross]).output
     return dict(line.split("=", 1) for line in out.split() if "=" in line)
 
 
@@ -221,15 +226,20 @@ def shared_payload(cell: Cell, payload: Payload, rels: list[str]) -> dict[str, s
 def compression_for(cell: Cell, payload: Payload, rels: list[str],
                     dpkg_version: str | None) -> debpack.Compression:
     """The package stage's choice for this target dpkg and payload size."""
-    return debpack.choose(dpkg_version, cell.distro.name, payload.size(rels))
+    return debpack.choose(dpkg_version, cell.distro.name, payload.size(rels),
+                          cell.arch.machine)
 
 
 def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
           out_dir: Path) -> tuple[BuiltDeb, ...]:
     """Every package of the cell, checked by the target distro's own tools."""
     opts = ctx.opts
+    # DEB_HOST_ARCH: the packages' architecture, which need not be the build image's (an
+    # arm64 package is made in the amd64 compile image that holds the :arm64 libraries):
+    # dpkg-shlibdeps then reads that architecture's multiarch directories with its cross
+    # objdump, and dpkg-gencontrol writes it as Architecture.
     env = {"MULTIARCH": cell.multiarch, "PRIVATE_DIR": PRIVATE_DIR,
-           "PRIVATE_LINK": PRIVATE_LINK}
+           "PRIVATE_LINK": PRIVATE_LINK, "DEB_HOST_ARCH": cell.arch.name}
     host = dict(cell.runtime_packages)
     if host:
         env |= {"HOST_SONAMES": " ".join(sorted(host)),
@@ -239,7 +249,7 @@ def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
     own = dict(uid=BUILD_UID, gid=BUILD_UID)
     built = []
     with Container(ctx.docker, build_ref, label=f"package-{cell.id}", log_file=logf) as box:
-        tools = build_tools(box)
+        tools = build_tools(box, cell)
         compressions = {name: compression_for(cell, payload, rels, tools.get("dpkg"))
                         for name, rels in split.items()}
         src = stage_tree(ctx, cell, payload, tools, compressions,

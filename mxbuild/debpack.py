@@ -177,7 +177,14 @@ def setting_for(payload_bytes: int) -> str:
     return "wide" if payload_bytes >= WIDE_FROM else "default"
 
 
-def choose(dpkg_version: str | None, distro: str, payload_bytes: int = 0) -> Compression:
+# The xz BCJ filter for a machine's code (`uname -m`). Other machines get none: xz's ARM64
+# filter (liblzma 5.4) is unknown to the dpkg of Debian 11, and the x86 one only reshuffles
+# bytes of code it does not describe.
+BCJ_FOR_MACHINE = {"x86_64": "x86"}
+
+
+def choose(dpkg_version: str | None, distro: str, payload_bytes: int = 0,
+           machine: str = "x86_64") -> Compression:
     if not dpkg_version:
         raise MxbuildError(f"the {distro} build image does not say which dpkg it has",
                            "rebuild the build image (invoke build --force-stage image)")
@@ -187,6 +194,7 @@ def choose(dpkg_version: str | None, distro: str, payload_bytes: int = 0) -> Com
                            "target a newer distro release in matrix.yaml")
     control = "gzip" if Version(dpkg_version) < Version(XZ_CONTROL_SINCE) else "xz"
     return Compression(control=control, setting=setting_for(payload_bytes),
+                       x86_filter=BCJ_FOR_MACHINE.get(machine) == "x86",
                        block_size=block_size_for(payload_bytes))
 
 

@@ -274,9 +274,25 @@ def ensure_runtime_image(ctx, cell: Cell, base: ImageRef, logf) -> ImageRef:
                                _dockerfile(ctx, "runtime", base, cell.distro), logf)
 
 
+HOST_QUALIFIER = ":host"    # build-deps.txt: a library the compiled binary links
+
+
 def compile_packages(ctx, cell: Cell) -> list[str]:
+    """recipes/compile/build-deps.txt for the cell's architecture: a `:host` library as it
+    is natively, as `name:<arch>` (multiarch) in a cross compile, which also gets the
+    architecture's cross toolchain (`architectures.<arch>.cross.packages`)."""
     listed = (ctx.data.recipe("compile") / "build-deps.txt").read_text().splitlines()
-    packages = [p.strip() for p in listed if p.strip() and not p.startswith("#")]
+    cross = cell.arch.cross
+    packages = []
+    for line in listed:
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        if name.endswith(HOST_QUALIFIER):
+            name = name[:-len(HOST_QUALIFIER)] + (f":{cell.arch.name}" if cross else "")
+        packages.append(name)
+    if cross:
+        packages += cross.packages
     toolkit = cell.compile.toolkit_package if cell.compile else None
     return packages + ([toolkit] if toolkit else [])
 
@@ -284,7 +300,10 @@ def compile_packages(ctx, cell: Cell) -> list[str]:
 def ensure_compile_image(ctx, cell: Cell, build: ImageRef, logf) -> ImageRef:
     """The build image plus MXNet's build dependencies, or, for a GPU preset that names
     NVIDIA's CUDA devel image (pinned by digest in pins.lock), that image plus the same
-    dependencies."""
+    dependencies. For an architecture the build machines compile for with a cross
+    toolchain (arm64), `build` is the build machines' own (amd64) build image of the
+    distro, and the image adds the toolchain and the distro's libraries of that
+    architecture (one compile image per distro, variant and architecture)."""
     toolkit = cell.compile.toolkit_image if cell.compile else None
     toolkit_ref = None
     if toolkit:
@@ -297,6 +316,7 @@ def ensure_compile_image(ctx, cell: Cell, build: ImageRef, logf) -> ImageRef:
     text = ctx.data.render("docker/compile.Dockerfile.j2", build=build, distro=cell.distro,
                            toolkit_image=toolkit_ref,
                            toolkit_package=cell.compile.toolkit_package if cell.compile else None,
+                           cross_arch=cell.arch.name if cell.arch.cross else None,
                            packages=compile_packages(ctx, cell))
-    return build_from_template(ctx, COMPILE_REPO, f"{cell.distro.name}-{cell.variant}",
-                               text, logf)
+    return build_from_template(ctx, COMPILE_REPO,
+                               f"{cell.distro.name}-{cell.variant}{cell.arch.suffix}", text, logf)

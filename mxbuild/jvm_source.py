@@ -186,9 +186,25 @@ def jvm_build_image(ctx, cell: Cell, logf: IO[str]) -> ImageRef:
 
 
 def jni_image(ctx, cell: Cell, build: ImageRef, logf: IO[str]) -> ImageRef:
+    """The build image plus g++; for an architecture the build machines cross-compile for
+    (arm64), their own (amd64) build image plus that architecture's cross toolchain."""
+    cross = cell.arch.cross
     with ctx.locks(f"images-{cell.distro.name}"):
-        text = ctx.data.render("docker/jni.Dockerfile.j2", build=build, distro=cell.distro)
-        return images.build_from_template(ctx, JNI_REPO, cell.distro.name, text, logf)
+        text = ctx.data.render("docker/jni.Dockerfile.j2", build=build, distro=cell.distro,
+                               cross_arch=cell.arch.name if cross else None,
+                               packages=list(cross.packages) if cross else ["g++"])
+        return images.build_from_template(ctx, JNI_REPO, cell.distro.name + cell.arch.suffix,
+                                          text, logf)
+
+
+def cross_tools(cell: Cell) -> dict[str, str]:
+    """build-jni.sh's environment: the architecture, and for a cross compile the
+    toolchain's g++ and binutils (aarch64-linux-gnu-g++ …)."""
+    tools = {"ARCH": cell.arch.name}
+    if cell.arch.cross:
+        prefix = f"{cell.arch.triplet}-"
+        tools |= {"CXX": f"{prefix}g++", "STRIP": f"{prefix}strip", "NM": f"{prefix}nm"}
+    return tools
 
 
 def jni_headers(ctx, jvm_image: ImageRef, logf: IO[str]) -> Path:
@@ -320,13 +336,16 @@ def jni_inputs(ctx, cell: Cell, source_digest: str, image: ImageRef, libmxnet: P
     return {"code": module_digest(sys.modules[__name__]), "source": source_digest,
             "image": image.id, "libmxnet": sha256_file(libmxnet),
             "headers": tree_digest(headers),
-            "script": ctx.data.digest("recipes/jvm/build-jni.sh"), "distro": cell.distro.name}
+            "script": ctx.data.digest("recipes/jvm/build-jni.sh"), "distro": cell.distro.name,
+            "arch": cell.arch.name}
 
 
 def jni_library(ctx, cell: Cell, source: JvmSource, libmxnet_dir: Path, build: ImageRef,
                 logf: IO[str]) -> Built:
-    """libmxnet-scala.so for the cell's distro, linked against libmxnet_dir/libmxnet.so
-    (files {JNI_NAME: path}); report: the GLIBCXX version it needs, seconds."""
+    """libmxnet-scala.so for the cell's distro and architecture, linked against
+    libmxnet_dir/libmxnet.so (files {JNI_NAME: path}); report: the GLIBCXX version it
+    needs, seconds. `build`: the build machines' build image of the distro (amd64, for an
+    arm64 cell too: its natives are cross-compiled)."""
     image = jni_image(ctx, cell, build, logf)
     headers = jni_headers(ctx, jvm_build_image(ctx, cell, logf), logf)
     libmxnet = libmxnet_dir / "libmxnet.so"
@@ -353,18 +372,23 @@ def jni_library(ctx, cell: Cell, source: JvmSource, libmxnet_dir: Path, build: I
         box.copy_into(ctx.data.recipe("jvm") / "build-jni.sh", BUILD_HOME, **own)
         try:
             box.run(["sh", "build-jni.sh", "src", JNI_INCLUDE, "lib", "out"], user="builder",
-                    workdir=BUILD_HOME)
+                    workdir=BUILD_HOME, env=cross_tools(cell))
         except CommandFailed as exc:
             raise MxbuildError(f"compiling {JNI_NAME} failed: {exc}\n{exc.tail[-2000:]}",
                                f"see the recipe log; the source is {JNI_SOURCE}")
         box.copy_out(f"{BUILD_HOME}/out", work)
     seconds = round(time.monotonic() - started, 1)
     built = work / "out" / JNI_NAME
+    from .recipes.compile import machine_gate     # imported here: recipes import this
+    machine_gate((work / "out" / "elf-header.txt").read_text(), cell.arch, JNI_NAME,
+                 f"build-jni.sh did not use the {cell.arch.name} toolchain "
+                 f"({cross_tools(cell).get('CXX', 'g++')}): check recipes/jvm/build-jni.sh")
     needs = glibcxx_needed((work / "out" / "dyn-syms.txt").read_text())
     logf.write(f"{JNI_NAME}: {built.stat().st_size} bytes, needs GLIBCXX_{needs}, built in "
-               f"{seconds} s on {cell.distro.name}\n")
+               f"{seconds} s on {cell.distro.name} for {cell.arch.name}\n")
     manifest = {"seconds": seconds, "size": built.stat().st_size, "glibcxx": needs,
-                "distro": cell.distro.name, "sha256": sha256_file(built)}
+                "distro": cell.distro.name, "arch": cell.arch.name,
+                "sha256": sha256_file(built)}
     entry = ctx.cache.put(JNI_STAGE, key, {JNI_NAME: built}, manifest)
     return Built({JNI_NAME: entry / JNI_NAME}, False, {**manifest, "reused": False})
 

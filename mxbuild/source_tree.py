@@ -53,14 +53,29 @@ VERSION_RE = re.compile(r"^#define\s+MXNET_(MAJOR|MINOR|PATCH)\s+(\d+)", re.M)
 ON = ("ON", "1", "TRUE", "YES", "Y")
 
 
-def preset_values(preset: Path) -> dict[str, str]:
-    """The cache values a preset sets (`set(NAME value CACHE …)`), include()s followed."""
-    text = preset.read_text()
+SET_CACHE_RE = re.compile(r'^set\((\w+) "?([^" ]*)"? CACHE', re.M)
+INCLUDE_RE = re.compile(r"^include\(\$\{CMAKE_CURRENT_LIST_DIR\}/(\w+)\.cmake\)", re.M)
+
+
+def preset_values(*presets: Path) -> dict[str, str]:
+    """The cache values `cmake -C first -C second …` gets from preset files
+    (`set(NAME value CACHE …)`, include()s followed where they stand): as in CMake, the
+    first file to set a value wins (an architecture layer before the variant's preset)."""
     values: dict[str, str] = {}
-    for inc in re.findall(r"include\(\$\{CMAKE_CURRENT_LIST_DIR\}/(\w+)\.cmake\)", text):
-        values |= preset_values(preset.parent / f"{inc}.cmake")
-    for key, value in re.findall(r'^set\((\w+) "?([^" ]*)"? CACHE', text, re.M):
-        values[key] = value
+
+    def read(preset: Path) -> None:
+        text = preset.read_text()
+        events = sorted([(m.start(), "set", m.groups()) for m in SET_CACHE_RE.finditer(text)]
+                        + [(m.start(), "include", m.group(1))
+                           for m in INCLUDE_RE.finditer(text)])
+        for _, kind, what in events:
+            if kind == "include":
+                read(preset.parent / f"{what}.cmake")
+            else:
+                values.setdefault(*what)
+
+    for preset in presets:
+        read(preset)
     return values
 
 

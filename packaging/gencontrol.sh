@@ -7,7 +7,10 @@
 # Runs inside the cell's build image as the build user, with no network.
 #   cd SRC && gencontrol.sh PACKAGE OUTDIR
 # SRC holds debian/{control,changelog,shlibs.local}, debian/<package>/ (each package's
-# file tree), DEBIAN/<package>/ (control-member extras). Environment: MULTIARCH,
+# file tree), DEBIAN/<package>/ (control-member extras). Environment: DEB_HOST_ARCH (the
+# packages' architecture: arm64 packages are made in the amd64 image that holds the
+# :arm64 libraries, and dpkg's tools then read /usr/lib/<its triplet> with its cross
+# objdump and write Architecture: arm64), MULTIARCH,
 # PRIVATE_DIR, PRIVATE_LINK (the name libmxnet.so's RPATH gives it); SIBLING_DEPENDS
 # (packages of the same cell it needs at the exact version);
 # for GPU variants also HOST_SONAMES (provided outside the package: CUDA runtime, driver),

@@ -2,8 +2,13 @@
 
 Source (pinned release tarball, --source-tarball or --source-dir) → compile image (the
 build image of the distro that compiles, plus CMake/Ninja/ccache and MXNet's build
-dependencies) → `recipes/compile/build.sh` with the variant's preset, ccache in a Docker
-volume → stripped libmxnet.so → ABI gate against the distro that receives it.
+dependencies) → `recipes/compile/build.sh` with the architecture layer and the variant's
+preset, ccache in a Docker volume → stripped libmxnet.so → machine and ABI gates against
+the architecture and distro that receive it.
+
+The build machines are amd64: an arm64 cell is cross-compiled in an amd64 compile image
+with Debian's cross toolchain and the distro's :arm64 libraries (arch_arm64.cmake,
+toolchain_arm64.cmake), never under emulation.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from .. import payload as payload_mod
 from ..containers import CommandFailed, Container
 from ..errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
 from ..fetch import copy_pinned, download_bytes, fetch_pinned, sha256_file
-from ..matrix import Abi, Cell, SourcePin
+from ..matrix import Abi, Architecture, Cell, SourcePin
 from ..options import Options
 from ..paths import module_digest
 from ..payload import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
@@ -51,6 +56,7 @@ class CompileReport:
     ccache_hits: int
     ccache_misses: int
     abi: dict[str, str]             # GLIBC/GLIBCXX/CXXABI -> highest version required
+    steps: dict[str, float]         # Ninja's steps: count, summed and wall seconds
 
 
 # ---------------------------------------------------------------- source
@@ -183,7 +189,48 @@ def abi_gate(required: dict[str, tuple[str, list[str]]], abi: Abi, distro: str) 
                        f"(variants.<variant>.compile.build_on), or drop {distro} from the build")
 
 
+def elf_machine(readelf_header: str) -> str | None:
+    """The `Machine:` of `readelf -h` output, e.g. AArch64."""
+    m = re.search(r"^\s*Machine:\s+(.+?)\s*$", readelf_header, re.M)
+    return m.group(1) if m else None
+
+
+def machine_gate(readelf_header: str, arch: Architecture, what: str, fix: str) -> None:
+    """Raise AbiError unless the binary is for `arch` (readelf -h's Machine is its
+    elf_machine): a cross compile that fell back to the build machine's compiler must not
+    be packaged as arm64."""
+    found = elf_machine(readelf_header)
+    if found != arch.elf_machine:
+        raise AbiError(f"{what} is built for {found or 'an unknown machine'}, not for "
+                       f"{arch.name} ({arch.elf_machine}, architectures.{arch.name}."
+                       "elf_machine)", fix)
+
+
 # ---------------------------------------------------------------- compile
+
+def ninja_log_steps(ninja_log: str) -> dict[tuple[int, int, str], list[str]]:
+    """The steps of a build's .ninja_log (v5: start, end, mtime, output, command hash; ms):
+    (start, end, command hash) → the outputs it wrote. A step with several outputs has one
+    line per output: one step."""
+    steps: dict[tuple[int, int, str], list[str]] = {}
+    for line in ninja_log.splitlines():
+        fields = line.split("\t")
+        if line.startswith("#") or len(fields) < 5:
+            continue
+        steps.setdefault((int(fields[0]), int(fields[1]), fields[4]), []).append(fields[3])
+    return steps
+
+
+def ninja_steps(ninja_log: str) -> dict[str, float]:
+    """The number of steps of a .ninja_log, their summed time and the wall time (s)."""
+    steps = ninja_log_steps(ninja_log)
+    if not steps:
+        return {"count": 0, "seconds": 0.0, "wall_seconds": 0.0}
+    return {"count": len(steps),
+            "seconds": round(sum(end - start for start, end, _ in steps) / 1000, 3),
+            "wall_seconds": round((max(e for _, e, _ in steps)
+                                   - min(s for s, _, _ in steps)) / 1000, 3)}
+
 
 def ccache_counts(stats: str) -> tuple[int, int]:
     """(hits, misses) from `ccache --show-stats` of ccache 3.x or 4.x."""
@@ -229,10 +276,14 @@ class CompileRecipe(Recipe):
 
     def builds_for(self, cell: Cell) -> str | None:
         # the build machines are the primary architecture; others need a cross toolchain
-        if cell.arch.primary or cell.arch.cross is not None:
+        if cell.arch.primary:
             return None
-        return (f"the build machines are not {cell.arch.name} and architectures."
-                f"{cell.arch.name} names no cross toolchain (cross.packages)")
+        if cell.arch.cross is None:
+            return (f"the build machines are not {cell.arch.name} and architectures."
+                    f"{cell.arch.name} names no cross toolchain (cross.packages)")
+        if cell.cuda is not None:
+            return f"it cross-compiles no CUDA code (no {cell.arch.name} CUDA toolkit here)"
+        return None
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict | None:
         spec, opts = cell.compile, ctx.opts
@@ -246,6 +297,7 @@ class CompileRecipe(Recipe):
                 "source": source, "preset": spec.preset, "build_on": host.name,
                 "toolkit": [spec.toolkit_image, spec.toolkit_package],
                 "host_base": images.base_tag(host), "build_image": build_ref,
+                "arch": cell.arch.name,
                 "recipe_files": ctx.data.digest("recipes/compile"),
                 "image_files": ctx.data.digest("docker/build.Dockerfile.j2",
                                                "docker/compile.Dockerfile.j2"),
@@ -255,31 +307,40 @@ class CompileRecipe(Recipe):
 
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
         opts = ctx.opts
+        how = (cell.compile.preset if cell.arch.cross is None else
+               f"{cell.compile.preset}, cross-compiled for {cell.arch.name}")
         if opts.source_dir:
-            return "run", (f"compile {opts.source_dir} with {cell.compile.preset} "
+            return "run", (f"compile {opts.source_dir} with {how} "
                            f"(ccache volume {opts.ccache_volume})")
         if cell.source is None and not opts.source_tarball:
             return "fail", (f"no source release pinned for {cell.mxnet}: pass "
                             "--source-tarball or --source-dir")
-        return "run", f"compile the {cell.mxnet} source release with {cell.compile.preset}"
+        return "run", f"compile the {cell.mxnet} source release with {how}"
 
     def package_image(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]):
         """The receiving distro's compile image: dpkg-shlibdeps maps each NEEDED soname
         (OpenBLAS, OpenCV, ZeroMQ, protobuf…) to the package that ships it, so those must
-        be installed where it runs (the CUDA toolkit image is not needed for that)."""
+        be installed where it runs (the CUDA toolkit image is not needed for that). For
+        arm64 that is the arm64 compile image: amd64's dpkg tools and the :arm64 libraries
+        (`images_.build`: the build machines' amd64 build image of the distro)."""
         spec = replace(cell.compile, toolkit_image=None, toolkit_package=None)
         return images.ensure_compile_image(ctx, replace(cell, compile=spec), images_.build,
                                            logf)
 
     def produce(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]) -> Produced:
-        payload, compiled = compile_cell(ctx, cell, logf)
+        payload, compiled = compile_cell(ctx, cell, logf, images_.build)
         return Produced(payload, {"compile": {
-            "cache": compiled.cache, "abi": compiled.abi,
-            "ccache": {"hits": compiled.ccache_hits, "misses": compiled.ccache_misses}}})
+            "cache": compiled.cache, "abi": compiled.abi, "arch": cell.arch.name,
+            "ccache": {"hits": compiled.ccache_hits, "misses": compiled.ccache_misses},
+            "steps": compiled.steps,
+            "ninja_log": str(ctx.opts.work_dir / cell.id / "compile" / "ninja-log.txt")}})
 
 
-def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport]:
-    """Compile libmxnet.so for `cell` and return it as the package payload."""
+def compile_cell(ctx, cell: Cell, logf: IO[str],
+                 build: "images.ImageRef | None" = None) -> tuple[Payload, CompileReport]:
+    """Compile libmxnet.so for `cell` and return it as the package payload. `build`: the
+    build machines' (amd64) build image of the cell's distro, as the image stage made it
+    (for an arm64 cell too); None: made here."""
     client, opts = ctx.docker, ctx.opts
     recipe_dir = ctx.data.recipe("compile")
     spec = cell.compile
@@ -294,20 +355,28 @@ def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport
     if not preset.is_file():
         raise ConfigError(f"preset {preset} does not exist",
                           f"add it or fix variants.{cell.variant}.compile.preset")
+    layer = recipe_dir / f"arch_{cell.arch.name}.cmake"
+    if not layer.is_file():
+        raise ConfigError(f"architecture layer {layer} does not exist",
+                          f"add it: the compiler flags (and cross toolchain) for "
+                          f"{cell.arch.name}, like arch_amd64.cmake")
     source = resolve_source(cell, opts, logf)
-    need = source_tree.required(source_tree.preset_values(preset), cell.cuda)
+    need = source_tree.required(source_tree.preset_values(layer, preset), cell.cuda)
     check = source_tree.check_dir if source.is_dir else source_tree.check_tarball
     check(source.path, cell.mxnet, need)
     logf.write(f"source: MXNet {cell.mxnet}, {len(need)} required parts present "
                f"({', '.join(m.path.split('/')[1] for m in need)})\n")
 
     # The distro whose image compiles (build_on) may be older than the cell's: the ABI
-    # gate below checks the binary against the distro that receives it.
+    # gate below checks the binary against the distro that receives it. The image is the
+    # build machines' own (amd64): for another architecture the compile image adds the
+    # cross toolchain and that architecture's libraries (images.ensure_compile_image).
     host = spec.build_on or cell.distro
     host_cell = replace(cell, distro=host)
-    base = images.ensure_base(ctx, host, logf)
-    build_image = images.ensure_build_image(ctx, host_cell, base, logf)
-    image = images.ensure_compile_image(ctx, host_cell, build_image, logf)
+    if build is None or host != cell.distro:
+        base = images.ensure_base(ctx, host, logf)
+        build = images.ensure_build_image(ctx, host_cell, base, logf)
+    image = images.ensure_compile_image(ctx, host_cell, build, logf)
 
     work = opts.work_dir / cell.id
     result_dir = work / "compile"
@@ -331,6 +400,7 @@ def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport
                     workdir=BUILD_HOME)
         try:
             box.run(["sh", "recipe/build.sh", f"{BUILD_HOME}/src",
+                     f"{BUILD_HOME}/recipe/{layer.name}",
                      f"{BUILD_HOME}/recipe/{preset.name}", f"{BUILD_HOME}/out",
                      str(opts.compile_jobs), *extra], user="builder", workdir=BUILD_HOME,
                     env={"CCACHE_DIR": CCACHE_MOUNT, "PATCHELF": f"{BUILD_HOME}/patchelf"})
@@ -342,9 +412,16 @@ def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport
 
     required = abi_requirements((result_dir / "dyn-syms.txt").read_text())
     hits, misses = ccache_counts((result_dir / "ccache-stats.txt").read_text())
+    steps = ninja_steps((result_dir / "ninja-log.txt").read_text())
     report = CompileReport(parse_cmake_cache((result_dir / "cmake-cache.txt").read_text()),
-                           hits, misses, {k: v for k, (v, _) in required.items()})
-    logf.write(f"ccache: {hits} hits, {misses} misses\nABI: {report.abi}\n")
+                           hits, misses, {k: v for k, (v, _) in required.items()}, steps)
+    logf.write(f"ccache: {hits} hits, {misses} misses\nABI: {report.abi}\n"
+               f"ninja: {steps['count']} steps, {steps['seconds']} s summed, "
+               f"{steps['wall_seconds']} s wall\n")
+    machine_gate((result_dir / "elf-header.txt").read_text(), cell.arch, "libmxnet.so",
+                 f"the compile did not use the {cell.arch.name} toolchain: check "
+                 f"recipes/compile/{layer.name} and architectures.{cell.arch.name} in "
+                 "matrix.yaml")
     abi_gate(required, cell.distro.abi, cell.distro.name)
 
     payload_dir = work / "payload"
@@ -352,7 +429,8 @@ def compile_cell(ctx, cell: Cell, logf: IO[str]) -> tuple[Payload, CompileReport
         shutil.rmtree(payload_dir)
     payload_dir.mkdir(parents=True)
     shutil.move(str(result_dir / "libmxnet.so"), payload_dir / "libmxnet.so")
-    description = f"{source.description}, compiled with {preset.name} on {host.name}"
+    description = (f"{source.description}, compiled with {preset.name} on {host.name}"
+                   + ("" if cell.arch.primary else f" for {cell.arch.name}"))
     payload = Payload(payload_dir, {"libmxnet.so": sha256_file(payload_dir / "libmxnet.so")},
                       {}, description, opts.source_date_epoch or source.epoch,
                       provenance=tuple(line.format(source=description) for line in PROVENANCE))

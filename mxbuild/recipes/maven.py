@@ -51,23 +51,35 @@ def _checked_sha1(url: str, data_sha1: str, what: str, extra_ca) -> None:
                             "build from it")
 
 
+# The machines MXNet's official jars carry natives for (mxnet-full_2.11-linux-x86_64-cpu…):
+# upstream never published linux-aarch64 ones.
+OFFICIAL_JAR_MACHINES = ("x86_64",)
+
+
 class MavenRecipe(Recipe):
     name = "maven"
     reuse_reason = "stage cache: same jar, script, patchelf and build image"
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
+        # the architecture first: no jar pin could make an arm64 cell (none exists)
+        arch = self.arch_unfit(cell)
+        if arch:
+            return arch
         if cell.jar is None:
             return ("the build has no jar pin", "add jar: {group, artifact, version, sha256, "
                     "bundled} to the build in matrix.yaml")
         if not any(p.client == "jvm" for p in cell.packages):
             return ("the build ships no package for the JVM client",
                     "list libmxnet-scala in the build's packages")
-        return self.arch_unfit(cell)
+        return None
 
     def builds_for(self, cell: Cell) -> str | None:
         # the official jars are per platform: mxnet-full_2.11-linux-x86_64-cpu
         if cell.jar is None:
-            return "the build pins no jar"
+            if cell.arch.machine in OFFICIAL_JAR_MACHINES:
+                return None          # a jar pin would do: unfit() says so
+            return (f"MXNet's official jars carry natives for {', '.join(OFFICIAL_JAR_MACHINES)} "
+                    f"only, not {cell.arch.machine}")
         if f"-linux-{cell.arch.machine}-" in cell.jar.artifact:
             return None
         return f"it harvests {cell.jar.artifact}, whose natives are not {cell.arch.machine}"

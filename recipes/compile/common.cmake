@@ -1,24 +1,19 @@
 # Settings every distribution build of libmxnet shares. They follow MXNet's own
 # config/distribution/linux_*.cmake (1.9.x); each variant preset includes this file first.
-# Used as `cmake -C <preset>.cmake`: every value is a cache default the command line can
-# still override. Checked against the real 1.9.1 tree (CMakeLists.txt line numbers below
-# are 1.9.1's); see the compile notes for why each differs from upstream's file.
+# Used as `cmake -C arch_<arch>.cmake -C <preset>.cmake`: every value is a cache default
+# the command line can still override, and the first file to set a value wins, so what
+# differs between architectures (instruction sets, compiler flags, oneDNN; the cross
+# toolchain) lives in the architecture layer, arch_amd64.cmake or arch_arm64.cmake.
+# Checked against the real 1.9.1 tree (CMakeLists.txt line numbers below are 1.9.1's);
+# see the compile notes for why each differs from upstream's file.
 set(CMAKE_BUILD_TYPE "Distribution" CACHE STRING "Build type")
-# Binaries must run on any x86-64 host the apt repository serves: no AVX. MXNet's CMake
-# never reads the CFLAGS/CXXFLAGS entries upstream's preset sets (its static build passes
-# -mno-avx in CC/CXX), so the flag goes where CMake uses it.
-set(CMAKE_C_FLAGS "-mno-avx" CACHE STRING "Flags used by the C compiler")
-set(CMAKE_CXX_FLAGS "-mno-avx" CACHE STRING "Flags used by the C++ compiler")
 
 set(USE_OPENCV ON CACHE BOOL "Build with OpenCV support")
 set(USE_OPENMP ON CACHE BOOL "Build with OpenMP support")
 set(USE_MKL_IF_AVAILABLE OFF CACHE BOOL "Use Intel MKL if found")
-set(USE_MKLDNN ON CACHE BOOL "Build with MKL-DNN (oneDNN) support")
 set(USE_BLAS "open" CACHE STRING "BLAS library: OpenBLAS")
 set(USE_LAPACK ON CACHE BOOL "Build with LAPACK support")
 set(USE_TVM_OP OFF CACHE BOOL "Enable use of the TVM operator build system")
-set(USE_SSE ON CACHE BOOL "Build with x86 SSE instruction support")
-set(USE_F16C OFF CACHE BOOL "Build with x86 F16C instruction support")
 set(USE_DIST_KVSTORE ON CACHE BOOL "Build with distributed KVStore support")
 set(USE_SIGNAL_HANDLER ON CACHE BOOL "Print a stack trace on fatal signals")
 # Off, as in upstream's 1.9.1 binaries: they were compiled with CentOS 7's GCC 4.8.5, for

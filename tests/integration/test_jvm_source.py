@@ -14,8 +14,12 @@ import pytest
 
 from mxbuild import jvm_client, jvm_source
 from mxbuild.cache import StageCache
+from mxbuild.containers import Container
+from mxbuild.matrix import load
 
-from ..fixtures.scala_source import SCALA_VERSION, scala_source_tree, stub_libmxnet
+from ..conftest import ROOT
+from ..fixtures.scala_source import (SCALA_VERSION, STUB_FLAGS, scala_source_tree,
+                                     stub_libmxnet, stub_source)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,46 @@ def test_jni_library_links_libmxnet_and_exports_the_jni_functions(run_ctx, cpu_c
     assert built.report["distro"] == "debian12"
     again = jvm_source.jni_library(ctx, cpu_cell, staged, stub, cell_images[1], io.StringIO())
     assert again.reused and again.files[jvm_source.JNI_NAME].read_bytes() == so.read_bytes()
+
+
+def test_jni_library_is_cross_compiled_for_arm64(run_ctx, cpu_cell, cell_images, staged,
+                                                 tmp_path):
+    """An arm64 cell's libmxnet-scala.so: compiled in the amd64 build image plus the cross
+    toolchain (no emulation), against the same JDK 8 headers, linked against an arm64
+    libmxnet.so; an aarch64 ELF exporting the JNI functions."""
+    arm64 = load(ROOT / "matrix.yaml").select(cell="1.9.1-cpu-debian12-arm64", arch="arm64")[0]
+    ctx = _own_cache(run_ctx, tmp_path)
+    image = jvm_source.jni_image(ctx, arm64, cell_images[1], io.StringIO())
+    assert image.ref.startswith("mxbuild/jni:debian12-arm64-")
+    stub = tmp_path / "lib"
+    stub.mkdir()
+    source = stub_source(stub)
+    with Container(run_ctx.docker, image.ref, label="arm64-stub") as box:   # the cross gcc
+        box.copy_into(source, "/tmp")
+        box.run(["aarch64-linux-gnu-gcc", *STUB_FLAGS, "-o", "/tmp/libmxnet.so",
+                 "/tmp/stub.c"])
+        box.copy_out("/tmp/libmxnet.so", stub)
+    source.unlink()
+    built = jvm_source.jni_library(ctx, arm64, staged, stub, cell_images[1], io.StringIO())
+    so = built.files[jvm_source.JNI_NAME]
+    header = subprocess.run(["readelf", "-h", str(so)], capture_output=True, text=True,
+                            check=True).stdout
+    assert "Machine:                           AArch64" in header
+    dynamic = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "Shared library: [libmxnet.so]" in dynamic
+    for tag in ("SONAME", "RPATH", "RUNPATH"):
+        assert f"({tag})" not in dynamic
+    symbols = subprocess.run(["readelf", "--dyn-syms", "--wide", str(so)],
+                             capture_output=True, text=True, check=True).stdout
+    assert "Java_org_apache_mxnet_LibInfo_mxGetVersion" in symbols
+    assert ".symtab" not in subprocess.run(["readelf", "-S", str(so)], capture_output=True,
+                                           text=True, check=True).stdout   # cross strip
+    assert built.report["arch"] == "arm64" and built.report["distro"] == "debian12"
+    # amd64's library of the same source is another stage-cache entry
+    amd64 = jvm_source.jni_library(ctx, cpu_cell, staged, stub_libmxnet(tmp_path / "lib64"),
+                                   cell_images[1], io.StringIO())
+    assert not amd64.reused and amd64.report["arch"] == "amd64"
 
 
 def test_thin_jar_is_core_and_infer_without_natives_and_reproducible(run_ctx, cpu_cell,

@@ -12,8 +12,9 @@ import tarfile
 
 import pytest
 
-from mxbuild import options
+from mxbuild import debpack, images, jvm_source, options
 from mxbuild.context import open_run
+from mxbuild.images import ImageRef
 from mxbuild.recipes import compile as compile_recipe
 from mxbuild import source_tree
 from mxbuild.errors import AbiError, ChecksumError, ConfigError, DownloadError, SigningError
@@ -25,19 +26,23 @@ MATRIX = load(ROOT / "matrix.yaml")
 PRESETS = ROOT / "recipes/compile"
 
 
-def preset_values(name: str) -> dict[str, str]:
-    return source_tree.preset_values(PRESETS / f"{name}.cmake")
+def preset_values(name: str, arch: str = "amd64") -> dict[str, str]:
+    """What `cmake -C arch_<arch>.cmake -C <name>.cmake` (build.sh) sets."""
+    return source_tree.preset_values(PRESETS / f"arch_{arch}.cmake", PRESETS / f"{name}.cmake")
 
 
 FEATURE_FLAGS = {"CUDA": "USE_CUDA", "CUDNN": "USE_CUDNN", "NCCL": "USE_NCCL",
                  "MKLDNN": "USE_MKLDNN", "LAPACK": "USE_LAPACK", "OPENMP": "USE_OPENMP",
                  "SIGNAL_HANDLER": "USE_SIGNAL_HANDLER"}
+ALL_CELLS = MATRIX.select(arch="all")
 
 
-@pytest.mark.parametrize("variant", sorted({c.variant for c in MATRIX.cells}))
-def test_every_variant_has_a_preset_that_matches_its_features(variant):
-    cell = MATRIX.select(variant=variant)[0]
-    values = preset_values(cell.compile.preset if cell.compile else f"linux_{variant}")
+@pytest.mark.parametrize("variant,arch", sorted({(c.variant, c.arch.name) for c in ALL_CELLS}))
+def test_every_variant_has_a_preset_that_matches_its_features(variant, arch):
+    """Every (variant, architecture) of the matrix: the architecture layer and the variant's
+    preset together set what its cells' features say (arm64: no oneDNN)."""
+    cell = MATRIX.select(variant=variant, arch=arch)[0]
+    values = preset_values(cell.compile.preset if cell.compile else f"linux_{variant}", arch)
     assert values["CMAKE_BUILD_TYPE"] == "Distribution"
     features = dict(cell.features)
     for feature, flag in FEATURE_FLAGS.items():
@@ -49,6 +54,56 @@ def test_every_variant_has_a_preset_that_matches_its_features(variant):
         assert re.match(r"^\d\.\d(;\d\.\d)+$", values["MXNET_CUDA_ARCH"])
     else:
         assert "MXNET_CUDA_ARCH" not in values
+
+
+# What common.cmake + linux_cpu.cmake set before the architecture layers existed: the amd64
+# compile's cache (and so its ccache hits) must not change.
+AMD64_CPU_BEFORE_LAYERS = {
+    "CMAKE_BUILD_TYPE": "Distribution", "CMAKE_C_FLAGS": "-mno-avx",
+    "CMAKE_CXX_FLAGS": "-mno-avx", "USE_OPENCV": "ON", "USE_OPENMP": "ON",
+    "USE_MKL_IF_AVAILABLE": "OFF", "USE_MKLDNN": "ON", "USE_BLAS": "open", "USE_LAPACK": "ON",
+    "USE_TVM_OP": "OFF", "USE_SSE": "ON", "USE_F16C": "OFF", "USE_DIST_KVSTORE": "ON",
+    "USE_SIGNAL_HANDLER": "ON", "USE_INTGEMM": "OFF", "USE_CPP_PACKAGE": "OFF",
+    "BUILD_CPP_EXAMPLES": "OFF", "BUILD_TESTING": "OFF", "USE_CUDA": "OFF",
+    "USE_CUDNN": "OFF", "USE_NCCL": "OFF"}
+
+
+def test_amd64_layer_and_preset_set_what_the_preset_alone_set_before():
+    assert preset_values("linux_cpu") == AMD64_CPU_BEFORE_LAYERS
+
+
+def test_arm64_layer_cross_compiles_for_the_armv8_baseline_without_x86_flags():
+    values = preset_values("linux_cpu", "arm64")
+    assert values["CMAKE_C_FLAGS"] == values["CMAKE_CXX_FLAGS"] == "-march=armv8-a"
+    assert not any("-mno-avx" in v or "-msse" in v for v in values.values())
+    assert values["USE_SSE"] == values["USE_F16C"] == values["USE_MKLDNN"] == "OFF"
+    assert values["USE_INTGEMM"] == "OFF" and values["USE_OPENMP"] == "ON"
+    assert values["Protobuf_LIBRARY"] == "/usr/lib/aarch64-linux-gnu/libprotobuf.so"
+    layer = (PRESETS / "arch_arm64.cmake").read_text()
+    assert '"${CMAKE_CURRENT_LIST_DIR}/toolchain_arm64.cmake"' in layer
+    toolchain = (PRESETS / "toolchain_arm64.cmake").read_text()
+    for line in ("set(CMAKE_SYSTEM_NAME Linux)", "set(CMAKE_SYSTEM_PROCESSOR aarch64)",
+                 "set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)",
+                 "set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)",
+                 "set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)",
+                 "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)"):
+        assert line in toolchain, line
+    # the triplet and the cross packages are the matrix's
+    arm64 = MATRIX.architectures["arm64"]
+    assert arm64.triplet == "aarch64-linux-gnu" and arm64.cross.packages
+
+
+def test_the_first_preset_to_set_a_value_wins(tmp_path):
+    """As in CMake: `set(… CACHE …)` of a value already in the cache does nothing, so the
+    architecture layer (read first) overrides what common.cmake sets."""
+    (tmp_path / "common.cmake").write_text('set(A "common" CACHE STRING "")\n'
+                                           'set(B "common" CACHE STRING "")\n')
+    (tmp_path / "layer.cmake").write_text('set(A "layer" CACHE STRING "")\n')
+    (tmp_path / "preset.cmake").write_text('include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)\n'
+                                           'set(B "preset" CACHE STRING "")\n'
+                                           'set(C "preset" CACHE STRING "")\n')
+    assert source_tree.preset_values(tmp_path / "layer.cmake", tmp_path / "preset.cmake") == \
+        {"A": "layer", "B": "common", "C": "preset"}
 
 
 READELF = """\
@@ -290,3 +345,126 @@ def test_compiled_payload_is_keyed_by_the_tree_and_the_preset(tmp_path):
     assert recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), no_source, "b") is None
     pinned = recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), cell, "b")
     assert pinned["source"] == dict([compile_recipe.pin_digest(cell.source)])
+
+
+# ---------------------------------------------------------------- architectures
+
+ARM64 = MATRIX.select(cell="1.9.1-cpu-debian12-arm64", arch="arm64")[0]
+AMD64 = dataclasses.replace(MATRIX.select(cell="1.9.1-cpu-debian12")[0], recipe="compile")
+FAKE_BUILD = ImageRef("mxbuild/build:debian12-0123456789ab", "sha256:" + "0" * 64)
+
+
+def _compile_dockerfile(ctx, cell):
+    return ctx.data.render("docker/compile.Dockerfile.j2", build=FAKE_BUILD,
+                           distro=cell.distro, toolkit_image=None, toolkit_package=None,
+                           cross_arch=cell.arch.name if cell.arch.cross else None,
+                           packages=images.compile_packages(ctx, cell))
+
+
+def test_amd64_compile_image_is_what_it_was_before_arm64(tmp_path, golden):
+    """Same packages, same Dockerfile, so the same content-hash tag: the amd64 compile
+    images already built (and the compiles cached against them) stay valid."""
+    ctx = open_run(_opts(tmp_path), gpu=False)
+    assert images.compile_packages(ctx, AMD64) == [
+        "cmake", "ninja-build", "ccache", "g++", "make", "pkg-config", "patch", "python3",
+        "libopenblas-dev", "liblapack-dev", "libopencv-dev", "libzmq3-dev", "libprotobuf-dev",
+        "protobuf-compiler"]
+    golden("compile-amd64.Dockerfile", _compile_dockerfile(ctx, AMD64))
+
+
+def test_arm64_compile_image_adds_the_cross_toolchain_and_arm64_libraries(tmp_path):
+    ctx = open_run(_opts(tmp_path), gpu=False)
+    packages = images.compile_packages(ctx, ARM64)
+    assert "libopenblas-dev:arm64" in packages and "libopencv-dev:arm64" in packages
+    assert "libprotobuf-dev:arm64" in packages and "libzmq3-dev:arm64" in packages
+    # the tools run on the build machine: amd64 (protoc too)
+    assert "protobuf-compiler" in packages and "cmake" in packages
+    assert not any(p.endswith(":host") for p in packages)
+    assert packages[-1:] == list(ARM64.arch.cross.packages)
+    text = _compile_dockerfile(ctx, ARM64)
+    assert "RUN dpkg --add-architecture arm64 \\\n && apt-get update" in text
+    assert f"FROM {FAKE_BUILD.ref}\n" in text          # the amd64 build image
+
+
+def test_jni_image_of_amd64_unchanged_and_of_arm64_with_the_cross_toolchain(tmp_path, golden):
+    ctx = open_run(_opts(tmp_path), gpu=False)
+    golden("jni-amd64.Dockerfile", ctx.data.render(
+        "docker/jni.Dockerfile.j2", build=FAKE_BUILD, distro=AMD64.distro, cross_arch=None,
+        packages=["g++"]))
+    assert jvm_source.cross_tools(AMD64) == {"ARCH": "amd64"}
+    assert jvm_source.cross_tools(ARM64) == {
+        "ARCH": "arm64", "CXX": "aarch64-linux-gnu-g++", "STRIP": "aarch64-linux-gnu-strip",
+        "NM": "aarch64-linux-gnu-nm"}
+
+
+def test_compile_cross_compiles_cpu_cells_but_no_cuda():
+    recipe = compile_recipe.CompileRecipe()
+    assert recipe.unfit(ARM64) is None
+    cuda = dataclasses.replace(ARM64, cuda="11.2", variant="cu112")
+    problem, fix = recipe.unfit(cuda)
+    assert "cannot build arm64" in problem and "CUDA" in problem
+
+
+def test_compiled_payload_key_names_the_architecture(tmp_path):
+    tree = _mxnet_tree(tmp_path / "src")
+    (tree / "CMakeLists.txt").write_text("project(mxnet)\n")
+    ctx = open_run(_opts(tmp_path, source_dir=tree), gpu=False)
+    recipe = compile_recipe.CompileRecipe()
+    # the same source, preset and (amd64) build image: only the architecture differs
+    amd64 = recipe.cache_inputs(ctx, AMD64, "mxbuild/build:debian12-x")
+    arm64 = recipe.cache_inputs(ctx, ARM64, "mxbuild/build:debian12-x")
+    assert amd64["arch"] == "amd64" and arm64["arch"] == "arm64"
+    assert {k: v for k, v in amd64.items() if k != "arch"} == \
+        {k: v for k, v in arm64.items() if k != "arch"}
+
+
+def test_thin_clients_are_shared_by_both_architectures(tmp_path):
+    """The thin jar's and the thin wheel's keys do not name the architecture: built once,
+    the same bytes published for amd64 and arm64."""
+    ctx = open_run(_opts(tmp_path), gpu=False)
+    assert jvm_source.thin_inputs(ctx, AMD64, "src") == jvm_source.thin_inputs(ctx, ARM64, "src")
+    assert (ARM64.client_wheel or ARM64.wheel) == (AMD64.client_wheel or AMD64.wheel)
+
+
+NINJA_LOG = """\
+# ninja log v5
+0\t1500\t0\tCMakeFiles/a.o\t1a
+10\t2010\t0\tCMakeFiles/b.o\t2b
+2100\t2600\t0\tpslite/meta.pb.cc\t3c
+2100\t2600\t0\tpslite/meta.pb.h\t3c
+2700\t5200\t0\tlibmxnet.so\t4d
+"""
+
+
+def test_ninja_steps_sum_every_step_once():
+    steps = compile_recipe.ninja_steps(NINJA_LOG)
+    # protoc's one step wrote two outputs: counted once
+    assert steps == {"count": 4, "seconds": 6.5, "wall_seconds": 5.2}
+    assert compile_recipe.ninja_steps("# ninja log v5\n")["count"] == 0
+
+
+def _readelf_h(machine: str) -> str:
+    return ("ELF Header:\n  Class:                             ELF64\n"
+            f"  Type:                              DYN (Shared object file)\n"
+            f"  Machine:                           {machine}\n  Version: 0x1\n")
+
+
+def test_machine_gate_refuses_a_binary_of_another_architecture():
+    arm64, amd64 = MATRIX.architectures["arm64"], MATRIX.architectures["amd64"]
+    compile_recipe.machine_gate(_readelf_h("AArch64"), arm64, "libmxnet.so", "fix")
+    compile_recipe.machine_gate(_readelf_h("Advanced Micro Devices X86-64"), amd64,
+                                "libmxnet.so", "fix")
+    with pytest.raises(AbiError) as err:
+        compile_recipe.machine_gate(_readelf_h("Advanced Micro Devices X86-64"), arm64,
+                                    "libmxnet.so", "check the toolchain")
+    msg = err.value.render()
+    assert "libmxnet.so is built for Advanced Micro Devices X86-64, not for arm64 (AArch64" in msg
+    assert "fix: check the toolchain" in msg
+    with pytest.raises(AbiError, match="an unknown machine"):
+        compile_recipe.machine_gate("not readelf output", arm64, "x.so", "")
+
+
+def test_arm64_data_member_gets_no_x86_filter():
+    arm64 = debpack.choose("1.21.22", "debian12", 184_000_000, "aarch64")
+    assert not arm64.x86_filter and arm64.describe()["data"]["filters"][0] != "x86"
+    assert debpack.choose("1.21.22", "debian12", 184_000_000).x86_filter   # amd64: as before

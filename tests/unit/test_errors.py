@@ -89,3 +89,19 @@ def test_cli_without_a_docker_engine_exits_5_and_says_what_to_do(tmp_path):
     assert proc.returncode == 5
     assert f"no Docker engine answers at unix://{tmp_path}/no-engine.sock" in proc.stderr
     assert "invoke setup" in proc.stderr
+
+
+@pytest.mark.parametrize("recipe", ["wheel", "maven"])
+def test_cli_a_harvesting_recipe_for_arm64_names_the_recipes_that_serve_it(tmp_path, recipe):
+    """The official wheels and jars carry x86_64 natives only: asked for arm64 cells,
+    `invoke build` stops before any image or stage (exit 2, nothing written) and names the
+    recipes that cross-compile them."""
+    import os
+    env = {**os.environ, "MXBUILD_OUT_DIR": str(tmp_path / "out"),
+           "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}   # never reached
+    proc = _invoke("build", "--arch", "arm64", "--recipe", recipe, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert f"recipe {recipe} cannot build arm64" in proc.stderr
+    assert "x86_64" in proc.stderr and "not aarch64" in proc.stderr
+    assert "fix: arm64 cells are built by recipe compile or compile-jvm" in proc.stderr
+    assert not (tmp_path / "out").exists()
