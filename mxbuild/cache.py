@@ -66,7 +66,9 @@ def artifact_storage(opts):
     if not opts.artifact_cache:
         return None
     from .repo.target import S3Options, open_storage
-    return open_storage(opts.artifact_cache, opts.artifact_s3 or S3Options())
+    # content-addressed and create-only: no compare-and-swap, so no probe of the server
+    return open_storage(opts.artifact_cache, opts.artifact_s3 or S3Options(),
+                        check_server=False)
 
 
 class StageCache:

@@ -78,12 +78,15 @@ class Container:
     def __init__(self, client: docker.DockerClient, image: str, *, label: str,
                  network: str = "none", extra_ca: Path | None = None,
                  mounts: Iterable[Mount] = (), log_file: IO[str] | None = None,
-                 gpus: bool = False):
+                 gpus: bool = False, ports: Iterable[int] = ()):
+        """ports: container TCP ports published on a free loopback port of the host each
+        (network "bridge"; see host_port)."""
         self.client, self.image, self.label = client, image, label
         self.network, self.extra_ca = network, extra_ca
         self.mounts = list(mounts)
         self.log_file = log_file
         self.gpus = gpus
+        self.ports = tuple(ports)
         self.container = None
 
     def __enter__(self) -> "Container":
@@ -97,6 +100,7 @@ class Container:
             self.container = self.client.containers.run(
                 self.image, ["sleep", "infinity"], name=name, detach=True, init=True,
                 network_mode=self.network, mounts=mounts, labels={"mxbuild": self.label},
+                ports={f"{p}/tcp": ("127.0.0.1", None) for p in self.ports} or None,
                 entrypoint=[], device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])]
                 if self.gpus else None)
         except DockerException as exc:
@@ -122,6 +126,15 @@ class Container:
             except DockerException as err:  # cleanup must never mask the real error
                 log.warning("could not remove container %s: %s", self.container.name, err)
             self.container = None
+
+    def host_port(self, port: int) -> int:
+        """The loopback port of the host that container port `port` is published on."""
+        self.container.reload()
+        bindings = self.container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+        for binding in bindings:
+            if binding.get("HostIp") in ("127.0.0.1", ""):
+                return int(binding["HostPort"])
+        raise DockerEngineError(f"{self.label}: port {port} is not published", "")
 
     @property
     def ca_env(self) -> dict[str, str]:

@@ -181,7 +181,7 @@ def ctx_with(ctx, opts):
 # private-bucket host use it.
 READER_KEY_ID = "MXBUILDREADERKEY0001"
 READER_SECRET = "mxbuild-READER-secret-do-not-print-4b1e"
-S3_SERVERS = ("moto", "seaweedfs")
+S3_SERVERS = ("moto", "seaweedfs", "rgw")
 
 
 def _tls_pair(workdir: Path) -> tuple[Path, Path, Path]:
@@ -232,13 +232,67 @@ def seaweedfs(tmp_path_factory, moto_endpoint):
     server.stop()
 
 
+def _server_missing(what: str, exc: Exception):
+    """A test server that cannot be had: a failure under CI (MXBUILD_REQUIRE_S3_SERVER=1,
+    set by .ci/run), else a skip."""
+    if os.environ.get("MXBUILD_REQUIRE_S3_SERVER"):
+        pytest.fail(f"{what} is not available: {exc}")
+    pytest.skip(f"{what} is not available: {exc}")
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster(docker_client, run_ctx, tmp_path_factory, moto_endpoint):
+    """One container of Debian trixie's Ceph (reef): a monitor, an OSD on memstore, auth
+    none, and RGW on RADOS (tests/ceph_rgw.py). Its image is made once by the tests'
+    image step (cached by a content hash of its inputs)."""
+    import time
+    from tests import ceph_rgw
+    log_path = tmp_path_factory.mktemp("ceph-rgw") / "image.log"
+    start = time.monotonic()
+    try:
+        with open(log_path, "w") as logf:
+            tag = ceph_rgw.ensure_image(run_ctx, logf)
+    except Exception as exc:   # noqa: BLE001 (any failure to make it: named, then fail/skip)
+        _server_missing(f"the Ceph RGW image (log: {log_path})", exc)
+    image_seconds = time.monotonic() - start
+    cluster = ceph_rgw.start_cluster(docker_client, tag, S3_KEY_ID, S3_SECRET)
+    try:
+        start = time.monotonic()
+        endpoint = cluster.start("rados")
+        print(f"\nCeph RGW: image {tag} in {image_seconds:.1f} s, RADOS gateway up in "
+              f"{time.monotonic() - start:.1f} s ({ceph_rgw.ceph_version(docker_client, tag)})")
+        yield cluster, endpoint, tag
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw(ceph_cluster):
+    """Ceph RGW on RADOS (the production backend) on a loopback port, for the session."""
+    from tests.ceph_rgw import ceph_version
+    from tests.s3servers import Server
+    cluster, endpoint, tag = ceph_cluster
+    return Server("rgw", endpoint, None, Path("ceph-rgw"),
+                  extra={"version": ceph_version(cluster.box.client, tag)})
+
+
+@pytest.fixture(scope="session")
+def rgw_dbstore(ceph_cluster):
+    """Ceph RGW on its experimental dbstore backend, which ignores If-Match and
+    If-None-Match on PUT: only for the tests of what mxbuild does with such a server."""
+    from tests.s3servers import Server
+    cluster, _, _ = ceph_cluster
+    return Server("rgw-dbstore", cluster.start("dbstore"), None, Path("ceph-rgw-dbstore"))
+
+
 @pytest.fixture(params=S3_SERVERS)
 def s3_server(request, moto_endpoint):
-    """Each protocol test runs against moto and against SeaweedFS (a production server)."""
+    """Each protocol test runs against moto, SeaweedFS and Ceph RGW on RADOS (production
+    servers)."""
     if request.param == "moto":
         from tests.s3servers import Server
         return Server("moto", moto_endpoint, None, Path("moto.log"))
-    return request.getfixturevalue("seaweedfs")
+    return request.getfixturevalue({"seaweedfs": "seaweedfs", "rgw": "ceph_rgw"}[request.param])
 
 
 def make_bucket(endpoint: str, name: str, public: bool = True) -> str:

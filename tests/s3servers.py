@@ -5,6 +5,7 @@
   implements conditional writes, enforces SigV4 authentication, identities and bucket
   policies. Built once by .ci/seaweedfs.sh (cached per version), started here on free
   loopback ports with telemetry, WebDAV, the admin UI and the Iceberg/Lance ports off.
+- Ceph RGW (Debian trixie's radosgw, reef) in a container: tests/ceph_rgw.py.
 """
 from __future__ import annotations
 
@@ -53,13 +54,13 @@ class Identity:
 class Server:
     name: str
     endpoint: str
-    proc: subprocess.Popen
+    proc: subprocess.Popen | None          # None: not ours to stop here (moto, a container)
     log_path: Path
     https_endpoint: str | None = None
     extra: dict = field(default_factory=dict)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(20)

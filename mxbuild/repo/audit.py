@@ -8,6 +8,14 @@ tells apart: it is not on the chain). Each record names its parent (the InReleas
 replaced), so the records of a suite form a chain from its first commit to its current
 InRelease; replaying the chain's added/removed entries must give the current index.
 
+After the compare-and-swap succeeded, the publisher writes `<sha256>.committed` next to the
+record: that commit became current, so the packages it added were published. A server
+that honours conditional writes keeps every such commit on the chain; one that does not
+lets a later commit replace it without building on it, and its packages vanish from the
+index with nothing in the chain to show it. `check_suite` therefore also holds the index
+to every committed record off the chain: what it added is listed now, or a later commit
+removed it.
+
 A record: who (MXBUILD_AUDIT_WHO, else user@host), what (action, cells, added and removed
 packages with version and sha256), when (UTC), the mxbuild version and the fingerprints of
 the keys that signed.
@@ -28,6 +36,7 @@ from ..log import log
 
 LOG_DIR = "log"
 FORMAT = 1
+COMMITTED = ".committed"        # suffix of the mark written after a successful commit
 
 
 def record_key(suite: str, inrelease_sha256: str) -> str:
@@ -99,6 +108,18 @@ def write(storage, commit: Commit) -> str:
     return key
 
 
+def confirm(storage, suite: str, inrelease_sha256: str) -> str:
+    """Mark the record of `inrelease_sha256` as committed (after its compare-and-swap)."""
+    key = f"{LOG_DIR}/{suite}/{inrelease_sha256}{COMMITTED}"
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        storage.put_new(key, (json.dumps({"suite": suite, "inrelease": inrelease_sha256,
+                                          "committed": when}) + "\n").encode())
+    except PoolConflictError:
+        log.debug("%s exists already", key)     # the same InRelease committed again
+    return key
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -111,7 +132,9 @@ def parse_time(text: str) -> float:
 def read_records(storage, suite: str | None = None) -> dict[str, dict]:
     """Every record (of one suite, or all), keyed by the InRelease sha256 they commit."""
     out = {}
-    for obj in storage.list(f"{LOG_DIR}/{suite}/" if suite else f"{LOG_DIR}/"):
+    objects = storage.list(f"{LOG_DIR}/{suite}/" if suite else f"{LOG_DIR}/")
+    marks = {o.key[:-len(COMMITTED)] + ".json" for o in objects if o.key.endswith(COMMITTED)}
+    for obj in objects:
         if not obj.key.endswith(".json"):
             continue
         got = storage.get(obj.key)
@@ -122,7 +145,8 @@ def read_records(storage, suite: str | None = None) -> dict[str, dict]:
         except ValueError:
             raise RepoError(f"{storage.describe()}/{obj.key} is not JSON",
                             "restore the log record from a backup")
-        out[f"{doc.get('suite')}/{doc.get('inrelease')}"] = doc | {"_key": obj.key}
+        out[f"{doc.get('suite')}/{doc.get('inrelease')}"] = doc | {
+            "_key": obj.key, "_committed": obj.key in marks}
     return out
 
 
@@ -146,17 +170,21 @@ def _ident(p: dict) -> tuple[str, str, str, str]:
 
 
 def check_suite(storage, suite: str, inrelease: bytes, listing: list[dict],
-                records: dict[str, dict]) -> tuple[list[str], int]:
-    """Problems where the log and the index disagree; and how many records of the suite
-    are attempts that never became current."""
+                records: dict[str, dict]) -> "SuiteCheck":
+    """Where the log and the index disagree: the chain's replay, and the packages of
+    commits that became current but are off the chain (`lost`)."""
     where = f"{storage.describe()}/{LOG_DIR}/{suite}"
     head = sha256(inrelease)
     docs, gap = chain(records, suite, head)
-    attempts = sum(1 for k in records if k.startswith(f"{suite}/")) - len(docs)
+    ours = [d for k, d in records.items() if k.startswith(f"{suite}/")]
+    on_chain = {d.get("inrelease") for d in docs}
+    overwritten = [d for d in ours if d.get("_committed") and d.get("inrelease") not in on_chain]
+    attempts = len(ours) - len(docs) - len(overwritten)
+    lost = lost_packages(storage, suite, listing, ours, on_chain, overwritten)
     if not docs:
-        return [f"{where}: the current InRelease (sha256 {head[:16]}…) has no log record "
-                "(committed by an mxbuild without an audit log, or the record was deleted)"], \
-            attempts
+        return SuiteCheck([f"{where}: the current InRelease (sha256 {head[:16]}…) has no log "
+                           "record (committed by an mxbuild without an audit log, or the "
+                           "record was deleted)"] + lost, attempts, len(overwritten))
     problems = []
     state: dict[tuple, str] = {}
     if gap is not None:
@@ -164,7 +192,7 @@ def check_suite(storage, suite: str, inrelease: bytes, listing: list[dict],
         if first.get("baseline") is None:
             problems.append(f"{where}: the log misses the record of InRelease {gap[:16]}… "
                             f"(parent of {first['_key']})")
-            return problems, attempts
+            return SuiteCheck(problems + lost, attempts, len(overwritten))
         state = {_ident(p): p["sha256"] for p in first["baseline"]}
     for doc in docs:
         for p in doc.get("removed", []):
@@ -184,7 +212,48 @@ def check_suite(storage, suite: str, inrelease: bytes, listing: list[dict],
         elif state[ident] != current[ident]:
             problems.append(f"{where}: {name} has sha256 {current[ident]} in the index, "
                             f"{state[ident]} in the log")
-    return problems, attempts
+    return SuiteCheck(problems + lost, attempts, len(overwritten))
+
+
+@dataclass(frozen=True)
+class SuiteCheck:
+    problems: list[str]
+    attempts: int        # records of commits that never became current
+    overwritten: int     # commits that became current, then were replaced off the chain
+
+
+def lost_packages(storage, suite: str, listing: list[dict], ours: list[dict],
+                  on_chain: set, overwritten: list[dict]) -> list[str]:
+    """Packages a commit off the chain published (added) and the index does not list,
+    although no later commit removed them; and removals such a commit made that the
+    index undid, although no later commit added the package again."""
+    current = {_ident(p) for p in listing}
+    committed = [d for d in ours if d.get("_committed") or d.get("inrelease") in on_chain]
+
+    def later(doc: dict, field: str, ident) -> bool:
+        when = parse_time(doc["time"])
+        return any(parse_time(d["time"]) >= when and ident in {_ident(p) for p in d.get(field, [])}
+                   for d in committed if d is not doc)
+    out = []
+    for doc in sorted(overwritten, key=lambda d: d["time"]):
+        commit = (f"the commit of {doc['time']} ({doc.get('action')} by {doc.get('who')}, "
+                  f"{storage.describe()}/{doc['_key']})")
+        for p in doc.get("added", []):
+            ident = _ident(p)
+            if ident not in current and not later(doc, "removed", ident):
+                out.append(f"{storage.describe()}: {'/'.join(ident)} was LOST from {suite}: "
+                           f"{commit} published it, the index does not list it and no later "
+                           "recorded commit removed it (a later commit replaced that one "
+                           "without building on it: the server let a stale compare-and-swap "
+                           "through) — publish it again, and check the server "
+                           "(mxbuild.repo.probe)")
+        for p in doc.get("removed", []):
+            ident = _ident(p)
+            if ident in current and not later(doc, "added", ident):
+                out.append(f"{storage.describe()}: {'/'.join(ident)} is listed in {suite} "
+                           f"again although {commit} removed it and no later recorded commit "
+                           "added it (that removal was overwritten) — remove it again")
+    return out
 
 
 def removal_times(storage) -> dict[str, float]:

@@ -113,13 +113,18 @@ def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]
                                     f"the index ({e['SHA256']})")
         inrelease = storage.get(inrelease_key(codename))
         if inrelease is not None:
-            log_problems, attempts = audit.check_suite(storage, codename, inrelease[0], listing,
-                                                       records)
-            problems += log_problems
-            if attempts:
-                notes.append(f"{where}/{audit.LOG_DIR}/{codename}: {attempts} record(s) of "
-                             "commits that never became current (lost races or stopped "
-                             "publishers)")
+            checked = audit.check_suite(storage, codename, inrelease[0], listing, records)
+            problems += checked.problems
+            if checked.attempts:
+                notes.append(f"{where}/{audit.LOG_DIR}/{codename}: {checked.attempts} "
+                             "record(s) of commits that never became current (lost races or "
+                             "stopped publishers)")
+            if checked.overwritten:
+                notes.append(f"{where}/{audit.LOG_DIR}/{codename}: {checked.overwritten} "
+                             "commit(s) became current and were then replaced by a commit "
+                             "that did not build on them: the server does not honour "
+                             "conditional writes (packages they published are checked "
+                             "above)")
     return problems + maven_problems
 
 

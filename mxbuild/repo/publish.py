@@ -183,6 +183,8 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
             log.info("%s changed meanwhile (attempt %d): merging again", codename, attempt)
             continue
         hook("InRelease")
+        audit.confirm(storage, codename, audit.sha256(signed))     # the commit happened
+        hook("committed")
         break
     else:
         raise RepoError(f"gave up updating {codename} after {MAX_ATTEMPTS} conflicts",

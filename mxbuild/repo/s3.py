@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -98,12 +99,19 @@ def cache_control(key: str) -> str:
 
 
 class S3Storage:
+    """check_server: probe the server's conditional writes before the first write
+    (probe.ensure_safe) and refuse one that would lose packages. Off only for stores that
+    need no compare-and-swap (the artifact cache: content-addressed, create-only) and for
+    tests that bypass the probe on purpose."""
     # S3 answers GET prefix/ with the object of that key, never with prefix/index.html.
     serves_directory_index = False
     def __init__(self, target: S3Target, client=None, max_attempts: int = 10,
-                 rounds: int = 6):
+                 rounds: int = 6, check_server: bool = True):
         self.target = target
         self.rounds = rounds
+        self.check_server = check_server
+        self.verdict = None            # probe.Verdict, once checked
+        self._checking = threading.Lock()
         self.client = client or boto3.client(
             "s3", endpoint_url=target.endpoint_url, region_name=target.region,
             config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
@@ -197,7 +205,24 @@ class S3Storage:
                 args["SSEKMSKeyId"] = self.target.sse_kms_key_id
         return args
 
+    def _writable(self) -> None:
+        """Before the first write: is the server safe to publish through?"""
+        if not self.check_server or self.verdict is not None:
+            return
+        from . import probe
+        with self._checking:
+            if self.verdict is None:
+                self.verdict = probe.ensure_safe(self)
+
+    def if_match(self, token: str) -> str:
+        """The If-Match value for an ETag, in the form the probe found the server honours
+        (unquoted for Ceph RGW up to reef 18.2.7, quoted as S3 returns it otherwise)."""
+        from . import probe
+        form = self.verdict.if_match if self.verdict and self.verdict.if_match else probe.QUOTED
+        return probe.if_match_value(token, form)
+
     def _put(self, key: str, data: bytes | None, src: Path | None, sha256: str, **cond):
+        self._writable()
         args = {**self._put_args(key, data), "Metadata": {SHA256_META: sha256}, **cond}
 
         def call():
@@ -220,6 +245,7 @@ class S3Storage:
 
     def put_new(self, key: str, data: bytes | None = None, src: Path | None = None,
                 sha256: str | None = None) -> bool:
+        self._writable()            # before the HEAD: a refused server sees no write at all
         want = sha256 or (hashlib.sha256(data).hexdigest() if data is not None
                           else sha256_file(src))
         head = self.head(key)
@@ -245,17 +271,50 @@ class S3Storage:
         return False
 
     def put_cas(self, key: str, data: bytes, expected_token: str | None) -> str:
-        cond = {"IfNoneMatch": "*"} if expected_token is None else {"IfMatch": expected_token}
+        self._writable()
+        cond = {"IfNoneMatch": "*"} if expected_token is None else \
+            {"IfMatch": self.if_match(expected_token)}
         try:
             resp = self._put(key, data, None, hashlib.sha256(data).hexdigest(), **cond)
         except ClientError as exc:
             if self._code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict",
                                    "409", "NoSuchKey"):
+                if expected_token is not None:
+                    self._check_refusal(key, expected_token, cond["IfMatch"])
                 raise CasConflict(key)
             raise self._fail("PUT", key, exc)
         except BotoCoreError as exc:
             raise self._fail("PUT", key, exc)
         return resp["ETag"]
+
+    def _check_refusal(self, key: str, expected_token: str, sent: str) -> None:
+        """A refused compare-and-swap is a lost race only if the object changed. If its
+        ETag is still the one we sent, the server refuses its own current ETag: no retry
+        can succeed, so say that (and drop the cached verdict: the next run probes)."""
+        from . import probe
+        head = self.head(key)
+        if head is None or probe.unquoted(head.get("ETag", "")) != probe.unquoted(expected_token):
+            return
+        server = self.verdict.server if self.verdict else "server not probed"
+        probe.forget(self)
+        raise RepoError(
+            f"S3 PUT {self.describe()}/{key} with If-Match: {sent} was refused (412) although "
+            f"the object's ETag is still {head['ETag']}: the server at "
+            f"{self.target.endpoint_url or 'AWS'} ({server}) refuses its own current ETag, "
+            "so no commit can succeed (this is not contention: nothing else wrote the key)",
+            "re-run: the cached verdict on this server was dropped, so mxbuild probes it again "
+            "and sends If-Match in the form it honours; if this persists, the server's "
+            "If-Match handling is broken — upgrade it (Ceph RGW up to reef 18.2.7: fixed by "
+            "ceph/ceph PR #63348) or publish to another server")
+
+    def put_unchecked(self, key: str, data: bytes) -> None:
+        """A plain PUT that does not wait for the probe (the probe's own cache)."""
+        args = {**self._put_args(key, data), "Body": data,
+                "Metadata": {SHA256_META: hashlib.sha256(data).hexdigest()}}
+        try:
+            self._do(lambda: self.client.put_object(**args))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("PUT", key, exc)
 
     def put(self, key: str, data: bytes) -> None:
         try:

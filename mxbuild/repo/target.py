@@ -17,12 +17,14 @@ class S3Options:
     sse_kms_key_id: str | None = None
 
 
-def open_storage(location: str | Path, s3: S3Options = S3Options()):
+def open_storage(location: str | Path, s3: S3Options = S3Options(), check_server: bool = True):
+    """check_server: S3 only, see S3Storage (off for stores without compare-and-swap)."""
     text = str(location)
     if text.startswith("s3://"):
         return S3Storage(S3Target.parse(text, endpoint_url=s3.endpoint_url, region=s3.region,
                                         path_style=s3.path_style, sse=s3.sse,
-                                        sse_kms_key_id=s3.sse_kms_key_id))
+                                        sse_kms_key_id=s3.sse_kms_key_id),
+                         check_server=check_server)
     if text.startswith("file://"):
         text = text[len("file://"):]
     return LocalStorage(Path(text).expanduser().resolve())

@@ -2,10 +2,13 @@
 
 --kill-after N: SIGKILL this process right after its Nth completed S3 write (the crash
 test). --start FILE: wait until FILE exists, so many publishers start together.
+--no-probe: skip the probe of the server's conditional writes (on purpose: the tests of
+what a server that ignores them does to a repository).
 """
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +48,33 @@ class KillingStorage:
         self._wrote()
 
 
+def publish_concurrently(endpoint: str, target: str, gnupg: Path, debs_of: list[list[Path]],
+                         *extra: str) -> list[tuple[int, str, str]]:
+    """One publisher process per list of .debs, all started at once, each publishing its
+    .debs one by one; (returncode, stdout, stderr) of each."""
+    start = Path(gnupg).parent / f"go-{os.getpid()}-{time.monotonic_ns()}"
+    root = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.s3_publisher", "--endpoint", endpoint,
+         "--target", target, "--gnupg", str(gnupg), "--start", str(start), "--one-by-one",
+         *extra, *map(str, debs)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for debs in debs_of]
+    try:
+        time.sleep(2)       # all imported and waiting
+        start.touch()
+        outputs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        start.unlink(missing_ok=True)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
+def attempts_of(results) -> int:
+    return sum(int(out.split("attempts=")[1]) for _, out, _ in results)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
@@ -55,9 +85,11 @@ def main() -> int:
     ap.add_argument("--kill-after", type=int, default=0)
     ap.add_argument("--start")
     ap.add_argument("--one-by-one", action="store_true")
+    ap.add_argument("--no-probe", action="store_true")
     ap.add_argument("debs", nargs="+")
     args = ap.parse_args()
-    storage = S3Storage(S3Target.parse(args.target, endpoint_url=args.endpoint, path_style=True))
+    storage = S3Storage(S3Target.parse(args.target, endpoint_url=args.endpoint, path_style=True),
+                        check_server=not args.no_probe)
     if args.kill_after:
         storage = KillingStorage(storage, args.kill_after)
     if args.start:

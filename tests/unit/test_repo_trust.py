@@ -304,3 +304,74 @@ def test_lost_race_leaves_an_attempt_record_that_verify_tells_apart(tmp_path, tw
     assert ops.verify(storage, keyring, notes) == []
     assert any("1 record(s) of commits that never became current" in n for n in notes), notes
     assert len(ops.list_repo(storage, keyring).rows()) == 3
+
+
+class IgnoresPreconditions(LocalStorage):
+    """A directory whose compare-and-swap always succeeds, whatever the token: what a
+    server that ignores If-Match (Ceph RGW's dbstore backend) does to a publisher."""
+
+    def put_cas(self, key, data, expected_token):
+        self._write(key, data)
+        return self.token_of(data)
+
+
+def test_verify_names_a_package_lost_to_an_overwritten_commit(tmp_path, two_keys):
+    """Publisher A reads the suite, B commits meanwhile, A's compare-and-swap is let
+    through: both report success, B's package is gone, and verify names it, the commit
+    that published it and when; a later recorded removal is no loss."""
+    home, old, _ = two_keys
+    signer = Signer(home, old)
+    storage = IgnoresPreconditions(tmp_path / "repo")
+    publish(storage, signer, [Upload(make_deb(tmp_path, "base", "1.0-1"), "bookworm", "cpu")])
+    keyring = storage.get(KEYRING_NAME)[0]
+    raced = []
+
+    def race(kind):
+        if kind == "by-hash" and not raced:       # B commits between A's read and A's commit
+            raced.append(True)
+            publish(storage, signer, [Upload(make_deb(tmp_path, "libother", "2.0-1"),
+                                             "bookworm", "cpu")])
+    result = publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"),
+                                              "bookworm", "cpu")], after_write=race)
+    assert result.attempts == 1                                  # A never saw a conflict
+    rows = ops.list_repo(storage, keyring).rows()
+    assert ("bookworm", "cpu", "libother", "2.0-1") not in rows   # lost
+    notes = []
+    problems = ops.verify(storage, keyring, notes)
+    (lost,) = [p for p in problems if "was LOST" in p]
+    assert "cpu/libother/2.0-1/amd64 was LOST from bookworm: the commit of 20" in lost
+    assert "(publish by " in lost and "/log/bookworm/" in lost
+    assert any("1 commit(s) became current and were then replaced" in n for n in notes)
+    # published again: nothing is missing any more (the overwritten commit is still noted)
+    publish(storage, signer, [Upload(tmp_path / "libother_2.0-1_amd64.deb", "bookworm",
+                                     "cpu")])
+    assert not [p for p in ops.verify(storage, keyring) if "was LOST" in p]
+    # removed by a later recorded commit: not a loss either
+    ops.remove(storage, signer, "bookworm", "cpu", "libother", "2.0-1")
+    assert ops.verify(storage, keyring) == []
+
+
+def test_a_healthy_race_and_a_stopped_publisher_are_no_loss(tmp_path, two_keys):
+    """Off-chain records without a committed mark (a lost race merged again, a publisher
+    stopped before its commit) are attempts, never losses."""
+    home, old, _ = two_keys
+    signer = Signer(home, old)
+    storage = LocalStorage(tmp_path / "repo")
+    publish(storage, signer, [Upload(make_deb(tmp_path, "base", "1.0-1"), "bookworm", "cpu")])
+    keyring = storage.get(KEYRING_NAME)[0]
+
+    class Stopped(Exception):
+        pass
+
+    def stop(kind):
+        if kind == "log":
+            raise Stopped
+    with pytest.raises(Stopped):
+        publish(storage, signer, [Upload(make_deb(tmp_path, "never", "1.0-1"), "bookworm",
+                                         "cpu")], after_write=stop)
+    notes = []
+    assert ops.verify(storage, keyring, notes) == []
+    assert any("1 record(s) of commits that never became current" in n for n in notes), notes
+    assert not any("replaced" in n for n in notes)
+    marks = [o.key for o in storage.list("log/") if o.key.endswith(audit.COMMITTED)]
+    assert len(marks) == 1                                   # the one real commit

@@ -67,3 +67,31 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects_garbage():
     with pytest.raises(ConfigError, match="malformed"):
         parse_duration("a day")
+
+
+def test_probe_identity_and_if_match_forms():
+    from mxbuild.repo import probe
+    assert probe.request_id_shape("tx0000091eeaaf7507c7346-006b14e53e-1010-default") == \
+        "txh-h-h-default"
+    assert probe.request_id_shape("4442587FB7D0A2F9") == "h"
+    assert probe.identity({"server": "SeaweedFS 30GB 4.53", "x-amz-request-id": "1765"}) == \
+        "SeaweedFS 30GB 4.53; request id h"
+    assert probe.identity({}) == "no Server header; request id none"
+    assert probe.if_match_value('"f97c"', probe.QUOTED) == '"f97c"'
+    assert probe.if_match_value('"f97c"', probe.UNQUOTED) == "f97c"
+    assert probe.if_match_value("f97c", probe.QUOTED) == '"f97c"'
+
+
+def test_verdict_round_trip_safety_and_age():
+    import datetime as dt
+    from mxbuild.repo import probe
+    quirk = "rgw: refuses its own current ETag … accepts it unquoted"
+    v = probe.Verdict("http://rgw", "no Server header; request id txh-h-h-default",
+                      probe.UNQUOTED, (quirk,), (quirk,), "2026-12-01T00:00:00+00:00",
+                      (probe.UNQUOTED,))
+    assert v.safe and v.refusals == []
+    assert probe.Verdict.from_json(v.to_json()) == v
+    assert v.age(dt.datetime(2026, 12, 9, tzinfo=dt.timezone.utc)) > probe.MAX_AGE
+    lost = probe.Verdict("http://db", "x", probe.QUOTED, ("stale If-Match ACCEPTED",))
+    assert not lost.safe and lost.refusals == ["stale If-Match ACCEPTED"]
+    assert not probe.Verdict("http://x", "x", None).safe     # no form commits at all
