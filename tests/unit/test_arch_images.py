@@ -121,3 +121,22 @@ def test_mmdebstrap_is_told_the_architecture(tmp_path, monkeypatch):
     bootstrap.run_mmdebstrap(spec, tmp_path / "rootfs", tmp_path / "k/key.gpg", EPOCH,
                              tmp_path / "debs", tmp_path / "debs", open(tmp_path / "log", "w"))
     assert "--arch=arm64" in seen[0] and not any(a.startswith("--arch") for a in seen[1])
+
+
+def test_ubuntu_arm64_cells_are_one_matrix_yaml_edit_away(matrix_doc):
+    """A user who reaches ports.ubuntu.com lists Ubuntu distros in the arm64 build: the
+    cells, their bases (from the ports archive) and what `invoke lock --arch arm64`
+    records follow from matrix.yaml alone."""
+    from mxbuild.matrix import parse
+    build = next(b for b in matrix_doc["variants"]["cpu"]["builds"]
+                 if b.get("architectures") == ["arm64"])
+    build["distros"] += ["ubuntu22", "ubuntu24"]
+    m = parse(matrix_doc, "matrix.yaml")
+    cell = m.select(cell="1.9.1-cpu-ubuntu22-arm64", arch="arm64")[0]
+    assert (cell.multiarch, cell.arch.name, cell.deb_version) == (
+        "aarch64-linux-gnu", "arm64", "1.9.1-5~ubuntu22.04")
+    assert images.base_tag(cell.distro, ARM64).startswith("mxbuild/base:ubuntu22-arm64-")
+    assert images.bootstrap_inputs(cell.distro.base.bootstrap, ARM64)["mirror"] == \
+        "http://ports.ubuntu.com/ubuntu-ports"
+    assert [(d.name, a.name) for d, a in cli.lock_targets(m, None, "arm64")][-2:] == [
+        ("ubuntu22", "arm64"), ("ubuntu24", "arm64")]
