@@ -160,6 +160,7 @@ done
 
 
 def _install_and_run(docker_client, image: str, keyring: bytes, url: str, tmp_path) -> str:
+    tmp_path.mkdir()
     with apt_box(docker_client, image, keyring, tmp_path) as box:
         box.write_file("/etc/apt/sources.list.d/mxbuild.list",
                        f"deb [signed-by={smoke.KEYRING_PATH}] {url} bookworm cpu\n")
