@@ -147,13 +147,14 @@ def publish(storage, signer: Signer, uploads: list[Upload],
     if not signing.published:
         _put_keyring(storage, keyring, hook)
     by_suite: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for up in uploads:                                              # 1. pool
-        control = DebFile(str(up.deb)).debcontrol()
+    controls = [DebFile(str(up.deb)).debcontrol() for up in uploads]
+    for up, control in zip(uploads, controls):     # before anything is uploaded
         if not up.deb.name.endswith(f"_{control['Architecture']}.deb"):
             # every architecture's file shares the pool directory: the name must tell them
             raise RepoError(f"{up.deb.name} does not end with _{control['Architecture']}.deb "
                             "(its Architecture)", "name it as dpkg-deb --build does: "
                             "<package>_<version>_<architecture>.deb")
+    for up, control in zip(uploads, controls):                      # 1. pool
         key = index.pool_key(up.component, control["Package"], up.deb.name)
         written = storage.put_new(key, src=up.deb, sha256=sha256_file(up.deb))
         log.debug("pool %s: %s", key, "uploaded" if written else "present (same bytes)")

@@ -84,10 +84,14 @@ def test_both_architectures_in_one_publish_are_one_commit(tmp_path, signer):
 
 
 def test_a_deb_whose_name_hides_its_architecture_is_refused(tmp_path, signer):
-    deb = _debs(tmp_path)["arm64"]
-    renamed = deb.rename(tmp_path / "libmxnet.deb")
+    """…before anything is uploaded, also the well-named .debs of the same publish."""
+    debs = _debs(tmp_path)
+    renamed = debs["arm64"].rename(tmp_path / "libmxnet.deb")
+    storage = LocalStorage(tmp_path / "repo")
     with pytest.raises(RepoError, match="does not end with _arm64.deb"):
-        publish(LocalStorage(tmp_path / "repo"), signer, [Upload(renamed, "bookworm", "cpu")])
+        publish(storage, signer, [Upload(debs["amd64"], "bookworm", "cpu"),
+                                  Upload(renamed, "bookworm", "cpu")])
+    assert storage.list("pool/") == [] and storage.list("dists/") == []
 
 
 def test_verify_names_an_entry_in_another_architectures_index(tmp_path, signer):
