@@ -56,11 +56,14 @@ def setup(c):
     cli.setup()
 
 
-@task(help={"distro": "distros to pin, comma-separated (default: every distro)"})
+@task(help={"distro": "distros to pin, comma-separated (default: every distro; for "
+                      "another architecture, the distros its cells use)",
+            "arch": "architectures to pin, comma-separated, or all (default: the primary "
+                    "one, amd64); arm64 bases are bootstrapped under emulation"})
 @entrypoint
-def lock(c, distro=None):
+def lock(c, distro=None, arch=None):
     """Record the distros' base images (digest, package set) in pins.lock."""
-    cli.lock(distro)
+    cli.lock(distro, arch)
 
 
 @task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
@@ -185,15 +188,17 @@ def repo_verify(c, repo=None, keyring=None, endpoint_url=None, region=None, path
 @task(name="remove", help=REPO_HELP | {"suite": "codename, e.g. bookworm",
                                        "component": "variant, e.g. cpu",
                                        "package": "package name (default libmxnet)",
-                                       "version": "the exact version to remove"})
+                                       "version": "the exact version to remove",
+                                       "arch": "only this architecture's package, e.g. arm64 "
+                                               "(default: every architecture of the version)"})
 @entrypoint
-def repo_remove(c, suite, component, version, package="libmxnet", repo=None, keyring=None,
-                endpoint_url=None, region=None, path_style=False, sse=None,
+def repo_remove(c, suite, component, version, package="libmxnet", arch=None, repo=None,
+                keyring=None, endpoint_url=None, region=None, path_style=False, sse=None,
                 sse_kms_key_id=None):
     """Remove one version from a suite's index (explicit request only)."""
     cli.repo_remove(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
                                            sse_kms_key_id), keyring),
-                    suite, component, package, version)
+                    suite, component, package, version, arch)
 
 
 @task(name="promote", help=SELECTOR_HELP | REPO_HELP)

@@ -54,6 +54,13 @@ bytes, by a 0-byte /var/lib/dpkg/lock-frontend). Not the machine, not the time o
 The seed hook runs ``python -m mxbuild.bootstrap seed-debs CHROOT CACHE`` with the
 caller's interpreter, so this module must stay importable under that name.
 
+Another architecture (``arch``: an arm64 base on an amd64 machine): ``for_arch`` gives
+the spec whose ``mirror`` serves it, mmdebstrap gets ``--arch=<name>`` (its maintainer
+scripts run under qemu-user through binfmt_misc: emulation.py), the .deb cache is its own,
+and the image config says ``architecture``/``variant`` (``docker import --platform`` would
+still record amd64). ``arch=None`` is the host's (primary) architecture: the command,
+config and so the image id are what they were before architectures existed.
+
 ``epoch`` must not come from the clock: pass a constant (it is written into the image as
 its creation time and clamps every mtime).
 
@@ -74,13 +81,13 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 from .errors import ImageError
 from .fetch import fetch_pinned, sha256_file
-from .matrix import BootstrapSpec
+from .matrix import Architecture, BootstrapSpec
 
 MMDEBSTRAP_VARIANT = "apt"
 # On top of the variant: useradd for the build image (docker/build.Dockerfile.j2). apt
@@ -195,10 +202,25 @@ class Rootfs:
     phases: dict[str, float]   # seconds per phase
 
 
+def for_arch(spec: BootstrapSpec, arch: Architecture | None) -> BootstrapSpec:
+    """The spec as `arch`'s bootstrap reads it: `mirror` is the archive serving `arch`
+    (ImageError if matrix.yaml names none)."""
+    if arch is None or not spec.arch_mirrors:
+        return spec
+    mirror = spec.mirror_for(arch.name)
+    if mirror is None:
+        raise ImageError(f"no mirror for {arch.name} in the bootstrap of {spec.suite}",
+                         f"add {arch.name}: URL under its bootstrap's mirror in matrix.yaml")
+    return replace(spec, mirror=mirror, arch_mirrors=())
+
+
 def bootstrap_rootfs(spec: BootstrapSpec, dest: Path, *, epoch: int, work: Path,
-                     cache_dir: Path, logf: IO[str]) -> Rootfs:
+                     cache_dir: Path, logf: IO[str],
+                     arch: Architecture | None = None) -> Rootfs:
     """Bootstrap spec's suite and write its tidied rootfs as the tar `dest` (steps 1-5
-    of the module docstring; no engine needed)."""
+    of the module docstring; no engine needed). `arch`: another architecture than the
+    host's (None: the host's)."""
+    spec = for_arch(spec, arch)
     tool = tool_for(spec)
     work.mkdir(parents=True, exist_ok=True)
     phases: dict[str, float] = {}
@@ -212,18 +234,18 @@ def bootstrap_rootfs(spec: BootstrapSpec, dest: Path, *, epoch: int, work: Path,
         tmp = Path(tmp)
         rootfs = tmp / "rootfs"
         key = _pinned_key(spec, cache_dir, tmp)
-        debs = deb_cache_dir(cache_dir, spec)
+        debs = deb_cache_dir(cache_dir, spec, arch)
         t = time.monotonic()
         try:
             if tool == "mmdebstrap":
-                run_mmdebstrap(spec, rootfs, key, epoch, debs, tmp, logf)
+                run_mmdebstrap(spec, rootfs, key, epoch, debs, tmp, logf, arch)
             else:
-                run_debootstrap(spec, rootfs, key, epoch, debs, logf)
+                run_debootstrap(spec, rootfs, key, epoch, debs, logf, arch)
             t = phase(tool, t)
             tidy_rootfs(rootfs, epoch, logf)
             ensure_apt_source(rootfs, spec, logf)
             ensure_apt_trusts(rootfs, spec, key, logf)
-            packages = installed_packages(rootfs)
+            packages = installed_packages(rootfs, arch.name if arch else None)
             dropped: list[str] = []
             sha256 = pack_rootfs(rootfs, dest, epoch, dropped)
         finally:
@@ -238,17 +260,19 @@ def bootstrap_rootfs(spec: BootstrapSpec, dest: Path, *, epoch: int, work: Path,
 
 
 def bootstrap_image(client, spec: BootstrapSpec, tag: str, *, epoch: int, work: Path,
-                    cache_dir: Path, logf: IO[str]) -> Bootstrapped:
-    """Bootstrap spec's suite, pack it, load it as `tag`; see the module docstring."""
+                    cache_dir: Path, logf: IO[str],
+                    arch: Architecture | None = None) -> Bootstrapped:
+    """Bootstrap spec's suite (for `arch`, None: the host's), pack it, load it as `tag`;
+    see the module docstring."""
     start = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work, prefix=f"{spec.suite}-image-") as tmp:
         tmp = Path(tmp)
         layer = tmp / "rootfs.tar"
         rootfs = bootstrap_rootfs(spec, layer, epoch=epoch, work=work, cache_dir=cache_dir,
-                                  logf=logf)
+                                  logf=logf, arch=arch)
         t = time.monotonic()
-        config = image_config(rootfs.sha256, epoch, created_by(spec))
+        config = image_config(rootfs.sha256, epoch, created_by(spec, arch), arch)
         archive = tmp / "image.tar"
         write_docker_archive(layer, config, tag, epoch, archive)
         layer.unlink()
@@ -263,15 +287,16 @@ def bootstrap_image(client, spec: BootstrapSpec, tag: str, *, epoch: int, work: 
                         tool_version=rootfs.tool_version, rootfs_bytes=rootfs.bytes)
 
 
-def created_by(spec: BootstrapSpec) -> str:
+def created_by(spec: BootstrapSpec, arch: Architecture | None = None) -> str:
     """The image history's created_by (part of the config, so of the image id)."""
-    return f"{tool_for(spec)} {spec.suite} (mxbuild)"
+    return f"{tool_for(spec)} {spec.suite}{f' {arch.name}' if arch else ''} (mxbuild)"
 
 
-def image_id_for(spec: BootstrapSpec, rootfs_sha256: str, epoch: int) -> str:
+def image_id_for(spec: BootstrapSpec, rootfs_sha256: str, epoch: int,
+                 arch: Architecture | None = None) -> str:
     """The image id bootstrap_image's engine reports for this rootfs: no engine needed."""
     return "sha256:" + hashlib.sha256(
-        image_config(rootfs_sha256, epoch, created_by(spec))).hexdigest()
+        image_config(rootfs_sha256, epoch, created_by(spec, arch), arch)).hexdigest()
 
 
 def package_drift(old: dict[str, str], new: dict[str, str]) -> list[str]:
@@ -310,9 +335,13 @@ def _pinned_key(spec: BootstrapSpec, cache_dir: Path, tmp: Path) -> Path:
                               keyring_file(spec, cache_dir / "downloads", tmp))
 
 
-def deb_cache_dir(cache_dir: Path, spec: BootstrapSpec) -> Path:
+def deb_cache_dir(cache_dir: Path, spec: BootstrapSpec,
+                  arch: Architecture | None = None) -> Path:
+    """Per mirror, suite and tool; another architecture's has its own (a run leaves in
+    its cache what it used, which would empty the other architecture's)."""
     mirror = hashlib.sha256(spec.mirror.encode()).hexdigest()[:8]
-    path = cache_dir / "bootstrap-debs" / f"{spec.suite}-{mirror}-{tool_for(spec)}"
+    path = cache_dir / "bootstrap-debs" / (f"{spec.suite}-{mirror}-{tool_for(spec)}"
+                                           + (f"-{arch.name}" if arch else ""))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -330,7 +359,7 @@ def _tool_env(epoch: int, tmp: Path) -> dict[str, str]:
 
 
 def run_mmdebstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, debs: Path,
-                   tmp: Path, logf: IO[str]) -> None:
+                   tmp: Path, logf: IO[str], arch: Architecture | None = None) -> None:
     seeded = tmp / "debs-out"
     seeded.mkdir()
     hooks = [
@@ -346,6 +375,7 @@ def run_mmdebstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, deb
                  f"{shlex.quote(str(seeded))}/ 2>/dev/null || true")
     include = [f"--include={','.join(MMDEBSTRAP_INCLUDE)}"] if MMDEBSTRAP_INCLUDE else []
     cmd = ["mmdebstrap", "--mode=root", f"--variant={MMDEBSTRAP_VARIANT}", *include,
+           *([f"--arch={arch.name}"] if arch else []),
            "--format=directory",
            f"--keyring={key.parent}", f"--keyring={key}",
            "--skip=check/signed-by", "--skip=essential/unlink", *hooks,
@@ -376,8 +406,9 @@ MERGED_USR_ESSENTIAL = (
 
 
 def run_debootstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, debs: Path,
-                    logf: IO[str]) -> None:
+                    logf: IO[str], arch: Architecture | None = None) -> None:
     cmd = ["debootstrap", f"--variant={DEBOOTSTRAP_VARIANT}", "--force-check-gpg",
+           *([f"--arch={arch.name}"] if arch else []),
            f"--keyring={key}", f"--components={','.join(spec.components)}",
            f"--cache-dir={debs.resolve()}",
            spec.suite, str(rootfs), spec.mirror] + ([spec.script] if spec.script else [])
@@ -520,17 +551,18 @@ def ensure_apt_trusts(rootfs: Path, spec: BootstrapSpec, key: Path, logf: IO[str
     return str(dest.relative_to(rootfs))
 
 
-def installed_packages(rootfs: Path) -> dict[str, str]:
+def installed_packages(rootfs: Path, native: str | None = None) -> dict[str, str]:
     """name -> version of every package dpkg has installed in the rootfs. Multi-arch
-    packages of a foreign architecture are named name:arch."""
+    packages of another architecture than the rootfs's `native` one (default: the
+    host's) are named name:arch."""
     proc = subprocess.run(
         ["dpkg-query", f"--admindir={rootfs / 'var/lib/dpkg'}", "-W", "-f",
          "${db:Status-Abbrev}\t${Package}\t${Architecture}\t${Version}\n"],
         capture_output=True, text=True)
     if proc.returncode != 0:
         raise ImageError(f"dpkg-query in {rootfs} failed: {proc.stderr.strip()}", "")
-    native = subprocess.run(["dpkg", "--print-architecture"], capture_output=True,
-                            text=True).stdout.strip()
+    native = native or subprocess.run(["dpkg", "--print-architecture"], capture_output=True,
+                                      text=True).stdout.strip()
     out = {}
     for line in proc.stdout.splitlines():
         status, name, arch, version = line.split("\t")
@@ -614,11 +646,15 @@ def created_time(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def image_config(rootfs_sha256: str, epoch: int, created_by: str) -> bytes:
-    """The image config (the bytes the engine hashes into the image id)."""
+def image_config(rootfs_sha256: str, epoch: int, created_by: str,
+                 arch: Architecture | None = None) -> bytes:
+    """The image config (the bytes the engine hashes into the image id). `arch` None:
+    amd64, with no variant (the bytes every amd64 base was made with)."""
     created = created_time(epoch)
+    platform = {"architecture": arch.name, **({"variant": arch.variant} if arch.variant
+                                              else {})} if arch else {"architecture": "amd64"}
     return _canonical_json({
-        "architecture": "amd64",
+        **platform,
         "os": "linux",
         "created": created,
         "config": {"Env": list(IMAGE_ENV), "Cmd": list(IMAGE_CMD)},

@@ -75,28 +75,70 @@ def show_matrix(sel: Selectors, as_json: bool) -> None:
 def setup() -> None:
     engine.ensure(install=True)
     log.info("Docker engine is up")
+    from . import emulation
+    m = matrix_mod.load(options.resolve().matrix_path)
+    for arch in m.architectures.values():
+        if emulation.native(arch):
+            continue
+        got = emulation.prepare(arch)
+        if got.ok:
+            log.info("%s containers run here: %s", arch.name, got.detail)
+        else:   # amd64 cells do not need it: say so, do not fail
+            log.warning("%s containers cannot run here (%s cells cannot be bootstrapped or "
+                        "smoke-tested): %s; fix: %s", arch.name, arch.name, got.detail, got.fix)
 
 
-def lock(distro: str | None) -> None:
+def lock_targets(m, distro: str | None, arch: str | None) -> list[tuple]:
+    """(distro, architecture) pairs `invoke lock` records: the given distros (default:
+    every distro for the primary architecture, the distros its cells use for another one)
+    for the given architectures (default: the primary one; `all`: every one)."""
+    names = [d.strip() for d in (distro or "").split(",") if d.strip()]
+    unknown = [n for n in names if n not in m.distros]
+    if unknown:
+        raise SelectionError(f"--distro {', '.join(unknown)}: not in matrix.yaml",
+                             "use one of: " + ", ".join(m.distros))
+    wanted = [a.strip() for a in (arch or "").split(",") if a.strip()]
+    primary = next(a for a in m.architectures.values() if a.primary)
+    if not wanted:
+        arches = [primary]
+    elif wanted == ["all"]:
+        arches = list(m.architectures.values())
+    else:
+        bad = [a for a in wanted if a not in m.architectures]
+        if bad:
+            raise SelectionError(f"--arch {', '.join(bad)}: not an architecture of matrix.yaml",
+                                 "use one of: " + ", ".join(m.architectures) + ", or all")
+        arches = [m.architectures[a] for a in wanted]
+    out = []
+    for a in arches:
+        used = [n for n in m.distros if a.primary or any(
+            c.distro.name == n and c.arch.name == a.name for c in m.cells)]
+        out += [(m.distros[n], a) for n in (names or used)]
+    return out
+
+
+def lock(distro: str | None, arch: str | None = None) -> None:
     """Record in pins.lock what the selected distros' bases are now: the one writer of
-    pins.lock (builds only verify against it)."""
-    from . import images
+    pins.lock (builds only verify against it). Another architecture's bases are keyed
+    <distro>-<arch>; the primary architecture's entries stay what they are."""
+    from . import emulation, images
     from .bootstrap import package_drift
     from .pins import Pins
     opts = options.resolve()
     m = matrix_mod.load(opts.matrix_path)
-    names = [d.strip() for d in (distro or "").split(",") if d.strip()] or list(m.distros)
-    unknown = [n for n in names if n not in m.distros]
-    if unknown:
-        raise SelectionError(f"--distro {', '.join(unknown)}: not in {opts.matrix_path.name}",
-                             "use one of: " + ", ".join(m.distros))
+    targets = lock_targets(m, distro, arch)
+    foreign = [a for _, a in targets if not emulation.native(a)]
+    if foreign:    # mmdebstrap runs the maintainer scripts of foreign packages under qemu
+        emulation.require(foreign, why="bootstrapping their base images")
     ctx = open_run(opts, docker=engine.client(), gpu=False)
     pins = Pins.load(opts.pins_path)
-    for name in names:
+    for dist, a in targets:
+        image_arch = None if a.primary else a
+        name = images.pin_name(dist, image_arch)
         log_path = opts.logs_dir / "lock" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as logf:
-            entry = images.lock_entry(ctx, m.distros[name], logf)
+            entry = images.lock_entry(ctx, dist, logf, image_arch)
         old = pins.base(name) or {}
         changes = package_drift(old.get("packages", {}), entry.get("packages", {}))
         same = {k: v for k, v in old.items() if k != "packages"} == \
@@ -265,9 +307,9 @@ def repo_promote(sel: Selectors, repo: RepoArgs) -> None:
     signer = Signer(opts.gnupg_home)
     for cell in _cells(opts, sel):
         added = ops.promote(storage, signer, cell.codename, cell.component,
-                            cell.package_names, cell.deb_version)
-        what = (f"{', '.join(cell.package_names)} {cell.deb_version} {cell.suite(True)} → "
-                f"{cell.codename}")
+                            cell.package_names, cell.deb_version, cell.arch.name)
+        what = (f"{', '.join(cell.package_names)} {cell.deb_version} ({cell.arch.name}) "
+                f"{cell.suite(True)} → {cell.codename}")
         console.print(f"[green]✓[/] promoted {what}" if added else f"= {what}: already there")
 
 
@@ -299,8 +341,9 @@ def repo_list(repo: RepoArgs, as_json: bool) -> None:
         print(json.dumps({**listing.suites, **({"maven": [f"{a}:{v}" for a, v in maven]}
                                                if maven else {})}, indent=2))
         return
-    _print_table(storage.describe(), ["suite", "component", "package", "version"],
-                 listing.rows() + [("maven", "-", a, v) for a, v in maven])
+    _print_table(storage.describe(), ["suite", "component", "package", "version", "arch"],
+                 [(*row, " ".join(listing.arches[row])) for row in listing.rows()]
+                 + [("maven", "-", a, v, "all") for a, v in maven])
 
 
 def repo_verify(repo: RepoArgs) -> None:
@@ -318,10 +361,13 @@ def repo_verify(repo: RepoArgs) -> None:
     console.print(f"[green]✓[/] {storage.describe()}: every index, hash and signature checks out")
 
 
-def repo_remove(repo: RepoArgs, suite: str, component: str, package: str, version: str) -> None:
+def repo_remove(repo: RepoArgs, suite: str, component: str, package: str, version: str,
+                arch: str | None = None) -> None:
+    """Remove a version of one architecture, or (arch None) of every one it has."""
     opts = options.resolve()
     storage = _repo(repo, opts)
-    for line in ops.remove(storage, Signer(opts.gnupg_home), suite, component, package, version):
+    for line in ops.remove(storage, Signer(opts.gnupg_home), suite, component, package, version,
+                           arch):
         console.print(f"[green]✓[/] removed {line} (its pool file goes with `repo.clean`)")
 
 

@@ -1,7 +1,9 @@
-"""`invoke doctor`: what this host has (Docker, disk, GPU and driver, distro) and which apt
-line and package fit it, with the exact commands to add the repository."""
+"""`invoke doctor`: what this host has (Docker, disk, GPU and driver, distro, architecture,
+emulation of the other architectures) and which apt line and package fit it, with the
+exact commands to add the repository."""
 from __future__ import annotations
 
+import platform
 import re
 import shutil
 import subprocess
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from docker.errors import DockerException
 
+from . import emulation
 from .errors import DockerEngineError
 from .client import THIN_NAME, trusted_host_args
 from .matrix import Cell, Matrix
@@ -74,10 +77,19 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split("."))
 
 
-def fitting_cell(matrix: Matrix, distro: str, gpu: Gpu | None) -> Cell | None:
+def host_arch(matrix: Matrix, machine: str | None = None) -> str | None:
+    """The matrix's architecture of this machine (uname -m), or None."""
+    machine = machine or platform.machine()
+    return next((a.name for a in matrix.architectures.values() if a.machine == machine), None)
+
+
+def fitting_cell(matrix: Matrix, distro: str, gpu: Gpu | None,
+                 arch: str | None = None) -> Cell | None:
     """The package for this host: with a GPU, the newest CUDA variant the driver supports
-    on this distro; otherwise (or if none fits) the cpu one. Newest MXNet first."""
-    cells = [c for c in matrix.cells if c.distro.name == distro]
+    on this distro; otherwise (or if none fits) the cpu one. Newest MXNet first. `arch`:
+    the host's architecture (default: the primary one)."""
+    arch = arch or next(a.name for a in matrix.architectures.values() if a.primary)
+    cells = [c for c in matrix.cells if c.distro.name == distro and c.arch.name == arch]
     gpu_cells = [c for c in cells if c.cuda and gpu and _version(c.cuda) <= _version(gpu.cuda)]
     pool = gpu_cells or [c for c in cells if c.cuda is None]
     if not pool:
@@ -86,8 +98,10 @@ def fitting_cell(matrix: Matrix, distro: str, gpu: Gpu | None) -> Cell | None:
 
 
 def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_path=None,
-             gpu: Gpu | None | bool = False, disk_paths=(Path("/"), Path("/var/lib/docker"))):
-    """gpu=False: ask nvidia-smi; a Gpu or None: use that (tests)."""
+             gpu: Gpu | None | bool = False, disk_paths=(Path("/"), Path("/var/lib/docker")),
+             machine: str | None = None, binfmt: Path | None = None):
+    """gpu=False: ask nvidia-smi; a Gpu or None: use that (tests). machine/binfmt: uname
+    -m and the binfmt_misc directory (tests)."""
     d = Diagnosis()
     try:
         if docker_client is None:
@@ -106,6 +120,19 @@ def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_pa
             d.add(f"disk {path}", free >= MIN_FREE_GB,
                   f"{free:.0f} GB free" + ("" if free >= MIN_FREE_GB else
                                            f" (a GPU cell needs about {MIN_FREE_GB} GB)"))
+    arch = host_arch(matrix, machine)
+    d.add("architecture", arch is not None,
+          f"{arch} ({machine or platform.machine()})" if arch else
+          f"{machine or platform.machine()} is not an architecture of the matrix "
+          f"({', '.join(matrix.architectures)})")
+    for other in matrix.architectures.values():
+        if other.name == arch:
+            continue
+        got = emulation.status(other, binfmt, machine)
+        d.add(f"{other.name} containers", got.ok,
+              f"{got.detail} (builds, smoke-tests {other.name} cells)" if got.ok else
+              f"{got.detail}: {other.name} cells cannot be built or smoke-tested here; "
+              f"fix: {got.fix}")
     d.gpu = nvidia_gpu() if gpu is False else gpu
     if d.gpu:
         d.add("gpu", True, f"{', '.join(d.gpu.names)}; driver {d.gpu.driver}, "
@@ -121,9 +148,10 @@ def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_pa
                                f"not in the matrix; supported: {', '.join(sorted(names))}")
         return d
     d.add("distro", True, f"{release.get('PRETTY_NAME', d.distro)} = {d.distro} ({d.codename})")
-    d.cell = fitting_cell(matrix, d.distro, d.gpu)
+    d.cell = fitting_cell(matrix, d.distro, d.gpu, arch) if arch else None
     if d.cell is None:
-        d.add("package", False, f"no cell for {d.distro} in the matrix")
+        d.add("package", False, f"no cell for {d.distro} on {arch or 'this architecture'} "
+                                "in the matrix")
         return d
     why = (f"CUDA {d.cell.cuda} ≤ the driver's {d.gpu.cuda}" if d.cell.cuda
            else "no usable GPU" if d.gpu is None else "no CUDA variant fits the driver")

@@ -99,3 +99,9 @@ class DownloadError(MxbuildError):
 class AbiError(MxbuildError):
     """A compiled library needs newer glibc/libstdc++ symbols than a target distro has."""
     exit_code = 12
+
+
+class EmulationError(MxbuildError):
+    """This host cannot run containers of a selected cell's architecture (no qemu-user
+    registered in binfmt_misc with the fix-binary flag)."""
+    exit_code = 13

@@ -5,6 +5,13 @@ docker/ templates.
 Tags are content hashes of everything that goes into an image, so an image whose inputs
 did not change is found by its tag and never rebuilt — in this engine, or in the artifact
 cache (image_store.py), from which an engine that lacks it loads it.
+
+Architectures: the images of the primary architecture (amd64) keep the tags, inputs and
+pins.lock keys they had before architectures existed. Another architecture's base and
+runtime images carry its name in their tags (`mxbuild/base:debian12-arm64-…`), its
+bootstrap inputs and pins.lock key (`debian12-arm64`), and are built for its platform
+(under emulation). Its cells package with the primary architecture's build image (dpkg
+tools run natively; the recipe's package_image adds the :arm64 libraries).
 """
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ from . import bootstrap
 from .containers import Container
 from .errors import ImageError
 from .log import log
-from .matrix import BootstrapSpec, Cell, Distro
+from .matrix import Architecture, BootstrapSpec, Cell, Distro
 from .pins import Pins
 
 BASE_REPO = "mxbuild/base"
@@ -75,32 +82,56 @@ def ensure_tagged(ctx, tag: str, make: Callable[[], object], logf: IO[str],
 
 # ------------------------------------------------------------------ base images
 
-def base_tag(distro: Distro) -> str:
+def foreign(cell: Cell) -> Architecture | None:
+    """The cell's architecture if it is not the primary one (None: the primary)."""
+    return None if cell.arch.primary else cell.arch
+
+
+def _suffix(arch: Architecture | None) -> str:
+    return f"-{arch.name}" if arch else ""
+
+
+def pin_name(distro: Distro, arch: Architecture | None = None) -> str:
+    """pins.lock's key of a base: the distro (primary architecture) or distro-arch."""
+    return distro.name + _suffix(arch)
+
+
+def base_tag(distro: Distro, arch: Architecture | None = None) -> str:
     """The engine tag of a distro's base image: its registry name:tag, or a tag keyed by
-    the bootstrap inputs."""
+    the bootstrap inputs. `arch`: another architecture than the primary one."""
     if distro.base.image:
+        if arch:
+            raise ImageError(f"{distro.name} takes its base from a registry "
+                             f"({distro.base.image}): mxbuild pins registry bases for the "
+                             f"primary architecture only, not {arch.name}",
+                             f"give {distro.name} a `bootstrap:` base in matrix.yaml, or drop "
+                             f"{arch.name} from the builds that target it")
         return distro.base.image
-    return f"{BASE_REPO}:{distro.name}-{inputs_digest(distro)[:12]}"
+    return f"{BASE_REPO}:{pin_name(distro, arch)}-{inputs_digest(distro, arch)[:12]}"
 
 
-def bootstrap_inputs(spec: BootstrapSpec) -> dict:
+def bootstrap_inputs(spec: BootstrapSpec, arch: Architecture | None = None) -> dict:
     """Everything a bootstrap's bytes depend on but the archive's package versions (those
     are recorded in pins.lock and reported as drift)."""
+    spec = bootstrap.for_arch(spec, arch)
     fields = {k: v for k, v in asdict(spec).items() if v is not None}
     # the primary architecture's bootstrap reads `mirror` only; the other architectures'
     # archives are not inputs of its bytes (and its tag predates them)
     fields.pop("arch_mirrors", None)
-    return {"method": bootstrap.method(spec), **fields, "epoch": BOOTSTRAP_EPOCH, "format": 2}
+    target = {"arch": arch.name, "platform": arch.platform, "variant": arch.variant} \
+        if arch else {}
+    return {"method": bootstrap.method(spec), **fields, **target, "epoch": BOOTSTRAP_EPOCH,
+            "format": 2}
 
 
-def inputs_digest(distro: Distro) -> str:
-    return content_hash(bootstrap_inputs(distro.base.bootstrap))
+def inputs_digest(distro: Distro, arch: Architecture | None = None) -> str:
+    return content_hash(bootstrap_inputs(distro.base.bootstrap, arch))
 
 
-def _bootstrap(ctx, distro: Distro, tag: str, logf: IO[str]):
+def _bootstrap(ctx, distro: Distro, tag: str, logf: IO[str], arch: Architecture | None = None):
     made = bootstrap.bootstrap_image(ctx.docker, distro.base.bootstrap, tag,
                                      epoch=BOOTSTRAP_EPOCH, work=ctx.opts.cache_dir / "bootstrap",
-                                     cache_dir=ctx.opts.cache_dir, logf=logf)
+                                     cache_dir=ctx.opts.cache_dir, logf=logf, arch=arch)
     logf.write(f"{made.tool} ({made.tool_version}): {len(made.packages)} packages, rootfs "
                f"sha256 {made.rootfs_sha256}, image {made.image_id}, {made.seconds} s\n")
     return ctx.docker.images.get(made.image_id)
@@ -113,27 +144,32 @@ def image_packages(client, ref: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
 
-def ensure_base(ctx, distro: Distro, logf: IO[str]) -> ImageRef:
-    """The distro's base image, verified against pins.lock; drift is reported by name
-    (pins.lock itself is only written by `invoke lock`)."""
+def ensure_base(ctx, distro: Distro, logf: IO[str],
+                arch: Architecture | None = None) -> ImageRef:
+    """The distro's base image (of `arch`; None: the primary architecture), verified
+    against pins.lock; drift is reported by name (pins.lock itself is only written by
+    `invoke lock`)."""
     pins = Pins.load(ctx.opts.pins_path)
     client = ctx.docker
-    if distro.base.image:
+    if distro.base.image and not arch:
         return _registry_base(client, distro, pins)
-    tag = base_tag(distro)
-    ref = ensure_tagged(ctx, tag, lambda: _bootstrap(ctx, distro, tag, logf), logf,
+    tag = base_tag(distro, arch)
+    ref = ensure_tagged(ctx, tag, lambda: _bootstrap(ctx, distro, tag, logf, arch), logf,
                         reusing="reusing base image")
-    _check_pin(client, distro, pins, ref.id, logf)
+    _check_pin(client, distro, pins, ref.id, logf, arch)
     return ref
 
 
-def _check_pin(client, distro: Distro, pins: Pins, image_id: str, logf: IO[str]) -> None:
-    pin = pins.base(distro.name)
-    fix = f"if intended, record it: invoke lock --distro {distro.name}"
+def _check_pin(client, distro: Distro, pins: Pins, image_id: str, logf: IO[str],
+               arch: Architecture | None = None) -> None:
+    name = pin_name(distro, arch)
+    pin = pins.base(name)
+    fix = f"if intended, record it: invoke lock --distro {distro.name}" + (
+        f" --arch {arch.name}" if arch else "")
     if pin is None:
-        message = f"{distro.name} is not pinned in {pins.path.name}"
-    elif pin.get("inputs") != inputs_digest(distro):
-        message = (f"{pins.path.name} pins other bootstrap inputs for {distro.name} "
+        message = f"{name} is not pinned in {pins.path.name}"
+    elif pin.get("inputs") != inputs_digest(distro, arch):
+        message = (f"{pins.path.name} pins other bootstrap inputs for {name} "
                    "(matrix.yaml changed since)")
     elif pin.get("id") == image_id:
         logf.write(f"base image {image_id} is the one {pins.path.name} pins\n")
@@ -141,29 +177,34 @@ def _check_pin(client, distro: Distro, pins: Pins, image_id: str, logf: IO[str])
     else:
         drift = bootstrap.package_drift(pin.get("packages", {}),
                                         image_packages(client, image_id))
-        message = (f"base image of {distro.name} drifted from {pins.path.name}: "
+        message = (f"base image of {name} drifted from {pins.path.name}: "
                    f"{pin.get('id')} → {image_id}; packages: "
                    + ("; ".join(drift) if drift else "the same set (other bytes)"))
     logf.write(f"warning: {message}\n  {fix}\n")
     log.warning("%s (%s)", message, fix)
 
 
-def lock_entry(ctx, distro: Distro, logf: IO[str]) -> dict:
-    """What pins.lock records for a distro's base: the image this engine has (or makes)
-    for the current inputs, and its package set; a registry image's digest."""
+def lock_entry(ctx, distro: Distro, logf: IO[str], arch: Architecture | None = None) -> dict:
+    """What pins.lock records (under pin_name) for a distro's base of `arch` (None: the
+    primary architecture): the image this engine has (or makes) for the current inputs,
+    and its package set; a registry image's digest."""
     client = ctx.docker
-    if distro.base.image:
+    if distro.base.image and not arch:
         image = _pull(client, distro.base.image, "check the image name in matrix.yaml")
         digests = [d.split("@", 1)[1] for d in image.attrs.get("RepoDigests", []) if "@" in d]
         if not digests:
             raise ImageError(f"{distro.base.image} has no registry digest in this engine",
                              "pull it from its registry first")
         return {"kind": "registry", "image": distro.base.image, "digest": digests[0]}
-    tag = base_tag(distro)
-    image = find(client, tag) or _bootstrap(ctx, distro, tag, logf)
+    tag = base_tag(distro, arch)
+    image = find(client, tag) or _bootstrap(ctx, distro, tag, logf, arch)
     spec = distro.base.bootstrap
     layers = image.attrs.get("RootFS", {}).get("Layers", [])
-    return {"kind": "bootstrap", "inputs": inputs_digest(distro), "tag": tag, "id": image.id,
+    platform = {"architecture": image.attrs.get("Architecture"),
+                **({"variant": image.attrs["Variant"]} if image.attrs.get("Variant") else {})} \
+        if arch else {}
+    return {"kind": "bootstrap", "inputs": inputs_digest(distro, arch), "tag": tag,
+            "id": image.id, **platform,
             "tool": bootstrap.method(spec), "tool_version": bootstrap.tool_version(
                 bootstrap.tool_for(spec)),
             # the one layer's diff id: the sha256 of the rootfs tar mxbuild wrote
@@ -213,18 +254,23 @@ def template_tag(repo: str, label: str, dockerfile: str) -> str:
     return f"{repo}:{label}-{content_hash(dockerfile)[:12]}"
 
 
-def build_from_template(ctx, repo: str, label: str, dockerfile: str,
-                        logf: IO[str]) -> ImageRef:
-    tag = template_tag(repo, label, dockerfile)
-    return ensure_tagged(ctx, tag, lambda: _build(ctx.docker, tag, dockerfile, logf), logf)
+def build_from_template(ctx, repo: str, label: str, dockerfile: str, logf: IO[str],
+                        arch: Architecture | None = None) -> ImageRef:
+    """The image of a rendered Dockerfile, tagged by its content. `arch`: built for that
+    architecture's platform (under emulation; FROM an image of it), its name in the tag."""
+    tag = template_tag(repo, label + _suffix(arch), dockerfile)
+    return ensure_tagged(ctx, tag, lambda: _build(ctx.docker, tag, dockerfile, logf,
+                                                  arch.platform if arch else None), logf)
 
 
-def _build(client, tag: str, dockerfile: str, logf: IO[str]):
-    logf.write(f"building {tag}\n--- Dockerfile\n{dockerfile}---\n")
+def _build(client, tag: str, dockerfile: str, logf: IO[str], platform: str | None = None):
+    logf.write(f"building {tag}{f' for {platform}' if platform else ''}\n--- Dockerfile\n"
+               f"{dockerfile}---\n")
     errors = []
     # APIClient.build never raises on a failed step: the failure is an `error` chunk.
     for chunk in client.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
-                                  forcerm=True, pull=False, decode=True):
+                                  forcerm=True, pull=False, decode=True,
+                                  **({"platform": platform} if platform else {})):
         if "stream" in chunk:
             logf.write(chunk["stream"])
         if "error" in chunk:
@@ -251,27 +297,38 @@ def planned_images(ctx, cell: Cell) -> list[tuple[str, str, str | None]]:
         recorded = ctx.image_store.recorded_id(tag)
         return ("artifact cache", recorded) if recorded else (None, None)
 
-    base_ref = base_tag(cell.distro)
-    base_where, base_id = where(base_ref)
-    out = [("base", base_ref, base_where)]
-    for role, repo in (("build", BUILD_REPO), ("runtime", RUNTIME_REPO)):
+    arch = foreign(cell)
+    bases = {None: base_tag(cell.distro)} | ({arch: base_tag(cell.distro, arch)} if arch else {})
+    found = {a: where(tag) for a, tag in bases.items()}
+    out = [("base", bases[arch], found[arch][0])]
+    if arch:   # the build image comes from the primary architecture's base
+        out.append(("base " + cell.distro.name, bases[None], found[None][0]))
+    for role, repo, image_arch in (("build", BUILD_REPO, None),
+                                   ("runtime", RUNTIME_REPO, arch)):
+        label = cell.distro.name + _suffix(image_arch)
+        base_id = found[image_arch][1]
         if base_id is None:
-            out.append((role, f"{repo}:{cell.distro.name}-<after base>", None))
+            out.append((role, f"{repo}:{label}-<after base>", None))
             continue
-        tag = template_tag(repo, cell.distro.name,
-                           _dockerfile(ctx, role, ImageRef(base_ref, base_id), cell.distro))
+        tag = template_tag(repo, label, _dockerfile(
+            ctx, role, ImageRef(bases[image_arch], base_id), cell.distro))
         out.append((role, tag, where(tag)[0]))
     return out
 
 
 def ensure_build_image(ctx, cell: Cell, base: ImageRef, logf) -> ImageRef:
+    """The build image of the cell's distro, from `base`: the primary architecture's base
+    for every cell (packaging tools run natively; see the module docstring)."""
     return build_from_template(ctx, BUILD_REPO, cell.distro.name,
                                _dockerfile(ctx, "build", base, cell.distro), logf)
 
 
 def ensure_runtime_image(ctx, cell: Cell, base: ImageRef, logf) -> ImageRef:
+    """The runtime image of the cell's distro and architecture, from `base` (of the
+    cell's architecture)."""
     return build_from_template(ctx, RUNTIME_REPO, cell.distro.name,
-                               _dockerfile(ctx, "runtime", base, cell.distro), logf)
+                               _dockerfile(ctx, "runtime", base, cell.distro), logf,
+                               foreign(cell))
 
 
 HOST_QUALIFIER = ":host"    # build-deps.txt: a library the compiled binary links

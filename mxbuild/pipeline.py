@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from . import (client as _client, deb, debpack, engine, images, payload as payload_mod,
-               recipes, smoke, thin, xzjoin)
+from . import (client as _client, deb, debpack, emulation, engine, images,
+               payload as payload_mod, recipes, smoke, thin, xzjoin)
 from .cache import key_of, link_or_copy
 from .context import RunContext, open_run
 from .errors import MxbuildError, StageError
@@ -49,6 +49,7 @@ def smoke_built(cells: list[Cell], opts: Options, storage, jobs: int = 1) -> Rep
 
 
 def _run(cells, opts, stages, storage, jobs, per_cell) -> Report:
+    require_emulation(cells)
     report = Report(opts.out_dir, opts.logs_dir, Axes.of(load_matrix(opts.matrix_path).cells))
     ctx = open_run(opts, docker=engine.client(), report=report, storage=storage,
                    signer=Signer(opts.gnupg_home))
@@ -82,6 +83,14 @@ def _run(cells, opts, stages, storage, jobs, per_cell) -> Report:
     return report
 
 
+def require_emulation(cells) -> None:
+    """EmulationError, before any image is built, if a selected cell's architecture cannot
+    run here (its base image is bootstrapped and its smoke runs under emulation)."""
+    needing = sorted(c.id for c in cells if not emulation.native(c.arch))
+    if needing:
+        emulation.require([c.arch for c in cells], why=f"needed by {', '.join(needing)}")
+
+
 def _build_cell(ctx: RunContext, cell: Cell, do_smoke: bool) -> None:
     cell_images = _image_stage(ctx, cell, build=True)
     payload = _recipe_stage(ctx, cell, cell_images)
@@ -107,9 +116,16 @@ def _smoke_built_cell(ctx: RunContext, cell: Cell) -> None:
 # ---------------------------------------------------------------- image
 
 def _images(ctx: RunContext, cell: Cell, logf, build: bool) -> CellImages:
+    """The cell's base and runtime images are of its architecture; its build image is the
+    primary architecture's of the same distro (packaging tools run natively; a recipe's
+    package_image adds what another architecture needs)."""
+    arch = images.foreign(cell)
     with ctx.locks(f"images-{cell.distro.name}"):   # one cell builds a distro's images
-        base = images.ensure_base(ctx, cell.distro, logf)
-        build_image = images.ensure_build_image(ctx, cell, base, logf) if build else None
+        base = images.ensure_base(ctx, cell.distro, logf, arch)
+        build_image = None
+        if build:
+            host_base = images.ensure_base(ctx, cell.distro, logf) if arch else base
+            build_image = images.ensure_build_image(ctx, cell, host_base, logf)
         runtime = images.ensure_runtime_image(ctx, cell, base, logf)
     return CellImages(base, build_image, runtime)
 
@@ -253,8 +269,8 @@ def _already_published(ctx: RunContext, cell: Cell, suite: str, debs) -> bool:
     """The suite already lists exactly these .debs (same versions, same sha256)."""
     keyring = repo_keyring(ctx)
     return all(any(e["SHA256"] == d.sha256 for e in published_entries(
-        ctx.storage, keyring, suite, cell.component, d.package, cell.deb_version))
-        for d in debs)
+        ctx.storage, keyring, suite, cell.component, d.package, cell.deb_version,
+        cell.arch.name)) for d in debs)
 
 
 def repo_keyring(ctx: RunContext) -> bytes:
@@ -274,7 +290,8 @@ def smoke_key(ctx: RunContext, cell: Cell, debs, clients, suite_images) -> str:
         "jvm_program": ctx.data.digest("examples/jvm-predictor",
                                        "docker/jvm-client.Dockerfile.j2"),
         "fixtures": smoke.fixtures_key(), "gpu": ctx.gpu, "repo": ctx.storage.describe(),
-        "suite": cell.suite(ctx.opts.staging), "cell": cell.id})
+        "suite": cell.suite(ctx.opts.staging), "cell": cell.id,
+        "tolerance": asdict(cell.smoke_tolerance)})
 
 
 def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients,

@@ -85,16 +85,16 @@ def _publish_step(cell: Cell, ctx: RunContext, keyring: bytes | None) -> Step:
     storage, suite = ctx.storage, cell.suite(ctx.opts.staging)
     if storage is None:
         return Step(cell.id, "publish", "skip", "--publish none")
-    where = f"{storage.describe()} {suite}/{cell.component}"
+    where = f"{storage.describe()} {suite}/{cell.component} ({cell.arch.name})"
+    what = f"{', '.join(cell.package_names)} {cell.deb_version}"
     if keyring is not None and all(published_entries(storage, keyring, suite, cell.component,
-                                                     name, cell.deb_version)
+                                                     name, cell.deb_version, cell.arch.name)
                                    for name in cell.package_names):
         return Step(cell.id, "publish", "reuse",
-                    f"{', '.join(cell.package_names)} {cell.deb_version} is already in "
+                    f"{what} is already in "
                     f"{where}: a no-op if the new .debs are identical (different bytes are "
                     "refused)")
-    return Step(cell.id, "publish", "run",
-                f"add {', '.join(cell.package_names)} {cell.deb_version} to {where}")
+    return Step(cell.id, "publish", "run", f"add {what} to {where}")
 
 
 def _smoke_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
@@ -104,5 +104,8 @@ def _smoke_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
     if cell.cuda and not ctx.gpu:
         return Step(cell.id, "smoke", "run", "no GPU here: GPU checks will be skipped, CUDA "
                     "packages reported as not installable")
-    return Step(cell.id, "smoke", "run", f"fresh {cell.distro.name} container, apt + "
-                "thin clients from the repository")
+    where = (f"{cell.distro.name} {cell.arch.name} container" if cell.arch.primary else
+             f"{cell.distro.name} {cell.arch.name} container under emulation "
+             f"({cell.arch.qemu})")
+    return Step(cell.id, "smoke", "run", f"fresh {where}, apt + thin clients from the "
+                "repository")

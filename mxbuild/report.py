@@ -236,7 +236,8 @@ def _atomic(path: Path, text: str) -> Path:
 
 def junit_xml(data: dict) -> str:
     """One testcase per cell × stage, then the smoke suite's own cases of every cell
-    (classname `<cell>.smoke.<their classname>`)."""
+    (classname `<cell>.smoke.<their classname>`). Cell ids carry the architecture of
+    a non-primary one (…-arm64); every case also has an `arch` property."""
     root = ET.Element("testsuites", name="mxbuild")
     stages = ET.SubElement(root, "testsuite", name="mxbuild.stages")
     smoke = ET.SubElement(root, "testsuite", name="mxbuild.smoke")
@@ -244,6 +245,7 @@ def junit_xml(data: dict) -> str:
         for stage in cell["stages"]:
             case = ET.SubElement(stages, "testcase", classname=cell["id"], name=stage["name"],
                                  time=str(stage["seconds"]))
+            _arch_property(case, cell)
             if stage["status"] == "failed":
                 ET.SubElement(case, "failure", message=stage.get("note", "")[:500]).text = (
                     f"{stage.get('note', '')}\nlog: {stage['log']}")
@@ -253,6 +255,7 @@ def junit_xml(data: dict) -> str:
         if junit and Path(junit).is_file():
             for case in _cases(Path(junit)):
                 case.set("classname", f"{cell['id']}.smoke.{case.get('classname', '')}")
+                _arch_property(case, cell)
                 smoke.append(case)
     for suite in (stages, smoke):
         cases = list(suite.iter("testcase"))
@@ -262,6 +265,15 @@ def junit_xml(data: dict) -> str:
         suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _arch_property(case: ET.Element, cell: dict) -> None:
+    if cell.get("arch"):
+        props = case.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            case.insert(0, props)
+        ET.SubElement(props, "property", name="arch", value=cell["arch"])
 
 
 def _cases(path: Path) -> list[ET.Element]:
@@ -306,8 +318,12 @@ def _grid_entry(cid: str, rec: dict | None, out_dir: Path) -> dict:
     css = "failed" if not rec["ok"] else (
         "nogpu" if smoke and str(smoke.get("gpu_checks", "")).startswith("skipped") else "ok")
     failed = [s["name"] for s in rec["stages"] if s["status"] == "failed"]
+    diff = (smoke or {}).get("max_abs_diff")
     return {
         "id": cid, "css": css, "smoke": smoke, "failed_stage": ", ".join(failed),
+        "smoke_seconds": next((s["seconds"] for s in rec["stages"] if s["name"] == "smoke"),
+                              None),
+        "max_diff": None if diff is None else f"{diff:.2g}",
         "seconds": round(sum(s["seconds"] for s in rec["stages"]), 1),
         "deb_size": _size(sum(d.get("size") or 0 for d in rec.get("debs") or [])
                           or (rec.get("deb") or {}).get("size")),

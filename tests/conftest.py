@@ -37,18 +37,19 @@ def matrix_doc():
     return copy.deepcopy(yaml.safe_load((ROOT / "matrix.yaml").read_text()))
 
 
-def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends: str = "") -> Path:
+def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends: str = "",
+             arch: str = "amd64") -> Path:
     """A tiny real .deb built with the host's dpkg-deb (for repository tests)."""
-    root = tmp / f"{name}-{version}"
+    root = tmp / f"{name}-{version}-{arch}"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "usr/share/doc" / name).mkdir(parents=True)
     (root / "usr/share/doc" / name / "payload").write_bytes(payload)
-    control = (f"Package: {name}\nVersion: {version}\nArchitecture: amd64\n"
+    control = (f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\n"
                f"Maintainer: mxbuild tests <tests@example.org>\n"
                + (f"Depends: {depends}\n" if depends else "")
                + f"Description: test package {name}\n a package made by the tests\n")
     (root / "DEBIAN/control").write_text(control)
-    out = tmp / f"{name}_{version}_amd64.deb"
+    out = tmp / f"{name}_{version}_{arch}.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(out)],
                    check=True, capture_output=True)
     shutil.rmtree(root)

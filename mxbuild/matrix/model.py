@@ -21,6 +21,15 @@ class CrossSpec:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How close the smoke's outputs must be to the reference outputs of the official
+    amd64 wheel: |got - want| <= atol + rtol * |want| (numpy.allclose). Another
+    architecture's BLAS/convolution kernels round differently."""
+    rtol: float = 1e-5
+    atol: float = 1e-6
+
+
+@dataclass(frozen=True)
 class Architecture:
     """A Debian architecture the packages are built for. Everything Debian derives from it
     (multiarch triplet, `Architecture:`, `binary-<arch>`, pool names) is computed from
@@ -34,6 +43,7 @@ class Architecture:
     variant: str | None = None    # OCI platform variant (arm64: v8)
     qemu: str | None = None       # the binfmt_misc entry that runs it on another host
     cross: CrossSpec | None = None   # compiled on amd64 machines with a cross toolchain
+    smoke_tolerance: Tolerance = Tolerance()   # its cells' smoke (a build may override)
 
     @property
     def suffix(self) -> str:
@@ -218,6 +228,12 @@ class Cell:
     client_wheel: WheelPin | None = None
     jar: JarPin | None = None            # recipe "maven": the official jar with natives
     jvm_build: JvmBuildSpec | None = None   # the JVM half from source (matrix `jvm_build:`)
+    tolerance: Tolerance | None = None   # the build's smoke_tolerance (None: the arch's)
+
+    @property
+    def smoke_tolerance(self) -> Tolerance:
+        """How close the smoke's outputs must be to the amd64 reference outputs."""
+        return self.tolerance or self.arch.smoke_tolerance
 
     @property
     def id(self) -> str:

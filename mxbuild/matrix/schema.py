@@ -17,7 +17,8 @@ import yaml
 from ..errors import MatrixError
 from .model import (Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, JarPin,
                     CrossSpec, JvmBuildSpec, KeyringPackage,
-                    Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, WheelPin)
+                    Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, Tolerance,
+                    WheelPin)
 
 SCHEMA = 2
 VARIANT_RE = re.compile(r"^(cpu|cu\d{2,3})$")
@@ -178,7 +179,9 @@ def _parse_architectures(c: _Checker, spec) -> dict[str, Architecture]:
                                "platform": "the Docker platform, e.g. linux/arm64"},
                   {"variant": "the OCI platform variant, e.g. v8",
                    "qemu": "the binfmt_misc entry that runs it elsewhere, e.g. qemu-aarch64",
-                   "cross": "a mapping: packages (the cross toolchain's packages)"})
+                   "cross": "a mapping: packages (the cross toolchain's packages)",
+                   "smoke_tolerance": "a mapping: rtol, atol (how close its smoke's "
+                                      "outputs must be to the amd64 reference)"})
         cross = None
         if "cross" in entry:
             x = c.mapping(entry["cross"], f"{key}.cross",
@@ -198,8 +201,25 @@ def _parse_architectures(c: _Checker, spec) -> dict[str, Architecture]:
             qemu=(c.string(entry["qemu"], f"{key}.qemu", re.compile(r"^qemu-[a-z0-9_]+$"),
                            "a binfmt_misc entry name such as qemu-aarch64")
                   if "qemu" in entry else None),
-            cross=cross)
+            cross=cross,
+            smoke_tolerance=(_parse_tolerance(c, f"{key}.smoke_tolerance",
+                                              entry["smoke_tolerance"])
+                             if "smoke_tolerance" in entry else Tolerance()))
     return out
+
+
+def _parse_tolerance(c: _Checker, key: str, spec) -> Tolerance:
+    c.mapping(spec, key, {"rtol": "a relative tolerance such as 1.0e-4",
+                          "atol": "an absolute tolerance such as 1.0e-5"})
+    values = {}
+    for name in ("rtol", "atol"):
+        value = spec[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0 <= value < 1:
+            c.fail(f"{key}.{name}", f"is {value!r}", "a number in [0, 1) such as 1.0e-4 "
+                   "(YAML needs the dot: 1e-4 is a string, 1.0e-4 a number)")
+        values[name] = float(value)
+    return Tolerance(**values)
 
 
 def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
@@ -476,7 +496,9 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                    "features": "what Features() reports for these cells where it differs "
                                "from the variant's (e.g. MKLDNN: false on arm64)",
                    "jar": "the official JVM jar with natives (recipe maven): group, "
-                          "artifact, version, sha256, bundled"})
+                          "artifact, version, sha256, bundled",
+                   "smoke_tolerance": "rtol, atol for its smoke's comparison with the "
+                                      "amd64 reference (default: the architecture's)"})
         mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
         if build["recipe"] not in known:
             c.fail(f"{bkey}.recipe", f"is {build['recipe']!r}", "one of " + ", ".join(known))
@@ -494,6 +516,8 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
         shipped = _shipped_packages(c, f"{bkey}.packages", build, cat.packages)
         jar = _parse_jar(c, f"{bkey}.jar", build["jar"]) if "jar" in build else None
         features = _build_features(c, f"{bkey}.features", feats, build.get("features", {}))
+        tolerance = (_parse_tolerance(c, f"{bkey}.smoke_tolerance", build["smoke_tolerance"])
+                     if "smoke_tolerance" in build else None)
         arch_names = c.str_list(build.get("architectures", [next(iter(cat.arches))]),
                                 f"{bkey}.architectures", "a list of architectures such as "
                                 "[amd64, arm64]")
@@ -516,7 +540,7 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                 cell = Cell(mxnet, vname, cuda, distros[dname], arch, build["recipe"], wheel,
                             features, cat.packaging, shipped, tuple(sorted(runtime.items())),
                             compile_spec, cat.sources.get(mxnet), jar=jar,
-                            jvm_build=cat.jvm_build)
+                            jvm_build=cat.jvm_build, tolerance=tolerance)
                 unfit = recipes.get(cell.recipe).unfit(cell)
                 if unfit:
                     c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])

@@ -1,4 +1,10 @@
-"""Packages and Release files (deb822 via python-debian), compression, hashes."""
+"""Packages and Release files (deb822 via python-debian), compression, hashes.
+
+One suite holds every architecture: a component has one `binary-<arch>/Packages` per
+architecture it holds (its entries' `Architecture`), and the Release's `Architectures`
+is the union of the indexes it names — computed, never configured, so a single-arch
+suite reads `Architectures: amd64` as it always did.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,7 +21,6 @@ from debian.debian_support import Version
 
 from ..errors import RepoError
 
-ARCH = "amd64"
 HASHES = (("SHA256", "sha256"), ("SHA512", "sha512"))
 # Field order of a Packages paragraph after the control fields (as apt-ftparchive does).
 FILE_FIELDS = ("Filename", "Size", "MD5sum", "SHA256", "SHA512")
@@ -34,8 +39,13 @@ def pool_key(component: str, package: str, filename: str) -> str:
     return f"pool/{component}/{prefix}/{package}/{filename}"
 
 
-def packages_dir(codename: str, component: str) -> str:
-    return f"dists/{codename}/{component}/binary-{ARCH}"
+def packages_dir(codename: str, component: str, arch: str) -> str:
+    return f"dists/{codename}/{component}/binary-{arch}"
+
+
+def packages_name(component: str, arch: str, name: str = "Packages") -> str:
+    """An index's name in a Release (relative to dists/<codename>/)."""
+    return f"{component}/binary-{arch}/{name}"
 
 
 def by_hash_key(directory: str, algo: str, hexdigest: str) -> str:
@@ -153,6 +163,13 @@ class IndexFile:
     def component(self) -> str:
         return self.name.split("/")[0]
 
+    @property
+    def arch(self) -> str | None:
+        """The architecture of a binary-<arch>/ index (None: another kind of file)."""
+        parts = self.name.split("/")
+        return parts[1][len("binary-"):] if len(parts) > 2 and parts[1].startswith(
+            "binary-") else None
+
     def by_hash_key(self, codename: str, field: str) -> str:
         """Where this exact content lives under by-hash/ for the given hash field."""
         directory = f"dists/{codename}/{self.name.rsplit('/', 1)[0]}"
@@ -167,7 +184,7 @@ def render_release(codename: str, components: list[str], files: list[IndexFile],
     rel["Suite"] = codename
     rel["Codename"] = codename
     rel["Date"] = date
-    rel["Architectures"] = ARCH
+    rel["Architectures"] = " ".join(sorted({f.arch for f in files if f.arch}))
     rel["Components"] = " ".join(sorted(components))
     rel["Description"] = identity.description
     rel["Acquire-By-Hash"] = "yes"

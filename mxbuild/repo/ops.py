@@ -5,11 +5,13 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from debian.debian_support import Version
+
 from ..errors import RepoError, SigningError
 from ..matrix import STAGING
 from . import audit, index, keys, maven
-from .publish import (inrelease_key, packages_name, published_entries, read_packages,
-                      read_state, update_suite)
+from .publish import (inrelease_key, packages_name, published_entries, read_indexes,
+                      read_packages, read_state, update_suite)
 from .sign import KEYRING_NAME, Signer, check_detached, keyring_keys
 
 REQUIRED_RELEASE_FIELDS = ("Origin", "Label", "Suite", "Codename", "Date", "Architectures",
@@ -23,8 +25,11 @@ def suites(storage) -> list[str]:
 
 @dataclass
 class Listing:
+    # suite -> component -> (package, version), once per version whatever its architectures
     suites: dict[str, dict[str, list[tuple[str, str]]]] = field(default_factory=dict)
     artifacts: list[maven.Coords] = field(default_factory=list)   # Maven: what its metadata lists
+    # (suite, component, package, version) -> the architectures it is published for
+    arches: dict[tuple[str, str, str, str], list[str]] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         return [(s, c, p, v) for s, comps in sorted(self.suites.items())
@@ -35,9 +40,14 @@ def list_repo(storage, keyring: bytes) -> Listing:
     out = Listing()
     for codename in suites(storage):
         state = read_state(storage, codename, keyring)
-        out.suites[codename] = {
-            c: [(e["Package"], e["Version"]) for e in read_packages(storage, state, c)]
-            for c in state.components}
+        out.suites[codename] = {}
+        for c in state.components:
+            for e in read_packages(storage, state, c):
+                row = (codename, c, e["Package"], e["Version"])
+                out.arches.setdefault(row, []).append(e["Architecture"])
+            out.suites[codename][c] = sorted(
+                {row[2:] for row in out.arches if row[:2] == (codename, c)},
+                key=lambda pv: (pv[0], Version(pv[1])))
     out.artifacts = maven.list_artifacts(storage)
     return out
 
@@ -79,6 +89,10 @@ def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]
         for fname in REQUIRED_RELEASE_FIELDS:
             if fname not in release:
                 problems.append(f"{where}/{base}/InRelease: no {fname} field")
+        held = sorted({a for c in state.components for a in state.arches(c)})
+        if "Architectures" in release and release["Architectures"].split() != held:
+            problems.append(f"{where}/{base}/InRelease: Architectures is "
+                            f"{release['Architectures']!r}, its indexes hold {' '.join(held)}")
         problems += _check_release_pair(storage, base, state.release_text, keyring)
         for name, named in sorted(state.files.items()):
             for field_name in ("SHA256", "SHA512"):
@@ -98,19 +112,14 @@ def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]
         listing = []
         for component in state.components:
             try:
-                entries = read_packages(storage, state, component)
+                by_arch = read_indexes(storage, state, component)
             except RepoError as exc:
                 problems.append(exc.message)
                 continue
-            listing += audit.packages_of(entries, component)
-            for e in entries:
-                have = storage.sha256_of(e["Filename"])
-                if have is None:
-                    problems.append(f"{where}/{e['Filename']}: missing (listed in "
-                                    f"{codename}/{packages_name(component)})")
-                elif have != e["SHA256"]:
-                    problems.append(f"{where}/{e['Filename']}: sha256 {have} differs from "
-                                    f"the index ({e['SHA256']})")
+            for arch, entries in by_arch.items():
+                listing += audit.packages_of(entries, component)
+                problems += _check_entries(storage, codename, component, arch, entries)
+
         inrelease = storage.get(inrelease_key(codename))
         if inrelease is not None:
             checked = audit.check_suite(storage, codename, inrelease[0], listing, records)
@@ -126,6 +135,25 @@ def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]
                              "conditional writes (packages they published are checked "
                              "above)")
     return problems + maven_problems
+
+
+def _check_entries(storage, codename: str, component: str, arch: str,
+                   entries: list) -> list[str]:
+    """The pool files of one binary-<arch>/Packages: there, with the index's sha256, and
+    of that architecture (its field and its file name)."""
+    where, problems = storage.describe(), []
+    listed_in = f"{codename}/{packages_name(component, arch)}"
+    for e in entries:
+        if e["Architecture"] != arch or not e["Filename"].endswith(f"_{arch}.deb"):
+            problems.append(f"{where}/{e['Filename']}: Architecture {e['Architecture']} "
+                            f"listed in {listed_in}")
+        have = storage.sha256_of(e["Filename"])
+        if have is None:
+            problems.append(f"{where}/{e['Filename']}: missing (listed in {listed_in})")
+        elif have != e["SHA256"]:
+            problems.append(f"{where}/{e['Filename']}: sha256 {have} differs from "
+                            f"the index ({e['SHA256']})")
+    return problems
 
 
 def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes) -> list[str]:
@@ -145,23 +173,29 @@ def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes)
 
 
 def remove(storage, signer: Signer, codename: str, component: str, package: str,
-           version: str) -> list[str]:
-    """Drop one version from a suite's index. The pool file stays until `clean`."""
+           version: str, arch: str | None = None) -> list[str]:
+    """Drop one version from a suite's index: of one architecture, or (arch None) of
+    every architecture it is published for, in one commit. The pool files stay until
+    `clean`."""
     signing = keys.signing_for(storage, signer)
     signer, keyring = signing.signer, signing.keyring
 
+    def matches(e) -> bool:
+        return (e["Package"], e["Version"]) == (package, version) and \
+            arch in (None, e["Architecture"])
+
     def drop(entries):
-        kept = [e for e in entries if (e["Package"], e["Version"]) != (package, version)]
-        gone = [e for e in entries if (e["Package"], e["Version"]) == (package, version)]
-        return kept, gone
+        return [e for e in entries if not matches(e)], [e for e in entries if matches(e)]
     if codename not in suites(storage):
         raise RepoError(f"{storage.describe()} has no suite {codename}",
                         "see `invoke repo.list` for what is published")
     removed, _ = update_suite(storage, signer, codename, {component: drop}, keyring,
                               action="remove")
     if not removed:
-        raise RepoError(f"{package} {version} is not published in {codename}/{component}",
-                        "see `invoke repo.list` for what is published")
+        raise RepoError(f"{package} {version}{f' ({arch})' if arch else ''} is not published "
+                        f"in {codename}/{component}",
+                        "see `invoke repo.list` for what is published (and for which "
+                        "architectures)")
     return removed
 
 
@@ -171,18 +205,22 @@ def staging_suite(codename: str) -> str:
 
 
 def promote(storage, signer: Signer, codename: str, component: str,
-            packages: list[str] | tuple[str, ...], version: str) -> list[str]:
+            packages: list[str] | tuple[str, ...], version: str,
+            arch: str | None = None) -> list[str]:
     """Copy one version of a cell's packages from `<codename>-staging` to `<codename>`, in
-    one commit (a host never sees one package of a cell without the others). The pool
-    files are shared, so nothing is uploaded; same version with other bytes is refused."""
+    one commit (a host never sees one package of a cell without the others): those of
+    `arch` (a cell's), or of every architecture (None). The pool files are shared, so
+    nothing is uploaded; same version with other bytes is refused."""
     signing = keys.signing_for(storage, signer)
     signer, keyring = signing.signer, signing.keyring
     source = staging_suite(codename)
     entries = []
     for package in packages:
-        found = published_entries(storage, keyring, source, component, package, version)
+        found = published_entries(storage, keyring, source, component, package, version,
+                                  arch)
         if not found:
-            raise RepoError(f"{package} {version} is not in {source}/{component} of "
+            raise RepoError(f"{package} {version}{f' ({arch})' if arch else ''} is not in "
+                            f"{source}/{component} of "
                             f"{storage.describe()}",
                             "publish it to staging first (invoke publish --staging) and let "
                             "its smoke pass")

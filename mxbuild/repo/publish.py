@@ -7,6 +7,12 @@
 4. commit: InRelease with compare-and-swap on the token; on conflict go back to 2;
 5. finish: Release, Release.gpg and plain-path indexes derived from the committed InRelease.
 
+Architectures: a component's entries of every architecture are read and changed together
+(`read_packages`), and written back as one index per architecture (`binary-<arch>`), only
+for the architectures whose entries changed: publishing arm64 packages keeps every amd64
+entry and file of the suite, in the same one compare-and-swap commit. A suite made before
+architectures existed (amd64 only) is upgraded in place by its next publish.
+
 A publisher stopped anywhere leaves a repository apt reads (it only ever follows a signed
 InRelease whose by-hash files were written first); re-running completes the job.
 Adding one package costs O(1) writes whatever the size of the repository.
@@ -49,6 +55,11 @@ class SuiteState:
     def components(self) -> list[str]:
         return sorted({f.component for f in self.files.values()})
 
+    def arches(self, component: str) -> list[str]:
+        """The architectures whose Packages index of `component` the Release names."""
+        return sorted({f.arch for f in self.files.values()
+                       if f.component == component and f.arch})
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -69,8 +80,8 @@ def inrelease_key(codename: str) -> str:
     return f"dists/{codename}/InRelease"
 
 
-def packages_name(component: str) -> str:
-    return f"{component}/binary-{index.ARCH}/Packages"
+def packages_name(component: str, arch: str) -> str:
+    return index.packages_name(component, arch)
 
 
 def read_state(storage, codename: str, keyring: bytes) -> SuiteState:
@@ -86,11 +97,23 @@ def read_state(storage, codename: str, keyring: bytes) -> SuiteState:
 
 
 def read_packages(storage, state: SuiteState, component: str) -> list:
-    """A component's entries, fetched by hash and checked against the signed Release."""
-    named = state.files.get(packages_name(component))
+    """A component's entries of every architecture, fetched by hash and checked against
+    the signed Release."""
+    return [e for entries in read_indexes(storage, state, component).values() for e in entries]
+
+
+def read_indexes(storage, state: SuiteState, component: str) -> dict[str, list]:
+    """A component's entries per architecture (its binary-<arch>/Packages)."""
+    return {arch: read_index(storage, state, component, arch)
+            for arch in state.arches(component)}
+
+
+def read_index(storage, state: SuiteState, component: str, arch: str) -> list:
+    """The entries of one binary-<arch>/Packages, checked against the signed Release."""
+    named = state.files.get(packages_name(component, arch))
     if named is None:
         return []
-    directory = index.packages_dir(state.codename, component)
+    directory = index.packages_dir(state.codename, component, arch)
     key = index.by_hash_key(directory, "SHA256", named.sha256)
     got = storage.get(key)
     if got is None:
@@ -104,12 +127,13 @@ def read_packages(storage, state: SuiteState, component: str) -> list:
 
 
 def published_entries(storage, keyring: bytes, suite: str, component: str, package: str,
-                      version: str) -> list:
-    """The index entries of one package version in a suite's component (none if the suite
-    or the component does not exist)."""
+                      version: str, arch: str | None = None) -> list:
+    """The index entries of one package version in a suite's component, of `arch` (None:
+    of every architecture); none if the suite or the component does not exist."""
     state = read_state(storage, suite, keyring)
     return [e for e in read_packages(storage, state, component)
-            if (e["Package"], e["Version"]) == (package, version)]
+            if (e["Package"], e["Version"]) == (package, version)
+            and arch in (None, e["Architecture"])]
 
 
 def publish(storage, signer: Signer, uploads: list[Upload],
@@ -123,8 +147,14 @@ def publish(storage, signer: Signer, uploads: list[Upload],
     if not signing.published:
         _put_keyring(storage, keyring, hook)
     by_suite: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for up in uploads:                                              # 1. pool
-        control = DebFile(str(up.deb)).debcontrol()
+    controls = [DebFile(str(up.deb)).debcontrol() for up in uploads]
+    for up, control in zip(uploads, controls):     # before anything is uploaded
+        if not up.deb.name.endswith(f"_{control['Architecture']}.deb"):
+            # every architecture's file shares the pool directory: the name must tell them
+            raise RepoError(f"{up.deb.name} does not end with _{control['Architecture']}.deb "
+                            "(its Architecture)", "name it as dpkg-deb --build does: "
+                            "<package>_<version>_<architecture>.deb")
+    for up, control in zip(uploads, controls):                      # 1. pool
         key = index.pool_key(up.component, control["Package"], up.deb.name)
         written = storage.put_new(key, src=up.deb, sha256=sha256_file(up.deb))
         log.debug("pool %s: %s", key, "uploaded" if written else "present (same bytes)")
@@ -168,8 +198,14 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
                 now_listed = (index.entry_key(e), e["SHA256"]) in kept
                 (added if now_listed else removed).append(audit.packages_of([e], component)[0])
             done += [f"{codename}/{component}/{'_'.join(index.entry_key(e))}" for e in changed]
-            if changed or packages_name(component) not in files:
-                files.update(_write_indexes(storage, codename, component, entries, hook))
+            # one index per architecture; only those whose entries changed are rewritten
+            touched = {e["Architecture"] for e in changed}
+            for arch in sorted(set(state.arches(component)) | {e["Architecture"]
+                                                               for e in entries}):
+                if arch in touched or packages_name(component, arch) not in files:
+                    files.update(_write_indexes(storage, codename, component, arch,
+                                                [e for e in entries
+                                                 if e["Architecture"] == arch], hook))
         if not done and state.token is not None and not resign:
             break
         components = sorted({f.component for f in files.values()})
@@ -208,11 +244,12 @@ def _log_commit(storage, state: SuiteState, signed: bytes, added: list, removed:
     hook("log")
 
 
-def _write_indexes(storage, codename, component, entries, hook) -> dict[str, index.IndexFile]:
-    directory = index.packages_dir(codename, component)
+def _write_indexes(storage, codename, component, arch, entries,
+                   hook) -> dict[str, index.IndexFile]:
+    directory = index.packages_dir(codename, component, arch)
     files = {}
     for name, data in index.compressed_variants(index.render_packages(entries)).items():
-        described = index.IndexFile.of(f"{component}/binary-{index.ARCH}/{name}", data)
+        described = index.IndexFile.of(index.packages_name(component, arch, name), data)
         files[described.name] = described
         for field_name, _ in index.HASHES:
             storage.put_new(index.by_hash_key(directory, field_name, described.hash(field_name)),

@@ -1,13 +1,22 @@
 """Run the smoke suites in a fresh runtime container of the cell's distro, installing
 the cell's packages from the published repository with signed-by: the Python suite
-(tests/smoke, with the mxnet-thin client). The client image is made in client_image.py."""
+(tests/smoke, with the mxnet-thin client). The client image is made in client_image.py.
+
+A cell of another architecture (arm64) runs in a container of its architecture under
+emulation, with the same suites; its outputs are compared with the reference outputs of
+the official amd64 wheel within the cell's smoke_tolerance (matrix.yaml), and every
+suite reports the largest difference it saw (`max_abs_diff`; `tolerance_ratio`: the
+largest |got-want| / (atol + rtol·|want|), ≤ 1 passes)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import http.server
 import inspect
 import json
+import math
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +48,10 @@ class SmokeCounts:
     skipped: int
     gpu_checks: str | None = None               # None: not a GPU cell
     not_installable: list[str] | None = None    # host packages missing here, by name
+    # the largest |got - want| against the host's reference outputs (None: none compared)
+    max_abs_diff: float | None = None
+    tolerance_ratio: float | None = None        # max |got-want| / (atol + rtol·|want|)
+    seconds: dict[str, float] | None = None     # per suite: Python, JVM
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -50,7 +63,45 @@ class SmokeCounts:
                            self.skipped + other.skipped, self.gpu_checks or other.gpu_checks,
                            sorted(set(self.not_installable or []) |
                                   set(other.not_installable or []))
-                           if self.not_installable is not None else other.not_installable)
+                           if self.not_installable is not None else other.not_installable,
+                           _largest(self.max_abs_diff, other.max_abs_diff),
+                           _largest(self.tolerance_ratio, other.tolerance_ratio),
+                           {**(self.seconds or {}), **(other.seconds or {})} or None)
+
+
+def _largest(*values: float | None) -> float | None:
+    """The largest of the values that are there (NaN wins: it is the worst)."""
+    there = [v for v in values if v is not None]
+    if any(math.isnan(v) for v in there):
+        return math.nan
+    return max(there) if there else None
+
+
+def python_diffs(path: Path) -> tuple[float | None, float | None]:
+    """(max_abs_diff, tolerance_ratio) of the comparisons tests/smoke recorded (JSON
+    lines, MXBUILD_DIFFS)."""
+    if not path.is_file():
+        return None, None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return (_largest(*(r["max_abs_diff"] for r in rows)),
+            _largest(*(r["tolerance_ratio"] for r in rows)))
+
+
+JVM_DIFF_RE = re.compile(r"max \|got-want\| (\S+) over")
+
+
+def jvm_max_diff(junit: Path) -> float | None:
+    """The largest "max |got-want| X" the JVM program reported in its JUnit cases."""
+    found = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        for out in case.iter("system-out"):
+            m = JVM_DIFF_RE.search(out.text or "")
+            if m:
+                try:
+                    found.append(float(m.group(1)))
+                except ValueError:
+                    pass
+    return _largest(*found)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -128,7 +179,8 @@ def expectations(cell: Cell, payload: Payload, missing: dict[str, str] | None = 
         "library_path": f"{libdir}/libmxnet.so",
         "library_sha256": payload.files["libmxnet.so"],
         "bundled": {b: f"{libdir}/{PRIVATE_DIR}/{b}" for b in payload.bundled},
-        "rtol": 1e-5, "atol": 1e-6,
+        "rtol": cell.smoke_tolerance.rtol, "atol": cell.smoke_tolerance.atol,
+        "arch": cell.arch.name, "machine": cell.arch.machine,
     }
 
 
@@ -220,11 +272,19 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
         result = box.run(["python", "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider",
                           *suites, f"--junitxml={SMOKE_DIR}/junit.xml"],
                          env={"MXBUILD_EXPECT": f"{SMOKE_DIR}/expect.json",
-                              "MXBUILD_FIXTURES": f"{SMOKE_DIR}/fixtures"},
+                              "MXBUILD_FIXTURES": f"{SMOKE_DIR}/fixtures",
+                              "MXBUILD_DIFFS": f"{SMOKE_DIR}/diffs.jsonl"},
                          workdir=SMOKE_DIR, check=False)
         box.copy_out(f"{SMOKE_DIR}/junit.xml", work)
-    return finished(work / "junit.xml", result.exit_code, missing,
-                    gpu if cell.cuda else None, "Python")
+        if box.run(["test", "-f", f"{SMOKE_DIR}/diffs.jsonl"], check=False).exit_code == 0:
+            box.copy_out(f"{SMOKE_DIR}/diffs.jsonl", work)
+    max_abs, ratio = python_diffs(work / "diffs.jsonl")
+    if max_abs is not None:
+        logf.write(f"Python suite: largest |got - want| {max_abs:.3g} (tolerance ratio "
+                   f"{ratio:.3g}; rtol {expect['rtol']}, atol {expect['atol']})\n")
+    counts = finished(work / "junit.xml", result.exit_code, missing,
+                      gpu if cell.cuda else None, "Python")
+    return dataclasses.replace(counts, max_abs_diff=max_abs, tolerance_ratio=ratio)
 
 
 def finished(junit: Path, exit_code: int, missing: dict, gpu: bool | None,

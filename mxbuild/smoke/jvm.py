@@ -8,6 +8,7 @@ reference), and proves the natives came from the packages (/proc/self/maps: the 
 multiarch directories) and that nothing was extracted to java.io.tmpdir; it writes JUnit."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from ..matrix import Cell
 from ..repo.sign import KEYRING_NAME
 from ..thin import ThinClient
 from . import (SmokeCounts, apt_source_line, apt_update, finished, gpu_checks_skipped_junit,
-               install, model_fixtures)
+               install, jvm_max_diff, model_fixtures)
 
 JVM_REPO = "mxbuild/smoke-jvm"
 WORK = "/srv/jvm"
@@ -35,7 +36,8 @@ CHECKS = ("jvm_info", "thin_jar_has_no_native", "natives_from_packages", "nothin
 def ensure_image(ctx, cell: Cell, runtime: ImageRef, logf: IO[str]) -> ImageRef:
     text = ctx.data.render("docker/jvm-client.Dockerfile.j2", runtime=runtime,
                            distro=cell.distro)
-    return images.build_from_template(ctx, JVM_REPO, cell.distro.name, text, logf)
+    return images.build_from_template(ctx, JVM_REPO, cell.distro.name, text, logf,
+                                      images.foreign(cell))
 
 
 def java_home() -> Path:
@@ -120,8 +122,10 @@ def run(ctx, cell: Cell, image: ImageRef, client: ThinClient, url: str, keyring:
                                                       set(missing)))
             return finished(junit, 0, missing, ctx.gpu if cell.cuda else None, "JVM")
         java = box.run(["sh", "-c", "readlink -f $(command -v java)"]).output.strip()
+        tolerance = cell.smoke_tolerance
         result = box.run(["java", "-jar", f"{WORK}/jvm-predictor.jar", f"{WORK}/model",
                           "--expect-lib-dir", libdir, "--forbid-tmp-natives",
+                          "--rtol", repr(tolerance.rtol), "--atol", repr(tolerance.atol),
                           "--junit", f"{WORK}/junit.xml"], check=False)
         logf.write(f"java: {java}; exit {result.exit_code}\n")
         if box.run(["test", "-f", f"{WORK}/junit.xml"], check=False).exit_code != 0:
@@ -129,4 +133,9 @@ def run(ctx, cell: Cell, image: ImageRef, client: ThinClient, url: str, keyring:
                                f"{result.exit_code}): {result.output[-1500:]}",
                                "read the smoke log")
         box.copy_out(f"{WORK}/junit.xml", work)
-    return finished(junit, result.exit_code, {}, ctx.gpu if cell.cuda else None, "JVM")
+    max_abs = jvm_max_diff(junit)
+    if max_abs is not None:
+        logf.write(f"JVM suite: largest |got - want| {max_abs:.3g} (rtol {tolerance.rtol}, "
+                   f"atol {tolerance.atol})\n")
+    counts = finished(junit, result.exit_code, {}, ctx.gpu if cell.cuda else None, "JVM")
+    return dataclasses.replace(counts, max_abs_diff=max_abs)

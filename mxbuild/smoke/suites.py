@@ -4,6 +4,8 @@ cell's distro: "python" (tests/smoke with mxnet-thin, in the client image) and "
 registers its suite here; the pipeline names none."""
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable
@@ -55,8 +57,11 @@ def run_all(ctx, cell: Cell, suite_images: dict[str, ImageRef],
     holding every suite's cases. The first failing suite stops the stage."""
     counts, parts = None, []
     for c in clients:
+        start = time.monotonic()
         got = SUITES[c.kind].run(ctx, cell, suite_images[c.kind], c, payload, url, keyring,
                                  logf, work / c.kind)
+        got = dataclasses.replace(got, seconds={c.kind: round(time.monotonic() - start, 1)})
+        logf.write(f"{c.kind} suite: {got.seconds[c.kind]} s\n")
         counts = got if counts is None else counts + got
         parts.append(work / c.kind / "junit.xml")
     return counts, merge_junit(parts, work / "junit.xml")

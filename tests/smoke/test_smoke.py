@@ -82,6 +82,27 @@ def test_ndarray_arithmetic(mx):
     assert float(mx.nd.dot(big, big).sum().asscalar()) == 256.0 ** 3
 
 
+def test_runs_on_the_cell_architecture(expect):
+    """The container (under emulation for arm64 on an amd64 host) is of the cell's
+    architecture, and so is the package dpkg installed."""
+    assert os.uname().machine == expect["machine"]
+    out = run(["dpkg-query", "-W", "-f", "${Architecture}", expect["package"]])
+    assert out == expect["arch"]
+
+
+def assert_close(out, want, expect, check):
+    """numpy's allclose with the cell's tolerance; the difference seen is recorded first
+    (MXBUILD_DIFFS, JSON lines) so the report has it whether the check passes or not."""
+    diff = np.abs(out.astype("float64") - want.astype("float64"))
+    bound = expect["atol"] + expect["rtol"] * np.abs(want.astype("float64"))
+    path = os.environ.get("MXBUILD_DIFFS")
+    if path and diff.size:
+        with open(path, "a") as f:
+            f.write(json.dumps({"check": check, "max_abs_diff": float(np.max(diff)),
+                                "tolerance_ratio": float(np.max(diff / bound))}) + "\n")
+    np.testing.assert_allclose(out, want, rtol=expect["rtol"], atol=expect["atol"])
+
+
 def _model(fixtures):
     meta = json.loads((fixtures / "model.json").read_text())
     return meta, str(fixtures / meta["prefix"]), np.load(str(fixtures / "reference.npz"))
@@ -97,7 +118,7 @@ def test_module_api_matches_host_reference(mx, fixtures, expect, case):
     mod.set_params(args, auxs)
     mod.forward(mx.io.DataBatch([mx.nd.array(ref[case])]), is_train=False)
     out = mod.get_outputs()[0].asnumpy()
-    np.testing.assert_allclose(out, ref["out_" + case], rtol=expect["rtol"], atol=expect["atol"])
+    assert_close(out, ref["out_" + case], expect, "module_" + case)
 
 
 @pytest.mark.parametrize("case", ["single", "batch"])
@@ -107,4 +128,4 @@ def test_gluon_symbolblock_matches_host_reference(mx, fixtures, expect, case):
                                        "{}-{:04d}.params".format(prefix, meta["epoch"]),
                                        ctx=mx.cpu())
     out = net(mx.nd.array(ref[case])).asnumpy()
-    np.testing.assert_allclose(out, ref["out_" + case], rtol=expect["rtol"], atol=expect["atol"])
+    assert_close(out, ref["out_" + case], expect, "symbolblock_" + case)
