@@ -85,6 +85,7 @@ def test_the_probe_catches_a_server_that_ignores_preconditions(tmp_path):
         problems = probe.conditional_writes(storage_for(url, "lenient"))
     finally:
         server.shutdown()
+        server.server_close()
     assert any("stale If-Match was ACCEPTED" in p and url in p for p in problems), problems
     assert any("If-None-Match: * on an existing key was ACCEPTED" in p for p in problems)
 

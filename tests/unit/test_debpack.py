@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import subprocess
 import tarfile
@@ -18,8 +19,9 @@ from mxbuild.fetch import sha256_file
 EPOCH = 1652763094
 MA = "usr/lib/x86_64-linux-gnu"
 SMALL = debpack.Compression(block_size=1 << 16)    # several blocks from a few hundred kB
-PAYLOAD = {f"{MA}/libmxnet.so": os.urandom(150_000) + bytes(200_000),
-           f"{MA}/libmxnet/libopenblas.so.0": os.urandom(70_001),
+RANDOM = random.Random(20240101)         # incompressible, and the same bytes every run
+PAYLOAD = {f"{MA}/libmxnet.so": RANDOM.randbytes(150_000) + bytes(200_000),
+           f"{MA}/libmxnet/libopenblas.so.0": RANDOM.randbytes(70_001),
            f"{MA}/libmxnet/" + "long-name-" * 12 + ".so.1": b"x" * 513}   # > 100 chars
 
 

@@ -9,9 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from ..conftest import ROOT
+from ..require import need_tools
 
 JENKINSFILE = ROOT / "Jenkinsfile"
 INVOKE = str(ROOT / ".venv/bin/invoke") if (ROOT / ".venv/bin/invoke").exists() else "invoke"
@@ -27,10 +27,7 @@ def _java_home() -> str | None:
 
 
 def _groovy_parse(path: Path) -> subprocess.CompletedProcess:
-    if not shutil.which("groovy"):
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail("groovy is not installed (./setup.sh installs it)")
-        pytest.skip("groovy is not installed")
+    need_tools("groovy", hint="./setup.sh installs it")
     env = {**os.environ, "JAVA_HOME": _java_home() or ""}
     return subprocess.run(["groovy", "-e", "new GroovyShell().parse(new File(args[0]))",
                            str(path)], capture_output=True, text=True, env=env, timeout=300)
@@ -78,3 +75,39 @@ def test_matrix_json_gives_what_the_jenkinsfile_reads():
                          cwd=ROOT, check=True).stdout
     cells = json.loads(out)
     assert cells and all({"id", "cuda"} <= set(c) for c in cells)
+
+
+def test_the_signing_key_home_is_deleted_with_its_agent_stopped(tmp_path, gnupg_stopped):
+    """The Jenkinsfile's own shell steps around the signing key, run here with a real key:
+    the import starts a gpg-agent in the throwaway home; the cleanup stops it before it
+    deletes the home. (Here the agent's socket is inside the home, so deleting the home
+    alone would end it too; on a host with /run/user/<uid> the socket lives there and the
+    agent would outlive the build: so `rm` itself checks that no agent answers any more.)"""
+    from tests.leaks import agent_homes
+    block = JENKINSFILE.read_text().split("def withRepositoryCredentials", 1)[1]
+    setup, cleanup = re.findall(r"sh '([^']*MXBUILD_GNUPGHOME[^']*)'", block)[:2]
+    maker = tmp_path / "maker"
+    maker.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(maker), "--batch", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "ci <ci@example.org>", "ed25519", "sign", "1d"],
+                   check=True, capture_output=True)
+    key = tmp_path / "signing-key.asc"
+    key.write_bytes(subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True,
+                                   capture_output=True).stdout)
+    home = tmp_path / "workspace/.mxbuild-gnupg"
+    shim, seen = tmp_path / "bin", tmp_path / "agent-at-rm"
+    shim.mkdir()
+    (shim / "rm").write_text(
+        "#!/bin/sh\n"
+        'gpg-connect-agent --homedir "$MXBUILD_GNUPGHOME" --no-autostart /bye 2>&1 '
+        f'| grep -q "no gpg-agent running" || touch {seen}\n'
+        'exec /bin/rm "$@"\n')
+    (shim / "rm").chmod(0o755)
+    env = {**os.environ, "MXBUILD_GNUPGHOME": str(home), "SIGNING_KEY": str(key),
+           "PATH": f"{shim}:{os.environ['PATH']}"}
+    subprocess.run(["sh", "-c", setup], env=env, check=True, capture_output=True)
+    assert home.resolve() in agent_homes()                  # the import started one
+    subprocess.run(["sh", "-c", cleanup], env=env, check=True, capture_output=True)
+    assert not seen.exists(), "the GnuPG home was deleted while its gpg-agent still ran"
+    assert not home.exists()
+    assert home.resolve() not in agent_homes()

@@ -15,6 +15,7 @@ from mxbuild.context import open_run
 from mxbuild.errors import ChecksumError, DownloadError, MatrixError, MxbuildError
 from mxbuild.matrix import JarPin
 from mxbuild.recipes import maven
+from ..require import skip_or_fail
 
 UPSTREAM_POM = b"""<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -183,15 +184,12 @@ def test_truststore_is_a_jks_keytool_reads_with_every_certificate(tmp_path):
     """The JKS written for Maven in the JVM build container, read back by the JDK's own
     keytool: every certificate of the PEM bundles is a trusted entry, the integrity
     check (password) passes."""
-    import os
     import shutil
     import subprocess
     from mxbuild import truststore
     keytool = shutil.which("keytool")
     if keytool is None:
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail("no JDK keytool (setup.sh installs default-jdk-headless)")
-        pytest.skip("no JDK keytool (setup.sh installs default-jdk-headless)")
+        skip_or_fail("tools", "no JDK keytool (setup.sh installs default-jdk-headless)")
     system = options.SYSTEM_CA_BUNDLE.read_text()
     certs = truststore.pem_certificates(system, "")
     assert len(certs) > 50

@@ -6,7 +6,6 @@ from it in tests/integration/test_maven_repo.py."""
 import hashlib
 import itertools
 import re
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -22,7 +21,7 @@ from mxbuild.repo.storage import LocalStorage
 
 from ..conftest import make_deb
 from ..maven_tools import (ARTIFACT, GROUP, Killed, Recording, coords, make_jar, make_pom,
-                           publish_concurrently)
+                           maven_jar_with, publish_concurrently)
 
 NOW = 1795000000.0      # lastUpdated 20261118110640 (UTC)
 BASE = "maven/org/apache/mxnet/mxnet-thin_2.11"
@@ -107,12 +106,9 @@ def test_version_order_follows_maven():
 
 def test_version_order_matches_the_comparable_version_of_the_installed_maven():
     """Every ordered pair of the corpus, against maven-artifact's ComparableVersion main()."""
-    jars = sorted(Path(shutil.which("mvn") or "/nonexistent").resolve().parent.parent.glob(
-        "lib/maven-artifact-*.jar"))
-    if not jars or not shutil.which("java"):
-        pytest.skip("no Maven installation (maven-artifact jar) or java here")
+    jar = maven_jar_with("org.apache.maven.artifact.versioning.ComparableVersion")
     pairs = list(itertools.permutations(CORPUS, 2))
-    out = subprocess.run(["java", "-cp", str(jars[0]),
+    out = subprocess.run(["java", "-cp", str(jar),
                           "org.apache.maven.artifact.versioning.ComparableVersion",
                           *[v for pair in pairs for v in pair]],
                          capture_output=True, text=True, check=True).stdout
@@ -346,7 +342,8 @@ def test_verify_names_every_problem(tmp_path):
 
 @pytest.fixture(scope="module")
 def signer(tmp_path_factory):
-    return Signer(tmp_path_factory.mktemp("gnupg"))
+    with Signer(tmp_path_factory.mktemp("gnupg")) as s:
+        yield s
 
 
 def test_repo_verify_and_list_include_the_maven_repository(tmp_path, signer):

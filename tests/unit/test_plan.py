@@ -20,7 +20,7 @@ def _steps(steps, cid):
     return {s.stage: s for s in steps if s.cell == cid}
 
 
-def test_plan_reads_the_repository_and_names_each_action(tmp_path):
+def test_plan_reads_the_repository_and_names_each_action(tmp_path, gnupg_stopped):
     opts = dataclasses.replace(options.resolve(out_dir=str(tmp_path / "out")),
                                cache_dir=tmp_path / "cache")
     signer = Signer(tmp_path / "gnupg")

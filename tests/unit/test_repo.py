@@ -103,7 +103,8 @@ def test_local_storage_put_new_and_cas(tmp_path):
 
 @pytest.fixture(scope="module")
 def signer(tmp_path_factory):
-    return Signer(tmp_path_factory.mktemp("gnupg"))
+    with Signer(tmp_path_factory.mktemp("gnupg")) as s:
+        yield s
 
 
 def test_publish_twice_keeps_both_versions_and_signs(tmp_path, signer):
@@ -208,8 +209,8 @@ def test_tampered_inrelease_is_refused(tmp_path, signer):
 def test_repository_of_another_key_is_refused(tmp_path, signer, tmp_path_factory):
     storage = LocalStorage(tmp_path / "repo")
     publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
-    other = Signer(tmp_path_factory.mktemp("other-gnupg"))
-    with pytest.raises(SigningError, match="another key"):
+    with Signer(tmp_path_factory.mktemp("other-gnupg")) as other, \
+            pytest.raises(SigningError, match="another key"):
         publish(storage, other, [Upload(make_deb(tmp_path, "libmxnet", "2.0-1"), "bookworm", "cpu")])
 
 
