@@ -185,6 +185,11 @@ def cpu_cell():
     return matrix.load(ROOT / "matrix.yaml").select(cell="1.9.1-cpu-debian12")[0]
 
 
+# The Cache-Control values README promises, literally (tests never compare with the
+# module's own constants).
+CACHE_LONG = "public, max-age=31536000, immutable"
+CACHE_SHORT = "public, max-age=60, must-revalidate"
+
 # A distinctive secret: tests assert it never appears in any output.
 S3_SECRET = "mxbuild-TEST-SECRET-do-not-print-7f3a"
 S3_KEY_ID = "MXBUILDTESTKEYID0001"

@@ -1,7 +1,10 @@
 """A publisher process for the S3 tests: `python -m tests.integration.s3_publisher ...`.
 
 --kill-after N: SIGKILL this process right after its Nth completed S3 write (the crash
-test). --start FILE: wait until FILE exists, so many publishers start together.
+test). --barrier DIR --parties N: the first commit (the compare-and-swap of InRelease) of
+each of N publishers waits until all N have reached theirs, so all of them read the same
+state and all but one must lose the swap and merge again: a collision forced, not hoped
+for.
 """
 import argparse
 import os
@@ -45,6 +48,29 @@ class KillingStorage:
         self._wrote()
 
 
+class BarrierStorage:
+    """The real storage; the first put_cas waits for `parties` publishers to arrive."""
+
+    def __init__(self, inner, directory: Path, parties: int, timeout: float = 300):
+        self.inner, self.directory, self.parties = inner, directory, parties
+        self.timeout, self.passed = timeout, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put_cas(self, *args, **kwargs):
+        if not self.passed:
+            (self.directory / str(os.getpid())).touch()
+            deadline = time.monotonic() + self.timeout
+            while len(list(self.directory.iterdir())) < self.parties:
+                if time.monotonic() > deadline:
+                    sys.exit(f"barrier: only {len(list(self.directory.iterdir()))} of "
+                             f"{self.parties} publishers arrived")
+                time.sleep(0.01)
+            self.passed = True
+        return self.inner.put_cas(*args, **kwargs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
@@ -53,22 +79,22 @@ def main() -> int:
     ap.add_argument("--codename", default="bookworm")
     ap.add_argument("--component", default="cpu")
     ap.add_argument("--kill-after", type=int, default=0)
-    ap.add_argument("--start")
+    ap.add_argument("--barrier", type=Path)
+    ap.add_argument("--parties", type=int, default=0)
     ap.add_argument("--one-by-one", action="store_true")
     ap.add_argument("debs", nargs="+")
     args = ap.parse_args()
     storage = S3Storage(S3Target.parse(args.target, endpoint_url=args.endpoint, path_style=True))
     if args.kill_after:
         storage = KillingStorage(storage, args.kill_after)
-    if args.start:
-        while not Path(args.start).exists():
-            time.sleep(0.01)
-    signer = Signer(Path(args.gnupg))
+    if args.barrier:
+        storage = BarrierStorage(storage, args.barrier, args.parties)
     uploads = [Upload(Path(d), args.codename, args.component) for d in args.debs]
     batches = [[u] for u in uploads] if args.one_by_one else [uploads]
     attempts = 0
-    for batch in batches:
-        attempts += publish(storage, signer, batch).attempts
+    with Signer(Path(args.gnupg)) as signer:
+        for batch in batches:
+            attempts += publish(storage, signer, batch).attempts
     print(f"done attempts={attempts}")
     return 0
 

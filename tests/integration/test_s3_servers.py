@@ -33,9 +33,9 @@ def storage_for(endpoint, bucket, prefix="apt", client=None) -> S3Storage:
 
 @pytest.fixture(scope="module")
 def signer(tmp_path_factory):
-    s = Signer(tmp_path_factory.mktemp("gnupg"))
-    s.public_keyring()
-    return s
+    with Signer(tmp_path_factory.mktemp("gnupg")) as s:
+        s.public_keyring()
+        yield s
 
 
 def test_server_refuses_stale_conditional_writes(s3_server, server_bucket):

@@ -15,11 +15,11 @@ import pytest
 from mxbuild.errors import MxbuildError, PoolConflictError, RepoError
 from mxbuild.repo import maven, ops
 from mxbuild.repo.publish import Upload, publish
-from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, cache_control, content_type
+from mxbuild.repo.s3 import cache_control, content_type
 from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import make_deb
+from ..conftest import CACHE_LONG, CACHE_SHORT, make_deb
 from ..maven_tools import (ARTIFACT, GROUP, Killed, Recording, coords, make_jar, make_pom,
                            maven_jar_with, publish_concurrently)
 
@@ -370,9 +370,9 @@ def test_s3_content_type_and_cache_control_of_maven_files():
     for key in (f"{v}.jar.sha1", f"{v}.pom.sha512", f"{BASE}/maven-metadata.xml.md5"):
         assert content_type(key, b"0123abcd").startswith("text/plain")
     for key in (f"{v}.jar", f"{v}.pom", f"{v}.jar.sha1", f"{v}.pom.sha256"):
-        assert cache_control(key) == IMMUTABLE, key
+        assert cache_control(key) == CACHE_LONG, key
     for key in (f"{BASE}/maven-metadata.xml", f"{BASE}/maven-metadata.xml.sha1"):
-        assert cache_control(key) == MUTABLE, key
+        assert cache_control(key) == CACHE_SHORT, key
 
 
 def test_the_repository_url_consumers_use(tmp_path):
