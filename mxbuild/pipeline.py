@@ -51,36 +51,40 @@ def smoke_built(cells: list[Cell], opts: Options, storage, jobs: int = 1) -> Rep
 def _run(cells, opts, stages, storage, jobs, per_cell) -> Report:
     report = Report(opts.out_dir, opts.logs_dir, Axes.of(load_matrix(opts.matrix_path).cells))
     with Signer(opts.gnupg_home) as signer:       # its gpg-agent stops with the run
-        ctx = open_run(opts, docker=engine.client(), report=report, storage=storage,
-                       signer=signer)
-        pool = ResourcePool.for_host(jobs, opts.out_dir)
+        return _run_cells(open_run(opts, docker=engine.client(), report=report,
+                                   storage=storage, signer=signer), cells, stages, jobs, per_cell)
 
-        def one(cell):
-            with pool.reserve(need_of(cell)):
+
+def _run_cells(ctx: RunContext, cells, stages, jobs, per_cell) -> Report:
+    report = ctx.report
+    pool = ResourcePool.for_host(jobs, ctx.opts.out_dir)
+
+    def one(cell):
+        with pool.reserve(need_of(cell)):
+            try:
+                per_cell(ctx, cell)
+            except StageError:
+                report.skip_rest(cell, stages)
+            finally:
+                report.write()
+    with report.live(cells):
+        if jobs <= 1:
+            for cell in cells:
+                one(cell)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell") as executor:
+                futures = [executor.submit(one, cell) for cell in cells]
                 try:
-                    per_cell(ctx, cell)
-                except StageError:
-                    report.skip_rest(cell, stages)
-                finally:
-                    report.write()
-        with report.live(cells):
-            if jobs <= 1:
-                for cell in cells:
-                    one(cell)
-            else:
-                with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell") as executor:
-                    futures = [executor.submit(one, cell) for cell in cells]
-                    try:
-                        for future in futures:
-                            future.result()   # re-raises what is not a StageError (a bug)
-                    except BaseException:     # Ctrl-C, SIGTERM: start no further cell
-                        executor.shutdown(wait=False, cancel_futures=True)
-                        raise
-        report.summary()
-        failed = [r.error for r in report.cells.values() if r.error]
-        if failed:
-            raise failed[0]
-        return report
+                    for future in futures:
+                        future.result()   # re-raises what is not a StageError (a bug)
+                except BaseException:     # Ctrl-C, SIGTERM: start no further cell
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    raise
+    report.summary()
+    failed = [r.error for r in report.cells.values() if r.error]
+    if failed:
+        raise failed[0]
+    return report
 
 
 def _build_cell(ctx: RunContext, cell: Cell, do_smoke: bool) -> None:

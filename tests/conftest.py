@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,63 @@ def matrix_doc():
     return copy.deepcopy(yaml.safe_load((ROOT / "matrix.yaml").read_text()))
 
 
+@dataclass(frozen=True)
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliRun:
+    """`invoke ARGS` through invoke's own program and mxbuild's entry point, in this process:
+    the exit code is the one `sys.exit` would give the process. A CLI process costs a second
+    to start; tests that need a real process (signals, a kill) start one. The environment,
+    signal handlers and the mxbuild logger are restored afterwards."""
+    import contextlib
+    import io
+    import logging
+    import signal
+    from invoke.main import program
+    out, err = io.StringIO(), io.StringIO()
+    logger = logging.getLogger("mxbuild")
+    saved_log = (list(logger.handlers), logger.level, logger.propagate)
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_env = dict(os.environ)
+    code = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                program.run(["invoke", "--search-root", str(ROOT), *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None
+                                                                   else 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        logger.handlers[:] = saved_log[0]
+        logger.setLevel(saved_log[1])
+        logger.propagate = saved_log[2]
+    return CliRun(code, out.getvalue(), err.getvalue())
+
+
+def invoke_help(task: str) -> str:
+    """`invoke --help <task>` as the CLI prints it, from invoke's own program run in this
+    process (a CLI start costs a second); '' if there is no such task."""
+    import contextlib
+    import io
+    from invoke.main import program
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        program.run(["invoke", "--search-root", str(ROOT), "--help", task], exit=False)
+    usage = f"Usage: inv[oke] [--core-opts] {task} [--options]"
+    return out.getvalue() if out.getvalue().startswith(usage) else ""
+
+
 def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends: str = "") -> Path:
     """A tiny real .deb built with the host's dpkg-deb (for repository tests)."""
     root = tmp / f"{name}-{version}"
@@ -128,6 +186,23 @@ def gnupg_stopped(tmp_path):
     """For a test that makes GnuPG homes under tmp_path: their agents stop afterwards."""
     yield tmp_path
     stop_gnupg(tmp_path)
+
+
+def copy_gnupg_home(src: Path, dest: Path) -> Path:
+    """A copy of a GnuPG home (keys and trust, not the agent's sockets or locks)."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("S.*", "*.lock", ".#lk*"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> Path:
+    """A GnuPG home with one repository signing key, made once per session by Signer on
+    first use (RSA 4096 takes seconds); a test that signs gets a copy (copy_gnupg_home)."""
+    from mxbuild.repo.sign import Signer
+    home = tmp_path_factory.mktemp("signing-key") / "gnupg"
+    with Signer(home) as signer:
+        assert len(signer.fingerprint) == 40
+    return home
 
 
 @pytest.fixture(scope="session")

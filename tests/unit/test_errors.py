@@ -7,7 +7,7 @@ from invoke import Exit
 from mxbuild import errors
 from mxbuild.entry import entrypoint
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_cli
 
 
 # The exit codes users and CI scripts rely on (README, "Exit codes"): one per kind of
@@ -81,12 +81,13 @@ def test_entrypoint_turns_errors_into_exit_codes(capsys):
 
 
 def _invoke(*args, env=None):
+    """A real CLI process (one test proves the process exit code end to end)."""
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
                           capture_output=True, text=True, env=env)
 
 
 def test_cli_unknown_selector_exits_2_and_lists_valid_values():
-    proc = _invoke("matrix", "--distro", "ubuntu17")
+    proc = run_cli("matrix", "--distro", "ubuntu17")
     assert proc.returncode == 2
     assert "--distro 'ubuntu17' matches no cell" in proc.stderr
     from mxbuild import matrix
@@ -106,7 +107,7 @@ def test_cli_matrix_error_exits_3(tmp_path):
 
 def test_cli_matrix_json():
     import json
-    proc = _invoke("matrix", "--json", "--variant", "cpu")
+    proc = run_cli("matrix", "--json", "--variant", "cpu")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert {"id", "mxnet", "variant", "cuda", "distro", "codename", "recipe"} <= set(rows[0])
@@ -117,7 +118,7 @@ def test_cli_without_a_docker_engine_exits_5_and_says_what_to_do(tmp_path):
     import os
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
            "MXBUILD_OUT_DIR": str(tmp_path / "out")}
-    proc = _invoke("build", "--variant", "cpu", env=env)
+    proc = run_cli("build", "--variant", "cpu", env=env)
     assert proc.returncode == 5
     assert f"no Docker engine answers at unix://{tmp_path}/no-engine.sock" in proc.stderr
     assert "invoke setup" in proc.stderr

@@ -6,15 +6,13 @@ import copy
 import inspect
 import json
 import os
-import subprocess
-import sys
 
 import yaml
 
 from mxbuild import images, matrix, options, plan
 from mxbuild.context import open_run
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_cli
 
 BUSTER_KEY = "80D15823B7FD1561F9F7BCDDDC30D7C23CBBABEE"   # 10/buster archive signing key
 
@@ -35,11 +33,6 @@ def _with_buster(doc: dict) -> dict:
     return doc
 
 
-def _invoke(*args, env):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_a_new_distro_needs_matrix_yaml_only(tmp_path, matrix_doc):
     path = tmp_path / "matrix.yaml"
     path.write_text(yaml.safe_dump(_with_buster(matrix_doc)))
@@ -51,10 +44,10 @@ def test_a_new_distro_needs_matrix_yaml_only(tmp_path, matrix_doc):
     # says so; what it says with an engine that lacks the image is checked below
     env = {**os.environ, "MXBUILD_MATRIX": str(path), "MXBUILD_OUT_DIR": str(tmp_path / "out"),
            "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
-    listed = _invoke("matrix", "--json", "--distro", "debian10", env=env)
+    listed = run_cli("matrix", "--json", "--distro", "debian10", env=env)
     assert listed.returncode == 0, listed.stderr
     assert [r["id"] for r in json.loads(listed.stdout)] == ["1.9.1-cpu-debian10"]
-    planned = _invoke("plan", "--distro", "debian10", "--publish", "none", "--json", env=env)
+    planned = run_cli("plan", "--distro", "debian10", "--publish", "none", "--json", env=env)
     assert planned.returncode == 0, planned.stderr
     steps = {s["stage"]: s for s in json.loads(planned.stdout)}
     assert (steps["image"]["action"], steps["image"]["reason"]) == (

@@ -2,6 +2,7 @@
 every invoke call in it must name a real task with real flags."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -10,11 +11,10 @@ import subprocess
 from pathlib import Path
 
 
-from ..conftest import ROOT
+from ..conftest import ROOT, invoke_help, run_cli
 from ..require import need_tools
 
 JENKINSFILE = ROOT / "Jenkinsfile"
-INVOKE = str(ROOT / ".venv/bin/invoke") if (ROOT / ".venv/bin/invoke").exists() else "invoke"
 
 
 def _java_home() -> str | None:
@@ -26,19 +26,33 @@ def _java_home() -> str | None:
     return str(Path(java).resolve().parent.parent) if java else None
 
 
-def _groovy_parse(path: Path) -> subprocess.CompletedProcess:
+# Groovy's own parser on each file (one JVM for all of them): "ok" or the first error line.
+PARSE_EACH = """args.each { f ->
+    try { new GroovyShell().parse(new File(f)); println("ok " + f) }
+    catch (Exception e) { println("error " + f + ": " + e.message.readLines().take(2).join(" ")) }
+}"""
+
+
+def _groovy_parse(*paths: Path) -> dict[str, str]:
     need_tools("groovy", hint="./setup.sh installs it")
     env = {**os.environ, "JAVA_HOME": _java_home() or ""}
-    return subprocess.run(["groovy", "-e", "new GroovyShell().parse(new File(args[0]))",
-                           str(path)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(["groovy", "-e", PARSE_EACH, *map(str, paths)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    verdicts = {}
+    for line in proc.stdout.splitlines():
+        verdict, _, rest = line.partition(" ")
+        path, _, message = rest.partition(": ")
+        verdicts[path] = "ok" if verdict == "ok" else message
+    return verdicts
 
 
 def test_jenkinsfile_is_valid_groovy(tmp_path):
-    result = _groovy_parse(JENKINSFILE)
-    assert result.returncode == 0, result.stderr
     broken = tmp_path / "Jenkinsfile"   # the check really checks: a brace less fails
     broken.write_text(JENKINSFILE.read_text().rstrip().rstrip("}"))
-    assert _groovy_parse(broken).returncode != 0
+    verdicts = _groovy_parse(JENKINSFILE, broken)
+    assert verdicts[str(JENKINSFILE)] == "ok"
+    assert verdicts[str(broken)] not in ("ok", None), verdicts
 
 
 def invoke_calls(text: str) -> list[list[str]]:
@@ -50,10 +64,11 @@ def invoke_calls(text: str) -> list[list[str]]:
     return calls
 
 
+@functools.cache
 def _flags_of(task: str) -> set[str]:
-    out = subprocess.run([INVOKE, "--help", task], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, f"`invoke {task}` is not a task: {out.stderr}"
-    return set(re.findall(r"(--[a-z][a-z0-9-]*)", out.stdout))
+    text = invoke_help(task)
+    assert text, f"`invoke {task}` is not a task"
+    return set(re.findall(r"(--[a-z][a-z0-9-]*)", text))
 
 
 def test_every_invoke_call_names_a_real_task_and_real_flags():
@@ -71,8 +86,9 @@ def test_every_invoke_call_names_a_real_task_and_real_flags():
 
 def test_matrix_json_gives_what_the_jenkinsfile_reads():
     import json
-    out = subprocess.run([INVOKE, "matrix", "--json"], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+    run = run_cli("matrix", "--json")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
     cells = json.loads(out)
     assert cells and all({"id", "cuda"} <= set(c) for c in cells)
 

@@ -1,6 +1,6 @@
 """The session-end leak check (tests/leaks.py, hooked in tests/conftest.py) on a pytest run
 of its own whose one test leaves things behind: the run must fail, list each of them, and
-stop them; a clean run passes and says so."""
+stop them. (A clean run passing and saying so is what every run of the suite shows.)"""
 from __future__ import annotations
 
 import os
@@ -31,18 +31,12 @@ def test_leaves_things_behind(tmp_path):
     server.listen()
     KEEP.append(server)
     print("PORT", server.getsockname()[1])
-    # a gpg-agent: an import starts one in the GnuPG home
+    # a gpg-agent, started in the GnuPG home as gpg starts it (on demand, daemonized)
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
-    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--quiet", "--import",
-                    "/usr/share/keyrings/debian-archive-keyring.gpg"], check=True)
+    subprocess.run(["gpg-connect-agent", "--homedir", str(home), "/bye"], check=True)
     print("HOME", home)
 """
-
-CLEAN = """def test_nothing():
-    assert True
-"""
-
 
 def _run(tmp_path, test_source: str) -> subprocess.CompletedProcess:
     (tmp_path / "conftest.py").write_text(CONFTEST)
@@ -70,8 +64,3 @@ def test_a_run_that_leaves_processes_sockets_or_agents_fails_and_lists_them(tmp_
     assert re.search(rf"^  process \d+: gpg-agent --homedir {re.escape(home)} ", out, re.M)
     assert not os.path.exists(f"/proc/{sleep_pid}")        # and stopped them
 
-
-def test_a_clean_run_passes_and_says_so(tmp_path):
-    proc = _run(tmp_path, CLEAN)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert re.search(r"^leak check \(pytest-[0-9a-f]+\): nothing left", proc.stdout, re.M)

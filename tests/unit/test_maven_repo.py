@@ -19,7 +19,7 @@ from mxbuild.repo.s3 import cache_control, content_type
 from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import CACHE_LONG, CACHE_SHORT, make_deb
+from ..conftest import CACHE_LONG, CACHE_SHORT, copy_gnupg_home, make_deb
 from ..maven_tools import (ARTIFACT, GROUP, Killed, Recording, coords, make_jar, make_pom,
                            maven_jar_with, publish_concurrently)
 
@@ -341,8 +341,8 @@ def test_verify_names_every_problem(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory):
-    with Signer(tmp_path_factory.mktemp("gnupg")) as s:
+def signer(tmp_path_factory, signing_key):
+    with Signer(copy_gnupg_home(signing_key, tmp_path_factory.mktemp("key") / "gnupg")) as s:
         yield s
 
 
