@@ -1,4 +1,5 @@
 import copy
+import functools
 import os
 import shutil
 import subprocess
@@ -87,10 +88,16 @@ def golden(request):
     return check
 
 
+@functools.cache
+def _matrix_doc() -> dict:
+    from mxbuild.matrix.schema import SAFE_LOADER
+    return yaml.load((ROOT / "matrix.yaml").read_text(), Loader=SAFE_LOADER)
+
+
 @pytest.fixture
 def matrix_doc():
     """A fresh copy of the real matrix.yaml as a Python structure."""
-    return copy.deepcopy(yaml.safe_load((ROOT / "matrix.yaml").read_text()))
+    return copy.deepcopy(_matrix_doc())
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,19 @@ def stop_gnupg(*dirs: Path) -> None:
             stop_agent(home)
             subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
                            capture_output=True)
+
+
+@pytest.fixture
+def short_tmp():
+    """A temporary directory with a short path, for GnuPG homes whose gpg-agent sockets
+    live inside them (a socket path must fit in 108 bytes; tmp_path of a long test name
+    does not always); their daemons are stopped and the directory removed afterwards."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="mxb-") as work:
+        try:
+            yield Path(work)
+        finally:
+            stop_gnupg(Path(work))
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def test_matrix_json_gives_what_the_jenkinsfile_reads():
     assert cells and all({"id", "cuda"} <= set(c) for c in cells)
 
 
-def test_the_signing_key_home_is_deleted_with_its_agent_stopped(tmp_path, gnupg_stopped):
+def test_the_signing_key_home_is_deleted_with_its_agent_stopped(short_tmp):
     """The Jenkinsfile's own shell steps around the signing key, run here with a real key:
     the import starts a gpg-agent in the throwaway home; the cleanup stops it before it
     deletes the home. (Here the agent's socket is inside the home, so deleting the home
@@ -102,16 +102,16 @@ def test_the_signing_key_home_is_deleted_with_its_agent_stopped(tmp_path, gnupg_
     from tests.leaks import agent_homes
     block = JENKINSFILE.read_text().split("def withRepositoryCredentials", 1)[1]
     setup, cleanup = re.findall(r"sh '([^']*MXBUILD_GNUPGHOME[^']*)'", block)[:2]
-    maker = tmp_path / "maker"
+    maker = short_tmp / "maker"
     maker.mkdir(mode=0o700)
     gpg = ["gpg", "--homedir", str(maker), "--batch", "--passphrase", ""]
     subprocess.run([*gpg, "--quick-gen-key", "ci <ci@example.org>", "ed25519", "sign", "1d"],
                    check=True, capture_output=True)
-    key = tmp_path / "signing-key.asc"
+    key = short_tmp / "signing-key.asc"
     key.write_bytes(subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True,
                                    capture_output=True).stdout)
-    home = tmp_path / "workspace/.mxbuild-gnupg"
-    shim, seen = tmp_path / "bin", tmp_path / "agent-at-rm"
+    home = short_tmp / "workspace/.mxbuild-gnupg"
+    shim, seen = short_tmp / "bin", short_tmp / "agent-at-rm"
     shim.mkdir()
     (shim / "rm").write_text(
         "#!/bin/sh\n"
