@@ -94,6 +94,11 @@ def _matrix_doc() -> dict:
     return yaml.load((ROOT / "matrix.yaml").read_text(), Loader=SAFE_LOADER)
 
 
+def dump_yaml(doc) -> str:
+    """yaml.safe_dump's text, through libyaml when PyYAML has it."""
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
 @pytest.fixture
 def matrix_doc():
     """A fresh copy of the real matrix.yaml as a Python structure."""

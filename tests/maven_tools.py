@@ -13,6 +13,7 @@ from typing import Iterator
 
 from mxbuild.repo import maven
 from mxbuild.repo.storage import CasConflict
+
 from .require import need_tools, skip_or_fail
 
 GROUP, ARTIFACT = "org.apache.mxnet", "mxnet-thin_2.11"

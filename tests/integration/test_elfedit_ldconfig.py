@@ -18,6 +18,7 @@ from mxbuild import images, matrix
 from mxbuild.containers import Container
 from mxbuild.elfedit import rpath_room, set_rpath_in_place
 from tests.unit.test_elfedit import official_191
+
 from ..require import need_tools
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,6 +21,7 @@ from elftools.elf.elffile import ELFFile
 
 from mxbuild.elfedit import rpath_room, set_rpath_in_place
 from mxbuild.errors import MxbuildError
+
 from ..require import need_tools, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,12 +7,10 @@ import inspect
 import json
 import os
 
-import yaml
-
 from mxbuild import images, matrix, options, plan
 from mxbuild.context import open_run
 
-from ..conftest import ROOT, run_cli
+from ..conftest import ROOT, dump_yaml, run_cli
 
 BUSTER_KEY = "80D15823B7FD1561F9F7BCDDDC30D7C23CBBABEE"   # 10/buster archive signing key
 
@@ -35,7 +33,7 @@ def _with_buster(doc: dict) -> dict:
 
 def test_a_new_distro_needs_matrix_yaml_only(tmp_path, matrix_doc):
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(_with_buster(matrix_doc)))
+    path.write_text(dump_yaml(_with_buster(matrix_doc)))
     m = matrix.load(path)                                       # the schema accepts it
     (cell,) = m.select(distro="debian10")
     assert (cell.id, cell.codename, cell.distro.family, cell.deb_version) == (

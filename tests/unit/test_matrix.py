@@ -2,13 +2,12 @@ import copy
 import re
 
 import pytest
-import yaml
 from debian.debian_support import Version
 
 from mxbuild import matrix
 from mxbuild.errors import MatrixError, SelectionError
 
-from ..conftest import ROOT
+from ..conftest import ROOT, dump_yaml
 
 
 def test_real_matrix_loads_into_frozen_cells():
@@ -142,7 +141,7 @@ def test_bad_matrix_is_rejected_with_file_and_key_path(tmp_path, matrix_doc, nam
                                                        key_path, fragment):
     mutate(matrix_doc)
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(matrix_doc))
+    path.write_text(dump_yaml(matrix_doc))
     with pytest.raises(MatrixError) as info:
         matrix.load(path)
     err = info.value
@@ -226,13 +225,13 @@ def test_x_keys_hold_anchors_only(tmp_path, matrix_doc):
     matrix_doc["x-debian99"] = copy.deepcopy(matrix_doc["distros"]["debian12"])
     matrix_doc["x-anything"] = {"free": "form"}
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(matrix_doc))
+    path.write_text(dump_yaml(matrix_doc))
     loaded = matrix.load(path)
     assert set(loaded.distros) == set(real.distros)
     assert [c.id for c in loaded.cells] == [c.id for c in real.cells]
     # below the top level an x- key is refused
     matrix_doc["distros"]["debian12"]["x-note"] = "a comment as a key"
-    path.write_text(yaml.safe_dump(matrix_doc))
+    path.write_text(dump_yaml(matrix_doc))
     with pytest.raises(MatrixError, match="distros.debian12.x-note: unknown key"):
         matrix.load(path)
 
