@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import tarfile
 import tempfile
@@ -22,6 +23,25 @@ from .log import log
 # (not even a committed one), so the bundle cannot leak into anything we publish.
 CA_MOUNT = "/run/mxbuild/extra-ca.crt"
 CA_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+# With MXBUILD_RUN_ID set (a CI build tag, the test suite's run id), every container and
+# every volume a container creates carries org.mxbuild.run=<id>: what a run left behind
+# can be found exactly on an engine that other runs share.
+RUN_ID_ENV = "MXBUILD_RUN_ID"
+RUN_LABEL = "org.mxbuild.run"
+
+
+def run_labels() -> dict[str, str]:
+    run_id = os.environ.get(RUN_ID_ENV)
+    return {RUN_LABEL: run_id} if run_id else {}
+
+
+def _labelled(mount: Mount) -> dict:
+    """A volume mount whose volume, if this container creates it, carries run_labels()."""
+    if mount.get("Type") != "volume" or not run_labels():
+        return mount
+    options = mount.get("VolumeOptions") or {}
+    return {**mount, "VolumeOptions": {
+        **options, "Labels": {**(options.get("Labels") or {}), **run_labels()}}}
 
 
 class CommandFailed(Exception):
@@ -90,7 +110,7 @@ class Container:
         self.container = None
 
     def __enter__(self) -> "Container":
-        mounts = list(self.mounts)
+        mounts = [_labelled(m) for m in self.mounts]
         if self.extra_ca:
             mounts.append(Mount(CA_MOUNT, str(self.extra_ca), type="bind", read_only=True))
         name = f"mxbuild-{self.label}-{secrets.token_hex(4)}"
@@ -99,7 +119,8 @@ class Container:
         try:
             self.container = self.client.containers.run(
                 self.image, ["sleep", "infinity"], name=name, detach=True, init=True,
-                network_mode=self.network, mounts=mounts, labels={"mxbuild": self.label},
+                network_mode=self.network, mounts=mounts,
+                labels={"mxbuild": self.label, **run_labels()},
                 ports={f"{p}/tcp": ("127.0.0.1", None) for p in self.ports} or None,
                 entrypoint=[], device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])]
                 if self.gpus else None)

@@ -34,4 +34,7 @@ def entrypoint(fn):
             raise Exit(code=exc.exit_code)
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130)
+        finally:
+            from .repo.sign import stop_agents
+            stop_agents()           # the gpg-agents this command started
     return wrapper

@@ -51,9 +51,14 @@ def smoke_built(cells: list[Cell], opts: Options, storage, jobs: int = 1) -> Rep
 def _run(cells, opts, stages, storage, jobs, per_cell) -> Report:
     require_emulation(cells)
     report = Report(opts.out_dir, opts.logs_dir, Axes.of(load_matrix(opts.matrix_path).cells))
-    ctx = open_run(opts, docker=engine.client(), report=report, storage=storage,
-                   signer=Signer(opts.gnupg_home))
-    pool = ResourcePool.for_host(jobs, opts.out_dir)
+    with Signer(opts.gnupg_home) as signer:       # its gpg-agent stops with the run
+        return _run_cells(open_run(opts, docker=engine.client(), report=report,
+                                   storage=storage, signer=signer), cells, stages, jobs, per_cell)
+
+
+def _run_cells(ctx: RunContext, cells, stages, jobs, per_cell) -> Report:
+    report = ctx.report
+    pool = ResourcePool.for_host(jobs, ctx.opts.out_dir)
 
     def one(cell):
         with pool.reserve(need_of(cell)):

@@ -13,6 +13,8 @@ from .matrix import Cell
 
 GB = 1 << 30
 DISK_RESERVE = 5 * GB          # never fill the disk to the brim
+MEMINFO = Path("/proc/meminfo")
+UNKNOWN_MEMORY = 8 * GB        # assumed where MemAvailable cannot be read
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,14 @@ def need_of(cell: Cell) -> Need:
 
 
 def available_memory() -> int:
+    """MemAvailable of MEMINFO in bytes, or UNKNOWN_MEMORY."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in MEMINFO.read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 8 * GB
+    return UNKNOWN_MEMORY
 
 
 class ResourcePool:

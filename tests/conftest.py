@@ -1,11 +1,16 @@
 import copy
+import functools
 import os
 import shutil
 import subprocess
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.require import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,6 +18,58 @@ ROOT = Path(__file__).resolve().parent.parent
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite golden files from the current output")
+
+
+# ------------------------------------------------------------------ leak check
+# Each run gets its own id: every process it starts inherits it in the environment and
+# every container/volume mxbuild creates is labelled with it (tests/leaks.py), so the
+# session-end check finds exactly what this run left, on a machine other runs share.
+
+def pytest_configure(config):
+    from mxbuild.containers import RUN_ID_ENV
+    config.stash[_RUN] = (f"pytest-{uuid.uuid4().hex[:16]}", os.environ.get(RUN_ID_ENV))
+    os.environ[RUN_ID_ENV] = config.stash[_RUN][0]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests import leaks
+    run_id = session.config.stash[_RUN][0]
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = factory.getbasetemp() if factory is not None else None
+    found = leaks.check(run_id, basetemp)
+    session.config.stash[_LEAKS] = found
+    if found:
+        leaks.clean(found)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    found = config.stash.get(_LEAKS, None)
+    if found is None:
+        return
+    run_id = config.stash[_RUN][0]
+    if not found:
+        terminalreporter.write_line(f"leak check ({run_id}): nothing left (no process, "
+                                    "container, volume or listening socket of this run)")
+        return
+    terminalreporter.section("leak check", red=True)
+    terminalreporter.write_line(f"this run ({run_id}) left {len(found)} thing(s) behind "
+                                "(stopped/removed now; the run fails):", red=True)
+    for leak in found:
+        terminalreporter.write_line(f"  {leak}")
+
+
+def pytest_unconfigure(config):
+    from mxbuild.containers import RUN_ID_ENV
+    previous = config.stash.get(_RUN, (None, None))[1]
+    if previous is None:
+        os.environ.pop(RUN_ID_ENV, None)
+    else:
+        os.environ[RUN_ID_ENV] = previous
+
+
+_RUN = pytest.StashKey[tuple]()
+_LEAKS = pytest.StashKey[list]()
 
 
 @pytest.fixture
@@ -31,10 +88,78 @@ def golden(request):
     return check
 
 
+@functools.cache
+def _matrix_doc() -> dict:
+    from mxbuild.matrix.schema import SAFE_LOADER
+    return yaml.load((ROOT / "matrix.yaml").read_text(), Loader=SAFE_LOADER)
+
+
+def dump_yaml(doc) -> str:
+    """yaml.safe_dump's text, through libyaml when PyYAML has it."""
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
 @pytest.fixture
 def matrix_doc():
     """A fresh copy of the real matrix.yaml as a Python structure."""
-    return copy.deepcopy(yaml.safe_load((ROOT / "matrix.yaml").read_text()))
+    return copy.deepcopy(_matrix_doc())
+
+
+@dataclass(frozen=True)
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliRun:
+    """`invoke ARGS` through invoke's own program and mxbuild's entry point, in this process:
+    the exit code is the one `sys.exit` would give the process. A CLI process costs a second
+    to start; tests that need a real process (signals, a kill) start one. The environment,
+    signal handlers and the mxbuild logger are restored afterwards."""
+    import contextlib
+    import io
+    import logging
+    import signal
+    from invoke.main import program
+    out, err = io.StringIO(), io.StringIO()
+    logger = logging.getLogger("mxbuild")
+    saved_log = (list(logger.handlers), logger.level, logger.propagate)
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_env = dict(os.environ)
+    code = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                program.run(["invoke", "--search-root", str(ROOT), *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None
+                                                                   else 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        logger.handlers[:] = saved_log[0]
+        logger.setLevel(saved_log[1])
+        logger.propagate = saved_log[2]
+    return CliRun(code, out.getvalue(), err.getvalue())
+
+
+def invoke_help(task: str) -> str:
+    """`invoke --help <task>` as the CLI prints it, from invoke's own program run in this
+    process (a CLI start costs a second); '' if there is no such task."""
+    import contextlib
+    import io
+    from invoke.main import program
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        program.run(["invoke", "--search-root", str(ROOT), "--help", task], exit=False)
+    usage = f"Usage: inv[oke] [--core-opts] {task} [--options]"
+    return out.getvalue() if out.getvalue().startswith(usage) else ""
 
 
 def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends: str = "",
@@ -56,10 +181,62 @@ def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends:
     return out
 
 
+def stop_gnupg(*dirs: Path) -> None:
+    """Stop the GnuPG daemons (gpg-agent…) of the homes a test made: each of `dirs` and
+    every home below one of them, whoever started the daemon (a Signer, a gpg call)."""
+    from mxbuild.repo.sign import stop_agent
+    from tests.leaks import agent_homes
+    roots = [Path(d).resolve() for d in dirs]
+    for home in agent_homes():
+        if any(home == r or home.is_relative_to(r) for r in roots):
+            stop_agent(home)
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                           capture_output=True)
+
+
+@pytest.fixture
+def short_tmp():
+    """A temporary directory with a short path, for GnuPG homes whose gpg-agent sockets
+    live inside them (a socket path must fit in 108 bytes; tmp_path of a long test name
+    does not always); their daemons are stopped and the directory removed afterwards."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="mxb-") as work:
+        try:
+            yield Path(work)
+        finally:
+            stop_gnupg(Path(work))
+
+
+@pytest.fixture
+def gnupg_stopped(tmp_path):
+    """For a test that makes GnuPG homes under tmp_path: their agents stop afterwards."""
+    yield tmp_path
+    stop_gnupg(tmp_path)
+
+
+def copy_gnupg_home(src: Path, dest: Path) -> Path:
+    """A copy of a GnuPG home (keys and trust, not the agent's sockets or locks)."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("S.*", "*.lock", ".#lk*"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> Path:
+    """A GnuPG home with one repository signing key, made once per session by Signer on
+    first use (RSA 4096 takes seconds); a test that signs gets a copy (copy_gnupg_home)."""
+    from mxbuild.repo.sign import Signer
+    home = tmp_path_factory.mktemp("signing-key") / "gnupg"
+    with Signer(home) as signer:
+        assert len(signer.fingerprint) == 40
+    return home
+
+
 @pytest.fixture(scope="session")
 def gnupg_home(tmp_path_factory):
     """A throwaway signing key directory (the key is generated on first use)."""
-    return tmp_path_factory.mktemp("gnupg")
+    home = tmp_path_factory.mktemp("gnupg")
+    yield home
+    stop_gnupg(home)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -83,9 +260,7 @@ def docker_client():
     try:
         return engine.client()
     except DockerEngineError as exc:
-        if os.environ.get("MXBUILD_REQUIRE_DOCKER"):
-            pytest.fail(exc.render())
-        pytest.skip(exc.message)
+        skip_or_fail("docker", exc.render())
 
 
 @pytest.fixture(scope="session")
@@ -111,47 +286,46 @@ def cpu_cell():
     return matrix.load(ROOT / "matrix.yaml").select(cell="1.9.1-cpu-debian12")[0]
 
 
+# The Cache-Control values README promises, literally (tests never compare with the
+# module's own constants).
+CACHE_LONG = "public, max-age=31536000, immutable"
+CACHE_SHORT = "public, max-age=60, must-revalidate"
+
 # A distinctive secret: tests assert it never appears in any output.
 S3_SECRET = "mxbuild-TEST-SECRET-do-not-print-7f3a"
 S3_KEY_ID = "MXBUILDTESTKEYID0001"
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The test identity, in the environment of one test at a time (boto3 and the CLI children
+# read it there); the environment is restored after each test.
+AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory):
+def moto_server(tmp_path_factory):
     """A real S3-compatible server (moto) on loopback, for the whole session."""
-    import sys
-    import time
-    import urllib.request
-    os.environ.update({"AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET,
-                       "AWS_DEFAULT_REGION": "us-east-1"})
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(var, None)
-    exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/", timeout=1)
-            break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"moto_server did not start (log: {log.name})")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    from tests import s3servers
+    try:
+        server = s3servers.start_moto(tmp_path_factory.mktemp("moto"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto_endpoint(moto_server, aws_env):
+    """moto's URL, with the test identity in the environment for this test."""
+    return moto_server.endpoint
 
 
 @pytest.fixture
@@ -207,7 +381,7 @@ def _tls_pair(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory, moto_endpoint):
+def seaweedfs_server(tmp_path_factory):
     """SeaweedFS (`weed mini`) on loopback for the whole session: admin and read-only
     identities, no anonymous identity (anonymous reads need a bucket policy), https too.
     Built by .ci/seaweedfs.sh if not cached. Without Go it skips, unless
@@ -217,32 +391,28 @@ def seaweedfs(tmp_path_factory, moto_endpoint):
     try:
         binary = s3servers.seaweedfs_binary()
     except RuntimeError as exc:
-        if os.environ.get("MXBUILD_REQUIRE_S3_SERVER"):
-            pytest.fail(str(exc))
-        pytest.skip(f"SeaweedFS is not available: {exc}")
+        skip_or_fail("s3_server", f"SeaweedFS is not available: {exc}")
     ca, cert, key = _tls_pair(work)
     identities = [
         s3servers.Identity("admin", S3_KEY_ID, S3_SECRET,
                            ("Admin", "Read", "Write", "List", "Tagging")),
         s3servers.Identity("reader", READER_KEY_ID, READER_SECRET, ("Read", "List"))]
     server = s3servers.start_seaweedfs(work, identities, binary, tls=(cert, key))
-    server.extra.update(ca=ca, version=s3servers.seaweedfs_version(binary))
-    import boto3
-    s3servers.wait_writable(boto3.client("s3", endpoint_url=server.endpoint))
+    try:                           # a server that started is stopped, whatever fails next
+        server.extra.update(ca=ca, version=s3servers.seaweedfs_version(binary))
+        import boto3
+        s3servers.wait_writable(boto3.client(
+            "s3", endpoint_url=server.endpoint, region_name="us-east-1",
+            aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET))
+    except BaseException:
+        server.stop()
+        raise
     yield server
     server.stop()
 
 
-def _server_missing(what: str, exc: Exception):
-    """A test server that cannot be had: a failure under CI (MXBUILD_REQUIRE_S3_SERVER=1,
-    set by .ci/run), else a skip."""
-    if os.environ.get("MXBUILD_REQUIRE_S3_SERVER"):
-        pytest.fail(f"{what} is not available: {exc}")
-    pytest.skip(f"{what} is not available: {exc}")
-
-
 @pytest.fixture(scope="session")
-def ceph_cluster(docker_client, run_ctx, tmp_path_factory, moto_endpoint):
+def ceph_cluster(docker_client, run_ctx, tmp_path_factory):
     """One container of Debian trixie's Ceph (reef): a monitor, an OSD on memstore, auth
     none, and RGW on RADOS (tests/ceph_rgw.py). Its image is made once by the tests'
     image step (cached by a content hash of its inputs)."""
@@ -254,7 +424,7 @@ def ceph_cluster(docker_client, run_ctx, tmp_path_factory, moto_endpoint):
         with open(log_path, "w") as logf:
             tag = ceph_rgw.ensure_image(run_ctx, logf)
     except Exception as exc:   # noqa: BLE001 (any failure to make it: named, then fail/skip)
-        _server_missing(f"the Ceph RGW image (log: {log_path})", exc)
+        skip_or_fail("s3_server", f"the Ceph RGW image is not available (log: {log_path}): {exc}")
     image_seconds = time.monotonic() - start
     cluster = ceph_rgw.start_cluster(docker_client, tag, S3_KEY_ID, S3_SECRET)
     try:
@@ -286,14 +456,18 @@ def rgw_dbstore(ceph_cluster):
     return Server("rgw-dbstore", cluster.start("dbstore"), None, Path("ceph-rgw-dbstore"))
 
 
+@pytest.fixture
+def seaweedfs(seaweedfs_server, aws_env):
+    """The session's SeaweedFS, with the test identity in the environment for this test."""
+    return seaweedfs_server
+
+
 @pytest.fixture(params=S3_SERVERS)
-def s3_server(request, moto_endpoint):
+def s3_server(request, aws_env):
     """Each protocol test runs against moto, SeaweedFS and Ceph RGW on RADOS (production
     servers)."""
-    if request.param == "moto":
-        from tests.s3servers import Server
-        return Server("moto", moto_endpoint, None, Path("moto.log"))
-    return request.getfixturevalue({"seaweedfs": "seaweedfs", "rgw": "ceph_rgw"}[request.param])
+    return request.getfixturevalue({"moto": "moto_server", "seaweedfs": "seaweedfs_server",
+                                    "rgw": "ceph_rgw"}[request.param])
 
 
 def make_bucket(endpoint: str, name: str, public: bool = True) -> str:

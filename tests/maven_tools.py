@@ -2,18 +2,19 @@
 count or stop writes, and a real Maven client (mvn) resolving from a repository URL."""
 from __future__ import annotations
 
-import os
+import re
 import shutil
 import subprocess
 import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
+from typing import Iterator
 
 from mxbuild.repo import maven
 from mxbuild.repo.storage import CasConflict
+
+from .require import need_tools, skip_or_fail
 
 GROUP, ARTIFACT = "org.apache.mxnet", "mxnet-thin_2.11"
 PROBE_CLASS = "org.mxbuild.probe.Probe"
@@ -147,13 +148,41 @@ def publish_concurrently(storage, jars: dict[str, Path], timeout: float) -> list
 
 def require_tools(*names: str) -> None:
     """Skip without the tools; with MXBUILD_REQUIRE_TOOLS=1 (CI) fail instead."""
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        message = (f"not installed: {', '.join(missing)} "
-                   "(apt-get install maven default-jdk-headless)")
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_tools(*names, hint="apt-get install maven default-jdk-headless")
+
+
+def maven_homes() -> Iterator[Path]:
+    """Where the installed Maven may live: the directory above the real `mvn` script (an
+    Apache binary distribution, Debian's /usr/share/maven, SDKMAN, Homebrew), then what
+    `mvn -v` says (a wrapper script elsewhere; asked only if needed: it starts a JVM)."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        return
+    yield Path(mvn).resolve().parent.parent
+    out = subprocess.run([mvn, "-v", "-B"], capture_output=True, text=True).stdout
+    said = re.search(r"^Maven home: (.+)$", out, re.M)
+    if said:
+        yield Path(said.group(1).strip()).resolve()
+
+
+def maven_jar_with(class_name: str) -> Path:
+    """The jar of the installed Maven that holds `class_name` (found by its content, not
+    by a file name: distributions name and link their jars differently), or
+    skip_or_fail('tools')."""
+    need_tools("mvn", "java", hint="apt-get install maven default-jdk-headless")
+    entry = class_name.replace(".", "/") + ".class"
+    searched = []
+    for home in maven_homes():
+        searched.append(str(home))
+        for jar in sorted((home / "lib").glob("*.jar")):
+            try:
+                with zipfile.ZipFile(jar) as zf:
+                    if entry in zf.namelist():
+                        return jar.resolve()
+            except (OSError, zipfile.BadZipFile):
+                continue
+    skip_or_fail("tools", f"no jar of the installed Maven ({', '.join(searched) or 'no mvn'}) "
+                          f"holds {class_name}")
 
 
 # ------------------------------------------------------------------ a real Maven client
@@ -225,11 +254,8 @@ class MavenClient:
             shutil.rmtree(tmp, ignore_errors=True)
             proc = _run_mvn(project, tmp, ["copy-dependencies"], timeout=900)
             if proc.returncode != 0:
-                message = f"could not fetch {DEPENDENCY_PLUGIN} from Maven Central:\n" \
-                          + proc.stdout[-3000:]
-                if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-                    pytest.fail(message)
-                pytest.skip(message)
+                skip_or_fail("tools", f"could not fetch {DEPENDENCY_PLUGIN} from Maven "
+                                      f"Central:\n{proc.stdout[-3000:]}")
             (tmp / ".complete").touch()
             shutil.rmtree(PLUGIN_CACHE, ignore_errors=True)
             tmp.rename(PLUGIN_CACHE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,8 @@ VHOST_DOMAIN = "s3.mxbuild.test"        # virtual-hosted buckets: BUCKET.s3.mxbu
 
 
 def free_ports(n: int) -> list[int]:
+    """n ports free a moment ago. Only for `weed`, which cannot bind port 0 (it tells each
+    of its servers the others' ports): start_seaweedfs retries when one was taken since."""
     socks, ports = [], []
     try:
         while len(ports) < n:
@@ -84,18 +87,29 @@ def _wait(url: str, proc: subprocess.Popen, log_path: Path, timeout: float, what
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            proc.wait()
             tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
             raise RuntimeError(f"{what} did not start (log: {log_path}):\n{tail}")
         time.sleep(0.3)
 
 
-def start_moto(workdir: Path) -> Server:
+def start_moto(workdir: Path, env: dict[str, str] | None = None) -> Server:
+    """moto_server on a port the kernel picks (-p 0), read back from its log."""
     exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    (port,) = free_ports(1)
     log_path = workdir / "moto.log"
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", "0"], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 30
+    while not (port := re.search(r"Running on http://127\.0\.0\.1:(\d+)",
+                                 log_path.read_text(errors="replace"))):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"moto_server did not start (log: {log_path}):\n"
+                               + log_path.read_text(errors="replace")[-3000:])
+        time.sleep(0.1)
+    url = f"http://127.0.0.1:{port.group(1)}"
     _wait(url + "/", proc, log_path, 30, "moto_server")
     return Server("moto", url, proc, log_path)
 
@@ -127,6 +141,21 @@ def start_seaweedfs(workdir: Path, identities: list[Identity], binary: Path | No
         {"name": i.name, "credentials": [{"accessKey": i.key_id, "secretKey": i.secret}],
          "actions": list(i.actions)} for i in identities]}))
     conf.chmod(0o600)
+    for attempt in range(3):
+        try:
+            return _start_weed(binary, workdir, data, conf, tls)
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """A port that was free when chosen was bound by someone else before weed bound it."""
+
+
+def _start_weed(binary: Path, workdir: Path, data: Path, conf: Path,
+                tls: tuple[Path, Path] | None) -> Server:
     (master, master_g, volume, volume_g, filer, filer_g, s3, s3_g, s3_tls) = free_ports(9)
     cmd = [str(binary), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            f"-master.port={master}", f"-master.port.grpc={master_g}",
@@ -141,11 +170,18 @@ def start_seaweedfs(workdir: Path, identities: list[Identity], binary: Path | No
         cmd += [f"-s3.port.https={s3_tls}", f"-s3.cert.file={tls[0]}", f"-s3.key.file={tls[1]}"]
         https = f"https://{VHOST_DOMAIN}:{s3_tls}"
     log_path = workdir / "weed.log"
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=open(log_path, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{s3}"
     # ready when the S3 gateway answers (403 to an anonymous ListBuckets) and a write lands
-    _wait(url + "/", proc, log_path, 120, "SeaweedFS", ok=lambda status: status in (200, 403))
+    try:
+        _wait(url + "/", proc, log_path, 120, "SeaweedFS",
+              ok=lambda status: status in (200, 403))
+    except RuntimeError as exc:
+        if "address already in use" in log_path.read_text(errors="replace"):
+            raise PortTaken(str(exc)) from exc
+        raise
     return Server("seaweedfs", url, proc, log_path, https, {"binary": str(binary)})
 
 

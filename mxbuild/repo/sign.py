@@ -3,15 +3,24 @@
 A Signer signs with one key or, during a key rotation, with several at once: InRelease and
 Release.gpg then carry one signature per key, and a host whose keyring holds any of them
 accepts the file (as apt does with Debian's own archive).
+
+gpg starts a gpg-agent daemon per GnuPG home on the first secret-key operation (and on an
+import). An agent that this process started is stopped when its Signer is closed (or by
+stop_agents(), which the entry point calls on the way out); an agent that was running
+before (a user's own) is left alone.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import socket
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import SigningError
 from ..log import log
@@ -59,7 +68,7 @@ def parse_key_listing(colons: str) -> list[KeyInfo]:
 
 def keyring_keys(keyring: bytes, where: str = "keyring") -> list[KeyInfo]:
     """The keys of a binary (or armored) public keyring; SigningError if it holds none."""
-    with tempfile.TemporaryDirectory() as home:
+    with scratch_home() as home:
         proc = subprocess.run(["gpg", "--homedir", home, "--batch", "--quiet", "--with-colons",
                                "--import-options", "show-only", "--import"],
                               input=keyring, capture_output=True)
@@ -72,7 +81,64 @@ def keyring_keys(keyring: bytes, where: str = "keyring") -> list[KeyInfo]:
     return keys
 
 
+# GnuPG home -> True if this process started its agent (checked before the first gpg call
+# on that home); shared by every Signer of the home (with_keys makes new ones)
+_agents: dict[str, bool] = {}
+_agents_guard = threading.Lock()
+
+
+def _agent_running(home: Path) -> bool:
+    """Does a gpg-agent answer on the home's socket? (Asked without starting one.)"""
+    path = subprocess.run(["gpgconf", "--homedir", str(home), "--list-dirs", "agent-socket"],
+                          capture_output=True, text=True).stdout.strip()
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+def _note_agent(home: Path) -> None:
+    """Before a gpg call on `home`: remember whether the agent it may start is ours."""
+    key = str(Path(home).resolve())
+    with _agents_guard:
+        if key not in _agents:
+            _agents[key] = not _agent_running(home)
+
+
+def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent (and any other GnuPG daemon) of `home` if this process started
+    it; the next gpg call starts a fresh one."""
+    key = str(Path(home).resolve())
+    with _agents_guard:
+        ours = _agents.pop(key, False)
+    if ours:
+        subprocess.run(["gpgconf", "--homedir", key, "--kill", "all"], capture_output=True)
+
+
+def stop_agents() -> None:
+    """Stop every gpg-agent this process started."""
+    with _agents_guard:
+        homes = list(_agents)
+    for home in homes:
+        stop_agent(Path(home))
+
+
+@contextlib.contextmanager
+def scratch_home() -> Iterator[str]:
+    """A throwaway GnuPG home; its agent (an --import starts one) is stopped with it."""
+    with tempfile.TemporaryDirectory() as home:
+        try:
+            yield home
+        finally:
+            subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], capture_output=True)
+
+
 class Signer:
+    """Signs with the keys of a GnuPG home. Use as a context manager (or call close()):
+    the gpg-agent its gpg calls started is stopped at the end."""
+
     def __init__(self, gnupg_home: Path, fingerprint: str | None = None,
                  fingerprints: tuple[str, ...] | None = None):
         self.home = gnupg_home
@@ -86,6 +152,17 @@ class Signer:
         fprs = tuple(fingerprints)
         return Signer(self.home, fprs[0], fprs)
 
+    def close(self) -> None:
+        """Stop the home's gpg-agent if this process started it (whichever Signer of the
+        home ran gpg first); using the Signer afterwards starts a new one."""
+        stop_agent(self.home)
+
+    def __enter__(self) -> "Signer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def fingerprints(self) -> tuple[str, ...]:
         return self._fprs or (self.fingerprint,)
@@ -98,6 +175,7 @@ class Signer:
 
     def _gpg(self, *args: str, data: bytes | None = None) -> bytes:
         cmd = ["gpg", "--batch", "--quiet", "--no-tty", "--homedir", str(self.home), *args]
+        _note_agent(self.home)
         proc = subprocess.run(cmd, input=data, capture_output=True)
         if proc.returncode != 0:
             raise SigningError(f"`gpg {' '.join(args[:2])}` failed: "
@@ -270,7 +348,7 @@ def verify_inrelease(data: bytes, keyring: bytes) -> Verified:
 
 def keyring_from_armored(keys: bytes) -> bytes:
     """A binary keyring (what gpgv reads) from armored public keys, e.g. Apache's KEYS."""
-    with tempfile.TemporaryDirectory() as home:
+    with scratch_home() as home:
         gpg = ["gpg", "--homedir", home, "--batch", "--quiet"]
         imported = subprocess.run([*gpg, "--import"], input=keys, capture_output=True)
         exported = subprocess.run([*gpg, "--export"], capture_output=True)

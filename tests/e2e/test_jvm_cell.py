@@ -19,6 +19,7 @@ from mxbuild.fetch import sha256_file
 
 from ..conftest import ROOT
 from ..fixtures import jvm_fixture as jf
+from ..require import skip_or_fail
 from .jvm_checks import assert_libmxnet_scala
 
 
@@ -32,9 +33,7 @@ def jvm_cell(tmp_path_factory, gnupg_home, docker_client):
     try:
         jf.find_java_home(), jf._tool("mvn"), jf._tool("gcc")
     except jf.FixtureError as exc:
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        skip_or_fail("tools", str(exc))
     work = tmp_path_factory.mktemp("jvm-cell")
     libs = jf.libmxnet_of_wheel()
     standin = jf.build_standin(work, libs, maven_repo=ROOT / ".cache/mxbuild/m2")

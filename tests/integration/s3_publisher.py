@@ -1,9 +1,11 @@
 """A publisher process for the S3 tests: `python -m tests.integration.s3_publisher ...`.
 
 --kill-after N: SIGKILL this process right after its Nth completed S3 write (the crash
-test). --start FILE: wait until FILE exists, so many publishers start together.
---no-probe: skip the probe of the server's conditional writes (on purpose: the tests of
-what a server that ignores them does to a repository).
+test). --barrier DIR --parties N: the first commit (the compare-and-swap of InRelease) of
+each of N publishers waits until all N have reached theirs, so all of them read the same
+state and all but one must lose the swap and merge again: a collision forced, not hoped
+for. --no-probe: skip the probe of the server's conditional writes (on purpose: the tests
+of what a server that ignores them does to a repository).
 """
 import argparse
 import os
@@ -48,26 +50,50 @@ class KillingStorage:
         self._wrote()
 
 
+class BarrierStorage:
+    """The real storage; the first put_cas waits for `parties` publishers to arrive."""
+
+    def __init__(self, inner, directory: Path, parties: int, timeout: float = 300):
+        self.inner, self.directory, self.parties = inner, directory, parties
+        self.timeout, self.passed = timeout, False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put_cas(self, *args, **kwargs):
+        if not self.passed:
+            (self.directory / str(os.getpid())).touch()
+            deadline = time.monotonic() + self.timeout
+            while len(list(self.directory.iterdir())) < self.parties:
+                if time.monotonic() > deadline:
+                    sys.exit(f"barrier: only {len(list(self.directory.iterdir()))} of "
+                             f"{self.parties} publishers arrived")
+                time.sleep(0.01)
+            self.passed = True
+        return self.inner.put_cas(*args, **kwargs)
+
+
 def publish_concurrently(endpoint: str, target: str, gnupg: Path, debs_of: list[list[Path]],
                          *extra: str) -> list[tuple[int, str, str]]:
-    """One publisher process per list of .debs, all started at once, each publishing its
-    .debs one by one; (returncode, stdout, stderr) of each."""
-    start = Path(gnupg).parent / f"go-{os.getpid()}-{time.monotonic_ns()}"
+    """One publisher process per list of .debs, each publishing its .debs one by one, their
+    first commits meeting at a barrier (a collision forced); (returncode, stdout, stderr)
+    of each."""
+    barrier = Path(gnupg).parent / f"barrier-{os.getpid()}-{time.monotonic_ns()}"
+    barrier.mkdir()
     root = Path(__file__).resolve().parents[2]
     procs = [subprocess.Popen(
         [sys.executable, "-m", "tests.integration.s3_publisher", "--endpoint", endpoint,
-         "--target", target, "--gnupg", str(gnupg), "--start", str(start), "--one-by-one",
-         *extra, *map(str, debs)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True) for debs in debs_of]
+         "--target", target, "--gnupg", str(gnupg), "--barrier", str(barrier),
+         "--parties", str(len(debs_of)), "--one-by-one", *extra, *map(str, debs)],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for debs in debs_of]
     try:
-        time.sleep(2)       # all imported and waiting
-        start.touch()
         outputs = [p.communicate(timeout=600) for p in procs]
     finally:
-        start.unlink(missing_ok=True)
         for p in procs:
             if p.poll() is None:
                 p.kill()
+                p.wait()
     return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
 
 
@@ -83,7 +109,8 @@ def main() -> int:
     ap.add_argument("--codename", default="bookworm")
     ap.add_argument("--component", default="cpu")
     ap.add_argument("--kill-after", type=int, default=0)
-    ap.add_argument("--start")
+    ap.add_argument("--barrier", type=Path)
+    ap.add_argument("--parties", type=int, default=0)
     ap.add_argument("--one-by-one", action="store_true")
     ap.add_argument("--no-probe", action="store_true")
     ap.add_argument("debs", nargs="+")
@@ -92,15 +119,14 @@ def main() -> int:
                         check_server=not args.no_probe)
     if args.kill_after:
         storage = KillingStorage(storage, args.kill_after)
-    if args.start:
-        while not Path(args.start).exists():
-            time.sleep(0.01)
-    signer = Signer(Path(args.gnupg))
+    if args.barrier:
+        storage = BarrierStorage(storage, args.barrier, args.parties)
     uploads = [Upload(Path(d), args.codename, args.component) for d in args.debs]
     batches = [[u] for u in uploads] if args.one_by_one else [uploads]
     attempts = 0
-    for batch in batches:
-        attempts += publish(storage, signer, batch).attempts
+    with Signer(Path(args.gnupg)) as signer:
+        for batch in batches:
+            attempts += publish(storage, signer, batch).attempts
     print(f"done attempts={attempts}")
     return 0
 

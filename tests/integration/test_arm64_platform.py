@@ -12,7 +12,6 @@ all three (seconds). The cross-compiled test packages take ~1 min either way."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 
 import pytest
@@ -28,6 +27,7 @@ from mxbuild.repo.storage import LocalStorage
 from mxbuild.smoke import client_image
 
 from ..conftest import ROOT
+from ..require import skip_or_fail
 from .conftest import apt_box
 
 MATRIX = load(ROOT / "matrix.yaml")
@@ -42,10 +42,7 @@ def arm64_ready(docker_client):
     """arm64 containers run here: prepared as root if need be, else fail (CI) or skip."""
     got = emulation.prepare(ARM64)
     if not got.ok:
-        message = f"arm64 emulation unavailable: {got.detail}; fix: {got.fix}"
-        if os.environ.get("MXBUILD_REQUIRE_EMULATION"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("emulation", f"arm64 emulation unavailable: {got.detail}; fix: {got.fix}")
     return got
 
 

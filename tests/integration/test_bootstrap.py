@@ -6,6 +6,7 @@ import json
 import pytest
 
 from mxbuild import bootstrap
+from mxbuild.containers import Container
 
 EPOCH = 1704067200
 TAG = "mxbuild/bootstrap-test:bookworm-{}"
@@ -48,10 +49,12 @@ def test_bookworm_twice_gives_the_same_rootfs_and_image_id(docker_client, cpu_ce
     assert image.attrs["Config"]["Env"] == ["LANG=C.UTF-8"]
     assert image.attrs["Config"]["Cmd"] == ["/bin/bash"]
 
-    out = docker_client.containers.run(tags[1], ["sh", "-c", (
-        "cat /etc/apt/sources.list; readlink /bin; command -v useradd; "
-        "dpkg-query -W -f '${Package}=${Version}\\n'")], remove=True,
-        network_mode="none").decode().splitlines()
+    # the wrapper execs into a running container and reads the output before removing it
+    # (docker-py's run(remove=True) may remove it first: docker/docker-py#2427)
+    with Container(docker_client, tags[1], label="bootstrap-check") as box:
+        out = box.run(["sh", "-c", (
+            "cat /etc/apt/sources.list; readlink /bin; command -v useradd; "
+            "dpkg-query -W -f '${Package}=${Version}\\n'")]).output.splitlines()
     assert out[0] == "deb http://deb.debian.org/debian bookworm main"
     assert out[1] == "usr/bin" and out[2].endswith("/useradd")
     inside = dict(line.split("=", 1) for line in out[3:])
@@ -60,7 +63,7 @@ def test_bookworm_twice_gives_the_same_rootfs_and_image_id(docker_client, cpu_ce
 
 
 def test_a_key_that_did_not_sign_the_suite_is_refused(docker_client, cpu_cell, test_opts,
-                                                      tmp_path):
+                                                      tmp_path, gnupg_stopped):
     """Only the pinned key is trusted: the host's /etc/apt/trusted.gpg.d (which holds the
     real Debian keys) must not rescue a wrong pin."""
     import dataclasses

@@ -19,6 +19,8 @@ from mxbuild.containers import Container
 from mxbuild.elfedit import rpath_room, set_rpath_in_place
 from tests.unit.test_elfedit import official_191
 
+from ..require import need_tools
+
 ROOT = Path(__file__).resolve().parents[2]
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 OLD_LDCONFIG = ["ubuntu16", "ubuntu18"]
@@ -37,8 +39,7 @@ def layout(tmp_path_factory) -> Path:
     """What goes into the multiarch directory: libmxedit.so (RPATH edited in place to
     $ORIGIN/m) with m/libdep.so, libmxpatchelf.so (patchelf: $ORIGIN/libmxnet) with
     libmxnet/libdep.so."""
-    if not shutil.which("gcc"):
-        pytest.skip("needs gcc (the fixture libraries are built with it)")
+    need_tools("gcc", hint="the fixture libraries are built with it")
     d = tmp_path_factory.mktemp("elfedit-ldconfig")
     build, tree = d / "build", d / "tree"
     build.mkdir()

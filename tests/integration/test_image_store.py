@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from mxbuild import images
+from mxbuild.containers import Container
 from mxbuild.image_store import ImageStore
 from mxbuild.repo.storage import LocalStorage
 
@@ -57,9 +58,8 @@ def test_a_built_image_is_stored_then_loaded_by_an_engine_without_it(
         loaded = images.build_from_template(store_ctx, REPO, "t", dockerfile, log2)
         assert loaded == built                                  # the same image id
         assert "loaded" in log2.getvalue() and "building" not in log2.getvalue()
-        out = docker_client.containers.run(loaded.ref, ["cat", "/made"], remove=True,
-                                           network_mode="none")
-        assert out == b"made-here\n"
+        with Container(docker_client, loaded.ref, label="image-store-check") as box:
+            assert box.run(["cat", "/made"]).output == "made-here\n"
         # present now: neither loaded nor stored again
         log3 = io.StringIO()
         assert images.build_from_template(store_ctx, REPO, "t", dockerfile, log3) == built
@@ -140,11 +140,18 @@ def test_an_engine_that_has_an_image_fills_an_empty_artifact_cache(
         _drop(docker_client, built.ref)
 
 
-def test_no_artifact_cache_is_a_no_op_store(run_ctx, docker_client, dockerfile):
-    if not run_ctx.opts.artifact_cache:                  # open_run: no cache, no store
-        assert run_ctx.image_store.remote is None
+def test_no_artifact_cache_is_a_no_op_store(run_ctx, docker_client, dockerfile, tmp_path):
+    from mxbuild.context import open_run
+    # open_run wires the store from the options: none without an artifact cache…
+    plain = open_run(dataclasses.replace(run_ctx.opts, artifact_cache=None),
+                     docker=docker_client, gpu=False)
+    assert plain.image_store.remote is None
+    # …the cache's storage with one
+    cached = open_run(dataclasses.replace(run_ctx.opts, artifact_cache=str(tmp_path / "ac")),
+                      docker=docker_client, gpu=False)
+    assert isinstance(cached.image_store.remote, LocalStorage)
+    assert cached.image_store.remote.root == tmp_path / "ac"
     log = io.StringIO()
-    plain = dataclasses.replace(run_ctx, image_store=ImageStore(None, None))
     built = images.build_from_template(plain, REPO, "t", dockerfile, log)
     try:
         assert "stored" not in log.getvalue() and "artifact cache" not in log.getvalue()

@@ -1,6 +1,5 @@
 import dataclasses
 import io
-import json
 
 import pytest
 
@@ -15,17 +14,34 @@ from mxbuild.smoke.client_image import ensure_client_image
 from ..conftest import ctx_with
 
 
-def test_base_image_is_reused_and_checked_against_pins(run_ctx, cpu_cell, cell_images):
-    base = cell_images[0]
-    log = io.StringIO()
-    again = images.ensure_base(run_ctx, cpu_cell.distro, log)
-    assert again == base
-    assert "reusing base image" in log.getvalue()
-    pin = json.loads(run_ctx.opts.pins_path.read_text())["bases"].get("debian12")
-    if pin and pin["id"] == base.id:
-        assert "is the one pins.lock pins" in log.getvalue()
-    else:   # another machine's bootstrap: reported by name, pins.lock untouched
-        assert "warning:" in log.getvalue() and "invoke lock --distro debian12" in log.getvalue()
+def test_base_image_is_reused_and_checked_against_pins(run_ctx, cpu_cell, cell_images,
+                                                       tmp_path):
+    """Each verdict forced with a pins.lock of the test's own: the pinned image, another
+    image (drift named package by package), no pin; pins.lock is never written."""
+    base, distro = cell_images[0], cpu_cell.distro
+
+    def ensure_with(bases: dict) -> str:
+        pins = Pins(tmp_path / "pins.lock", bases)
+        pins.write()
+        before = pins.path.read_bytes()
+        log = io.StringIO()
+        ctx = ctx_with(run_ctx, dataclasses.replace(run_ctx.opts, pins_path=pins.path))
+        assert images.ensure_base(ctx, distro, log) == base
+        assert pins.path.read_bytes() == before
+        assert log.getvalue().startswith(f"reusing base image {base.ref} ({base.id})\n")
+        return log.getvalue()
+    packages = images.image_packages(run_ctx.docker, base.ref)
+    pinned = {"inputs": images.inputs_digest(distro), "id": base.id, "packages": packages}
+    assert f"base image {base.id} is the one pins.lock pins" in ensure_with(
+        {"debian12": pinned})
+    other_id = "sha256:" + "0" * 64
+    drifted = ensure_with({"debian12": {**pinned, "id": other_id,
+                                        "packages": {**packages, "bash": "5.0-1"}}})
+    assert (f"warning: base image of debian12 drifted from pins.lock: {other_id} → {base.id}; "
+            f"packages: bash 5.0-1 → {packages['bash']}\n"
+            "  if intended, record it: invoke lock --distro debian12") in drifted
+    assert ("warning: debian12 is not pinned in pins.lock\n"
+            "  if intended, record it: invoke lock --distro debian12") in ensure_with({})
 
 
 def test_bootstrap_from_scratch_verifies_the_archive_and_is_reused(docker_client, run_ctx,
@@ -49,8 +65,8 @@ def test_bootstrap_from_scratch_verifies_the_archive_and_is_reused(docker_client
         assert f"apt in the image trusts {spec.key_fingerprint}" in log.getvalue()
         assert "debian12 is not pinned in pins.lock" in log.getvalue()
         assert not pins.exists()                              # builds never write pins
-        out = docker_client.containers.run(made.ref, ["cat", "/etc/os-release"], remove=True,
-                                           network_mode="none").decode()
+        with Container(docker_client, made.ref, label="bootstrap-check") as box:
+            out = box.run(["cat", "/etc/os-release"]).output
         assert "VERSION_CODENAME=bookworm" in out
         log2 = io.StringIO()
         assert images.ensure_base(ctx, distro, log2) == made

@@ -24,10 +24,18 @@ def test_sigterm_removes_the_running_containers_at_once(docker_client, cell_imag
                              "1.9.1-cpu-debian12", "--no-smoke", "--force-stage",
                              "package,publish", "--jobs", "2"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # the package stage runs for tens of seconds (dpkg-shlibdeps, lintian): stopped there
+    # the package stage runs for tens of seconds (dpkg-shlibdeps, lintian): stopped there,
+    # once its log shows a command running in its container (the wrapper logs "$ cmd")
+    stage_log = tmp_path / "out/logs/1.9.1-cpu-debian12/package.log"
     deadline = time.monotonic() + 300
-    while not _ours(docker_client, label, before):
-        assert proc.poll() is None and time.monotonic() < deadline, "no package container"
+
+    def package_stage_running() -> bool:
+        text = stage_log.read_text() if stage_log.exists() else ""
+        return any(line.startswith("$ ") for line in text.splitlines()) and \
+            bool(_ours(docker_client, label, before))
+    while not package_stage_running():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the package stage never ran a command"
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)

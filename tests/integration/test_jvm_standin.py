@@ -9,7 +9,6 @@ Host tools: a JDK, Maven (Central reachable or a warm .cache/mxbuild/m2) and gcc
 them the module skips, unless MXBUILD_REQUIRE_TOOLS=1 (CI) makes that a failure."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
@@ -19,6 +18,7 @@ from mxbuild.containers import Container
 from mxbuild.smoke import junit_counts, model_fixtures
 
 from ..fixtures import jvm_fixture as jf
+from ..require import skip_or_fail
 
 MA = "/usr/lib/x86_64-linux-gnu"
 CHECKS = {"jvm_info", "natives_from_packages", "nothing_extracted", "thin_jar_has_no_native",
@@ -38,9 +38,7 @@ def jvm_build(tmp_path_factory, test_opts):
                                   "(apt-get install default-jdk-headless maven gcc binutils)")
         java_home = jf.find_java_home()
     except jf.FixtureError as exc:
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        skip_or_fail("tools", str(exc))
     work = tmp_path_factory.mktemp("jvm")
     m2 = test_opts.cache_dir / "m2"           # Maven's local repository, kept between runs
     libdir = jf.libmxnet_of_wheel()

@@ -12,9 +12,10 @@ import boto3
 import pytest
 
 from mxbuild.repo import maven
-from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, S3Storage, S3Target
+from mxbuild.repo.s3 import S3Storage, S3Target
 from mxbuild.repo.storage import LocalStorage
 
+from ..conftest import CACHE_LONG, CACHE_SHORT
 from ..maven_tools import (ARTIFACT, GROUP, PROBE_CLASS, Killed, MavenClient, Recording,
                            compile_probe, coords, make_jar, make_pom, publish_concurrently)
 from .loopback import LoopbackServer
@@ -103,11 +104,11 @@ def test_maven_resolves_the_thin_jar_from_s3(mvn, probe, s3_server, server_bucke
     def head(key):
         return s3.head_object(Bucket=server_bucket, Key=f"repo/{key}")
     v = f"{BASE}/1.9.1/{ARTIFACT}-1.9.1"
-    for key, kind, cache in ((f"{v}.jar", "application/java-archive", IMMUTABLE),
-                             (f"{v}.pom", "text/xml", IMMUTABLE),
-                             (f"{v}.jar.sha1", "text/plain", IMMUTABLE),
-                             (f"{BASE}/maven-metadata.xml", "text/xml", MUTABLE),
-                             (f"{BASE}/maven-metadata.xml.sha1", "text/plain", MUTABLE)):
+    for key, kind, cache in ((f"{v}.jar", "application/java-archive", CACHE_LONG),
+                             (f"{v}.pom", "text/xml", CACHE_LONG),
+                             (f"{v}.jar.sha1", "text/plain", CACHE_LONG),
+                             (f"{BASE}/maven-metadata.xml", "text/xml", CACHE_SHORT),
+                             (f"{BASE}/maven-metadata.xml.sha1", "text/plain", CACHE_SHORT)):
         h = head(key)
         assert h["ContentType"].startswith(kind) and h["CacheControl"] == cache, (key, h)
     url = maven.repository_url(storage)

@@ -77,8 +77,9 @@ def test_repository_signed_by_another_key_is_refused(docker_client, cell_images,
     signer, storage = repo
     publish(storage, signer, [Upload(make_deb(tmp_path, "mxbuild-probe", "1.0-1"), "bookworm",
                                      "cpu")])
-    stranger = Signer(tmp_path_factory.mktemp("stranger-gnupg"))
-    with apt_client(docker_client, cell_images[2].ref, storage.root, stranger.public_keyring(),
+    with Signer(tmp_path_factory.mktemp("stranger-gnupg")) as stranger:
+        stranger_ring = stranger.public_keyring()
+    with apt_client(docker_client, cell_images[2].ref, storage.root, stranger_ring,
                     tmp_path) as box:
         result = box.run(["apt-get", "update", "--error-on=any"], check=False)
         assert result.exit_code != 0

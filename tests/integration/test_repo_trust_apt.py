@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mxbuild.repo import audit
 from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.sign import KEYRING_NAME, Signer, keyring_keys
@@ -13,6 +15,9 @@ from mxbuild.smoke import serve_directory
 
 from ..conftest import ROOT, make_deb
 from .conftest import apt_box, point_apt
+
+# the GnuPG homes of these tests lie under tmp_path: their agents stop after each test
+pytestmark = pytest.mark.usefixtures("gnupg_stopped")
 
 
 def invoke(*args, env) -> subprocess.CompletedProcess:

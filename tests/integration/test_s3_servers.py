@@ -36,9 +36,9 @@ def storage_for(endpoint, bucket, prefix="apt", client=None, **kw) -> S3Storage:
 
 @pytest.fixture(scope="module")
 def signer(tmp_path_factory):
-    s = Signer(tmp_path_factory.mktemp("gnupg"))
-    s.public_keyring()
-    return s
+    with Signer(tmp_path_factory.mktemp("gnupg")) as s:
+        s.public_keyring()
+        yield s
 
 
 # What each server's probe must find: the If-Match form it honours, and the deviations

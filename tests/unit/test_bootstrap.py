@@ -13,6 +13,8 @@ import pytest
 from mxbuild import bootstrap
 from mxbuild.matrix import BootstrapSpec
 
+from ..require import need_tools, skip_or_fail
+
 EPOCH = 1704067200          # 2024-01-01T00:00:00Z
 DIFF = "ab" * 32
 BOOKWORM_KEY = "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8"
@@ -85,8 +87,8 @@ def test_docker_archive_bytes_depend_only_on_layer_config_tag_epoch(tmp_path):
     config = bootstrap.image_config(bootstrap.sha256_file(layer), EPOCH, "x")
     first, second = tmp_path / "a.tar", tmp_path / "b.tar"
     bootstrap.write_docker_archive(layer, config, "mxbuild/base:t", EPOCH, first)
-    time.sleep(1.1)
-    os.utime(layer)
+    later = layer.stat().st_mtime + 3600
+    os.utime(layer, (later, later))                  # the layer file touched an hour later
     bootstrap.write_docker_archive(layer, config, "mxbuild/base:t", EPOCH, second)
     assert first.read_bytes() == second.read_bytes()
     with tarfile.open(first) as tar:
@@ -211,11 +213,16 @@ def test_installed_packages_reads_the_rootfs_dpkg_status(tmp_path):
 
 # ------------------------------------------------------------------ archive key
 
-needs_keyring = pytest.mark.skipif(not DEBIAN_KEYRING.is_file() or not shutil.which("gpg"),
-                                   reason="needs gpg and debian-archive-keyring")
+@pytest.fixture
+def debian_keyring():
+    """The host's Debian archive keyring, read with gpg (./setup.sh installs both)."""
+    need_tools("gpg", hint="apt-get install gnupg")
+    if not DEBIAN_KEYRING.is_file():
+        skip_or_fail("tools", f"{DEBIAN_KEYRING} is missing (apt-get install "
+                              "debian-archive-keyring)")
 
 
-@needs_keyring
+@pytest.mark.usefixtures("debian_keyring")
 def test_only_the_pinned_key_is_exported(tmp_path):
     out = bootstrap.verify_archive_key(spec(), tmp_path / "key.gpg")
     fprs = bootstrap.key_fingerprints(out)
@@ -224,7 +231,7 @@ def test_only_the_pinned_key_is_exported(tmp_path):
     assert "1F89983E0081FDE018F3CC9673A4F27B8DD47936" not in fprs
 
 
-@needs_keyring
+@pytest.mark.usefixtures("debian_keyring")
 def test_apt_in_the_image_must_trust_the_pinned_key(tmp_path):
     key = bootstrap.verify_archive_key(spec(), tmp_path / "key.gpg")
     root = tmp_path / "rootfs"

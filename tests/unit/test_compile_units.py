@@ -205,7 +205,7 @@ def _gpg(home, *args, data=None):
                           input=data, capture_output=True, check=True).stdout
 
 
-def test_signature_next_to_the_tarball_is_verified_against_keys(tmp_path):
+def test_signature_next_to_the_tarball_is_verified_against_keys(tmp_path, gnupg_stopped):
     tarball = _tarball(tmp_path)
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import subprocess
 import tarfile
@@ -11,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from mxbuild import debpack
+from mxbuild import debpack, resources
 from mxbuild.errors import MxbuildError
 from mxbuild.fetch import sha256_file
 
 EPOCH = 1652763094
 MA = "usr/lib/x86_64-linux-gnu"
 SMALL = debpack.Compression(block_size=1 << 16)    # several blocks from a few hundred kB
-PAYLOAD = {f"{MA}/libmxnet.so": os.urandom(150_000) + bytes(200_000),
-           f"{MA}/libmxnet/libopenblas.so.0": os.urandom(70_001),
+RANDOM = random.Random(20240101)         # incompressible, and the same bytes every run
+PAYLOAD = {f"{MA}/libmxnet.so": RANDOM.randbytes(150_000) + bytes(200_000),
+           f"{MA}/libmxnet/libopenblas.so.0": RANDOM.randbytes(70_001),
            f"{MA}/libmxnet/" + "long-name-" * 12 + ".so.1": b"x" * 513}   # > 100 chars
 
 
@@ -208,10 +210,35 @@ def test_gpu_payloads_split_into_an_even_number_of_nearly_equal_blocks(payload):
     assert payload - (blocks - 1) * size > size - blocks * (1 << 20)   # the last one too
 
 
+GPU_BLOCKS = debpack.Compression(setting="wide", block_size=96 << 20)   # 1.5 GiB a thread
+CPU_BLOCKS = debpack.Compression()            # preset 5, 24 MiB blocks: 192 MiB a thread
+
+
 def test_threads_are_capped_by_the_memory_the_encoders_need():
-    gpu = debpack.Compression(setting="wide", block_size=96 << 20)
-    per_thread = 12 * (96 << 20) + 4 * (96 << 20)
-    assert debpack.encoder_threads(32, gpu, available=24 << 30) == (24 << 30) // 2 // per_thread
-    assert debpack.encoder_threads(2, gpu, available=24 << 30) == 2
-    assert debpack.encoder_threads(8, gpu, available=1 << 30) == 1      # never none
-    assert debpack.encoder_threads(4, debpack.Compression(), available=None) in (1, 2, 3, 4)
+    # half of the memory, 1.5 GiB per `wide` GPU thread: 24 GiB -> 8 threads
+    assert debpack.encoder_threads(32, GPU_BLOCKS, available=24 << 30) == 8
+    assert debpack.encoder_threads(2, GPU_BLOCKS, available=24 << 30) == 2
+    assert debpack.encoder_threads(8, GPU_BLOCKS, available=1 << 30) == 1     # never none
+    assert debpack.encoder_threads(32, CPU_BLOCKS, available=24 << 30) == 32
+    assert debpack.encoder_threads(64, CPU_BLOCKS, available=24 << 30) == 64
+    assert debpack.encoder_threads(128, CPU_BLOCKS, available=24 << 30) == 64
+
+
+def test_without_a_figure_the_cap_reads_memavailable(tmp_path, monkeypatch):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       25165824 kB\nMemFree:         1048576 kB\n"
+                       "MemAvailable:    4194304 kB\n")                  # 4 GiB available
+    monkeypatch.setattr(resources, "MEMINFO", meminfo)
+    assert resources.available_memory() == 4 << 30
+    assert debpack.encoder_threads(32, GPU_BLOCKS) == 1
+    assert debpack.encoder_threads(32, CPU_BLOCKS) == 10
+
+
+def test_without_memavailable_the_cap_assumes_8_gib(tmp_path, monkeypatch):
+    monkeypatch.setattr(resources, "MEMINFO", tmp_path / "no-such-meminfo")
+    assert resources.available_memory() == 8 << 30
+    assert debpack.encoder_threads(32, GPU_BLOCKS) == 2
+    assert debpack.encoder_threads(32, CPU_BLOCKS) == 21
+    (tmp_path / "old-kernel").write_text("MemTotal:       25165824 kB\n")   # before 3.14
+    monkeypatch.setattr(resources, "MEMINFO", tmp_path / "old-kernel")
+    assert resources.available_memory() == 8 << 30

@@ -22,6 +22,8 @@ from elftools.elf.elffile import ELFFile
 from mxbuild.elfedit import rpath_room, set_rpath_in_place
 from mxbuild.errors import MxbuildError
 
+from ..require import need_tools, skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
 
 DEP_C = "int dep_value(void) { return 42; }\n"
@@ -53,8 +55,7 @@ def gcc(out: Path, source: str, *flags: str) -> Path:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """libdep.so and libraries linking it with the RPATHs the tests edit."""
-    if not shutil.which("gcc"):
-        pytest.skip("needs gcc (the fixture libraries are built with it)")
+    need_tools("gcc", hint="the fixture libraries are built with it")
     d = tmp_path_factory.mktemp("elf")
     gcc(d / "libdep.so", DEP_C, "-Wl,-soname,libdep.so")
     link = ("-L.", "-ldep")
@@ -317,9 +318,11 @@ def official_191(dest: Path) -> Path:
     try:
         dist = importlib.metadata.distribution("mxnet")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"{pin.filename} is not in the download cache and mxnet is not installed")
+        skip_or_fail("tools", f"{pin.filename} is not in the download cache and mxnet (a "
+                              "dependency of mxbuild) is not installed")
     if dist.version != pin.version:
-        pytest.skip(f"{pin.filename} is not cached and the installed mxnet is {dist.version}")
+        skip_or_fail("tools", f"{pin.filename} is not cached and the installed mxnet is "
+                              f"{dist.version}")
     files = {str(f): f for f in dist.files}
     for name in ("libmxnet.so", *pin.bundled):
         record = files[f"mxnet/{name}"]

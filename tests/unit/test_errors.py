@@ -7,16 +7,48 @@ from invoke import Exit
 from mxbuild import errors
 from mxbuild.entry import entrypoint
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_cli
+
+
+# The exit codes users and CI scripts rely on (README, "Exit codes"): one per kind of
+# failure; a subclass that refines a kind (a pool conflict is a repository error) keeps its
+# parent's code.
+EXIT_CODES = {"MxbuildError": 1, "SelectionError": 2, "MatrixError": 3, "ChecksumError": 4,
+              "DockerEngineError": 5, "StageError": 6, "RepoError": 7,
+              "PoolConflictError": 7, "SigningError": 8, "ImageError": 9, "ConfigError": 10,
+              "DownloadError": 11, "AbiError": 12}
+
+
+def _all_error_classes() -> set[type]:
+    """MxbuildError and every subclass defined anywhere in the mxbuild package."""
+    import importlib
+    import pkgutil
+    import mxbuild
+    for module in pkgutil.walk_packages(mxbuild.__path__, "mxbuild."):
+        importlib.import_module(module.name)
+    found, todo = set(), [errors.MxbuildError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls)
+        todo += cls.__subclasses__()
+    return found
 
 
 def test_every_error_class_has_its_own_exit_code():
-    classes = [errors.MxbuildError, errors.SelectionError, errors.MatrixError,
-               errors.ChecksumError, errors.DockerEngineError, errors.StageError,
-               errors.RepoError, errors.SigningError, errors.ImageError, errors.ConfigError]
-    codes = [c.exit_code for c in classes]
-    assert len(set(codes)) == len(codes)
-    assert all(code > 0 for code in codes)
+    classes = _all_error_classes()
+    assert {c.__name__: c.exit_code for c in classes} == EXIT_CODES
+    kinds = [c for c in classes if c.exit_code != getattr(c.__base__, "exit_code", None)]
+    assert len({c.exit_code for c in kinds}) == len(kinds)      # no two kinds share one
+    # a refinement is a subclass of the kind whose code it keeps
+    assert errors.PoolConflictError.__base__ is errors.RepoError
+
+
+def test_readme_lists_every_exit_code():
+    import re
+    text = " ".join((ROOT / "README.md").read_text().split())
+    listed = text.split("Exit codes: ", 1)[1].split(". ", 1)[0]
+    assert [int(n) for n in re.findall(r"\b(\d+) [A-Za-z]", listed)] == \
+        sorted(set(EXIT_CODES.values()) - {1})
 
 
 def test_stage_error_names_cell_stage_and_log():
@@ -49,12 +81,13 @@ def test_entrypoint_turns_errors_into_exit_codes(capsys):
 
 
 def _invoke(*args, env=None):
+    """A real CLI process (one test proves the process exit code end to end)."""
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
                           capture_output=True, text=True, env=env)
 
 
 def test_cli_unknown_selector_exits_2_and_lists_valid_values():
-    proc = _invoke("matrix", "--distro", "ubuntu17")
+    proc = run_cli("matrix", "--distro", "ubuntu17")
     assert proc.returncode == 2
     assert "--distro 'ubuntu17' matches no cell" in proc.stderr
     from mxbuild import matrix
@@ -74,7 +107,7 @@ def test_cli_matrix_error_exits_3(tmp_path):
 
 def test_cli_matrix_json():
     import json
-    proc = _invoke("matrix", "--json", "--variant", "cpu")
+    proc = run_cli("matrix", "--json", "--variant", "cpu")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert {"id", "mxnet", "variant", "cuda", "distro", "codename", "recipe"} <= set(rows[0])
@@ -85,7 +118,7 @@ def test_cli_without_a_docker_engine_exits_5_and_says_what_to_do(tmp_path):
     import os
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
            "MXBUILD_OUT_DIR": str(tmp_path / "out")}
-    proc = _invoke("build", "--variant", "cpu", env=env)
+    proc = run_cli("build", "--variant", "cpu", env=env)
     assert proc.returncode == 5
     assert f"no Docker engine answers at unix://{tmp_path}/no-engine.sock" in proc.stderr
     assert "invoke setup" in proc.stderr

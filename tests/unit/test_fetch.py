@@ -100,3 +100,4 @@ def test_pinned_download_is_refused_on_mismatch(tmp_path):
         assert path.read_bytes() == b"not the pinned bytes"
     finally:
         server.shutdown()
+        server.server_close()

@@ -2,6 +2,7 @@
 every invoke call in it must name a real task with real flags."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -9,12 +10,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
-from ..conftest import ROOT
+from ..conftest import ROOT, invoke_help, run_cli
+from ..require import need_tools
 
 JENKINSFILE = ROOT / "Jenkinsfile"
-INVOKE = str(ROOT / ".venv/bin/invoke") if (ROOT / ".venv/bin/invoke").exists() else "invoke"
 
 
 def _java_home() -> str | None:
@@ -26,22 +26,33 @@ def _java_home() -> str | None:
     return str(Path(java).resolve().parent.parent) if java else None
 
 
-def _groovy_parse(path: Path) -> subprocess.CompletedProcess:
-    if not shutil.which("groovy"):
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail("groovy is not installed (./setup.sh installs it)")
-        pytest.skip("groovy is not installed")
+# Groovy's own parser on each file (one JVM for all of them): "ok" or the first error line.
+PARSE_EACH = """args.each { f ->
+    try { new GroovyShell().parse(new File(f)); println("ok " + f) }
+    catch (Exception e) { println("error " + f + ": " + e.message.readLines().take(2).join(" ")) }
+}"""
+
+
+def _groovy_parse(*paths: Path) -> dict[str, str]:
+    need_tools("groovy", hint="./setup.sh installs it")
     env = {**os.environ, "JAVA_HOME": _java_home() or ""}
-    return subprocess.run(["groovy", "-e", "new GroovyShell().parse(new File(args[0]))",
-                           str(path)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(["groovy", "-e", PARSE_EACH, *map(str, paths)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    verdicts = {}
+    for line in proc.stdout.splitlines():
+        verdict, _, rest = line.partition(" ")
+        path, _, message = rest.partition(": ")
+        verdicts[path] = "ok" if verdict == "ok" else message
+    return verdicts
 
 
 def test_jenkinsfile_is_valid_groovy(tmp_path):
-    result = _groovy_parse(JENKINSFILE)
-    assert result.returncode == 0, result.stderr
     broken = tmp_path / "Jenkinsfile"   # the check really checks: a brace less fails
     broken.write_text(JENKINSFILE.read_text().rstrip().rstrip("}"))
-    assert _groovy_parse(broken).returncode != 0
+    verdicts = _groovy_parse(JENKINSFILE, broken)
+    assert verdicts[str(JENKINSFILE)] == "ok"
+    assert verdicts[str(broken)] not in ("ok", None), verdicts
 
 
 def invoke_calls(text: str) -> list[list[str]]:
@@ -53,10 +64,11 @@ def invoke_calls(text: str) -> list[list[str]]:
     return calls
 
 
+@functools.cache
 def _flags_of(task: str) -> set[str]:
-    out = subprocess.run([INVOKE, "--help", task], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, f"`invoke {task}` is not a task: {out.stderr}"
-    return set(re.findall(r"(--[a-z][a-z0-9-]*)", out.stdout))
+    text = invoke_help(task)
+    assert text, f"`invoke {task}` is not a task"
+    return set(re.findall(r"(--[a-z][a-z0-9-]*)", text))
 
 
 def test_every_invoke_call_names_a_real_task_and_real_flags():
@@ -74,7 +86,44 @@ def test_every_invoke_call_names_a_real_task_and_real_flags():
 
 def test_matrix_json_gives_what_the_jenkinsfile_reads():
     import json
-    out = subprocess.run([INVOKE, "matrix", "--json"], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+    run = run_cli("matrix", "--json")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
     cells = json.loads(out)
     assert cells and all({"id", "cuda"} <= set(c) for c in cells)
+
+
+def test_the_signing_key_home_is_deleted_with_its_agent_stopped(short_tmp):
+    """The Jenkinsfile's own shell steps around the signing key, run here with a real key:
+    the import starts a gpg-agent in the throwaway home; the cleanup stops it before it
+    deletes the home. (Here the agent's socket is inside the home, so deleting the home
+    alone would end it too; on a host with /run/user/<uid> the socket lives there and the
+    agent would outlive the build: so `rm` itself checks that no agent answers any more.)"""
+    from tests.leaks import agent_homes
+    block = JENKINSFILE.read_text().split("def withRepositoryCredentials", 1)[1]
+    setup, cleanup = re.findall(r"sh '([^']*MXBUILD_GNUPGHOME[^']*)'", block)[:2]
+    maker = short_tmp / "maker"
+    maker.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(maker), "--batch", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "ci <ci@example.org>", "ed25519", "sign", "1d"],
+                   check=True, capture_output=True)
+    key = short_tmp / "signing-key.asc"
+    key.write_bytes(subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True,
+                                   capture_output=True).stdout)
+    home = short_tmp / "workspace/.mxbuild-gnupg"
+    shim, seen = short_tmp / "bin", short_tmp / "agent-at-rm"
+    shim.mkdir()
+    (shim / "rm").write_text(
+        "#!/bin/sh\n"
+        'gpg-connect-agent --homedir "$MXBUILD_GNUPGHOME" --no-autostart /bye 2>&1 '
+        f'| grep -q "no gpg-agent running" || touch {seen}\n'
+        'exec /bin/rm "$@"\n')
+    (shim / "rm").chmod(0o755)
+    env = {**os.environ, "MXBUILD_GNUPGHOME": str(home), "SIGNING_KEY": str(key),
+           "PATH": f"{shim}:{os.environ['PATH']}"}
+    subprocess.run(["sh", "-c", setup], env=env, check=True, capture_output=True)
+    assert home.resolve() in agent_homes()                  # the import started one
+    subprocess.run(["sh", "-c", cleanup], env=env, check=True, capture_output=True)
+    assert not seen.exists(), "the GnuPG home was deleted while its gpg-agent still ran"
+    assert not home.exists()
+    assert home.resolve() not in agent_homes()

@@ -16,6 +16,9 @@ from mxbuild.errors import ChecksumError, DownloadError, MatrixError, MxbuildErr
 from mxbuild.matrix import JarPin
 from mxbuild.recipes import maven
 
+from ..conftest import dump_yaml
+from ..require import skip_or_fail
+
 UPSTREAM_POM = b"""<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -122,22 +125,21 @@ def test_a_sha1_that_disagrees_or_is_missing_stops_the_recipe(tmp_path):
 
 
 def test_the_jar_pin_is_validated_and_the_recipe_needs_it(tmp_path, matrix_doc):
-    import yaml
     doc = copy.deepcopy(matrix_doc)
     build = doc["variants"]["cpu"]["builds"][0]
     build.update(recipe="maven", packages=["libmxnet", "libmxnet-scala"])
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(dump_yaml(doc))
     with pytest.raises(MatrixError) as info:
         matrix.load(path)
     assert "builds[0].recipe" in info.value.message and "no jar pin" in info.value.message
     build["jar"] = {"group": "org.apache.mxnet", "artifact": "mxnet-full_2.11-linux-x86_64-cpu",
                     "version": "1.5.1", "sha256": "abc"}
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(dump_yaml(doc))
     with pytest.raises(MatrixError, match=r"jar\.sha256: 'abc' is malformed"):
         matrix.load(path)
     build["jar"]["sha256"] = "a" * 64
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(dump_yaml(doc))
     cell = matrix.load(path).select(cell="1.9.1-cpu-debian12")[0]
     assert cell.recipe == "maven" and cell.jar.repository == "https://repo1.maven.org/maven2"
     assert cell.package_names == ("libmxnet", "libmxnet-scala")
@@ -173,9 +175,8 @@ def test_wheel_jvm_adds_the_jvm_package_and_names_what_the_matrix_lacks(tmp_path
 
 def _write(tmp_path, doc):
     """matrix.yaml of `doc` in tmp_path (overwritten by each call)."""
-    import yaml
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(dump_yaml(doc))
     return path
 
 
@@ -183,15 +184,12 @@ def test_truststore_is_a_jks_keytool_reads_with_every_certificate(tmp_path):
     """The JKS written for Maven in the JVM build container, read back by the JDK's own
     keytool: every certificate of the PEM bundles is a trusted entry, the integrity
     check (password) passes."""
-    import os
     import shutil
     import subprocess
     from mxbuild import truststore
     keytool = shutil.which("keytool")
     if keytool is None:
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail("no JDK keytool (setup.sh installs default-jdk-headless)")
-        pytest.skip("no JDK keytool (setup.sh installs default-jdk-headless)")
+        skip_or_fail("tools", "no JDK keytool (setup.sh installs default-jdk-headless)")
     system = options.SYSTEM_CA_BUNDLE.read_text()
     certs = truststore.pem_certificates(system, "")
     assert len(certs) > 50

@@ -1,13 +1,13 @@
 import copy
+import re
 
 import pytest
-import yaml
 from debian.debian_support import Version
 
 from mxbuild import matrix
 from mxbuild.errors import MatrixError, SelectionError
 
-from ..conftest import ROOT
+from ..conftest import ROOT, dump_yaml
 
 
 def test_real_matrix_loads_into_frozen_cells():
@@ -141,7 +141,7 @@ def test_bad_matrix_is_rejected_with_file_and_key_path(tmp_path, matrix_doc, nam
                                                        key_path, fragment):
     mutate(matrix_doc)
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(matrix_doc))
+    path.write_text(dump_yaml(matrix_doc))
     with pytest.raises(MatrixError) as info:
         matrix.load(path)
     err = info.value
@@ -153,21 +153,90 @@ def test_bad_matrix_is_rejected_with_file_and_key_path(tmp_path, matrix_doc, nam
     assert "fix: expected" in err.render()
 
 
+# The CUDA sonames the official libmxnet.so of each GPU variant NEEDs (readelf -d; checked
+# on the cu110, cu112 and cu117 1.9.1 wheels here): libc/libstdc++/libgomp come from the
+# distro, libopenblas/libgfortran/libquadmath are bundled; every other one must be mapped.
+_CUDA11 = {"libcuda.so.1", "libcudart.so.11.0", "libcublas.so.11", "libcufft.so.10",
+           "libcurand.so.10", "libcudnn.so.8", "libnccl.so.2", "libnvToolsExt.so.1"}
+NEEDED_CUDA = {
+    "cu90": {"libcuda.so.1", "libcudart.so.9.0", "libcublas.so.9.0", "libcufft.so.9.0",
+             "libcurand.so.9.0", "libcusolver.so.9.0", "libnvrtc.so.9.0"},
+    "cu92": {"libcuda.so.1", "libcudart.so.9.2", "libcublas.so.9.2", "libcufft.so.9.2",
+             "libcurand.so.9.2", "libcusolver.so.9.2", "libnvrtc.so.9.2",
+             "libnvToolsExt.so.1"},
+    "cu101": {"libcuda.so.1", "libcudart.so.10.1", "libcublas.so.10", "libcufft.so.10",
+              "libcurand.so.10", "libcusolver.so.10", "libnvrtc.so.10.1", "libcudnn.so.7",
+              "libnccl.so.2", "libnvToolsExt.so.1"},
+    "cu102": {"libcuda.so.1", "libcudart.so.10.2", "libcublas.so.10", "libcufft.so.10",
+              "libcurand.so.10", "libcusolver.so.10", "libnvrtc.so.10.2", "libcudnn.so.8",
+              "libnccl.so.2", "libnvToolsExt.so.1"},
+    "cu110": _CUDA11 | {"libcusolver.so.10", "libnvrtc.so.11.0"},
+    "cu111": _CUDA11 | {"libcusolver.so.11", "libcusparse.so.11", "libnvrtc.so.11.1"},
+    "cu112": _CUDA11 | {"libcusolver.so.11", "libnvrtc.so.11.2"},
+    **{v: _CUDA11 | {"libcusolver.so.11", "libcusparse.so.11", "libnvrtc.so.11.2"}
+       for v in ("cu113", "cu114", "cu115", "cu116", "cu117")},
+}
+# packages that carry no CUDA version in their name (one per soname major)
+UNVERSIONED = {"libcudnn.so.7": "libcudnn7", "libcudnn.so.8": "libcudnn8",
+               "libnccl.so.2": "libnccl2", "libcublas.so.10": "libcublas10"}
+
+
 def test_gpu_cells_map_every_cuda_soname():
     m = matrix.load(ROOT / "matrix.yaml")
-    cu90 = m.select(cuda="9", distro="ubuntu16")
-    assert [c.id for c in cu90] == ["1.6.0-cu90-ubuntu16"]
-    runtime = dict(cu90[0].runtime_packages)
-    assert runtime["libcudart.so.9.0"] == "cuda-cudart-9-0"
-    assert runtime["libcuda.so.1"] == "driver"
-    assert cu90[0].wheel.name == "mxnet-cu90" and cu90[0].cuda == "9.0"
+    gpu = [c for c in m.cells if c.cuda]
+    assert {c.variant for c in gpu} == set(NEEDED_CUDA)
+    for cell in gpu:
+        runtime = dict(cell.runtime_packages)
+        assert set(runtime) == NEEDED_CUDA[cell.variant], cell.id
+        assert runtime["libcuda.so.1"] == "driver", cell.id      # the host's driver
+        version = cell.cuda.replace(".", "-")                     # 11.2 -> 11-2
+        for soname, package in runtime.items():
+            if soname == "libcuda.so.1":
+                continue
+            expected = UNVERSIONED.get(soname)
+            if expected:
+                assert package == expected, (cell.id, soname, package)
+            else:   # NVIDIA's repository names them per toolkit: cuda-cudart-11-2, libcufft-11-2
+                assert re.fullmatch(rf"(cuda-|lib)[a-z]+-{version}", package), \
+                    (cell.id, soname, package)
+    (cu90,) = m.select(cuda="9", distro="ubuntu16")
+    assert dict(cu90.runtime_packages)["libcudart.so.9.0"] == "cuda-cudart-9-0"
+    assert cu90.wheel.name == "mxnet-cu90" and cu90.cuda == "9.0"
 
 
 def test_x_keys_hold_anchors_only(tmp_path, matrix_doc):
+    """Top-level x-… keys are where YAML anchors live: what they hold reaches the matrix
+    through aliases only, the key itself is no part of it, and below the top level an x-
+    key is an unknown key like any other."""
+    real = matrix.load(ROOT / "matrix.yaml")
+    # the anchor is resolved: every GPU variant reads x-gpu-features' values…
+    gpu_features = {"CUDA": True, "CUDNN": True, "NCCL": True, "MKLDNN": True,
+                    "BLAS_OPEN": True, "LAPACK": True, "OPENMP": True, "SIGNAL_HANDLER": True}
+    assert {c.id: dict(c.features) for c in real.cells if c.cuda} == \
+        {c.id: gpu_features for c in real.cells if c.cuda}
+    # …and follows an edit of the anchored block (one edit, every GPU cell)
+    text = (ROOT / "matrix.yaml").read_text()
+    block = text.index("x-gpu-features: &gpu_features")
+    edited = text[:block] + text[block:].replace("  MKLDNN: true", "  MKLDNN: false", 1)
+    (tmp_path / "edited.yaml").write_text(edited)
+    after = matrix.load(tmp_path / "edited.yaml")
+    before = {c.id: dict(c.features) for c in real.cells}
+    assert {c.id: dict(c.features) for c in after.cells} == {
+        cid: {**features, "MKLDNN": False} if features == gpu_features else features
+        for cid, features in before.items()}
+    # an x- key holding a whole distro adds nothing: same distros, same cells
+    matrix_doc["x-debian99"] = copy.deepcopy(matrix_doc["distros"]["debian12"])
     matrix_doc["x-anything"] = {"free": "form"}
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump(matrix_doc))
-    assert matrix.load(path).cells
+    path.write_text(dump_yaml(matrix_doc))
+    loaded = matrix.load(path)
+    assert set(loaded.distros) == set(real.distros)
+    assert [c.id for c in loaded.cells] == [c.id for c in real.cells]
+    # below the top level an x- key is refused
+    matrix_doc["distros"]["debian12"]["x-note"] = "a comment as a key"
+    path.write_text(dump_yaml(matrix_doc))
+    with pytest.raises(MatrixError, match="distros.debian12.x-note: unknown key"):
+        matrix.load(path)
 
 
 def test_ubuntu_distros_pin_their_keyring_package():

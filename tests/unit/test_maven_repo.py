@@ -6,7 +6,6 @@ from it in tests/integration/test_maven_repo.py."""
 import hashlib
 import itertools
 import re
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -16,13 +15,13 @@ import pytest
 from mxbuild.errors import MxbuildError, PoolConflictError, RepoError
 from mxbuild.repo import maven, ops
 from mxbuild.repo.publish import Upload, publish
-from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, cache_control, content_type
+from mxbuild.repo.s3 import cache_control, content_type
 from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import make_deb
+from ..conftest import CACHE_LONG, CACHE_SHORT, copy_gnupg_home, make_deb
 from ..maven_tools import (ARTIFACT, GROUP, Killed, Recording, coords, make_jar, make_pom,
-                           publish_concurrently)
+                           maven_jar_with, publish_concurrently)
 
 NOW = 1795000000.0      # lastUpdated 20261118110640 (UTC)
 BASE = "maven/org/apache/mxnet/mxnet-thin_2.11"
@@ -107,12 +106,9 @@ def test_version_order_follows_maven():
 
 def test_version_order_matches_the_comparable_version_of_the_installed_maven():
     """Every ordered pair of the corpus, against maven-artifact's ComparableVersion main()."""
-    jars = sorted(Path(shutil.which("mvn") or "/nonexistent").resolve().parent.parent.glob(
-        "lib/maven-artifact-*.jar"))
-    if not jars or not shutil.which("java"):
-        pytest.skip("no Maven installation (maven-artifact jar) or java here")
+    jar = maven_jar_with("org.apache.maven.artifact.versioning.ComparableVersion")
     pairs = list(itertools.permutations(CORPUS, 2))
-    out = subprocess.run(["java", "-cp", str(jars[0]),
+    out = subprocess.run(["java", "-cp", str(jar),
                           "org.apache.maven.artifact.versioning.ComparableVersion",
                           *[v for pair in pairs for v in pair]],
                          capture_output=True, text=True, check=True).stdout
@@ -345,8 +341,9 @@ def test_verify_names_every_problem(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory):
-    return Signer(tmp_path_factory.mktemp("gnupg"))
+def signer(tmp_path_factory, signing_key):
+    with Signer(copy_gnupg_home(signing_key, tmp_path_factory.mktemp("key") / "gnupg")) as s:
+        yield s
 
 
 def test_repo_verify_and_list_include_the_maven_repository(tmp_path, signer):
@@ -373,9 +370,9 @@ def test_s3_content_type_and_cache_control_of_maven_files():
     for key in (f"{v}.jar.sha1", f"{v}.pom.sha512", f"{BASE}/maven-metadata.xml.md5"):
         assert content_type(key, b"0123abcd").startswith("text/plain")
     for key in (f"{v}.jar", f"{v}.pom", f"{v}.jar.sha1", f"{v}.pom.sha256"):
-        assert cache_control(key) == IMMUTABLE, key
+        assert cache_control(key) == CACHE_LONG, key
     for key in (f"{BASE}/maven-metadata.xml", f"{BASE}/maven-metadata.xml.sha1"):
-        assert cache_control(key) == MUTABLE, key
+        assert cache_control(key) == CACHE_SHORT, key
 
 
 def test_the_repository_url_consumers_use(tmp_path):

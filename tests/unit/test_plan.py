@@ -11,7 +11,7 @@ from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import ROOT, make_deb
+from ..conftest import ROOT, copy_gnupg_home, invoke_help, make_deb
 
 MATRIX = load(ROOT / "matrix.yaml")
 
@@ -20,10 +20,11 @@ def _steps(steps, cid):
     return {s.stage: s for s in steps if s.cell == cid}
 
 
-def test_plan_reads_the_repository_and_names_each_action(tmp_path):
+def test_plan_reads_the_repository_and_names_each_action(tmp_path, gnupg_stopped,
+                                                         signing_key):
     opts = dataclasses.replace(options.resolve(out_dir=str(tmp_path / "out")),
                                cache_dir=tmp_path / "cache")
-    signer = Signer(tmp_path / "gnupg")
+    signer = Signer(copy_gnupg_home(signing_key, tmp_path / "gnupg"))
     storage = LocalStorage(tmp_path / "repo")
     cpu = MATRIX.select(cell="1.9.1-cpu-debian12")[0]
     gpu = MATRIX.select(cell="1.9.1-cu112-ubuntu20")[0]
@@ -48,10 +49,7 @@ def test_plan_reads_the_repository_and_names_each_action(tmp_path):
 
 
 def test_plan_task_takes_staging_and_artifact_cache():
-    import subprocess
-    import sys
-    out = subprocess.run([sys.executable, "-m", "invoke", "--help", "plan"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = invoke_help("plan")
     assert "--staging" in out and "--artifact-cache" in out
 
 

@@ -14,7 +14,7 @@ from mxbuild.repo.publish import Upload, finish, publish, read_packages, read_st
 from mxbuild.repo.sign import KEYRING_NAME, Signer
 from mxbuild.repo.storage import CasConflict, LocalStorage
 
-from ..conftest import make_deb
+from ..conftest import copy_gnupg_home, make_deb
 
 DATE = "Sat, 21 Nov 2026 12:00:00 UTC"
 
@@ -102,8 +102,9 @@ def test_local_storage_put_new_and_cas(tmp_path):
 # ------------------------------------------------------------------ publish protocol
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory):
-    return Signer(tmp_path_factory.mktemp("gnupg"))
+def signer(tmp_path_factory, signing_key):
+    with Signer(copy_gnupg_home(signing_key, tmp_path_factory.mktemp("key") / "gnupg")) as s:
+        yield s
 
 
 def test_publish_twice_keeps_both_versions_and_signs(tmp_path, signer):
@@ -205,11 +206,15 @@ def test_tampered_inrelease_is_refused(tmp_path, signer):
         read_state(storage, "bookworm", signer.public_keyring())
 
 
-def test_repository_of_another_key_is_refused(tmp_path, signer, tmp_path_factory):
+def test_repository_of_another_key_is_refused(tmp_path, signer, gnupg_stopped):
     storage = LocalStorage(tmp_path / "repo")
     publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
-    other = Signer(tmp_path_factory.mktemp("other-gnupg"))
-    with pytest.raises(SigningError, match="another key"):
+    home = tmp_path / "other-gnupg"
+    home.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "",
+                    "--quick-gen-key", "other <other@example.org>", "ed25519", "sign", "1d"],
+                   check=True, capture_output=True)       # a quick key that is not the repo's
+    with Signer(home) as other, pytest.raises(SigningError, match="another key"):
         publish(storage, other, [Upload(make_deb(tmp_path, "libmxnet", "2.0-1"), "bookworm", "cpu")])
 
 

@@ -4,6 +4,7 @@ tests/integration/test_repo_trust_apt.py."""
 import json
 import logging
 import os
+import shutil
 import subprocess
 import time
 
@@ -17,7 +18,10 @@ from mxbuild.repo.sign import (KEYRING_NAME, Signer, check_clearsigned, check_de
                                keyring_keys)
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import make_deb
+from ..conftest import make_deb, stop_gnupg
+
+# every GnuPG home of these tests lies under tmp_path: its agents stop after each test
+pytestmark = pytest.mark.usefixtures("gnupg_stopped")
 
 
 def gen_key(home, uid, expire="never", faked_time=None) -> str:
@@ -36,12 +40,24 @@ def export(home, *fprs) -> bytes:
     return Signer(home).with_keys(fprs).own_keyring()
 
 
-@pytest.fixture
-def two_keys(tmp_path):
-    home = tmp_path / "gnupg"
-    old = gen_key(home, "old <old@example.org>")
-    time.sleep(1.1)        # the newer key is the default: creation times must differ
+@pytest.fixture(scope="module")
+def two_keys_made(tmp_path_factory):
+    """A GnuPG home with an old and a new key, made once: the old key's creation time is
+    injected (2024-01-01), so the new one is the newest (the default signer) without
+    waiting for the clock."""
+    home = tmp_path_factory.mktemp("two-keys") / "gnupg"
+    old = gen_key(home, "old <old@example.org>", faked_time="20240101T000000")
     new = gen_key(home, "new <new@example.org>")
+    stop_gnupg(home)
+    return home, old, new
+
+
+@pytest.fixture
+def two_keys(tmp_path, two_keys_made):
+    """A copy of that home for one test (tests add keys and sign)."""
+    made, old, new = two_keys_made
+    home = tmp_path / "gnupg"
+    shutil.copytree(made, home, ignore=shutil.ignore_patterns("S.*", "*.lock", ".#lk*"))
     return home, old, new
 
 

@@ -15,6 +15,7 @@ from mxbuild.matrix import load
 from mxbuild.report import Axes, Report
 
 from ..conftest import ROOT
+from ..require import skip_or_fail
 
 MATRIX = load(ROOT / "matrix.yaml")
 OK, FAILED, NOGPU = "1.9.1-cpu-debian12", "1.9.1-cpu-ubuntu22", "1.9.1-cu112-ubuntu20"
@@ -101,9 +102,7 @@ def _lines(pixels: list) -> list[int]:
 
 def _screenshot(html, png):
     if CHROMIUM is None:
-        if os.environ.get("MXBUILD_REQUIRE_TOOLS"):
-            pytest.fail("chromium is not installed (./setup.sh installs it)")
-        pytest.skip("chromium is not installed")
+        skip_or_fail("tools", "chromium is not installed (./setup.sh installs it)")
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                     "--hide-scrollbars", "--force-device-scale-factor=1",
                     "--window-size=2600,1700", f"--screenshot={png}",

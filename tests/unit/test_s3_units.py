@@ -2,9 +2,17 @@ import pytest
 
 from mxbuild.cli import parse_duration
 from mxbuild.errors import ConfigError
-from mxbuild.repo.s3 import IMMUTABLE, MUTABLE, S3Target, cache_control, content_type
+from mxbuild.repo.s3 import S3Target, cache_control, content_type
 from mxbuild.repo.storage import LocalStorage
 from mxbuild.repo.target import S3Options, open_storage
+
+from ..conftest import CACHE_LONG, CACHE_SHORT, ROOT
+
+
+def test_readme_promises_these_cache_control_values():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"Cache-Control: {CACHE_LONG}" in text
+    assert f"Cache-Control: {CACHE_SHORT}" in text
 
 
 def test_s3_url_parsing_and_public_url():
@@ -43,11 +51,13 @@ def test_content_type(key, data, ctype):
 
 
 def test_cache_control():
-    assert cache_control("pool/cpu/libm/libmxnet/x.deb") == IMMUTABLE
-    assert cache_control("dists/bookworm/cpu/binary-amd64/by-hash/SHA512/ab") == IMMUTABLE
+    assert cache_control("pool/cpu/libm/libmxnet/x.deb") == CACHE_LONG
+    assert cache_control("dists/bookworm/cpu/binary-amd64/by-hash/SHA512/ab") == CACHE_LONG
+    assert cache_control("simple/mxnet-thin/mxnet_thin-1.9.1-py3-none-any.whl") == CACHE_LONG
     for key in ("dists/bookworm/InRelease", "dists/bookworm/Release",
-                "dists/bookworm/cpu/binary-amd64/Packages.xz"):
-        assert cache_control(key) == MUTABLE
+                "dists/bookworm/Release.gpg", "dists/bookworm/cpu/binary-amd64/Packages.xz",
+                "simple/mxnet-thin/index.html"):
+        assert cache_control(key) == CACHE_SHORT
 
 
 def test_open_storage_picks_the_backend(tmp_path):

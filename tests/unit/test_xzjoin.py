@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import lzma
-import os
+import random
 import subprocess
 import tarfile
 
@@ -38,7 +38,7 @@ def _xz(data: bytes, *args: str) -> bytes:
 
 
 def test_joined_stream_is_one_valid_stream(tmp_path):
-    a, b = os.urandom(300_000) * 3, b"tail" * 1000
+    a, b = random.Random(1).randbytes(300_000) * 3, b"tail" * 1000
     joined = join(_xz(a, "-T2", "--block-size=200000"), _xz(b, "-6"))
     assert lzma.decompress(joined) == a + b
     path = tmp_path / "j.xz"
@@ -77,7 +77,7 @@ def _deb(tmp_path, data_member: bytes) -> str:
 
 def test_dpkg_deb_reads_a_joined_data_member_whole_but_not_concatenated_streams(tmp_path):
     shared = _tar_part([("./", None), ("./usr/", None), ("./usr/lib/", None),
-                        ("./usr/lib/libbig.so", os.urandom(1 << 20))], end=False)
+                        ("./usr/lib/libbig.so", random.Random(2).randbytes(1 << 20))], end=False)
     rest = _tar_part([("./usr/share/", None), ("./usr/share/doc/", None),
                       ("./usr/share/doc/changelog", b"per-distro\n")], end=True)
     joined = _deb(tmp_path, join(_xz(shared, "-T2"), _xz(rest)))
