@@ -54,6 +54,8 @@ def plan(cells: list[Cell], ctx: RunContext, *, keyring: bytes | None = None,
                               "dpkg-shlibdeps, dpkg-deb and lintian in the build image"))
         steps.append(_publish_step(cell, ctx, keyring))
         steps.append(_smoke_step(cell, ctx, do_smoke))
+        if cell.upstream_tests is not None and recipe.runs_upstream_tests:
+            steps.append(_upstream_step(cell, ctx, do_smoke))
     return steps
 
 
@@ -106,3 +108,15 @@ def _smoke_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
                     "packages reported as not installable")
     return Step(cell.id, "smoke", "run", f"fresh {cell.distro.name} container, apt + "
                 "thin clients from the repository")
+
+
+def _upstream_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
+    if ctx.storage is None or not do_smoke:
+        return Step(cell.id, "upstream", "skip", "--no-smoke" if ctx.storage is not None
+                    else "nothing published to install from")
+    spec = cell.upstream_tests
+    if cell.cuda and not ctx.gpu:
+        return Step(cell.id, "upstream", "skip", "no GPU here: libmxnet cannot load")
+    return Step(cell.id, "upstream", "run", f"{len(spec.files)} of MXNet's own test files on "
+                f"the installed packages and on {cell.wheel.filename} (the reference; "
+                "from the stage cache when run before)")
