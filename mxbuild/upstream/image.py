@@ -15,7 +15,7 @@ from ..errors import ImageError
 from ..fetch import DEFAULT_INDEX
 from ..images import ImageRef, content_hash, ensure_tagged
 from ..matrix import Cell, UpstreamTests
-from ..smoke.client_image import CLIENT_VENV
+from ..smoke.client_image import CLIENT_VENV, COMMIT_CHANGES
 
 TEST_REPO = "mxbuild/upstream-client"
 PIP = f"{CLIENT_VENV}/bin/pip"
@@ -71,8 +71,6 @@ def _make(ctx, cell: Cell, client: ImageRef, spec: UpstreamTests, tag: str, logf
                          "--disable-pip-version-check", "--find-links", "/tmp/wheelhouse",
                          "--constraint", "/tmp/wheelhouse/constraints.txt", *spec.pip])
             box.run(["rm", "-rf", "/tmp/wheelhouse"])
-            image_id = box.commit(TEST_REPO, tag.split(":", 1)[1], changes=[
-                'CMD ["/bin/bash"]',
-                f"ENV PATH={CLIENT_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                "/usr/bin:/sbin:/bin"])
+            image_id = box.commit(TEST_REPO, tag.split(":", 1)[1],
+                                  changes=list(COMMIT_CHANGES))
     return docker.images.get(image_id)
