@@ -9,6 +9,7 @@ from .context import RunContext
 from .errors import DockerEngineError
 from .matrix import Cell
 from .repo.publish import published_entries
+from .upstream.stage import not_here
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ def _upstream_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
         return Step(cell.id, "upstream", "skip", "--no-smoke" if ctx.storage is not None
                     else "nothing published to install from")
     spec = cell.upstream_tests
-    if cell.cuda and not ctx.gpu:
-        return Step(cell.id, "upstream", "skip", "no GPU here: libmxnet cannot load")
+    why_not = not_here(ctx, cell)
+    if why_not:
+        return Step(cell.id, "upstream", "skip", why_not)
     return Step(cell.id, "upstream", "run", f"{len(spec.files)} of MXNet's own test files on "
                 f"the installed packages and on {cell.wheel.filename} (the reference; "
                 "from the stage cache when run before)")

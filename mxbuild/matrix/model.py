@@ -142,6 +142,10 @@ class WheelPin:
     sha256: str
     bundled: tuple[str, ...]
 
+    def runs_on(self, machine: str) -> bool:
+        """Whether its natives run on `machine` (uname -m): its platform tag says so."""
+        return self.filename.endswith(f"_{machine}.whl")
+
 
 @dataclass(frozen=True)
 class JarPin:

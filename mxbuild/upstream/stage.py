@@ -70,9 +70,10 @@ def run(ctx, cell: Cell, runtime: ImageRef, clients, debs, logf: IO[str]) -> dic
                           f"lists no upstream_tests for MXNet {cell.mxnet}",
                           f"add upstream_tests.\"{cell.mxnet}\" or remove {tests}")
     _check_shipped(tests, spec)
-    if cell.cuda is not None and not ctx.gpu:
-        logf.write("no GPU here: libmxnet of a GPU cell cannot load; upstream tests not run\n")
-        return {"skipped": "no GPU: libmxnet cannot load here"}
+    why_not = not_here(ctx, cell)
+    if why_not:
+        logf.write(f"upstream tests not run: {why_not}\n")
+        return {"skipped": why_not}
     work = ctx.opts.work_dir / cell.id / "upstream"
     if work.exists():
         shutil.rmtree(work)
@@ -111,6 +112,16 @@ def run(ctx, cell: Cell, runtime: ImageRef, clients, debs, logf: IO[str]) -> dic
                       "reused": wheel_reused, "log": str(wheel_log)},
             "reused": hit is not None, "junit": str(junit), "results": str(results),
             "summary": verdict.summary()}
+
+
+def not_here(ctx, cell: Cell) -> str | None:
+    """Why the stage cannot run for this cell on this machine, or None."""
+    if cell.cuda is not None and not ctx.gpu:
+        return "no GPU: libmxnet cannot load here"
+    if not cell.wheel.runs_on(cell.arch.machine):
+        return (f"no official {cell.arch.name} binary to compare with ({cell.wheel.filename} "
+                f"is not {cell.arch.machine}); MXNet's own tests are not run under emulation")
+    return None
 
 
 def fail_if_not_ok(upstream: dict, cell: Cell) -> None:
