@@ -332,7 +332,13 @@ def _upstream_entry(upstream: dict | None) -> dict | None:
         return {"skipped": upstream["skipped"], "differences": []}
     def line(counts: dict) -> str:
         return ", ".join(f"{n} {o}" for o, n in counts.items()) or "none"
-    return {"skipped": None, "here": line(upstream.get("counts", {})),
+    counts = upstream.get("counts", {})
+    fine = sum(counts.get(o, 0) for o in ("passed", "xfailed", "xpassed"))
+    differ = [d for d in upstream.get("differences", []) if not d.get("known")]
+    grid = (f"upstream: {fine} passed, {counts.get('skipped', 0)} skipped, "
+            f"{len(upstream.get('unexpected', []))} failing, {len(upstream.get('known', []))} "
+            f"known" + (f", {len(differ)} differ" if differ else ""))
+    return {"skipped": None, "grid": grid, "here": line(counts),
             "wheel": line((upstream.get("wheel") or {}).get("counts", {})),
             "unexpected": [f"{u['outcome']}: {u['test']}" for u in upstream.get("unexpected", [])],
             "differences": [f"{d['test']}: {d['compiled']} here, {d['wheel']} with the wheel"

@@ -17,7 +17,7 @@ import pytest
 
 from mxbuild import matrix
 from mxbuild.containers import Result
-from mxbuild.errors import ConfigError, MatrixError
+from mxbuild.errors import ConfigError, MatrixError, StageError
 from mxbuild.matrix import KnownOutcome, UpstreamTestFile, UpstreamTests
 from mxbuild.upstream import compare, runner, tree
 from mxbuild.upstream.outcomes import Attempt, CaseResult, replay
@@ -292,3 +292,44 @@ def test_a_tree_without_the_tests_is_named(tmp_path):
         tree.collect(src, True, SPEC, tmp_path / tree.TESTS_TAR)
     assert "tests/python/unittest/test_a.py" in err.value.message
     assert not (tmp_path / tree.TESTS_TAR).exists()
+
+
+# ---------------------------------------------------------------- report
+
+def test_the_run_report_carries_the_upstream_cases_and_lists(tmp_path):
+    """junit.xml gains suite mxbuild.upstream (classname <cell>.upstream.<module>) only in
+    runs with the stage; report.html shows the counts and the lists of the cell."""
+    from mxbuild.report import Axes, Report
+    from mxbuild.upstream.outcomes import FileRun
+    cell = matrix.load(Path(__file__).parents[2] / "matrix.yaml").select(
+        cell="1.9.1-cpu-debian12")[0]
+    run = FileRun("tests/t.py", None, 60, (), {"tests/t.py::test_ok": R("passed"),
+                                               "tests/t.py::test_deconv": R("crashed")})
+    wheel = {"tests/t.py::test_ok": R("passed"), "tests/t.py::test_deconv": R("passed")}
+    verdict = compare.judge(run.results, wheel, ())
+    junit = tmp_path / "upstream-junit.xml"
+    junit.write_text(compare.junit([run], wheel, verdict))
+    report = Report(tmp_path, tmp_path / "logs", Axes.of([cell]))
+    with pytest.raises(StageError):
+        with report.stage(cell, "upstream"):
+            report.cell(cell).artifacts["upstream"] = {
+                **compare.report_dict([run], [run], verdict), "junit": str(junit),
+                "wheel": {"counts": {"passed": 2}}}
+            raise ConfigError("upstream tests: " + verdict.summary(), "")
+    report.write()
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    (case,) = [c for c in root.find("testsuite[@name='mxbuild.upstream']")
+               if c.get("name") == "test_deconv"]
+    assert case.get("classname") == "1.9.1-cpu-debian12.upstream.tests.t"
+    assert case.find("error").get("type") == "crashed"
+    html = (tmp_path / "report.html").read_text()
+    assert "upstream: 1 passed, 0 skipped, 1 failing, 0 known, 1 differ" in html
+    assert "crashed: tests/t.py::test_deconv" in html
+    assert "tests/t.py::test_deconv: crashed here, passed with the wheel" in html
+
+
+def test_a_run_without_the_stage_has_no_upstream_suite(tmp_path):
+    from mxbuild.report import Report
+    Report(tmp_path, tmp_path / "logs").write()
+    names = [s.get("name") for s in ET.parse(tmp_path / "junit.xml").getroot()]
+    assert names == ["mxbuild.stages", "mxbuild.smoke"]
