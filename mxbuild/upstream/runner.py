@@ -73,8 +73,9 @@ def run_file(box, f: UpstreamTestFile, name: str, logf: IO[str],
             "PYTHONUNBUFFERED": "1", **(env or {})})
         took = time.monotonic() - started
         events = read_events(box, events_path)
-        attempt = Attempt(result.exit_code, took, time.monotonic() >= deadline - 1, first,
-                          result.output[-TAIL_CHARS:])
+        # coreutils timeout: 124 when the limit stopped the command, 137 if it took SIGKILL
+        stopped = result.exit_code in (124, 137) and time.monotonic() >= deadline - 2
+        attempt = Attempt(result.exit_code, took, stopped, first, result.output[-TAIL_CHARS:])
         attempts.append(attempt)
         logf.write(f"=== {f.path}: {attempt.ended} after {took:.1f} s\n")
         progressed = any(e.get("event") == "start" for e in events[first:])
