@@ -84,6 +84,7 @@ def run(ctx, cell: Cell, runtime: ImageRef, clients, debs, logf: IO[str]) -> dic
     subset = [asdict(f) for f in spec.files]
     wheel_runs, wheel_reused, wheel_log = _reference(ctx, cell, test_image, tests, digest,
                                                      subset, logf)
+    wheel_results = _save(work / "wheel-results.json", wheel_runs)
     key = key_of("upstream", {
         "code": module_digest(runner, recorder, outcomes, smoke), "tests": digest,
         "files": subset, "image": test_image.id, "debs": [d.sha256 for d in debs],
@@ -109,7 +110,8 @@ def run(ctx, cell: Cell, runtime: ImageRef, clients, debs, logf: IO[str]) -> dic
     return {**compare.report_dict(runs, wheel_runs, verdict),
             "wheel": {"filename": cell.wheel.filename, "sha256": cell.wheel.sha256,
                       "counts": outcomes.counts(compare.results_of(wheel_runs)),
-                      "reused": wheel_reused, "log": str(wheel_log)},
+                      "reused": wheel_reused, "log": str(wheel_log),
+                      "results": str(wheel_results)},
             "reused": hit is not None, "junit": str(junit), "results": str(results),
             "summary": verdict.summary()}
 
@@ -173,7 +175,7 @@ def _reference(ctx, cell: Cell, test_image: ImageRef, tests: Path, digest: str, 
         runner.ship(box, tests)
         runs = runner.run_files(box, cell.upstream_tests.files, wlog)
     work = ctx.opts.work_dir / cell.id / "upstream"
-    results = _save(work / "wheel-results.json", runs)
+    results = _save(work / "wheel-run.json", runs)
     if any(a.timed_out for r in runs for a in r.attempts):
         # a time limit says as much about this machine's load as about the wheel: not a
         # reference to keep
