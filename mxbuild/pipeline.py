@@ -1,4 +1,5 @@
-"""Run cells through their stages: image → recipe → package → publish → smoke.
+"""Run cells through their stages: image → recipe → package → publish → smoke →
+upstream (MXNet's own tests, for cells whose libmxnet.so is built from source).
 
 Each stage asks the cell's recipe, packages and thin clients what to do; none is named
 here. Recipe, package and smoke outputs are keyed by a content hash of exactly their
@@ -29,8 +30,11 @@ from .repo.sign import KEYRING_NAME, Signer
 from .report import Axes, Report
 from .resources import ResourcePool, need_of
 from .smoke import client_image as smoke_image, jvm as smoke_jvm, suites as smoke_suites
+from .upstream import stage as upstream
 
-STAGES = ["image", "recipe", "package", "publish", "smoke"]
+STAGES = ["image", "recipe", "package", "publish", "smoke", "upstream"]
+# a stage only some cells have: listed (and skipped after a failure) only for those
+UPSTREAM = "upstream"
 
 
 def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = True,
@@ -45,7 +49,8 @@ def build(cells: list[Cell], opts: Options, *, storage=None, do_smoke: bool = Tr
 def smoke_built(cells: list[Cell], opts: Options, storage, jobs: int = 1) -> Report:
     """Publish the already built .debs (out/debs/<cell>/) to `storage` and smoke-test them
     from there: the second half of `build`, for a GPU agent or a staging repository."""
-    return _run(cells, opts, ["image", "publish", "smoke"], storage, jobs, _smoke_built_cell)
+    return _run(cells, opts, ["image", "publish", "smoke", UPSTREAM], storage, jobs,
+                _smoke_built_cell)
 
 
 def _run(cells, opts, stages, storage, jobs, per_cell) -> Report:
@@ -65,7 +70,7 @@ def _run_cells(ctx: RunContext, cells, stages, jobs, per_cell) -> Report:
             try:
                 per_cell(ctx, cell)
             except StageError:
-                report.skip_rest(cell, stages)
+                report.skip_rest(cell, _stages_of(cell, stages, opts))
             finally:
                 report.write()
     with report.live(cells):
@@ -96,6 +101,14 @@ def require_emulation(cells) -> None:
         emulation.require([c.arch for c in cells], why=f"needed by {', '.join(needing)}")
 
 
+def _stages_of(cell: Cell, stages: list[str], opts: Options) -> list[str]:
+    """The run's stages that apply to this cell: the upstream stage only where the
+    cell's upstream tests are (they come with its .debs, upstream.prepare)."""
+    has_tests = upstream.tests_of(opts.out_dir / "debs" / cell.id) is not None or (
+        cell.upstream_tests is not None and recipes.get(cell.recipe).runs_upstream_tests)
+    return [s for s in stages if s != UPSTREAM or has_tests]
+
+
 def _build_cell(ctx: RunContext, cell: Cell, do_smoke: bool) -> None:
     cell_images = _image_stage(ctx, cell, build=True)
     payload = _recipe_stage(ctx, cell, cell_images)
@@ -105,6 +118,7 @@ def _build_cell(ctx: RunContext, cell: Cell, do_smoke: bool) -> None:
     clients = _publish_stage(ctx, cell, debs)
     if do_smoke:
         _smoke_stage(ctx, cell, cell_images.runtime, payload, clients, debs)
+        _upstream_stage(ctx, cell, cell_images.runtime, clients, debs)
 
 
 def _smoke_built_cell(ctx: RunContext, cell: Cell) -> None:
@@ -116,6 +130,7 @@ def _smoke_built_cell(ctx: RunContext, cell: Cell) -> None:
     _record_debs(ctx, cell, debs)
     clients = _publish_stage(ctx, cell, debs)
     _smoke_stage(ctx, cell, cell_images.runtime, payload, clients, debs)
+    _upstream_stage(ctx, cell, cell_images.runtime, clients, debs)
 
 
 # ---------------------------------------------------------------- image
@@ -217,6 +232,8 @@ def _package_stage(ctx: RunContext, cell: Cell, payload: Payload,
                 files |= {d.path.name: d.path, d.lintian_path.name: d.lintian_path}
             ctx.cache.put("package", key, files, {"debs": [d.manifest() for d in debs],
                                                    "clients": clients})
+        # MXNet's own tests travel with the .debs (to `invoke smoke` on another agent)
+        upstream.prepare(ctx, cell, out_dir, logf)
     _record_debs(ctx, cell, debs)
     return debs
 
@@ -320,3 +337,18 @@ def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients
                                                      url, repo_keyring(ctx), logf, work)
             ctx.cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
     ctx.report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}
+
+
+# ---------------------------------------------------------------- upstream
+
+def _upstream_stage(ctx: RunContext, cell: Cell, runtime, clients, debs) -> None:
+    """MXNet's own tests on the installed packages and on the official wheel (the
+    reference), when the cell's .debs came with them (upstream/stage.py)."""
+    if upstream.tests_of(ctx.opts.out_dir / "debs" / cell.id) is None:
+        return
+    with ctx.report.stage(cell, UPSTREAM) as logf:
+        result = upstream.run(ctx, cell, runtime, clients, debs, logf)
+        ctx.report.cell(cell).artifacts[UPSTREAM] = result
+        if result.get("reused"):
+            ctx.report.reused(cell)
+        upstream.fail_if_not_ok(result, cell)

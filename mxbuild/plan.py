@@ -9,6 +9,7 @@ from .context import RunContext
 from .errors import DockerEngineError
 from .matrix import Cell
 from .repo.publish import published_entries
+from .upstream.stage import not_here
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def plan(cells: list[Cell], ctx: RunContext, *, keyring: bytes | None = None,
                               "dpkg-shlibdeps, dpkg-deb and lintian in the build image"))
         steps.append(_publish_step(cell, ctx, keyring))
         steps.append(_smoke_step(cell, ctx, do_smoke))
+        if cell.upstream_tests is not None and recipe.runs_upstream_tests:
+            steps.append(_upstream_step(cell, ctx, do_smoke))
     return steps
 
 
@@ -109,3 +112,16 @@ def _smoke_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
              f"({cell.arch.qemu})")
     return Step(cell.id, "smoke", "run", f"fresh {where}, apt + thin clients from the "
                 "repository")
+
+
+def _upstream_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
+    if ctx.storage is None or not do_smoke:
+        return Step(cell.id, "upstream", "skip", "--no-smoke" if ctx.storage is not None
+                    else "nothing published to install from")
+    spec = cell.upstream_tests
+    why_not = not_here(ctx, cell)
+    if why_not:
+        return Step(cell.id, "upstream", "skip", why_not)
+    return Step(cell.id, "upstream", "run", f"{len(spec.files)} of MXNet's own test files on "
+                f"the installed packages and on {cell.wheel.filename} (the reference; "
+                "from the stage cache when run before)")

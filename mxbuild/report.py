@@ -236,11 +236,13 @@ def _atomic(path: Path, text: str) -> Path:
 
 def junit_xml(data: dict) -> str:
     """One testcase per cell × stage, then the smoke suite's own cases of every cell
-    (classname `<cell>.smoke.<their classname>`). Cell ids carry the architecture of
-    a non-primary one (…-arm64); every case also has an `arch` property."""
+    (classname `<cell>.smoke.<their classname>`), then the upstream tests' cases of the
+    cells that ran them (classname `<cell>.upstream.<test module>`). Cell ids carry the
+    architecture of a non-primary one (…-arm64); every case also has an `arch` property."""
     root = ET.Element("testsuites", name="mxbuild")
     stages = ET.SubElement(root, "testsuite", name="mxbuild.stages")
     smoke = ET.SubElement(root, "testsuite", name="mxbuild.smoke")
+    upstream = ET.Element("testsuite", name="mxbuild.upstream")
     for cell in data["cells"]:
         for stage in cell["stages"]:
             case = ET.SubElement(stages, "testcase", classname=cell["id"], name=stage["name"],
@@ -251,13 +253,16 @@ def junit_xml(data: dict) -> str:
                     f"{stage.get('note', '')}\nlog: {stage['log']}")
             elif stage["status"] == "skipped":
                 ET.SubElement(case, "skipped", message=stage.get("note", "skipped"))
-        junit = (cell.get("smoke") or {}).get("junit")
-        if junit and Path(junit).is_file():
-            for case in _cases(Path(junit)):
-                case.set("classname", f"{cell['id']}.smoke.{case.get('classname', '')}")
-                _arch_property(case, cell)
-                smoke.append(case)
-    for suite in (stages, smoke):
+        for key, suite in (("smoke", smoke), ("upstream", upstream)):
+            junit = (cell.get(key) or {}).get("junit")
+            if junit and Path(junit).is_file():
+                for case in _cases(Path(junit)):
+                    case.set("classname", f"{cell['id']}.{key}.{case.get('classname', '')}")
+                    _arch_property(case, cell)
+                    suite.append(case)
+    if len(upstream):              # only runs with upstream tests have the suite
+        root.append(upstream)
+    for suite in root:
         cases = list(suite.iter("testcase"))
         suite.set("tests", str(len(cases)))
         suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
@@ -324,6 +329,7 @@ def _grid_entry(cid: str, rec: dict | None, out_dir: Path) -> dict:
         "smoke_seconds": next((s["seconds"] for s in rec["stages"] if s["name"] == "smoke"),
                               None),
         "max_diff": None if diff is None else f"{diff:.2g}",
+        "upstream": _upstream_entry(rec.get("upstream")),
         "seconds": round(sum(s["seconds"] for s in rec["stages"]), 1),
         "deb_size": _size(sum(d.get("size") or 0 for d in rec.get("debs") or [])
                           or (rec.get("deb") or {}).get("size")),
@@ -331,3 +337,28 @@ def _grid_entry(cid: str, rec: dict | None, out_dir: Path) -> dict:
                     "href": os.path.relpath(s["log"], out_dir) if s.get("log") else "#"}
                    for s in rec["stages"]],
     }
+
+
+def _upstream_entry(upstream: dict | None) -> dict | None:
+    """The upstream tests of a cell, as the grid shows them: counts here and with the
+    official wheel, and the tests that fail the stage or differ (with the known ones)."""
+    if not upstream:
+        return None
+    if "skipped" in upstream:
+        return {"skipped": upstream["skipped"], "differences": []}
+    def line(counts: dict) -> str:
+        return ", ".join(f"{n} {o}" for o, n in counts.items()) or "none"
+    counts = upstream.get("counts", {})
+    fine = sum(counts.get(o, 0) for o in ("passed", "xfailed", "xpassed"))
+    differ = [d for d in upstream.get("differences", []) if not d.get("known")]
+    grid = (f"upstream: {fine} passed, {counts.get('skipped', 0)} skipped, "
+            f"{len(upstream.get('unexpected', []))} failing, {len(upstream.get('known', []))} "
+            f"known" + (f", {len(differ)} differ" if differ else ""))
+    return {"skipped": None, "grid": grid, "here": line(counts),
+            "wheel": line((upstream.get("wheel") or {}).get("counts", {})),
+            "unexpected": [f"{u['outcome']}: {u['test']}" for u in upstream.get("unexpected", [])],
+            "differences": [f"{d['test']}: {d['compiled']} here, {d['wheel']} with the wheel"
+                            + (" (known)" if d.get("known") else "")
+                            for d in upstream.get("differences", [])],
+            "known": [f"{k['outcome']}: {k['test']} — {k['reason']}"
+                      for k in upstream.get("known", [])]}

@@ -12,6 +12,11 @@ from pathlib import Path
 
 SEED = 20221
 PREFIX = "smokenet"
+# Deconvolution (issue 27: it crashed a compiled build in oneDNN's path): channel counts
+# that are no multiple of 8 or 16, so oneDNN cannot pick a blocked layout without padding
+DECONV = {"kernel": (3, 3), "stride": (2, 2), "pad": (1, 1), "num_filter": 5,
+          "num_group": 1}
+DECONV_DATA = (2, 3, 7, 7)
 
 
 def export(out: Path) -> None:
@@ -49,6 +54,36 @@ def export(out: Path) -> None:
     (out / "model.json").write_text(json.dumps({
         "prefix": PREFIX, "epoch": 0, "input": "data", "made_with": mx.__version__,
         "seed": SEED}, indent=2))
+    export_deconvolution(out, rng)
+
+
+def export_deconvolution(out: Path, rng) -> None:
+    """Inputs, outputs and the gradients (autograd, a random head gradient) of a 2-D
+    Deconvolution with and without bias: deconvolution.npz, deconvolution.json."""
+    import mxnet as mx
+    import numpy as np
+
+    channels = DECONV_DATA[1]
+    weight_shape = (channels, DECONV["num_filter"] // DECONV["num_group"], *DECONV["kernel"])
+    arrays = {"data": rng.uniform(-1, 1, DECONV_DATA).astype("float32"),
+              "weight": rng.uniform(-1, 1, weight_shape).astype("float32"),
+              "bias": rng.uniform(-1, 1, (DECONV["num_filter"],)).astype("float32")}
+    for case, no_bias in (("bias", False), ("nobias", True)):
+        inputs = {k: mx.nd.array(arrays[k]) for k in ("data", "weight", "bias")
+                  if k != "bias" or not no_bias}
+        for value in inputs.values():
+            value.attach_grad()
+        with mx.autograd.record():
+            result = mx.nd.Deconvolution(**inputs, no_bias=no_bias, **DECONV)
+        if "head" not in arrays:
+            arrays["head"] = rng.uniform(-1, 1, result.shape).astype("float32")
+        result.backward(mx.nd.array(arrays["head"]))
+        arrays[f"out_{case}"] = result.asnumpy()
+        arrays.update({f"grad_{name}_{case}": value.grad.asnumpy()
+                       for name, value in inputs.items()})
+    np.savez(out / "deconvolution.npz", **arrays)
+    (out / "deconvolution.json").write_text(json.dumps(
+        {"params": DECONV, "made_with": mx.__version__, "seed": SEED}, indent=2))
 
 
 if __name__ == "__main__":

@@ -152,6 +152,10 @@ class WheelPin:
     sha256: str
     bundled: tuple[str, ...]
 
+    def runs_on(self, machine: str) -> bool:
+        """Whether its natives run on `machine` (uname -m): its platform tag says so."""
+        return self.filename.endswith(f"_{machine}.whl")
+
 
 @dataclass(frozen=True)
 class JarPin:
@@ -198,6 +202,47 @@ class CompileSpec:
     toolkit_package: str | None = None   # GPU: the distro's CUDA toolkit package instead
 
 
+# What an upstream test can come to (mxbuild/upstream/outcomes.py decides which).
+OUTCOMES = ("passed", "skipped", "xfailed", "xpassed", "failed", "error", "crashed",
+            "timeout", "not-run")
+
+
+@dataclass(frozen=True)
+class UpstreamTestFile:
+    """One of MXNet's own test files the upstream stage runs, in its own pytest process."""
+    path: str                      # relative to the top of the source tree
+    select: str | None = None      # pytest -k expression
+    timeout: int = 1800            # seconds for the whole file, resumes after crashes included
+
+
+@dataclass(frozen=True)
+class KnownOutcome:
+    """A test outcome that does not fail the upstream stage, with the reason (a failure
+    that is environmental on this machine, a stochastic test). Listed in the report."""
+    test: str                      # pytest node id, or a glob of node ids
+    outcomes: tuple[str, ...]      # the outcomes it excuses (a crash is never implied)
+    reason: str
+
+    def matches(self, test: str, outcome: str) -> bool:
+        return outcome in self.outcomes and (test == self.test or
+                                             fnmatch.fnmatchcase(test, self.test))
+
+
+@dataclass(frozen=True)
+class UpstreamTests:
+    """MXNet's own Python tests for a version (matrix `upstream_tests:`): what is copied
+    from the source tree, which files run, what the test container needs besides the
+    client's requirements, and the known outcomes."""
+    version: str
+    ship: tuple[str, ...]                 # files/folders of the source tree the tests need
+    files: tuple[UpstreamTestFile, ...]
+    pip: tuple[str, ...] = ()             # requirements of the tests (pinned)
+    known: tuple[KnownOutcome, ...] = ()
+    # distro packages the official wheel's libmxnet.so needs (what its .deb would Depend
+    # on), for the reference run; installed in the test image for both runs
+    apt: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class JvmBuildSpec:
     """Where MXNet's scala-package (the thin jar) is built by the recipes that make the JVM
@@ -229,6 +274,8 @@ class Cell:
     jar: JarPin | None = None            # recipe "maven": the official jar with natives
     jvm_build: JvmBuildSpec | None = None   # the JVM half from source (matrix `jvm_build:`)
     tolerance: Tolerance | None = None   # the build's smoke_tolerance (None: the arch's)
+    # MXNet's own tests, run when the cell's libmxnet.so is built from source
+    upstream_tests: UpstreamTests | None = None
 
     @property
     def smoke_tolerance(self) -> Tolerance:

@@ -15,10 +15,10 @@ from typing import Any, Iterable
 import yaml
 
 from ..errors import MatrixError
-from .model import (Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CompileSpec, Distro, JarPin,
-                    CrossSpec, JvmBuildSpec, KeyringPackage,
+from .model import (OUTCOMES, Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CompileSpec,
+                    CrossSpec, Distro, JarPin, JvmBuildSpec, KeyringPackage, KnownOutcome,
                     Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, Tolerance,
-                    WheelPin)
+                    UpstreamTestFile, UpstreamTests, WheelPin)
 
 SCHEMA = 2
 VARIANT_RE = re.compile(r"^(cpu|cu\d{2,3})$")
@@ -109,7 +109,8 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
                                          "machine, elf_machine and platform",
                         "distros": "a mapping", "variants": "a mapping"},
               {"sources": "a mapping of mxnet version to its source release pin",
-               "jvm_build": "a mapping: distro (one that ships JDK 8), jdk (its package)"})
+               "jvm_build": "a mapping: distro (one that ships JDK 8), jdk (its package)",
+               "upstream_tests": "a mapping of mxnet version to the upstream tests to run"})
     if doc["schema"] != SCHEMA:
         c.fail("schema", f"is {doc['schema']!r}",
                f"{SCHEMA} (the only schema this mxbuild reads)")
@@ -153,6 +154,9 @@ def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
                        "each (mxnet, variant, distro, architecture) once")
             seen[cell.id] = key
             cells.append(cell)
+    upstream = _parse_upstream_tests(c, doc.get("upstream_tests", {}))
+    cells = [replace(cell, upstream_tests=upstream.get(cell.mxnet)) if cell.mxnet in upstream
+             else cell for cell in cells]
     return Matrix(path, packaging, packages, distros,
                   tuple(sorted(_with_client_wheels(cells), key=lambda x: x.id)), arches)
 
@@ -300,6 +304,77 @@ def _parse_sources(c: _Checker, spec) -> dict[str, SourcePin]:
         out[version] = SourcePin(version, pin["url"], pin.get("sha512"), pin.get("sha256"),
                                  pin.get("signature"), pin.get("keys"))
     return out
+
+
+REL_PATH_RE = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[\w.+/-]+$")
+DEFAULT_FILE_TIMEOUT = 1800
+DEFAULT_KNOWN_OUTCOMES = ("failed", "error")
+
+
+def _parse_upstream_tests(c: _Checker, spec) -> dict[str, UpstreamTests]:
+    if not isinstance(spec, dict):
+        c.fail("upstream_tests", f"is {spec!r}", "a mapping of mxnet version to its tests")
+    out = {}
+    for version, entry in spec.items():
+        key = f"upstream_tests.{version}"
+        c.version(version, key)
+        c.mapping(entry, key, {"ship": "the files and folders of the source tree the tests "
+                                       "need, e.g. [pytest.ini, tests/python/unittest]",
+                               "files": "a list of test files (path, select, timeout)"},
+                  {"pip": "the tests' own requirements, pinned (nose==1.3.7…)",
+                   "apt": "distro packages the official wheel's library needs (libgomp1…)",
+                   "timeout": "seconds per file (default 1800)",
+                   "known": "a list of known outcomes: test, outcomes, reason"})
+        rel = "a path relative to the top of the source tree, without '..'"
+        ship = c.str_list(entry["ship"], f"{key}.ship", "a list of " + rel + "s")
+        for j, item in enumerate(ship):
+            c.string(item, f"{key}.ship[{j}]", REL_PATH_RE, rel)
+        default = _seconds(c, entry.get("timeout", DEFAULT_FILE_TIMEOUT), f"{key}.timeout")
+        if not isinstance(entry["files"], list) or not entry["files"]:
+            c.fail(f"{key}.files", f"is {entry['files']!r}", "a non-empty list of test files")
+        files = []
+        for j, item in enumerate(entry["files"]):
+            fkey = f"{key}.files[{j}]"
+            f = c.mapping({"path": item} if isinstance(item, str) else item, fkey,
+                          {"path": rel}, {"select": "a pytest -k expression",
+                                          "timeout": "seconds for the whole file"})
+            path = c.string(f["path"], f"{fkey}.path", REL_PATH_RE, rel)
+            if not any(path == s or path.startswith(s.rstrip("/") + "/") for s in ship):
+                c.fail(f"{fkey}.path", f"{path!r} is not in any folder of {key}.ship",
+                       "add its folder to ship")
+            files.append(UpstreamTestFile(
+                path, c.string(f["select"], f"{fkey}.select") if "select" in f else None,
+                _seconds(c, f.get("timeout", default), f"{fkey}.timeout")))
+        known = []
+        raw_known = entry.get("known", [])
+        if not isinstance(raw_known, list):
+            c.fail(f"{key}.known", f"is {raw_known!r}", "a list of {test, outcomes, reason}")
+        for j, item in enumerate(raw_known):
+            kkey = f"{key}.known[{j}]"
+            k = c.mapping(item, kkey, {"test": "a pytest node id or a glob of node ids",
+                                       "reason": "why this outcome is expected here"},
+                          {"outcomes": "the outcomes it excuses (default [failed, error])"})
+            outcomes = c.str_list(k.get("outcomes", list(DEFAULT_KNOWN_OUTCOMES)),
+                                  f"{kkey}.outcomes", "a list of " + ", ".join(OUTCOMES))
+            for o in outcomes:
+                if o not in OUTCOMES:
+                    c.fail(f"{kkey}.outcomes", f"{o!r} is not an outcome",
+                           "some of " + ", ".join(OUTCOMES))
+            known.append(KnownOutcome(c.string(k["test"], f"{kkey}.test"), outcomes,
+                                      c.string(k["reason"], f"{kkey}.reason")))
+        apt = c.str_list(entry.get("apt", []), f"{key}.apt", "a list of package names")
+        for j, name in enumerate(apt):
+            c.string(name, f"{key}.apt[{j}]", PACKAGE_RE, "a Debian package name")
+        out[version] = UpstreamTests(version, ship, tuple(files),
+                                     c.str_list(entry.get("pip", []), f"{key}.pip"),
+                                     tuple(known), apt)
+    return out
+
+
+def _seconds(c: _Checker, value, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        c.fail(key, f"is {value!r}", "a positive number of seconds")
+    return value
 
 
 def _parse_compile(c: _Checker, key: str, spec, distros) -> CompileSpec:

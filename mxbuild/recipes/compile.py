@@ -266,6 +266,7 @@ class CompileRecipe(Recipe):
     cheap."""
     name = "compile"
     takes_source = True
+    runs_upstream_tests = True
     reuse_reason = "stage cache: same source, preset and compile image"
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:

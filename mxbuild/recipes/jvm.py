@@ -47,6 +47,12 @@ class JvmHalfRecipe(Recipe):
     def base(self) -> Recipe:
         return get(self.base_name)
 
+    @property
+    def runs_upstream_tests(self) -> bool:
+        """As its libmxnet.so's recipe: compile-jvm yes, wheel-jvm (the official binary,
+        which is the reference itself) no."""
+        return self.base.runs_upstream_tests
+
     def adapt(self, cell: Cell, catalog) -> Cell:
         """The cell also ships the matrix's package for the JVM client."""
         if any(p.client == "jvm" for p in cell.packages):

@@ -36,6 +36,9 @@ class Recipe:
     reuse_reason: str = "stage cache: same inputs"
     # whether --source-tarball / --source-dir mean anything to it
     takes_source: bool = False
+    # whether it builds libmxnet.so from the source, so that MXNet's own tests
+    # (matrix `upstream_tests`) must pass on it: the upstream stage
+    runs_upstream_tests: bool = False
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         """Why this recipe cannot build `cell` — (problem, fix) — or None."""

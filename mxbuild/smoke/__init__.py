@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
+from docker.errors import NotFound
+
 from ..client import INDEX_PREFIX, THIN_NAME, pip_install_args
 from ..containers import CommandFailed, Container
 from ..errors import MxbuildError
@@ -249,20 +251,9 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
     shutil.copytree(ctx.data.smoke_tests, work / "tests",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     gpu = ctx.gpu
-    (work / KEYRING_NAME).write_bytes(keyring)
     with Container(ctx.docker, client_image.ref, label=f"smoke-{cell.id}", network="host",
                    log_file=logf, gpus=gpu and cell.cuda is not None) as box:
-        box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
-        box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(
-            url, cell, staging=ctx.opts.staging) + "\n")
-        apt_update(box)
-        missing = install(box, cell, gpu)
-        try:
-            box.run(["pip", *pip_install_args(f"{url}/{INDEX_PREFIX}/", client_version)])
-        except CommandFailed as exc:
-            raise MxbuildError(f"installing {THIN_NAME}=={client_version} from the "
-                               f"repository's index failed: {exc}\n{exc.tail[-1500:]}",
-                               "publish it: invoke client --to <the repository>")
+        missing = install_client(box, ctx, cell, url, keyring, client_version, work)
         expect = expectations(cell, payload, missing, gpu, client_version)
         (work / "expect.json").write_text(json.dumps(expect, indent=2))
         box.copy_into(work, "/srv", arcname="smoke")
@@ -275,7 +266,14 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
                               "MXBUILD_FIXTURES": f"{SMOKE_DIR}/fixtures",
                               "MXBUILD_DIFFS": f"{SMOKE_DIR}/diffs.jsonl"},
                          workdir=SMOKE_DIR, check=False)
-        box.copy_out(f"{SMOKE_DIR}/junit.xml", work)
+        try:
+            box.copy_out(f"{SMOKE_DIR}/junit.xml", work)
+        except NotFound:    # pytest writes it at the end: the interpreter died first
+            raise MxbuildError(f"the Python smoke suite's pytest exited with "
+                               f"{result.exit_code} before writing its JUnit file (a crash "
+                               f"in the library?):\n{result.output[-2500:]}",
+                               "read the stage log: the last test started is the one that "
+                               "crashed, faulthandler's dump follows it")
         if box.run(["test", "-f", f"{SMOKE_DIR}/diffs.jsonl"], check=False).exit_code == 0:
             box.copy_out(f"{SMOKE_DIR}/diffs.jsonl", work)
     max_abs, ratio = python_diffs(work / "diffs.jsonl")
@@ -285,6 +283,28 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
     counts = finished(work / "junit.xml", result.exit_code, missing,
                       gpu if cell.cuda else None, "Python")
     return dataclasses.replace(counts, max_abs_diff=max_abs, tolerance_ratio=ratio)
+
+
+def install_client(box, ctx, cell: Cell, url: str, keyring: bytes, client_version: str,
+                   work: Path) -> dict[str, str]:
+    """What a host does, in `box` (a client image's container): the repository at `url`
+    with signed-by (`keyring`), apt-get install of the cell's libmxnet package, pip install
+    of mxnet-thin==client_version from the repository's index. Returns the sonames left
+    missing (install())."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / KEYRING_NAME).write_bytes(keyring)
+    box.copy_into(work / KEYRING_NAME, "/usr/share/keyrings")
+    box.write_file("/etc/apt/sources.list.d/mxbuild.list", apt_source_line(
+        url, cell, staging=ctx.opts.staging) + "\n")
+    apt_update(box)
+    missing = install(box, cell, ctx.gpu)
+    try:
+        box.run(["pip", *pip_install_args(f"{url}/{INDEX_PREFIX}/", client_version)])
+    except CommandFailed as exc:
+        raise MxbuildError(f"installing {THIN_NAME}=={client_version} from the "
+                           f"repository's index failed: {exc}\n{exc.tail[-1500:]}",
+                           "publish it: invoke client --to <the repository>")
+    return missing
 
 
 def finished(junit: Path, exit_code: int, missing: dict, gpu: bool | None,

@@ -26,6 +26,10 @@ CLIENT_VENV = "/opt/mxnet-client"
 # Distros whose Python has no numpy MXNet 1.9 was written for (noble, trixie) get the
 # removed numpy names back at start-up of the smoke client's interpreter (a .pth file).
 NUMPY_COMPAT = "client/mxnet_numpy_compat.py"
+# what a committed client image runs with: the venv first on PATH
+COMMIT_CHANGES = ('CMD ["/bin/bash"]',
+                  f"ENV PATH={CLIENT_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                  "/usr/bin:/sbin:/bin")
 
 
 def ensure_client_image(ctx, cell: Cell, runtime: ImageRef, wheel: Path, logf) -> ImageRef:
@@ -144,8 +148,6 @@ def _make(ctx, cell: Cell, runtime: ImageRef, wheel: Path, tag: str, compat: Pat
                 box.run([f"{CLIENT_VENV}/bin/pip", "uninstall", "-y",
                          "--disable-pip-version-check", cell.wheel.name])
             box.run(["rm", "-rf", "/tmp/wheelhouse"])
-            image_id = box.commit(CLIENT_REPO, tag.split(":", 1)[1], changes=[
-                'CMD ["/bin/bash"]',
-                f"ENV PATH={CLIENT_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                "/usr/bin:/sbin:/bin"])
+            image_id = box.commit(CLIENT_REPO, tag.split(":", 1)[1],
+                                  changes=list(COMMIT_CHANGES))
     return client.images.get(image_id)

@@ -21,6 +21,7 @@ from mxbuild.errors import AbiError
 from mxbuild.matrix import CompileSpec, load
 
 from ..conftest import ROOT, ctx_with
+from ..fixtures import upstream_tests
 
 RECORDED = ["CMAKE_BUILD_TYPE", "USE_CUDA", "USE_CUDNN", "USE_NCCL", "MXNET_CUDA_ARCH",
             "USE_MKLDNN", "USE_BLAS", "USE_LAPACK", "USE_OPENMP", "USE_OPENCV",
@@ -33,7 +34,8 @@ RECORDED = ["CMAKE_BUILD_TYPE", "USE_CUDA", "USE_CUDNN", "USE_NCCL", "MXNET_CUDA
 def fixture_tree(path, *, newer_glibc: bool = False, distro_libs: bool = True):
     """A CMake project that builds an unstripped libmxnet.so embedding what it was given
     and linking two of the distro's libraries as MXNet does: OpenBLAS (find_library) and
-    ZeroMQ (pkg-config), so its Depends come from the sysroot it was compiled against.
+    ZeroMQ (pkg-config), so its Depends come from the sysroot it was compiled against;
+    with Python tests laid out as MXNet's are (tests/fixtures/upstream_tests.py).
     newer_glibc: also call arc4random (GLIBC_2.36), which bullseye's glibc 2.31 lacks.
     distro_libs=False: links neither (builds with any compiler in any compile image)."""
     path.mkdir(parents=True)
@@ -80,7 +82,7 @@ def fixture_tree(path, *, newer_glibc: bool = False, distro_libs: bool = True):
     for marker in (*source_tree.ALWAYS, *source_tree.BY_FLAG.values(), source_tree.CUB):
         (path / marker.path).parent.mkdir(parents=True, exist_ok=True)
         (path / marker.path).write_text("")
-    return path
+    return upstream_tests.add_to(path)
 
 
 @pytest.fixture(scope="module")

@@ -129,3 +129,31 @@ def test_gluon_symbolblock_matches_host_reference(mx, fixtures, expect, case):
                                        ctx=mx.cpu())
     out = net(mx.nd.array(ref[case])).asnumpy()
     assert_close(out, ref["out_" + case], expect, "symbolblock_" + case)
+
+
+# Deconvolution forward and backward (issue 27: a compiled build crashed in oneDNN's
+# Deconvolution; channel counts 3 -> 5 are no multiple of 8 or 16). Sums over up to 338
+# products per element, in whatever order the library's kernel takes: float32 rounding,
+# hence a looser tolerance than the model's (the cell's own, if looser still).
+DECONV_RTOL, DECONV_ATOL = 1e-4, 1e-4
+
+
+@pytest.mark.parametrize("case", ["bias", "nobias"])
+def test_deconvolution_forward_and_backward_match_host_reference(mx, fixtures, expect, case):
+    ref = np.load(str(fixtures / "deconvolution.npz"))
+    params = json.loads((fixtures / "deconvolution.json").read_text())["params"]
+    tol = {"rtol": max(expect["rtol"], DECONV_RTOL), "atol": max(expect["atol"], DECONV_ATOL)}
+    names = ["data", "weight"] + (["bias"] if case == "bias" else [])
+    inputs = {name: mx.nd.array(ref[name]) for name in names}
+    for value in inputs.values():
+        value.attach_grad()
+    with mx.autograd.record():
+        out = mx.nd.Deconvolution(no_bias=case == "nobias", kernel=tuple(params["kernel"]),
+                                  stride=tuple(params["stride"]), pad=tuple(params["pad"]),
+                                  num_filter=params["num_filter"],
+                                  num_group=params["num_group"], **inputs)
+    out.backward(mx.nd.array(ref["head"]))
+    assert_close(out.asnumpy(), ref["out_" + case], tol, "deconvolution_" + case)
+    for name, value in inputs.items():
+        assert_close(value.grad.asnumpy(), ref["grad_{}_{}".format(name, case)], tol,
+                     "deconvolution_grad_{}_{}".format(name, case))
