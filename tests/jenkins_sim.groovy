@@ -5,7 +5,8 @@
 //                               each; with avoid_previous_agent a branch's next node is
 //                               another agent when one has the label: what a stash must
 //                               carry really travels)
-//   checkout scm               the configured checkout command in the agent's workspace
+//   checkout scm               the configured checkout command in the agent's workspace (also
+//                               the implicit one of a declarative stage with an agent)
 //   sh                         `sh -xe -c` in the workspace, environment = base + agent +
 //                               env.X set by the script + withEnv/withCredentials
 //   stash/unstash              files copied into a stash directory and back (Ant patterns)
@@ -287,8 +288,14 @@ abstract class PipelineScript extends Script {
         }
         if (spec.steps == null) { throw new MappingError("stage '${spec.name}' has no steps") }
         def label = agentLabel(spec.agent ?: Sim.topAgent?.spec)
+        // a declarative stage with an agent checks out first (Jenkins' default checkout;
+        // options { skipDefaultCheckout() } would turn it off: not mapped)
         return runStage(spec.name) {
-            if (label != null) { node(label) { spec.steps.call() } } else { spec.steps.call() }
+            if (label != null) {
+                node(label) { checkout('scm'); spec.steps.call() }
+            } else {
+                spec.steps.call()
+            }
         }
     }
 
