@@ -291,7 +291,10 @@ def host_checks(outcome: Outcome, repo_url: str, log=print) -> list[dict]:
     for cell_id in promoted_cells(outcome.sim):
         cell = cells[cell_id]
         packages = [p for p, _v in outcome.listing.get(cell.codename, {}).get(cell.component, [])]
-        found = _engine_with(outcome.agents, f"mxbuild/base:{cell.distro.name}-")
+        # a GPU cell's check runs in the smoke client image the smoking agent has
+        found = (cell.cuda and _engine_with(outcome.agents, f"mxbuild/smoke-client:"
+                                            f"{cell.distro.name}-{cell.wheel.name}-")) or \
+            _engine_with(outcome.agents, f"mxbuild/base:{cell.distro.name}-")
         start = time.monotonic()
         row = {"cell": cell_id, "packages": packages, "ok": False}
         if found is None:
