@@ -454,12 +454,10 @@ abstract class PipelineScript extends Script {
         if (!base.isDirectory()) { return [] }
         def root = base.toPath()
         List<String> found = []
-        Files.walk(root).withCloseable { stream ->
-            stream.filter { Files.isRegularFile(it) }.forEach { path ->
-                def rel = root.relativize(path)
-                if (inc.any { it.matches(rel) } && !exc.any { it.matches(rel) }) {
-                    found << rel.toString()
-                }
+        base.eachFileRecurse(groovy.io.FileType.FILES) { File file ->
+            def rel = root.relativize(file.toPath())
+            if (inc.any { it.matches(rel) } && !exc.any { it.matches(rel) }) {
+                found << rel.toString()
             }
         }
         return found.sort()
