@@ -174,15 +174,24 @@ def _candidates(box, names) -> set[str]:
     return found
 
 
+PREFERRED_DRIVER = "libnvidia-compute-535"   # what the hand check used (CUDA ≤ 12.2)
+
+
 def _driver_package(box) -> str | None:
-    """The distro's package with libcuda.so.1: Debian's libcuda1, else Ubuntu's newest
-    libnvidia-compute-NNN."""
+    """The distro's package with libcuda.so.1: Debian's libcuda1; on Ubuntu
+    libnvidia-compute-535 where it is, else the newest libnvidia-compute-NNN, else the
+    newest libcuda1-NNN (xenial, bionic's release pocket)."""
     if _candidates(box, ["libcuda1"]):
         return "libcuda1"
-    listed = box.run(["apt-cache", "search", "--names-only", "^libnvidia-compute-[0-9]+$"],
-                     check=False).output
-    numbers = sorted({int(m) for m in re.findall(r"^libnvidia-compute-(\d+) ", listed, re.M)})
-    return f"libnvidia-compute-{numbers[-1]}" if numbers else None
+    if _candidates(box, [PREFERRED_DRIVER]):
+        return PREFERRED_DRIVER
+    for pattern in ("libnvidia-compute-", "libcuda1-"):
+        listed = box.run(["apt-cache", "search", "--names-only", f"^{pattern}[0-9]+$"],
+                         check=False).output
+        numbers = sorted({int(m) for m in re.findall(rf"^{pattern}(\d+) ", listed, re.M)})
+        if numbers:
+            return f"{pattern}{numbers[-1]}"
+    return None
 
 
 def _provider_deb(box, provides: list[str], dirs: list[str]) -> str:
