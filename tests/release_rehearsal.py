@@ -200,23 +200,28 @@ def _step_kind(stage: str) -> tuple[str | None, str]:
 
 
 def _image_actions(archive: Path, cell: str, step: str) -> dict[str, list[str]]:
-    """From the archived image log of that step (the Jenkinsfile's reports()): which
-    images were bootstrapped/built, loaded from the artifact cache or already there."""
-    log_path = archive / "reports" / cell / step / "logs" / cell / "image.log"
+    """From the archived logs of that step (the Jenkinsfile's reports()): which images
+    were bootstrapped/built, loaded from the artifact cache, already there, or stored in
+    the artifact cache (image.log; the smoke client image in smoke.log)."""
+    logs = archive / "reports" / cell / step / "logs" / cell
     out: dict[str, list[str]] = {"built": [], "loaded": [], "present": [], "stored": []}
-    if not log_path.is_file():
-        return out
-    for line in log_path.read_text(errors="replace").splitlines():
-        if m := re.match(r"^loaded (\S+) ", line):
-            out["loaded"].append(m.group(1))
-        elif m := re.match(r"^building (\S+)$", line):
-            out["built"].append(m.group(1))
-        elif m := re.match(r"^(mmdebstrap|debootstrap) ", line):
-            out["built"].append(f"base ({m.group(1)})")
-        elif m := re.match(r"^stored (\S+) in the artifact cache", line):
-            out["stored"].append(m.group(1))
-        elif m := re.match(r"^reusing (\S+) ", line):
-            out["present"].append(m.group(1))
+    for name in ("image.log", "smoke.log"):
+        path = logs / name
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if m := re.match(r"^loaded (\S+) \(\S+\) from the artifact cache", line):
+                out["loaded"].append(m.group(1))
+            elif m := re.match(r"^building (\S+)$", line):
+                out["built"].append(m.group(1))
+            elif m := re.match(r"^(mmdebstrap|debootstrap) \(", line):
+                out["built"].append(f"base ({m.group(1)})")
+            elif m := re.match(r"^stored (\S+) in the artifact cache", line):
+                out["stored"].append(m.group(1))
+                if m.group(1).startswith("mxbuild/smoke-client:"):
+                    out["built"].append(m.group(1))
+            elif m := re.match(r"^reusing (\S+) ", line):
+                out["present"].append(m.group(1))
     return out
 
 
