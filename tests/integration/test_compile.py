@@ -336,7 +336,7 @@ def test_arm64_payload_is_an_arm64_deb_with_depends_from_the_arm64_sysroot(
     assert image.ref.startswith("mxbuild/compile:debian12-cpu-arm64-")
     (result,) = deb.build(ctx, cell, payload, image.ref, io.StringIO(), tmp_path / "debs")
     assert result.lintian_errors == 0, result.lintian_path.read_text()
-    assert result.path.name == "libmxnet_1.9.1-5~deb12_arm64.deb"
+    assert result.path.name == "libmxnet_1.9.1-6~deb12_arm64.deb"
     info = subprocess.run(["dpkg-deb", "-I", str(result.path)], capture_output=True,
                           text=True, check=True).stdout
     assert re.search(r"^ Architecture: arm64$", info, re.M)
