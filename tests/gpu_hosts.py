@@ -318,7 +318,7 @@ def _payload_from_box(box, cell: Cell):
     from mxbuild.payload import PRIVATE_DIR, Payload
     info = json.loads(box.run(["cat", f"/usr/share/doc/{cell.package.name}/buildinfo.json"])
                       .output)
-    prefix = f"usr/lib/{cell.distro.multiarch}/"
+    prefix = f"usr/lib/{cell.multiarch}/"
     files = {k[len(prefix):]: v for k, v in info["files"].items() if k.startswith(prefix)}
     bundled = tuple(Path(rel).name for rel in sorted(files)
                     if str(Path(rel).parent) == PRIVATE_DIR)
