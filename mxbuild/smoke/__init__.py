@@ -150,15 +150,13 @@ def install(box, cell: Cell, gpu: bool, package: str | None = None) -> dict[str,
         return {}
     depends = box.run(["sh", "-c", f"apt-cache show '{pin}' | sed -n 's/^Depends: //p' | "
                        "head -1"]).output.strip()
-    installable, missing_pkgs = [], set()
+    installable, missing_pkgs, siblings = [], set(), []
     missing: dict[str, str] = {}
     for entry in filter(None, (d.strip() for d in depends.split(","))):
         # `NVIDIA's name | the distro's name`: the first one this host can install
         names = [alternative.split()[0] for alternative in entry.split("|")]
         if names[0] in cell.package_names and names[0] != package:
-            # a package of the same cell (libmxnet for libmxnet-scala): installed the same
-            # way first, since apt cannot install it where the CUDA runtime is missing
-            missing |= install(box, cell, gpu, names[0])
+            siblings.append(names[0])
             continue
         chosen = next((n for n in names if _has_candidate(box, n)), None)
         if chosen:
@@ -167,6 +165,10 @@ def install(box, cell: Cell, gpu: bool, package: str | None = None) -> dict[str,
             missing_pkgs.add(names[0])
     if installable:
         box.run(["apt-get", "install", "-y", "--no-install-recommends", *installable], env=env)
+    for sibling in siblings:
+        # a package of the same cell (libmxnet for libmxnet-scala): installed the same way,
+        # after apt's part (apt refuses to work once a package sits with unmet Depends)
+        missing |= install(box, cell, gpu, sibling)
     box.run(["sh", "-c", f"cd /tmp && apt-get download '{pin}' && "
              f"dpkg --force-depends -i /tmp/{package}_*.deb"], env=env)
     return missing | {so: pkg for so, pkg in host.items()
