@@ -174,23 +174,35 @@ def _candidates(box, names) -> set[str]:
     return found
 
 
-PREFERRED_DRIVER = "libnvidia-compute-535"   # what the hand check used (CUDA ≤ 12.2)
+PREFERRED_DRIVERS = ("libnvidia-compute-535", "libnvidia-compute-535-server")  # the hand check's
 
 
-def _driver_package(box) -> str | None:
-    """The distro's package with libcuda.so.1: Debian's libcuda1; on Ubuntu
-    libnvidia-compute-535 where it is, else the newest libnvidia-compute-NNN, else the
-    newest libcuda1-NNN (xenial, bionic's release pocket)."""
+def _driver_candidates(box) -> list[str]:
+    """Packages with libcuda.so.1, best first: Debian's libcuda1; on Ubuntu
+    libnvidia-compute-535 (what the hand check used), then the other
+    libnvidia-compute-NNN[-server] newest first, then libcuda1-NNN (xenial, bionic)."""
     if _candidates(box, ["libcuda1"]):
-        return "libcuda1"
-    if _candidates(box, [PREFERRED_DRIVER]):
-        return PREFERRED_DRIVER
+        return ["libcuda1"]
+    found = [p for p in PREFERRED_DRIVERS if _candidates(box, [p])]
     for pattern in ("libnvidia-compute-", "libcuda1-"):
-        listed = box.run(["apt-cache", "search", "--names-only", f"^{pattern}[0-9]+$"],
-                         check=False).output
-        numbers = sorted({int(m) for m in re.findall(rf"^{pattern}(\d+) ", listed, re.M)})
-        if numbers:
-            return f"{pattern}{numbers[-1]}"
+        listed = box.run(["apt-cache", "search", "--names-only",
+                          f"^{pattern}[0-9]+(-server)?$"], check=False).output
+        names = re.findall(rf"^({pattern}(\d+)(?:-server)?) ", listed, re.M)
+        found += [n for n, _ in sorted(names, key=lambda x: (-int(x[1]), x[0]))
+                  if n not in found]
+    return found
+
+
+def _install_driver(box, env: dict, tries: int = 6) -> str | None:
+    """The first driver package apt really installs (an archive may list a version whose
+    files its pool no longer has: jammy-updates' 535 is a transitional package to 580,
+    whose files answered 404 here)."""
+    for package in _driver_candidates(box)[:tries]:
+        got = box.run(["apt-get", "install", "-y", "--no-install-recommends", package],
+                      env=env, check=False)
+        if got.exit_code == 0 and box.run(["sh", "-c", "ldconfig -p | grep -q 'libcuda.so.1 '"],
+                                          check=False).exit_code == 0:
+            return package
     return None
 
 
@@ -256,12 +268,10 @@ def check(ctx, cell: Cell, client_image: str, repo_url: str, keyring: bytes,
         alternatives = dict(cell.runtime_alternatives)
         toolkit = box.run(["sh", "-c", "apt-cache show nvidia-cuda-toolkit 2>/dev/null | "
                            "sed -n 's/^Version: //p' | head -1"], check=False).output.strip()
-        driver = _driver_package(box)
+        driver = _install_driver(box, env)
         provided = plan(cell, distro_candidates=_candidates(box, alternatives.values()),
                         driver_package=driver, distro_cuda=toolkit or None, pypi=pypi)
         result["provided"] = [p.__dict__ for p in provided]
-        if driver:
-            box.run(["apt-get", "install", "-y", "--no-install-recommends", driver], env=env)
         served = {p.soname for p in provided if p.source == "pypi"}
         names = sorted({pkg for so, pkg in cell.runtime_packages if so in served})
         if names:
