@@ -308,9 +308,12 @@ def host_checks(outcome: Outcome, repo_url: str, log=print) -> list[dict]:
             continue
         if cell.cuda:
             from tests import gpu_hosts
-            row.update(gpu_hosts.check_from_repo(docker.DockerClient(base_url=found[0]),
-                                                 found[1], cell, repo_url, ring,
-                                                 outcome.work / "hosts" / cell_id))
+            try:
+                row.update(gpu_hosts.check_from_repo(docker.DockerClient(base_url=found[0]),
+                                                     cell, repo_url, ring,
+                                                     outcome.work / "hosts" / cell_id))
+            except Exception as exc:   # noqa: BLE001  (one host's failure is a row, not the end)
+                row.update(ok=False, note=f"{type(exc).__name__}: {exc}")
         else:
             client = docker.DockerClient(base_url=found[0])
             with Container(client, found[1], label=f"rehearsal-host-{cell_id}",
