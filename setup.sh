@@ -34,7 +34,13 @@ fi
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "setup.sh: mxbuild needs Python >= 3.11 (found $(python3 -V))" >&2; exit 1; }
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+# mxbuild is installed editable: only a changed pyproject.toml (dependencies, entry points)
+# needs pip again. CI agents run this script before every step.
+stamp=.venv/.mxbuild-pyproject.sha256
+if ! sha256sum --status -c "$stamp" 2>/dev/null; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+    sha256sum pyproject.toml > "$stamp"
+fi
 
 # A Docker engine: reuse one that answers; as root install docker.io and start dockerd.
 .venv/bin/invoke setup

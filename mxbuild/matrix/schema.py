@@ -28,6 +28,7 @@ FPR_RE = re.compile(r"^[0-9A-F]{40}$")
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
 SHA512_RE = re.compile(r"^[0-9a-f]{128}$")
 ABI_RE = re.compile(r"^\d+(\.\d+)+$")
+DRIVER = "driver"   # runtime_packages: provided by the host's NVIDIA driver
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
 DISTRO_RE = re.compile(r"^[a-z]+[0-9][0-9.]*$")
 ARCH_RE = re.compile(r"^[a-z][a-z0-9]+$")
@@ -534,12 +535,8 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                "compile": "a mapping: preset, build_on, toolkit"})
     compile_spec = (_parse_compile(c, f"{key}.compile", vspec["compile"], distros)
                     if "compile" in vspec else None)
-    runtime = vspec.get("runtime_packages", {})
-    if not isinstance(runtime, dict) or not all(
-            isinstance(k, str) and re.match(r"^lib[\w+.-]+\.so(\.\d+)*$", k) and
-            isinstance(v, str) and v for k, v in runtime.items()):
-        c.fail(f"{key}.runtime_packages", f"is {runtime!r}",
-               "a mapping like libcudart.so.9.0: cuda-cudart-9-0 (or: driver)")
+    runtime, alternatives = _parse_runtime(c, f"{key}.runtime_packages",
+                                           vspec.get("runtime_packages", {}), distros)
     cuda = vspec["cuda"]
     if vname == "cpu":
         if cuda is not None:
@@ -618,11 +615,22 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                 cell = Cell(mxnet, vname, cuda, distros[dname], arch, build["recipe"], wheel,
                             features, cat.packaging, shipped, tuple(sorted(runtime.items())),
                             compile_spec, cat.sources.get(mxnet), jar=jar,
-                            jvm_build=cat.jvm_build, tolerance=tolerance)
+                            jvm_build=cat.jvm_build, tolerance=tolerance,
+                            runtime_alternatives=tuple(sorted(
+                                (so, alts[dname]) for so, alts in alternatives.items()
+                                if dname in alts)))
                 unfit = recipes.get(cell.recipe).unfit(cell)
                 if unfit:
                     c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])
                 yield cell, f"{bkey}.distros[{j}]"
+    built_on = {d for b in vspec["builds"] for d in b["distros"]}
+    for so, alts in alternatives.items():
+        for dname in alts:
+            if dname not in built_on:
+                c.fail(f"{key}.runtime_packages.{so}.distro.{dname}",
+                       f"{vname} has no cell on {dname}",
+                       "name the alternatives of distros this variant builds for: "
+                       + ", ".join(sorted(built_on)))
 
 
 def _build_features(c: _Checker, key: str, variant_features: dict, override) -> tuple:
@@ -653,6 +661,43 @@ def _parse_jar(c: _Checker, key: str, spec) -> JarPin:
                   c.str_list(spec.get("bundled", []), f"{key}.bundled"),
                   c.string(spec.get("repository", JarPin.repository), f"{key}.repository",
                            re.compile(r"^(https?|file)://"), "an http(s) or file URL"))
+
+
+def _parse_runtime(c: _Checker, key: str, spec, distros) -> tuple[dict[str, str],
+                                                                   dict[str, dict[str, str]]]:
+    """runtime_packages: soname -> NVIDIA's repository package (or `driver`), or a mapping
+    {package: NVIDIA's name, distro: {DISTRO: the distro's own package}} when a distro's
+    archive provides that soname too: the .deb of a cell on DISTRO then depends on
+    `NVIDIA-name | distro-name`. Returns (soname -> NVIDIA name, soname -> {distro: name})."""
+    form = ("a mapping like libcudart.so.9.0: cuda-cudart-9-0 (or: driver), or "
+            "libcudart.so.11.0: {package: cuda-cudart-11-7, distro: {ubuntu22: libcudart11.0}}")
+    if not isinstance(spec, dict):
+        c.fail(key, f"is {spec!r}", form)
+    packages, alternatives = {}, {}
+    for so, value in spec.items():
+        if not isinstance(so, str) or not re.match(r"^lib[\w+.-]+\.so(\.\d+)*$", so):
+            c.fail(key, f"{so!r} is not a soname", form)
+        if isinstance(value, str):
+            packages[so] = c.string(value, f"{key}.{so}", PACKAGE_RE, form)
+            continue
+        c.mapping(value, f"{key}.{so}", {"package": "NVIDIA's repository package",
+                                         "distro": "a mapping of distro name to the "
+                                                   "distro's package providing the soname"})
+        packages[so] = c.string(value["package"], f"{key}.{so}.package", PACKAGE_RE,
+                                "a Debian package name")
+        if packages[so] == DRIVER:
+            c.fail(f"{key}.{so}.package", "is driver", "the driver has no package "
+                   "alternatives: write `driver` alone")
+        alts = value["distro"]
+        if not isinstance(alts, dict) or not alts:
+            c.fail(f"{key}.{so}.distro", f"is {alts!r}", "a mapping like {ubuntu22: libcudart11.0}")
+        for dname, pkg in alts.items():
+            if dname not in distros:
+                c.fail(f"{key}.{so}.distro.{dname}", "is not defined under distros",
+                       "one of " + ", ".join(distros))
+            c.string(pkg, f"{key}.{so}.distro.{dname}", PACKAGE_RE, "a Debian package name")
+        alternatives[so] = dict(alts)
+    return packages, alternatives
 
 
 def _shipped_packages(c: _Checker, key: str, build: dict,

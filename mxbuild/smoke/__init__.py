@@ -204,20 +204,34 @@ def install(box, cell: Cell, gpu: bool, package: str | None = None) -> dict[str,
         return {}
     depends = box.run(["sh", "-c", f"apt-cache show '{pin}' | sed -n 's/^Depends: //p' | "
                        "head -1"]).output.strip()
-    installable, missing_pkgs = [], set()
-    for alternatives in filter(None, (d.strip() for d in depends.split(","))):
-        name = alternatives.split("|")[0].split()[0]
-        policy = box.run(["apt-cache", "policy", name], check=False).output
-        if "Candidate:" in policy and "Candidate: (none)" not in policy:
-            installable.append(name)
+    installable, missing_pkgs, siblings = [], set(), []
+    missing: dict[str, str] = {}
+    for entry in filter(None, (d.strip() for d in depends.split(","))):
+        # `NVIDIA's name | the distro's name`: the first one this host can install
+        names = [alternative.split()[0] for alternative in entry.split("|")]
+        if names[0] in cell.package_names and names[0] != package:
+            siblings.append(names[0])
+            continue
+        chosen = next((n for n in names if _has_candidate(box, n)), None)
+        if chosen:
+            installable.append(chosen)
         else:
-            missing_pkgs.add(name)
+            missing_pkgs.add(names[0])
     if installable:
         box.run(["apt-get", "install", "-y", "--no-install-recommends", *installable], env=env)
+    for sibling in siblings:
+        # a package of the same cell (libmxnet for libmxnet-scala): installed the same way,
+        # after apt's part (apt refuses to work once a package sits with unmet Depends)
+        missing |= install(box, cell, gpu, sibling)
     box.run(["sh", "-c", f"cd /tmp && apt-get download '{pin}' && "
              f"dpkg --force-depends -i /tmp/{package}_*.deb"], env=env)
-    return {so: pkg for so, pkg in host.items()
-            if pkg in missing_pkgs or (pkg == "driver" and not gpu)}
+    return missing | {so: pkg for so, pkg in host.items()
+                      if pkg in missing_pkgs or (pkg == "driver" and not gpu)}
+
+
+def _has_candidate(box, package: str) -> bool:
+    policy = box.run(["apt-cache", "policy", package], check=False).output
+    return "Candidate:" in policy and "Candidate: (none)" not in policy
 
 
 def apt_source_line(url: str, cell: Cell, keyring_path: str = KEYRING_PATH,

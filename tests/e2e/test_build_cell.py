@@ -109,7 +109,7 @@ def test_build_publishes_to_s3_and_smoke_installs_from_it(run_env, moto_endpoint
     assert f"{moto_endpoint}/{s3_bucket}/apt bookworm InRelease" in smoke_log   # apt read S3
     listed = invoke("repo.list", "--repo", target, "--endpoint-url", moto_endpoint,
                     "--path-style", "--json", env=env)
-    assert json.loads(listed.stdout) == {"bookworm": {"cpu": [["libmxnet", "1.9.1-5~deb12"]]}}
+    assert json.loads(listed.stdout) == {"bookworm": {"cpu": [["libmxnet", "1.9.1-6~deb12"]]}}
     verified = invoke("repo.verify", "--repo", target, "--endpoint-url", moto_endpoint,
                       "--path-style", env=env)
     assert verified.returncode == 0, verified.stderr
@@ -128,12 +128,12 @@ def test_release_flow_smoke_staging_then_promote(run_env, tmp_path):
     assert cell["repo"]["suite"] == "bookworm-staging" and cell["smoke"]["failed"] == 0
     listed = invoke("repo.list", "--repo", str(repo), "--json", env=env)
     assert json.loads(listed.stdout) == {
-        "bookworm-staging": {"cpu": [["libmxnet", "1.9.1-5~deb12"]]}}
+        "bookworm-staging": {"cpu": [["libmxnet", "1.9.1-6~deb12"]]}}
     promoted = invoke("repo.promote", "--cell", "1.9.1-cpu-debian12", "--repo", str(repo),
                       env=env)
     assert promoted.returncode == 0, promoted.stderr
     listed = json.loads(invoke("repo.list", "--repo", str(repo), "--json", env=env).stdout)
-    assert listed["bookworm"] == {"cpu": [["libmxnet", "1.9.1-5~deb12"]]}
+    assert listed["bookworm"] == {"cpu": [["libmxnet", "1.9.1-6~deb12"]]}
     assert invoke("repo.verify", "--repo", str(repo), env=env).returncode == 0
 
 

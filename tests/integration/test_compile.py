@@ -31,14 +31,17 @@ RECORDED = ["CMAKE_BUILD_TYPE", "USE_CUDA", "USE_CUDNN", "USE_NCCL", "MXNET_CUDA
             "OPENBLAS", "ZMQ_LINK_LIBRARIES"]
 
 
-def fixture_tree(path, *, newer_glibc: bool = False, distro_libs: bool = True):
+def fixture_tree(path, *, newer_glibc: bool = False, distro_libs: bool = True,
+                 exist_ok: bool = False):
     """A CMake project that builds an unstripped libmxnet.so embedding what it was given
-    and linking two of the distro's libraries as MXNet does: OpenBLAS (find_library) and
-    ZeroMQ (pkg-config), so its Depends come from the sysroot it was compiled against;
-    with Python tests laid out as MXNet's are (tests/fixtures/upstream_tests.py).
+    (and exporting MXGetVersion, what a JNI library built against it calls) and linking
+    two of the distro's libraries as MXNet does: OpenBLAS (find_library) and ZeroMQ
+    (pkg-config), so its Depends come from the sysroot it was compiled against; with
+    Python tests laid out as MXNet's are (tests/fixtures/upstream_tests.py).
     newer_glibc: also call arc4random (GLIBC_2.36), which bullseye's glibc 2.31 lacks.
-    distro_libs=False: links neither (builds with any compiler in any compile image)."""
-    path.mkdir(parents=True)
+    distro_libs=False: links neither (builds with any compiler in any compile image).
+    exist_ok: add it to an existing tree (e.g. the scala-package fixture)."""
+    path.mkdir(parents=True, exist_ok=exist_ok)
     keys = " ".join(RECORDED)
     libs = textwrap.dedent("""\
         find_library(OPENBLAS openblas REQUIRED)
@@ -74,9 +77,10 @@ def fixture_tree(path, *, newer_glibc: bool = False, distro_libs: bool = True):
         extern "C" float MXFixtureDot() { float a[2] = {1, 2}; return cblas_sdot(2, a, 1, a, 1); }
         extern "C" int MXFixtureZmq() { int a, b, c; zmq_version(&a, &b, &c); return a; }
         #endif
+        extern "C" int MXGetVersion(int *out) { *out = 10901; return 0; }
         """) + extra)
     # what the recipe's source check looks for in an MXNet 1.9.1 tree
-    (path / source_tree.VERSION_H).parent.mkdir(parents=True)
+    (path / source_tree.VERSION_H).parent.mkdir(parents=True, exist_ok=True)
     (path / source_tree.VERSION_H).write_text(
         "#define MXNET_MAJOR 1\n#define MXNET_MINOR 9\n#define MXNET_PATCH 1\n")
     for marker in (*source_tree.ALWAYS, *source_tree.BY_FLAG.values(), source_tree.CUB):
@@ -334,7 +338,7 @@ def test_arm64_payload_is_an_arm64_deb_with_depends_from_the_arm64_sysroot(
     assert image.ref.startswith("mxbuild/compile:debian12-cpu-arm64-")
     (result,) = deb.build(ctx, cell, payload, image.ref, io.StringIO(), tmp_path / "debs")
     assert result.lintian_errors == 0, result.lintian_path.read_text()
-    assert result.path.name == "libmxnet_1.9.1-5~deb12_arm64.deb"
+    assert result.path.name == "libmxnet_1.9.1-6~deb12_arm64.deb"
     info = subprocess.run(["dpkg-deb", "-I", str(result.path)], capture_output=True,
                           text=True, check=True).stdout
     assert re.search(r"^ Architecture: arm64$", info, re.M)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import shutil
 import subprocess
 import zipfile
 
@@ -105,6 +106,39 @@ def test_jni_library_is_cross_compiled_for_arm64(run_ctx, cpu_cell, cell_images,
     amd64 = jvm_source.jni_library(ctx, cpu_cell, staged, stub_libmxnet(tmp_path / "lib64"),
                                    cell_images[1], io.StringIO())
     assert not amd64.reused and amd64.report["arch"] == "amd64"
+
+
+def test_jni_library_links_a_gpu_libmxnet_without_the_cuda_runtime(run_ctx, cpu_cell,
+                                                                    cell_images, staged,
+                                                                    tmp_path):
+    """A GPU cell's libmxnet.so NEEDs the CUDA runtime, which is never in the JNI image:
+    the JNI library links all the same (a shared object may leave its dependencies'
+    dependencies unresolved) and NEEDs only libmxnet.so."""
+    ctx = _own_cache(run_ctx, tmp_path)
+    cuda, lib = tmp_path / "cuda", tmp_path / "lib"
+    cuda.mkdir()
+    lib.mkdir()
+    (cuda / "cudart.c").write_text("int cudaGetDeviceCount(int *n) { *n = 0; return 0; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libcudart.so.11.0", "-o",
+                    str(cuda / "libcudart.so.11.0"), str(cuda / "cudart.c")], check=True)
+    (lib / "stub.c").write_text("int cudaGetDeviceCount(int *n);\n"
+                                "int MXGetVersion(int *out) { int n; cudaGetDeviceCount(&n);"
+                                " *out = 10901; return 0; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libmxnet.so", "-o",
+                    str(lib / "libmxnet.so"), str(lib / "stub.c"), f"-L{cuda}",
+                    "-l:libcudart.so.11.0"], check=True)
+    (lib / "stub.c").unlink()
+    needed = subprocess.run(["readelf", "-d", str(lib / "libmxnet.so")], capture_output=True,
+                            text=True, check=True).stdout
+    assert "[libcudart.so.11.0]" in needed
+    shutil.rmtree(cuda)                       # not there at link time, as in the JNI image
+    log = io.StringIO()
+    built = jvm_source.jni_library(ctx, cpu_cell, staged, lib, cell_images[1], log)
+    dynamic = subprocess.run(["readelf", "-d", str(built.files[jvm_source.JNI_NAME])],
+                             capture_output=True, text=True, check=True).stdout
+    assert [line.split("[")[1].rstrip("]") for line in dynamic.splitlines()
+            if "(NEEDED)" in line][0] == "libmxnet.so"
+    assert "libcudart" not in dynamic
 
 
 def test_thin_jar_is_core_and_infer_without_natives_and_reproducible(run_ctx, cpu_cell,

@@ -49,7 +49,7 @@ def sha256(path):
 def test_control_fields(built, cpu_cell):
     fields = dict(re.findall(r"^ ?([A-Za-z-]+): (.*)$", dpkg_deb("-I", str(built.path)), re.M))
     assert fields["Package"] == "libmxnet"
-    assert fields["Version"] == "1.9.1-5~deb12" == cpu_cell.deb_version
+    assert fields["Version"] == "1.9.1-6~deb12" == cpu_cell.deb_version
     assert fields["Architecture"] == "amd64"
     assert fields["Section"] == "libs"
     assert fields["Mxnet-Variant"] == "cpu"
@@ -58,7 +58,7 @@ def test_control_fields(built, cpu_cell):
     assert {"libc6", "libgomp1", "libquadmath0", "libstdc++6", "libgcc-s1"} <= set(depends)
     # the bundled libraries are not dependencies
     assert not any("openblas" in d or "gfortran" in d for d in depends)
-    assert built.path.name == "libmxnet_1.9.1-5~deb12_amd64.deb"
+    assert built.path.name == "libmxnet_1.9.1-6~deb12_amd64.deb"
 
 
 def test_contents(built):
@@ -169,7 +169,7 @@ def test_copyright_and_changelog(unpacked):
         assert needle in text
     changelog = gzip.decompress((unpacked / "usr/share/doc/libmxnet/changelog.Debian.gz")
                                 .read_bytes()).decode()
-    assert changelog.startswith("libmxnet (1.9.1-5~deb12) bookworm; urgency=medium")
+    assert changelog.startswith("libmxnet (1.9.1-6~deb12) bookworm; urgency=medium")
 
 
 def test_no_ca_bundle_in_the_package(unpacked, test_opts):

@@ -101,3 +101,17 @@ def test_pinned_download_is_refused_on_mismatch(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_shared_wheel_directory_is_hard_linked_not_copied(tmp_path, monkeypatch):
+    """GPU wheels are up to 1.3 GB: an agent's cache links the shared copy (same
+    filesystem), still checked against the pin."""
+    src = tmp_path / "shared"
+    src.mkdir()
+    pin = _pin(b"big wheel")
+    (src / pin.filename).write_bytes(b"big wheel")
+    monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(src))
+    path = fetch_wheel(pin, tmp_path / "cache")
+    assert path.read_bytes() == b"big wheel"
+    assert path.stat().st_ino == (src / pin.filename).stat().st_ino
+    assert [p.name for p in path.parent.iterdir()] == [pin.filename]   # no temporary left

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pytest
 import re
 import shlex
 import shutil
@@ -127,3 +128,72 @@ def test_the_signing_key_home_is_deleted_with_its_agent_stopped(short_tmp):
     assert not seen.exists(), "the GnuPG home was deleted while its gpg-agent still ran"
     assert not home.exists()
     assert home.resolve() not in agent_homes()
+
+
+# ------------------------------------------------------------ the rehearsal's reading of it
+
+def _dry_run(tmp_path, jenkinsfile=JENKINSFILE, **params):
+    """The Jenkinsfile run by the rehearsal's simulator (tests/jenkins_sim.groovy) with sh
+    steps recorded, not run (only `invoke matrix --json`, whose output it reads, runs)."""
+    from tests import jenkins_sim
+    need_tools("groovy", hint="./setup.sh installs it")
+    agents = [jenkins_sim.Agent(name, ("cpu", "gpu"), ROOT) for name in ("agent-a", "agent-b")]
+    return jenkins_sim.run(jenkinsfile, tmp_path, agents, dry_run=True, params={
+        "CELLS": "1.9.1-cpu-debian1{1,2}", "REPO": "s3://bucket/apt", "PROMOTE": True,
+        **params}, credentials={"mxbuild-s3": {"username": "u", "password": "p"},
+                                "mxbuild-signing-key": {"file": "/dev/null"}})
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory):
+    """With an artifact cache and without: the two ways the file's steps go."""
+    return {cache: _dry_run(tmp_path_factory.mktemp("dry"), ARTIFACT_CACHE=cache)
+            for cache in ("s3://bucket/cache", "")}
+
+
+def _shape(call: list[str]) -> tuple[str, frozenset[str]]:
+    return call[0], frozenset(w for w in call[1:] if w.startswith("--"))
+
+
+def test_the_rehearsal_runs_every_invoke_line_of_the_jenkinsfile(dry_runs):
+    """Every `invoke` call in the file is one the rehearsal carries out (with and without
+    an artifact cache): a new invoke line in a branch it never takes fails here by name.
+    Compared by task and flags (the values are Groovy's: cells, URLs)."""
+    assembled = set(re.findall(r'args << "(--[a-z-]+)', JENKINSFILE.read_text()))
+    ran = []
+    for sim in dry_runs.values():
+        assert sim.result == "SUCCESS", sim.error
+        ran += [shlex.split(e["command"].split("invoke ", 1)[1])
+                for e in sim.of("sh") if "invoke " in e["command"]]
+    for call in invoke_calls(JENKINSFILE.read_text()):
+        task, flags = _shape(call)
+        assert any(t == task and flags <= f and f - flags <= assembled
+                   for t, f in map(_shape, ran)), f"never run by the rehearsal: {call}"
+
+
+def test_the_debs_travel_by_stash_and_staging_follows_the_smoke(dry_runs):
+    sim = dry_runs["s3://bucket/cache"]
+    stashed = {e["name"]: e["agent"] for e in sim.of("stash")}
+    assert set(stashed) == {"deb-1.9.1-cpu-debian11", "deb-1.9.1-cpu-debian12"}
+    order = [e.get("command", "") for e in sim.events]
+    for cell in ("1.9.1-cpu-debian11", "1.9.1-cpu-debian12"):
+        smoke_agent = next(e["agent"] for e in sim.of("unstash")
+                           if e["stage"].endswith(f"{cell}: smoke"))
+        assert smoke_agent != stashed[f"deb-{cell}"]      # another agent: it really travels
+        smoke, staging, promote = (
+            next(i for i, c in enumerate(order) if f"invoke {task} --cell '{cell}'" in c)
+            for task in ("smoke", "publish", "repo.promote"))
+        assert smoke < staging < promote
+    assert sim.of("input") and "invoke repo.verify" in sim.of("sh")[-2]["command"]
+
+
+def test_a_step_the_rehearsal_cannot_map_is_named_with_its_line(tmp_path):
+    from tests import jenkins_sim
+    changed = tmp_path / "Jenkinsfile"
+    text = JENKINSFILE.read_text().replace("sh './setup.sh'", "sh './setup.sh'\n"
+                                          "                deleteDir()", 1)
+    changed.write_text(text)
+    line = text.splitlines().index("                deleteDir()") + 1
+    with pytest.raises(jenkins_sim.UnmappedStep) as info:
+        _dry_run(tmp_path / "run", jenkinsfile=changed)
+    assert f"Jenkinsfile:{line}" in str(info.value) and "`deleteDir`" in str(info.value)

@@ -18,7 +18,7 @@ def test_real_matrix_loads_into_frozen_cells():
     assert (cell.mxnet, cell.variant, cell.cuda, cell.distro.name, cell.codename, cell.recipe) \
         == ("1.9.1", "cpu", None, "debian12", "bookworm", "wheel")
     assert cell.wheel.name == "mxnet" and len(cell.wheel.sha256) == 64
-    assert cell.deb_version == "1.9.1-5~deb12"
+    assert cell.deb_version == "1.9.1-6~deb12"
     with pytest.raises(AttributeError):
         cell.variant = "cu112"
     assert set(cell.summary()) >= {"id", "mxnet", "variant", "cuda", "distro", "codename",
