@@ -70,7 +70,7 @@ def _run_cells(ctx: RunContext, cells, stages, jobs, per_cell) -> Report:
             try:
                 per_cell(ctx, cell)
             except StageError:
-                report.skip_rest(cell, _stages_of(cell, stages, opts))
+                report.skip_rest(cell, _stages_of(cell, stages, ctx.opts))
             finally:
                 report.write()
     with report.live(cells):

@@ -22,7 +22,7 @@ from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 from mxbuild.smoke import SmokeCounts, client_image
 
-from ..conftest import ROOT, make_deb
+from ..conftest import ROOT, copy_gnupg_home, make_deb
 
 MATRIX = load(ROOT / "matrix.yaml")
 ARM = "1.9.1-cpu-debian12-arm64"
@@ -57,10 +57,14 @@ def test_invoke_matrix_arch_arm64_lists_the_arm64_cells(capsys):
 
 # ---------------------------------------------------------------- plan
 
-def test_plan_names_the_architecture_and_the_emulated_smoke(tmp_path):
+def test_plan_names_the_architecture_and_the_emulated_smoke(tmp_path, signing_key):
     opts = dataclasses.replace(options.resolve(out_dir=str(tmp_path / "out")),
                                cache_dir=tmp_path / "cache")
-    signer = Signer(tmp_path / "gnupg")
+    with Signer(copy_gnupg_home(signing_key, tmp_path / "gnupg")) as signer:
+        _plan_steps(tmp_path, opts, signer)
+
+
+def _plan_steps(tmp_path, opts, signer):
     storage = LocalStorage(tmp_path / "repo")
     cell = arm64_cell()
     # the amd64 package of the same version is published: the arm64 one is not

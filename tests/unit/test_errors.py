@@ -16,7 +16,7 @@ from ..conftest import ROOT, run_cli
 EXIT_CODES = {"MxbuildError": 1, "SelectionError": 2, "MatrixError": 3, "ChecksumError": 4,
               "DockerEngineError": 5, "StageError": 6, "RepoError": 7,
               "PoolConflictError": 7, "SigningError": 8, "ImageError": 9, "ConfigError": 10,
-              "DownloadError": 11, "AbiError": 12}
+              "DownloadError": 11, "AbiError": 12, "EmulationError": 13}
 
 
 def _all_error_classes() -> set[type]:

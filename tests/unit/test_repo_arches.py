@@ -12,14 +12,15 @@ from mxbuild.repo.publish import (Upload, published_entries, read_indexes, read_
 from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import make_deb
+from ..conftest import copy_gnupg_home, make_deb
 
 V = "1.9.1-5~deb12"
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory):
-    return Signer(tmp_path_factory.mktemp("gnupg"))
+def signer(tmp_path_factory, signing_key):
+    with Signer(copy_gnupg_home(signing_key, tmp_path_factory.mktemp("key") / "gnupg")) as s:
+        yield s
 
 
 def _debs(tmp_path, version=V):

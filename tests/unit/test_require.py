@@ -24,7 +24,8 @@ def test_unset_skips_and_each_kind_has_its_variable(monkeypatch):
     for variable in REQUIRE.values():
         monkeypatch.delenv(variable, raising=False)
     assert REQUIRE == {"docker": "MXBUILD_REQUIRE_DOCKER", "tools": "MXBUILD_REQUIRE_TOOLS",
-                       "s3_server": "MXBUILD_REQUIRE_S3_SERVER"}
+                       "s3_server": "MXBUILD_REQUIRE_S3_SERVER",
+                       "emulation": "MXBUILD_REQUIRE_EMULATION"}
     assert not any(required(kind) for kind in REQUIRE)
     monkeypatch.setenv("MXBUILD_REQUIRE_DOCKER", "1")
     assert required("docker") and not required("tools")
