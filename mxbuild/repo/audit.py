@@ -108,6 +108,15 @@ def write(storage, commit: Commit) -> str:
     return key
 
 
+def logged_with_another_parent(storage, suite: str, inrelease_sha256: str,
+                               parent: str | None) -> bool:
+    """True when these InRelease bytes were logged before as the commit of another parent:
+    the suite returned to an earlier state within the same second (same Date, a
+    deterministic signature), and the record of this commit would be lost under that one."""
+    got = storage.get(record_key(suite, inrelease_sha256))
+    return got is not None and json.loads(got[0]).get("parent") != parent
+
+
 def confirm(storage, suite: str, inrelease_sha256: str) -> str:
     """Mark the record of `inrelease_sha256` as committed (after its compare-and-swap)."""
     key = f"{LOG_DIR}/{suite}/{inrelease_sha256}{COMMITTED}"

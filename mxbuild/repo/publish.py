@@ -19,6 +19,7 @@ Adding one package costs O(1) writes whatever the size of the repository.
 """
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,9 +210,8 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
         if not done and state.token is not None and not resign:
             break
         components = sorted({f.component for f in files.values()})
-        text = index.render_release(codename, components, list(files.values()),
-                                    date or index.release_date(), identity)
-        signed = signer.clearsign(text)
+        signed = _signed_release(storage, signer, state, components, list(files.values()),
+                                 identity, date)
         _log_commit(storage, state, signed, added, removed, action, cells, signer, hook)
         try:                                                        # 4. commit
             storage.put_cas(inrelease_key(codename), signed, state.token)
@@ -227,6 +227,20 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
                         "too many concurrent publishers; re-run the command")
     finish(storage, signer, codename, keyring, hook, resign)          # 5. legacy files
     return done, attempt
+
+
+def _signed_release(storage, signer: Signer, state: SuiteState, components, files,
+                    identity: index.RepoIdentity, date: str | None) -> bytes:
+    """The signed InRelease of this commit, never byte-identical to an earlier commit of
+    another parent (its audit record, keyed by these bytes, would collide): when it would
+    be, it is signed again in the next second (a new Date)."""
+    while True:
+        signed = signer.clearsign(index.render_release(
+            state.codename, components, files, date or index.release_date(), identity))
+        if date is not None or not audit.logged_with_another_parent(
+                storage, state.codename, audit.sha256(signed), state.inrelease_sha256):
+            return signed
+        time.sleep(1.01 - time.time() % 1)
 
 
 def _log_commit(storage, state: SuiteState, signed: bytes, added: list, removed: list,

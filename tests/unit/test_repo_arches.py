@@ -80,8 +80,11 @@ def test_both_architectures_in_one_publish_are_one_commit(tmp_path, signer):
     result = publish(storage, signer, [Upload(d, "bookworm", "cpu")
                                        for d in _debs(tmp_path).values()])
     assert result.attempts == 1 and len(result.added) == 2
-    records = [o for o in storage.list("log/bookworm/")]
+    # one commit record (and its .committed marker), naming both packages
+    records = [o for o in storage.list("log/bookworm/") if o.key.endswith(".json")]
     assert len(records) == 1
+    assert [o.key for o in storage.list("log/bookworm/") if o.key.endswith(".committed")] == [
+        records[0].key.removesuffix(".json") + ".committed"]
 
 
 def test_a_deb_whose_name_hides_its_architecture_is_refused(tmp_path, signer):

@@ -391,3 +391,25 @@ def test_a_healthy_race_and_a_stopped_publisher_are_no_loss(tmp_path, two_keys):
     assert not any("replaced" in n for n in notes)
     marks = [o.key for o in storage.list("log/") if o.key.endswith(audit.COMMITTED)]
     assert len(marks) == 1                                   # the one real commit
+
+
+def test_a_suite_back_in_an_earlier_state_within_a_second_keeps_every_record(tmp_path,
+                                                                            two_keys):
+    """Publish, remove, publish again and remove again, all within one second: the second
+    removal's InRelease would be byte-identical to the first one's (same Date, the same
+    deterministic signature) while its parent differs; it is signed in the next second,
+    so every commit keeps its own record and verify replays the whole chain."""
+    home, old, _ = two_keys
+    with Signer(home, old) as signer:
+        storage = LocalStorage(tmp_path / "repo")
+        publish(storage, signer, [Upload(make_deb(tmp_path, "base", "1.0-1"), "bookworm", "cpu")])
+        keyring = storage.get(KEYRING_NAME)[0]
+        deb = make_deb(tmp_path, "libother", "2.0-1")
+        for _ in range(2):
+            publish(storage, signer, [Upload(deb, "bookworm", "cpu")])
+            ops.remove(storage, signer, "bookworm", "cpu", "libother", "2.0-1")
+        records = [json.loads(storage.get(o.key)[0]) for o in storage.list("log/bookworm/")
+                   if o.key.endswith(".json")]
+        assert sorted(r["action"] for r in records) == ["publish"] * 3 + ["remove"] * 2
+        assert len({r["inrelease"] for r in records}) == 5
+        assert ops.verify(storage, keyring) == []
