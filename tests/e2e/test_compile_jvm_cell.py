@@ -36,7 +36,10 @@ def invoke(*args, env):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, gnupg_home, docker_client):
     work = tmp_path_factory.mktemp("compile-jvm")
-    tree = fixture_tree(scala_source_tree(work / "apache-mxnet-src-1.9.1"), exist_ok=True)
+    # distro_libs=False: the JNI probe installs both .debs with dpkg alone (the distro
+    # libraries' Depends are test_compile's)
+    tree = fixture_tree(scala_source_tree(work / "apache-mxnet-src-1.9.1"), exist_ok=True,
+                        distro_libs=False)
     out = work / "out"
     volume = f"mxbuild-test-ccache-{uuid.uuid4().hex[:8]}"
     # the fixture tree has the fixture's Python tests, not MXNet's

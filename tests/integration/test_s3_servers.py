@@ -96,7 +96,7 @@ class Lenient(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def test_the_probe_catches_a_server_that_ignores_preconditions(tmp_path):
+def test_the_probe_catches_a_server_that_ignores_preconditions(tmp_path, aws_env):
     """Against the lenient stand-in: named problems (never an exception), the endpoint in
     each, and the verdict unsafe."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lenient)
