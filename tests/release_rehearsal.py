@@ -76,10 +76,14 @@ def _signing_key(work: Path) -> Path:
     home = work / "release-gnupg"
     home.mkdir(mode=0o700)
     signer = Signer(home)
-    fpr = signer.generate_key()
+    try:
+        fpr = signer.generate_key()
+        out = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--armor",
+                              "--export-secret-keys", fpr], capture_output=True,
+                             check=True).stdout
+    finally:
+        signer.close()     # the agent key generation started
     key = work / "signing-key.asc"
-    out = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--armor",
-                          "--export-secret-keys", fpr], capture_output=True, check=True).stdout
     key.write_bytes(out)
     key.chmod(0o600)
     return key

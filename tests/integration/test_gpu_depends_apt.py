@@ -73,9 +73,13 @@ def test_apt_resolves_the_alternative(docker_client, cell_images, gpu_deb, tmp_p
     if host == "nvidia":   # a host with NVIDIA's repository: here a dummy of that name
         uploads.append(Upload(make_deb(tmp_path, NVIDIA, "11.8.89-1", b"dummy"), "bookworm",
                               cell.component))
-    publish(LocalStorage(tmp_path / "repo"), signer, uploads)
+    try:
+        publish(LocalStorage(tmp_path / "repo"), signer, uploads)
+        keyring = signer.public_keyring()
+    finally:
+        signer.close()     # the agent signing started
     with serve_directory(tmp_path / "repo") as url, \
-            apt_box(docker_client, cell_images[2].ref, signer.public_keyring(), tmp_path) as box:
+            apt_box(docker_client, cell_images[2].ref, keyring, tmp_path) as box:
         point_apt(box, url, cell.component)
         if host == "debian":   # Debian's own CUDA runtime: bookworm non-free
             box.write_file("/etc/apt/sources.list.d/debian.list",
