@@ -29,9 +29,18 @@ from ..fetch import sha256_file
 DEFAULT_SECTION = "misc"      # what Debian's tools assume for a package without Section
 
 
-def contents_name(component: str, arch: str) -> str:
+def contents_name(component: str, arch: str, suffix: str = ".gz") -> str:
     """The index's name in a Release (relative to dists/<codename>/)."""
-    return f"{component}/Contents-{arch}.gz"
+    return f"{component}/Contents-{arch}{suffix}"
+
+
+def variants(component: str, arch: str, raw: bytes) -> dict[str, bytes]:
+    """The files a Release names for one Contents: the .gz apt-file downloads, and the
+    uncompressed one, which apt needs listed (it looks a target up by its uncompressed
+    name, as Debian's Release lists it: aptly-dev/aptly#756) and is served like the
+    uncompressed Packages."""
+    return {contents_name(component, arch, ""): raw,
+            contents_name(component, arch): compress(raw)}
 
 
 def deb_paths(deb: Path) -> frozenset[str]:

@@ -288,16 +288,17 @@ def _write_contents(storage, state: SuiteState, component: str, arch: str, entri
                     hook) -> dict[str, index.IndexFile]:
     """The Contents-<arch>.gz of a component after this commit, under by-hash (new keys
     only, like the Packages indexes); empty for an architecture with no entries left."""
-    name = contents.contents_name(component, arch)
     previous = read_contents(storage, state, component, arch)
     paths = contents.updated(previous, entries, changed, debs)
-    data = contents.compress(contents.render(paths, contents.sections(entries)))
-    described = index.IndexFile.of(name, data)
-    for field_name, _ in index.HASHES:
-        storage.put_new(described.by_hash_key(state.codename, field_name), data,
-                        sha256=described.sha256)
+    files = {}
+    for name, data in contents.variants(component, arch, contents.render(
+            paths, contents.sections(entries))).items():
+        described = files[name] = index.IndexFile.of(name, data)
+        for field_name, _ in index.HASHES:
+            storage.put_new(described.by_hash_key(state.codename, field_name), data,
+                            sha256=described.sha256)
     hook("by-hash")
-    return {name: described}
+    return files
 
 
 def read_contents(storage, state: SuiteState, component: str,

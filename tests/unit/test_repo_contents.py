@@ -72,6 +72,11 @@ def test_release_names_contents_with_hashes_and_by_hash_copies(tmp_path, signer)
         assert (storage.root / named.by_hash_key("bookworm", field)).read_bytes() == data
     assert named.by_hash_key("bookworm", "SHA256") == \
         f"dists/bookworm/cpu/by-hash/SHA256/{named.sha256}"
+    # apt looks the target up by its uncompressed name (listed, and served like Packages)
+    plain = state.files["cpu/Contents-amd64"]
+    assert gzip.decompress(data) == (storage.root / "dists/bookworm/cpu/Contents-amd64"
+                                     ).read_bytes()
+    assert plain.sha256 == index.digest("sha256", gzip.decompress(data))
     release = index.parse_release(state.release_text)
     assert release["Architectures"] == "amd64"                      # Contents is no arch index
     assert [LIB, "libs/libmxnet"] in _lines(_contents(storage))
