@@ -145,8 +145,6 @@ def publish(storage, signer: Signer, uploads: list[Upload],
     result = PublishResult()
     signing = keys.signing_for(storage, signer)       # the repository's keys (expiry checked)
     signer, keyring = signing.signer, signing.keyring
-    if not signing.published:
-        _put_keyring(storage, keyring, hook)
     by_suite: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     controls = [DebFile(str(up.deb)).debcontrol() for up in uploads]
     for up, control in zip(uploads, controls):     # before anything is uploaded
@@ -155,14 +153,25 @@ def publish(storage, signer: Signer, uploads: list[Upload],
             raise RepoError(f"{up.deb.name} does not end with _{control['Architecture']}.deb "
                             "(its Architecture)", "name it as dpkg-deb --build does: "
                             "<package>_<version>_<architecture>.deb")
+    keyed = [(up, index.pool_key(up.component, control["Package"], up.deb.name),
+              sha256_file(up.deb)) for up, control in zip(uploads, controls)]
+    _refuse_pool_conflicts(storage, keyed)
     debs = contents.DebPaths(storage)
-    for up, control in zip(uploads, controls):                      # 1. pool
-        key = index.pool_key(up.component, control["Package"], up.deb.name)
-        written = storage.put_new(key, src=up.deb, sha256=sha256_file(up.deb))
-        log.debug("pool %s: %s", key, "uploaded" if written else "present (same bytes)")
-        hook("pool")
+    entries = []
+    for up, key, sha256 in keyed:                  # readable (their file lists) before writing
         entry = index.deb_entry(up.deb, up.component)
         debs.known[(entry["Filename"], entry["SHA256"])] = contents.deb_paths(up.deb)
+        entries.append(entry)
+    if not signing.published:
+        _put_keyring(storage, keyring, hook)
+    for (up, key, sha256), entry in zip(keyed, entries):           # 1. pool
+        try:
+            written = storage.put_new(key, src=up.deb, sha256=sha256)
+        except PoolConflictError as exc:            # written meanwhile by another publisher
+            raise _pool_conflict(storage, up.deb, key, None, sha256,
+                                 "nothing of this publish was committed") from exc
+        log.debug("pool %s: %s", key, "uploaded" if written else "present (same bytes)")
+        hook("pool")
         by_suite[up.codename][up.component].append(entry)
     for codename, new_by_component in sorted(by_suite.items()):
         def adder(new):
@@ -177,6 +186,30 @@ def publish(storage, signer: Signer, uploads: list[Upload],
         else:
             result.skipped.append(f"{codename}: nothing new")
     return result
+
+
+def _refuse_pool_conflicts(storage, keyed: list[tuple[Upload, str, str]]) -> None:
+    """A pool file never changes: refuse the whole publish, before anything is written,
+    when a file name is already published (or given twice) with other bytes."""
+    seen: dict[str, str] = {}
+    for up, key, sha256 in keyed:
+        if seen.setdefault(key, sha256) != sha256:
+            raise PoolConflictError(
+                f"refusing to publish {up.deb.name}: this publish gives two different files "
+                f"for {storage.describe()}/{key} (sha256 {seen[key]} and {sha256}); nothing "
+                "was written", "publish one build of each package version")
+        have = storage.sha256_of(key)
+        if have is not None and have != sha256:
+            raise _pool_conflict(storage, up.deb, key, have, sha256, "nothing was written")
+
+
+def _pool_conflict(storage, deb: Path, key: str, have: str | None, want: str,
+                   outcome: str) -> PoolConflictError:
+    have = have or storage.sha256_of(key) or "unknown"
+    return PoolConflictError(
+        f"refusing to publish {deb.name}: {storage.describe()}/{key} is already published "
+        f"with other bytes (published sha256 {have}, this file sha256 {want}); pool files "
+        f"are immutable: {outcome}")
 
 
 def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring: bytes,
