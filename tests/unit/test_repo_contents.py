@@ -183,3 +183,67 @@ def test_a_suite_without_contents_gets_it_at_its_next_publish(tmp_path, signer):
     publish(storage, signer, [Upload(make_deb(tmp_path, "other", "2.0-1"), "bookworm", "cpu")])
     text = _contents(storage)
     assert LIB in text and "usr/share/doc/other/payload" in text
+
+
+# ------------------------------------------------------------------ immutable pool
+# (here because these tests share the module's key and .debs with real file lists)
+
+def _state_of(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+                  and not p.name.startswith(".mxbuild"))
+
+
+def test_other_bytes_under_a_published_name_refuse_the_whole_publish_first(tmp_path, signer):
+    from mxbuild.errors import PoolConflictError
+    from mxbuild.fetch import sha256_file
+    storage = LocalStorage(tmp_path / "repo")
+    first = _lib(tmp_path / "a", "1.0-1")
+    publish(storage, signer, [Upload(first, "bookworm", "cpu")])
+    before = {p: (storage.root / p).read_bytes() for p in _state_of(storage.root)}
+    rebuilt = make_deb(tmp_path / "b", "libmxnet", "1.0-1", b"rebuilt", files={LIB: b"2"},
+                       section="libs")
+    with pytest.raises(PoolConflictError) as info:
+        publish(storage, signer, [Upload(make_deb(tmp_path / "b", "other", "1.0-1"),
+                                         "bookworm", "cpu"), Upload(rebuilt, "bookworm", "cpu")])
+    text = info.value.render()
+    assert f"published sha256 {sha256_file(first)}, this file sha256 " \
+           f"{sha256_file(rebuilt)}" in text
+    assert "nothing was written" in text and "\n  fix: " in text and "revision" in text
+    assert {p: (storage.root / p).read_bytes() for p in _state_of(storage.root)} == before
+
+
+def test_two_builds_of_one_name_in_one_publish_write_nothing(tmp_path, signer):
+    from mxbuild.errors import PoolConflictError
+    storage = LocalStorage(tmp_path / "repo")
+    with pytest.raises(PoolConflictError, match="two different files"):
+        publish(storage, signer, [Upload(_lib(tmp_path / "a", "1.0-1"), "bookworm", "cpu"),
+                                  Upload(_lib(tmp_path / "b", "1.0-1", {"x": b"y"}),
+                                         "bookworm-staging", "cpu")])
+    assert _state_of(storage.root) == []                  # not even the keyring
+
+
+class RivalFirst(LocalStorage):
+    """Another publisher creates `key` with its bytes just before this one's upload."""
+
+    def __init__(self, root, key, rival_deb):
+        super().__init__(root)
+        self.key, self.rival_deb = key, rival_deb
+
+    def put_new(self, key, data=None, src=None, sha256=None):
+        if key == self.key and not self.exists(key):
+            super().put_new(key, src=self.rival_deb)
+        return super().put_new(key, data, src, sha256)
+
+
+def test_a_rival_write_between_check_and_upload_is_refused_and_nothing_committed(tmp_path,
+                                                                                signer):
+    from mxbuild.errors import PoolConflictError
+    ours, theirs = _lib(tmp_path / "a", "1.0-1"), _lib(tmp_path / "b", "1.0-1", {"x": b"y"})
+    key = f"pool/cpu/libm/libmxnet/{ours.name}"
+    storage = RivalFirst(tmp_path / "repo", key, theirs)
+    publish(storage, signer, [Upload(make_deb(tmp_path, "seed", "1.0-1"), "bookworm", "cpu")])
+    inrelease = (storage.root / "dists/bookworm/InRelease").read_bytes()
+    with pytest.raises(PoolConflictError, match="nothing of this publish was committed"):
+        publish(storage, signer, [Upload(ours, "bookworm", "cpu")])
+    assert (storage.root / key).read_bytes() == theirs.read_bytes()
+    assert (storage.root / "dists/bookworm/InRelease").read_bytes() == inrelease
