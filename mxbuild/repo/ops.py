@@ -278,6 +278,7 @@ class Garbage:
     size: int
     age_seconds: float
     why: str
+    retained_until: float | None = None    # S3 Object Lock: not deletable before then
 
 
 def garbage(storage, keyring: bytes, grace_seconds: float,
@@ -302,5 +303,18 @@ def garbage(storage, keyring: bytes, grace_seconds: float,
         age = now - max(obj.modified, dropped.get(obj.key, 0.0))
         if age >= grace_seconds:
             why = "not in any index" if obj.key.startswith("pool/") else "not named by any Release"
-            out.append(Garbage(obj.key, obj.size, age, why))
+            until = storage.retained_until(obj.key)
+            out.append(Garbage(obj.key, obj.size, age, why,
+                               until if until is not None and until > now else None))
     return sorted(out, key=lambda g: g.key)
+
+
+def delete_garbage(storage, found: list[Garbage]) -> list[Garbage]:
+    """Delete what `garbage` found, except objects S3 Object Lock still retains (a DELETE
+    would only hide them behind a delete marker); returns what was deleted."""
+    deleted = []
+    for g in found:
+        if g.retained_until is None:
+            storage.delete(g.key)
+            deleted.append(g)
+    return deleted

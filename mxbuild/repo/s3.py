@@ -339,6 +339,18 @@ class S3Storage:
             raise self._fail("LIST", prefix, exc)
         return sorted(out)
 
+    def retained_until(self, key: str) -> float | None:
+        """Until when S3 Object Lock keeps this object (seconds since the epoch; inf: a
+        legal hold), or None. On a bucket with Object Lock a plain DELETE still succeeds: it
+        adds a delete marker that hides the retained version from apt, so clean asks first."""
+        head = self.head(key)
+        if head is None:
+            return None
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return float("inf")
+        until = head.get("ObjectLockRetainUntilDate")
+        return until.timestamp() if until is not None else None
+
     def delete(self, key: str) -> None:
         try:
             self._do(lambda: self.client.delete_object(Bucket=self.target.bucket,

@@ -2,6 +2,7 @@
 read by a real apt-get in a container. The protocol tests (apt e2e, 8 concurrent
 publishers, a kill at every write, injected faults) run against moto and against SeaweedFS,
 a production server (`s3_server`); the rest against moto."""
+import os
 import subprocess
 import sys
 
@@ -351,3 +352,30 @@ def test_contents_on_s3_follow_publish_and_remove(moto_endpoint, s3_bucket, sign
     text = gzip.decompress(storage.get("dists/bookworm/cpu/Contents-amd64.gz")[0]).decode()
     assert "usr/bin/new-tool" in text and "usr/bin/old-tool" not in text
     assert ops.verify(storage, signer.public_keyring()) == []
+
+
+@pytest.mark.parametrize("s3_server", ["moto", "seaweedfs"], indirect=True)
+def test_clean_keeps_what_object_lock_retains(s3_server, signer, tmp_path, request):
+    """On a bucket with Object Lock (default retention, as an operator sets it), clean
+    lists the unreferenced pool file but does not DELETE it: that would only hide the
+    retained version behind a delete marker."""
+    import time
+    from tests.s3servers import public_read_policy
+    name = f"locked-{request.node.callspec.id[:4]}-{os.getpid()}"
+    admin = boto3.client("s3", endpoint_url=s3_server.endpoint)
+    admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    admin.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    admin.put_bucket_policy(Bucket=name, Policy=public_read_policy(name))
+    storage = storage_for(s3_server.endpoint, name)
+    keyring = signer.public_keyring()
+    for v in ("1.0-1", "2.0-1"):
+        publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", v), "bookworm", "cpu")])
+    ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+    found = {g.key: g for g in ops.garbage(storage, keyring, grace_seconds=0)}
+    old = "pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb"
+    assert found[old].retained_until > time.time() + 23 * 3600
+    assert ops.delete_garbage(storage, list(found.values())) == []
+    assert storage.get(old) is not None                    # still there, no delete marker
+    assert ops.verify(storage, keyring) == []
