@@ -9,7 +9,7 @@ import sys
 import boto3
 import pytest
 
-from mxbuild.errors import PoolConflictError, RepoError
+from mxbuild.errors import ConfigError, PoolConflictError, RepoError
 from mxbuild.fetch import sha256_file
 from mxbuild.repo import ops
 from mxbuild.repo.publish import Upload, publish
@@ -360,14 +360,8 @@ def test_clean_keeps_what_object_lock_retains(s3_server, signer, tmp_path, reque
     lists the unreferenced pool file but does not DELETE it: that would only hide the
     retained version behind a delete marker."""
     import time
-    from tests.s3servers import public_read_policy
-    name = f"locked-{request.node.callspec.id[:4]}-{os.getpid()}"
-    admin = boto3.client("s3", endpoint_url=s3_server.endpoint)
-    admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
-    admin.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
-        "ObjectLockEnabled": "Enabled",
-        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
-    admin.put_bucket_policy(Bucket=name, Policy=public_read_policy(name))
+    name = _locked_bucket(s3_server.endpoint, f"locked-{request.node.callspec.id[:4]}-"
+                                              f"{os.getpid()}", default_days=1)
     storage = storage_for(s3_server.endpoint, name)
     keyring = signer.public_keyring()
     for v in ("1.0-1", "2.0-1"):
@@ -379,3 +373,52 @@ def test_clean_keeps_what_object_lock_retains(s3_server, signer, tmp_path, reque
     assert ops.delete_garbage(storage, list(found.values())) == []
     assert storage.get(old) is not None                    # still there, no delete marker
     assert ops.verify(storage, keyring) == []
+
+
+def _locked_bucket(endpoint: str, name: str, default_days: int | None = None) -> str:
+    from tests.s3servers import public_read_policy
+    admin = boto3.client("s3", endpoint_url=endpoint)
+    admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    if default_days:
+        admin.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": default_days}}})
+    admin.put_bucket_policy(Bucket=name, Policy=public_read_policy(name))
+    return name
+
+
+@pytest.mark.parametrize("s3_server", ["moto", "seaweedfs"], indirect=True)
+def test_pool_retention_locks_pool_files_only(s3_server, signer, tmp_path, request):
+    """MXBUILD_POOL_RETENTION_DAYS: each new pool file is written with Object Lock
+    (GOVERNANCE, N days); indexes and by-hash files are not; clean keeps the pool file."""
+    import time
+    name = _locked_bucket(s3_server.endpoint, f"retain-{request.node.callspec.id[:4]}-"
+                                              f"{os.getpid()}")
+    storage = storage_for(s3_server.endpoint, name, pool_retention_days=3)
+    keyring = signer.public_keyring()
+    for v in ("1.0-1", "2.0-1"):
+        publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", v), "bookworm", "cpu")])
+    old = "pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb"
+    until = storage.retained_until(old)
+    assert 3 * 86400 - 600 < until - time.time() <= 3 * 86400
+    by_hash = [o.key for o in storage.list("dists/") if "/by-hash/" in o.key]
+    assert by_hash and all(storage.retained_until(k) is None for k in by_hash)
+    assert storage.retained_until("dists/bookworm/InRelease") is None
+    ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+    found = ops.garbage(storage, keyring, grace_seconds=0)
+    deleted = {g.key for g in ops.delete_garbage(storage, found)}
+    assert old in {g.key for g in found} and old not in deleted
+    assert deleted and all("/by-hash/" in k for k in deleted)   # unlocked garbage goes
+    assert storage.get(old) is not None
+    assert ops.verify(storage, keyring) == []
+
+
+def test_pool_retention_without_object_lock_is_refused_before_any_write(
+        moto_endpoint, s3_bucket, signer, tmp_path):
+    storage = storage_for(moto_endpoint, s3_bucket, pool_retention_days=3)
+    with pytest.raises(ConfigError, match="has no S3 Object Lock") as info:
+        publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"),
+                                         "bookworm", "cpu")])
+    assert "MXBUILD_POOL_RETENTION_DAYS" in info.value.hint
+    assert boto3.client("s3", endpoint_url=moto_endpoint).list_objects_v2(
+        Bucket=s3_bucket).get("KeyCount") == 0
