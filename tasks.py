@@ -6,7 +6,7 @@ from invoke import Collection
 
 from mxbuild import cli
 from mxbuild.entry import entrypoint
-from mxbuild.repo.target import S3Options
+from mxbuild.repo.target import S3Options, pool_retention_days
 
 # Long flags only: invoke's automatic short flags change when a flag is added.
 task = functools.partial(invoke.task, auto_shortflags=False)
@@ -39,7 +39,8 @@ REPO_HELP = {"repo": "s3://BUCKET/PREFIX or a directory (default: out/repo)",
 
 
 def _s3(endpoint_url, region, path_style, sse, sse_kms_key_id):
-    return S3Options(endpoint_url, region, path_style, sse, sse_kms_key_id)
+    return S3Options(endpoint_url, region, path_style, sse, sse_kms_key_id,
+                     pool_retention_days())
 
 
 @task(help=SELECTOR_HELP | {"json": "print a JSON list instead of a table"})

@@ -414,12 +414,18 @@ def repo_clean(repo: RepoArgs, grace: str, apply: bool, keep: str | None = None)
                           f"go once no suite lists them, {grace} after the drop")
     found = ops.garbage(storage, _keyring(repo, opts), parse_duration(grace))
     for g in found:
+        if g.retained_until is not None:
+            until = ("a legal hold" if g.retained_until == float("inf") else
+                     time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(g.retained_until)))
+            console.print(f"keeping {g.key} ({g.why}): S3 Object Lock retains it until {until}")
+            continue
         verb = "deleting" if apply else "would delete"
         console.print(f"{verb} {g.key} ({g.size} bytes, {g.age_seconds / 3600:.1f} h old, {g.why})")
-        if apply:
-            storage.delete(g.key)
-    total = sum(g.size for g in found)
-    console.print(f"{len(found)} object(s), {total} bytes"
+    if apply:
+        ops.delete_garbage(storage, found)
+    deletable = [g for g in found if g.retained_until is None]
+    total = sum(g.size for g in deletable)
+    console.print(f"{len(deletable)} object(s), {total} bytes"
                   + ("" if apply else " — dry run; add --apply to delete"))
 
 

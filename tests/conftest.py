@@ -163,14 +163,20 @@ def invoke_help(task: str) -> str:
 
 
 def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends: str = "",
-             arch: str = "amd64") -> Path:
-    """A tiny real .deb built with the host's dpkg-deb (for repository tests)."""
+             arch: str = "amd64", files: dict[str, bytes] | None = None,
+             section: str = "") -> Path:
+    """A tiny real .deb built with the host's dpkg-deb (for repository tests); `files`:
+    more files it ships (path -> bytes)."""
     root = tmp / f"{name}-{version}-{arch}"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "usr/share/doc" / name).mkdir(parents=True)
     (root / "usr/share/doc" / name / "payload").write_bytes(payload)
+    for path, data in (files or {}).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
     control = (f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\n"
                f"Maintainer: mxbuild tests <tests@example.org>\n"
+               + (f"Section: {section}\n" if section else "")
                + (f"Depends: {depends}\n" if depends else "")
                + f"Description: test package {name}\n a package made by the tests\n")
     (root / "DEBIAN/control").write_text(control)

@@ -9,9 +9,9 @@ from debian.debian_support import Version
 
 from ..errors import RepoError, SigningError
 from ..matrix import STAGING
-from . import audit, index, keys, maven
-from .publish import (inrelease_key, packages_name, published_entries, read_indexes,
-                      read_packages, read_state, update_suite)
+from . import audit, contents, index, keys, maven
+from .publish import (inrelease_key, packages_name, published_entries, read_contents,
+                      read_indexes, read_packages, read_state, update_suite)
 from .sign import KEYRING_NAME, Signer, check_detached, keyring_keys
 
 REQUIRED_RELEASE_FIELDS = ("Origin", "Label", "Suite", "Codename", "Date", "Architectures",
@@ -119,6 +119,7 @@ def verify(storage, keyring: bytes, notes: list[str] | None = None) -> list[str]
             for arch, entries in by_arch.items():
                 listing += audit.packages_of(entries, component)
                 problems += _check_entries(storage, codename, component, arch, entries)
+                problems += _check_contents(storage, state, component, arch, entries, notes)
 
         inrelease = storage.get(inrelease_key(codename))
         if inrelease is not None:
@@ -153,6 +154,32 @@ def _check_entries(storage, codename: str, component: str, arch: str,
         elif have != e["SHA256"]:
             problems.append(f"{where}/{e['Filename']}: sha256 {have} differs from "
                             f"the index ({e['SHA256']})")
+    return problems
+
+
+def _check_contents(storage, state, component: str, arch: str, entries: list,
+                    notes: list[str]) -> list[str]:
+    """A Contents-<arch>.gz names exactly the packages of binary-<arch>/Packages (with the
+    section of their newest version); its bytes are checked against InRelease with the
+    other indexes. The paths are not compared with the .debs (that reads every .deb)."""
+    where = storage.describe()
+    name = f"{state.codename}/{contents.contents_name(component, arch)}"
+    try:
+        listed = read_contents(storage, state, component, arch)
+    except RepoError as exc:
+        return [exc.message]
+    if listed is None:
+        notes.append(f"{where}/dists/{name}: none (the suite predates Contents indices; the "
+                     "next publish to the component writes it)")
+        return []
+    problems = []
+    packages = {e["Package"] for e in entries}
+    for package in sorted(set(listed) - packages):
+        problems.append(f"{where}/dists/{name}: lists {package}, which "
+                        f"{state.codename}/{packages_name(component, arch)} does not hold")
+    for package in sorted(packages - set(listed)):
+        problems.append(f"{where}/dists/{name}: lists no file of {package} (held by "
+                        f"{state.codename}/{packages_name(component, arch)})")
     return problems
 
 
@@ -251,6 +278,7 @@ class Garbage:
     size: int
     age_seconds: float
     why: str
+    retained_until: float | None = None    # S3 Object Lock: not deletable before then
 
 
 def garbage(storage, keyring: bytes, grace_seconds: float,
@@ -275,5 +303,18 @@ def garbage(storage, keyring: bytes, grace_seconds: float,
         age = now - max(obj.modified, dropped.get(obj.key, 0.0))
         if age >= grace_seconds:
             why = "not in any index" if obj.key.startswith("pool/") else "not named by any Release"
-            out.append(Garbage(obj.key, obj.size, age, why))
+            until = storage.retained_until(obj.key)
+            out.append(Garbage(obj.key, obj.size, age, why,
+                               until if until is not None and until > now else None))
     return sorted(out, key=lambda g: g.key)
+
+
+def delete_garbage(storage, found: list[Garbage]) -> list[Garbage]:
+    """Delete what `garbage` found, except objects S3 Object Lock still retains (a DELETE
+    would only hide them behind a delete marker); returns what was deleted."""
+    deleted = []
+    for g in found:
+        if g.retained_until is None:
+            storage.delete(g.key)
+            deleted.append(g)
+    return deleted

@@ -29,7 +29,7 @@ from debian.debfile import DebFile
 from ..errors import PoolConflictError, RepoError, SigningError
 from ..fetch import sha256_file
 from ..log import log
-from . import audit, index, keys
+from . import audit, contents, index, keys
 from .sign import KEYRING_NAME, Signer, check_detached, verify_inrelease
 from .storage import CasConflict
 
@@ -145,8 +145,6 @@ def publish(storage, signer: Signer, uploads: list[Upload],
     result = PublishResult()
     signing = keys.signing_for(storage, signer)       # the repository's keys (expiry checked)
     signer, keyring = signing.signer, signing.keyring
-    if not signing.published:
-        _put_keyring(storage, keyring, hook)
     by_suite: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     controls = [DebFile(str(up.deb)).debcontrol() for up in uploads]
     for up, control in zip(uploads, controls):     # before anything is uploaded
@@ -155,19 +153,33 @@ def publish(storage, signer: Signer, uploads: list[Upload],
             raise RepoError(f"{up.deb.name} does not end with _{control['Architecture']}.deb "
                             "(its Architecture)", "name it as dpkg-deb --build does: "
                             "<package>_<version>_<architecture>.deb")
-    for up, control in zip(uploads, controls):                      # 1. pool
-        key = index.pool_key(up.component, control["Package"], up.deb.name)
-        written = storage.put_new(key, src=up.deb, sha256=sha256_file(up.deb))
+    keyed = [(up, index.pool_key(up.component, control["Package"], up.deb.name),
+              sha256_file(up.deb)) for up, control in zip(uploads, controls)]
+    _refuse_pool_conflicts(storage, keyed)
+    debs = contents.DebPaths(storage)
+    entries = []
+    for up, key, sha256 in keyed:                  # readable (their file lists) before writing
+        entry = index.deb_entry(up.deb, up.component)
+        debs.known[(entry["Filename"], entry["SHA256"])] = contents.deb_paths(up.deb)
+        entries.append(entry)
+    if not signing.published:
+        _put_keyring(storage, keyring, hook)
+    for (up, key, sha256), entry in zip(keyed, entries):           # 1. pool
+        try:
+            written = storage.put_new(key, src=up.deb, sha256=sha256)
+        except PoolConflictError as exc:            # written meanwhile by another publisher
+            raise _pool_conflict(storage, up.deb, key, None, sha256,
+                                 "nothing of this publish was committed") from exc
         log.debug("pool %s: %s", key, "uploaded" if written else "present (same bytes)")
         hook("pool")
-        by_suite[up.codename][up.component].append(index.deb_entry(up.deb, up.component))
+        by_suite[up.codename][up.component].append(entry)
     for codename, new_by_component in sorted(by_suite.items()):
         def adder(new):
             return lambda existing: index.merge(existing, new)
         changes = {component: adder(new) for component, new in new_by_component.items()}
         cells = tuple(sorted({u.cell for u in uploads if u.cell and u.codename == codename}))
         added, attempts = update_suite(storage, signer, codename, changes, keyring, identity,
-                                       date, hook, cells=cells)
+                                       date, hook, cells=cells, debs=debs)
         result.attempts += attempts
         if added:
             result.added += added
@@ -176,13 +188,41 @@ def publish(storage, signer: Signer, uploads: list[Upload],
     return result
 
 
+def _refuse_pool_conflicts(storage, keyed: list[tuple[Upload, str, str]]) -> None:
+    """A pool file never changes: refuse the whole publish, before anything is written,
+    when a file name is already published (or given twice) with other bytes."""
+    seen: dict[str, str] = {}
+    for up, key, sha256 in keyed:
+        if seen.setdefault(key, sha256) != sha256:
+            raise PoolConflictError(
+                f"refusing to publish {up.deb.name}: this publish gives two different files "
+                f"for {storage.describe()}/{key} (sha256 {seen[key]} and {sha256}); nothing "
+                "was written", "publish one build of each package version")
+        have = storage.sha256_of(key)
+        if have is not None and have != sha256:
+            raise _pool_conflict(storage, up.deb, key, have, sha256, "nothing was written")
+
+
+def _pool_conflict(storage, deb: Path, key: str, have: str | None, want: str,
+                   outcome: str) -> PoolConflictError:
+    have = have or storage.sha256_of(key) or "unknown"
+    return PoolConflictError(
+        f"refusing to publish {deb.name}: {storage.describe()}/{key} is already published "
+        f"with other bytes (published sha256 {have}, this file sha256 {want}); pool files "
+        f"are immutable: {outcome}")
+
+
 def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring: bytes,
                  identity: index.RepoIdentity = index.RepoIdentity(), date: str | None = None,
                  hook=lambda kind: None, *, action: str = "publish", cells: tuple = (),
-                 resign: bool = False) -> tuple[list[str], int]:
+                 resign: bool = False,
+                 debs: contents.DebPaths | None = None) -> tuple[list[str], int]:
     """Steps 2-5 for one suite. changes: component -> f(entries) -> (entries, changed).
     resign: commit (signed by the signer's keys) even when nothing changed.
+    debs: the file lists of .debs known already (those being published); any other .deb
+    whose files a Contents index needs is read from the pool.
     Returns (descriptions of what changed, attempts)."""
+    debs = debs or contents.DebPaths(storage)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         state = read_state(storage, codename, keyring)              # 2. state + token
         if state.token is not None and not state.signed_by_exactly(signer.fingerprints):
@@ -203,10 +243,14 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
             touched = {e["Architecture"] for e in changed}
             for arch in sorted(set(state.arches(component)) | {e["Architecture"]
                                                                for e in entries}):
+                of_arch = [e for e in entries if e["Architecture"] == arch]
                 if arch in touched or packages_name(component, arch) not in files:
-                    files.update(_write_indexes(storage, codename, component, arch,
-                                                [e for e in entries
-                                                 if e["Architecture"] == arch], hook))
+                    files.update(_write_indexes(storage, codename, component, arch, of_arch,
+                                                hook))
+                if arch in touched or contents.contents_name(component, arch) not in files:
+                    files.update(_write_contents(
+                        storage, state, component, arch, of_arch,
+                        [e for e in changed if e["Architecture"] == arch], debs, hook))
         if not done and state.token is not None and not resign:
             break
         components = sorted({f.component for f in files.values()})
@@ -270,6 +314,40 @@ def _write_indexes(storage, codename, component, arch, entries,
                             data, sha256=described.sha256)
     hook("by-hash")
     return files
+
+
+def _write_contents(storage, state: SuiteState, component: str, arch: str, entries: list,
+                    changed: list, debs: contents.DebPaths,
+                    hook) -> dict[str, index.IndexFile]:
+    """The Contents-<arch>.gz of a component after this commit, under by-hash (new keys
+    only, like the Packages indexes); empty for an architecture with no entries left."""
+    previous = read_contents(storage, state, component, arch)
+    paths = contents.updated(previous, entries, changed, debs)
+    files = {}
+    for name, data in contents.variants(component, arch, contents.render(
+            paths, contents.sections(entries))).items():
+        described = files[name] = index.IndexFile.of(name, data)
+        for field_name, _ in index.HASHES:
+            storage.put_new(described.by_hash_key(state.codename, field_name), data,
+                            sha256=described.sha256)
+    hook("by-hash")
+    return files
+
+
+def read_contents(storage, state: SuiteState, component: str,
+                  arch: str) -> dict[str, set[str]] | None:
+    """package -> paths of a committed Contents-<arch>.gz, checked against the signed
+    Release (None: the Release names none)."""
+    named = state.files.get(contents.contents_name(component, arch))
+    if named is None:
+        return None
+    key = named.by_hash_key(state.codename, "SHA256")
+    got = storage.get(key)
+    if got is None or index.digest("sha256", got[0]) != named.sha256:
+        raise RepoError(f"{storage.describe()}/{key}, named by the signed InRelease of "
+                        f"{state.codename}, is {'missing' if got is None else 'altered'}",
+                        "run `invoke repo.verify`; restore the file from a backup")
+    return contents.parse(got[0])
 
 
 def finish(storage, signer: Signer, codename: str, keyring: bytes, hook=lambda kind: None,

@@ -6,6 +6,7 @@ formats a credential into a message.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import random
 import threading
@@ -46,6 +47,7 @@ class S3Target:
     path_style: bool = False
     sse: str | None = None            # AES256 | aws:kms
     sse_kms_key_id: str | None = None
+    pool_retention_days: int | None = None   # S3 Object Lock (GOVERNANCE) on pool files
 
     @classmethod
     def parse(cls, url: str, **kw) -> "S3Target":
@@ -212,6 +214,7 @@ class S3Storage:
         from . import probe
         with self._checking:
             if self.verdict is None:
+                self._check_object_lock()
                 self.verdict = probe.ensure_safe(self)
 
     def if_match(self, token: str) -> str:
@@ -221,9 +224,36 @@ class S3Storage:
         form = self.verdict.if_match if self.verdict and self.verdict.if_match else probe.QUOTED
         return probe.if_match_value(token, form)
 
+    def _retention(self, key: str) -> dict:
+        """Object Lock arguments for a pool file when pool retention is set."""
+        days = self.target.pool_retention_days
+        if not days or not key.startswith("pool/"):
+            return {}
+        until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)
+        return {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": until}
+
+    def _check_object_lock(self) -> None:
+        """Pool retention needs Object Lock on the bucket: say so before any write."""
+        if not self.target.pool_retention_days:
+            return
+        try:
+            conf = self.client.get_object_lock_configuration(Bucket=self.target.bucket)
+            enabled = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        except ClientError as exc:
+            if self._code(exc) in DENIED_CODES:
+                raise self._fail("GET", "?object-lock", exc)
+            enabled = None
+        if enabled != "Enabled":
+            raise ConfigError(
+                f"pool retention ({self.target.pool_retention_days} days) was asked for, but "
+                f"bucket {self.target.bucket} has no S3 Object Lock",
+                "create the bucket with Object Lock enabled (it can only be enabled at "
+                "creation, or on AWS by support), or unset MXBUILD_POOL_RETENTION_DAYS")
+
     def _put(self, key: str, data: bytes | None, src: Path | None, sha256: str, **cond):
         self._writable()
-        args = {**self._put_args(key, data), "Metadata": {SHA256_META: sha256}, **cond}
+        args = {**self._put_args(key, data), "Metadata": {SHA256_META: sha256},
+                **self._retention(key), **cond}
 
         def call():
             if src is not None:
@@ -338,6 +368,18 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("LIST", prefix, exc)
         return sorted(out)
+
+    def retained_until(self, key: str) -> float | None:
+        """Until when S3 Object Lock keeps this object (seconds since the epoch; inf: a
+        legal hold), or None. On a bucket with Object Lock a plain DELETE still succeeds: it
+        adds a delete marker that hides the retained version from apt, so clean asks first."""
+        head = self.head(key)
+        if head is None:
+            return None
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return float("inf")
+        until = head.get("ObjectLockRetainUntilDate")
+        return until.timestamp() if until is not None else None
 
     def delete(self, key: str) -> None:
         try:

@@ -146,6 +146,10 @@ class LocalStorage:
                 out.append(StoredObject(str(path.relative_to(base)), st.st_size, st.st_mtime))
         return sorted(out)
 
+    def retained_until(self, key: str) -> float | None:
+        """A directory has no retention (S3 Object Lock: see S3Storage)."""
+        return None
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 

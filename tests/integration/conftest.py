@@ -20,11 +20,16 @@ def cell_images(run_ctx, cpu_cell):
 
 
 @contextlib.contextmanager
-def apt_box(docker_client, image: str, keyring: bytes, tmp_path):
-    """A fresh runtime container that trusts `keyring` and has no apt source but ours."""
+def apt_box(docker_client, image: str, keyring: bytes, tmp_path, install: tuple = ()):
+    """A fresh runtime container that trusts `keyring` and has no apt source but ours;
+    `install`: Debian packages installed first (from the image's own apt sources)."""
     ring = tmp_path / KEYRING_NAME
     ring.write_bytes(keyring)
     with Container(docker_client, image, label="apt-client", network="host") as box:
+        if install:
+            box.run("apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+                    + " ".join(install) + " > /dev/null",
+                    env={"DEBIAN_FRONTEND": "noninteractive"})
         box.copy_into(ring, "/usr/share/keyrings")
         box.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
         yield box

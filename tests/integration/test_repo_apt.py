@@ -13,10 +13,10 @@ from ..conftest import make_deb
 from .conftest import apt_box, point_apt
 
 @contextlib.contextmanager
-def apt_client(docker_client, image, repo_dir, keyring_bytes, tmp_path):
+def apt_client(docker_client, image, repo_dir, keyring_bytes, tmp_path, install=()):
     """A fresh runtime container reading the local repository over http on loopback."""
     with serve_directory(repo_dir) as url, \
-            apt_box(docker_client, image, keyring_bytes, tmp_path) as box:
+            apt_box(docker_client, image, keyring_bytes, tmp_path, install) as box:
         point_apt(box, url)
         yield box
 
@@ -85,3 +85,25 @@ def test_repository_signed_by_another_key_is_refused(docker_client, cell_images,
         assert result.exit_code != 0
         assert "NO_PUBKEY" in result.output or "not signed" in result.output
         assert box.run(["apt-cache", "show", "mxbuild-probe"], check=False).exit_code != 0
+
+
+def test_apt_file_finds_the_package_that_ships_libmxnet_so(docker_client, cell_images, repo,
+                                                           tmp_path):
+    """apt-file reads the component's Contents-amd64.gz through by-hash (the plain paths
+    are deleted first) and names the package."""
+    signer, storage = repo
+    lib = "usr/lib/x86_64-linux-gnu/libmxnet.so"
+    publish(storage, signer, [
+        Upload(make_deb(tmp_path, "libmxnet", "1.9.1-1~deb12", files={lib: b"\x7fELF"},
+                        section="libs"), "bookworm", "cpu"),
+        Upload(make_deb(tmp_path, "mxbuild-probe", "1.0-1"), "bookworm", "cpu")])
+    for plain in ("Contents-amd64", "Contents-amd64.gz"):
+        (storage.root / "dists/bookworm/cpu" / plain).unlink()
+    with apt_client(docker_client, cell_images[2].ref, storage.root, signer.public_keyring(),
+                    tmp_path, install=("apt-file",)) as box:
+        box.run(["apt-file", "update"])
+        found = box.run(["apt-file", "search", "libmxnet.so"]).output
+        assert f"libmxnet: /{lib}" in found.splitlines(), found
+        assert "mxbuild-probe" not in found
+        listed = box.run(["apt-file", "list", "mxbuild-probe"]).output
+        assert "mxbuild-probe: /usr/share/doc/mxbuild-probe/payload" in listed

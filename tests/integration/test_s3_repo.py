@@ -2,13 +2,15 @@
 read by a real apt-get in a container. The protocol tests (apt e2e, 8 concurrent
 publishers, a kill at every write, injected faults) run against moto and against SeaweedFS,
 a production server (`s3_server`); the rest against moto."""
+import os
 import subprocess
 import sys
 
 import boto3
 import pytest
 
-from mxbuild.errors import PoolConflictError, RepoError
+from mxbuild.errors import ConfigError, PoolConflictError, RepoError
+from mxbuild.fetch import sha256_file
 from mxbuild.repo import ops
 from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.s3 import S3Storage, S3Target
@@ -91,7 +93,7 @@ def test_pool_is_immutable(moto_endpoint, s3_bucket, signer, tmp_path):
     publish(storage, signer, [Upload(deb, "bookworm", "cpu")])     # same bytes: skipped
     assert puts == []                                               # nothing at all
     other = make_deb(tmp_path / "b", "libmxnet", "1.0-1", b"B")
-    with pytest.raises(PoolConflictError, match="already exists with different content"):
+    with pytest.raises(PoolConflictError, match="already published with other bytes"):
         publish(storage, signer, [Upload(other, "bookworm", "cpu")])
     got = storage.get("pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb")
     assert got[0] == deb.read_bytes()
@@ -113,12 +115,12 @@ def test_adding_one_package_costs_a_constant_number_of_uploads(moto_endpoint, s3
                                                                signer, tmp_path):
     small = _put_count(storage_for(moto_endpoint, s3_bucket, "small"), signer, tmp_path, 5)
     large = _put_count(storage_for(moto_endpoint, s3_bucket, "large"), signer, tmp_path, 60)
-    assert len(small) == len(large) == 15
-    # the pool file, 3 indexes × 2 by-hash copies, the audit record, InRelease, its
-    # committed mark, 3 plain indexes, Release(.gpg)
+    assert len(small) == len(large) == 21
+    # the pool file, 3 Packages + 2 Contents × 2 by-hash copies, the audit record,
+    # InRelease, its committed mark, 5 plain indexes, Release(.gpg)
     assert sum(k.startswith("pool/") for k in large) == 1
     assert sum(k.startswith("log/") for k in large) == 2
-    assert sum("/by-hash/" in k for k in large) == 6
+    assert sum("/by-hash/" in k for k in large) == 10
 
 
 def test_concurrent_publishers_lose_nothing(docker_client, cell_images, s3_server,
@@ -273,3 +275,150 @@ def test_credentials_never_appear_in_output(moto_endpoint, s3_bucket, signer, tm
         for secret in (S3_SECRET, S3_KEY_ID):
             assert secret not in proc.stdout + proc.stderr, args
     assert codes[:2] == [0, 0] and codes[2] == 7 and codes[3] == 7
+
+
+def _writes(storage) -> list[dict]:
+    """The PutObject requests this storage's client sends from now on (their parameters)."""
+    sent = []
+    storage.client.meta.events.register(
+        "before-parameter-build.s3.PutObject",
+        lambda params, **kw: sent.append({k: v for k, v in params.items() if k != "Body"}))
+    return sent
+
+
+def test_pool_and_by_hash_are_create_only_and_other_bytes_are_refused_before_any_write(
+        s3_server, server_bucket, signer, tmp_path):
+    storage = storage_for(s3_server.endpoint, server_bucket)
+    keyring = signer.public_keyring()
+    deb = make_deb(tmp_path / "a", "libmxnet", "1.0-1", b"A",
+                   files={"usr/lib/x86_64-linux-gnu/libmxnet.so": b"A"})
+    sent = _writes(storage)
+    publish(storage, signer, [Upload(deb, "bookworm", "cpu")])
+    immutable = [p for p in sent if "/pool/" in p["Key"] or "/by-hash/" in p["Key"]]
+    assert {p["Key"].rsplit("/", 1)[-1] for p in immutable if "/pool/" in p["Key"]} == \
+        {deb.name}
+    assert sum("/cpu/by-hash/" in p["Key"] for p in immutable) == 4     # Contents (2 forms)
+    assert all(p.get("IfNoneMatch") == "*" for p in immutable), immutable
+    inrelease = storage.get("dists/bookworm/InRelease")[0]
+
+    # a second build of the same file name, in a publish with a new package too
+    other = make_deb(tmp_path / "b", "libmxnet", "1.0-1", b"B")
+    new = make_deb(tmp_path / "b", "mxbuild-new", "1.0-1")
+    sent.clear()
+    with pytest.raises(PoolConflictError) as info:
+        publish(storage, signer, [Upload(new, "bookworm", "cpu"), Upload(other, "bookworm", "cpu")])
+    rendered = info.value.render()
+    assert sha256_file(deb) in rendered and sha256_file(other) in rendered
+    assert "nothing was written" in rendered and "\n  fix: " in rendered
+    assert sent == []                                          # nothing of it, anywhere
+    assert storage.get("dists/bookworm/InRelease")[0] == inrelease
+    assert storage.get(f"pool/cpu/libm/libmxnet/{deb.name}")[0] == deb.read_bytes()
+    assert ops.verify(storage, keyring) == []
+
+
+def test_a_pool_file_written_meanwhile_by_another_publisher_is_refused_by_the_server(
+        s3_server, server_bucket, signer, tmp_path):
+    """Between mxbuild's check and its upload another publisher creates the same pool key
+    with other bytes: the server refuses the create-only PUT (412), nothing is committed."""
+    storage = storage_for(s3_server.endpoint, server_bucket)
+    publish(storage, signer, [Upload(make_deb(tmp_path, "seed", "1.0-1"), "bookworm", "cpu")])
+    inrelease = storage.get("dists/bookworm/InRelease")[0]
+    ours = make_deb(tmp_path / "a", "libmxnet", "1.0-1", b"ours")
+    theirs = make_deb(tmp_path / "b", "libmxnet", "1.0-1", b"theirs")
+    rival = storage_for(s3_server.endpoint, server_bucket)
+    key = f"pool/cpu/libm/libmxnet/{ours.name}"
+
+    def race(params, **kw):
+        if params["Key"].endswith(key) and not rival.exists(key):
+            rival.put_new(key, src=theirs)
+    storage.client.meta.events.register("before-parameter-build.s3.PutObject", race)
+    with pytest.raises(PoolConflictError) as info:
+        publish(storage, signer, [Upload(ours, "bookworm", "cpu")])
+    assert sha256_file(ours) in info.value.message and sha256_file(theirs) in info.value.message
+    assert "nothing of this publish was committed" in info.value.message
+    assert storage.get(key)[0] == theirs.read_bytes()        # the first writer's bytes stay
+    assert storage.get("dists/bookworm/InRelease")[0] == inrelease
+
+
+def test_contents_on_s3_follow_publish_and_remove(moto_endpoint, s3_bucket, signer, tmp_path):
+    """A removal that keeps another version re-reads that version's .deb from the bucket."""
+    import gzip
+    storage = storage_for(moto_endpoint, s3_bucket)
+    for version, tool in (("1.0-1", "old-tool"), ("1.1-1", "new-tool")):
+        publish(storage, signer, [Upload(make_deb(tmp_path / version, "libmxnet", version,
+                                                  files={f"usr/bin/{tool}": b"t"}),
+                                         "bookworm", "cpu")])
+    ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+    text = gzip.decompress(storage.get("dists/bookworm/cpu/Contents-amd64.gz")[0]).decode()
+    assert "usr/bin/new-tool" in text and "usr/bin/old-tool" not in text
+    assert ops.verify(storage, signer.public_keyring()) == []
+
+
+@pytest.mark.parametrize("s3_server", ["moto", "seaweedfs"], indirect=True)
+def test_clean_keeps_what_object_lock_retains(s3_server, signer, tmp_path, request):
+    """On a bucket with Object Lock (default retention, as an operator sets it), clean
+    lists the unreferenced pool file but does not DELETE it: that would only hide the
+    retained version behind a delete marker."""
+    import time
+    name = _locked_bucket(s3_server.endpoint, f"locked-{request.node.callspec.id[:4]}-"
+                                              f"{os.getpid()}", default_days=1)
+    storage = storage_for(s3_server.endpoint, name)
+    keyring = signer.public_keyring()
+    for v in ("1.0-1", "2.0-1"):
+        publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", v), "bookworm", "cpu")])
+    ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+    found = {g.key: g for g in ops.garbage(storage, keyring, grace_seconds=0)}
+    old = "pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb"
+    assert found[old].retained_until > time.time() + 23 * 3600
+    assert ops.delete_garbage(storage, list(found.values())) == []
+    assert storage.get(old) is not None                    # still there, no delete marker
+    assert ops.verify(storage, keyring) == []
+
+
+def _locked_bucket(endpoint: str, name: str, default_days: int | None = None) -> str:
+    from tests.s3servers import public_read_policy
+    admin = boto3.client("s3", endpoint_url=endpoint)
+    admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    if default_days:
+        admin.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": default_days}}})
+    admin.put_bucket_policy(Bucket=name, Policy=public_read_policy(name))
+    return name
+
+
+@pytest.mark.parametrize("s3_server", ["moto", "seaweedfs"], indirect=True)
+def test_pool_retention_locks_pool_files_only(s3_server, signer, tmp_path, request):
+    """MXBUILD_POOL_RETENTION_DAYS: each new pool file is written with Object Lock
+    (GOVERNANCE, N days); indexes and by-hash files are not; clean keeps the pool file."""
+    import time
+    name = _locked_bucket(s3_server.endpoint, f"retain-{request.node.callspec.id[:4]}-"
+                                              f"{os.getpid()}")
+    storage = storage_for(s3_server.endpoint, name, pool_retention_days=3)
+    keyring = signer.public_keyring()
+    for v in ("1.0-1", "2.0-1"):
+        publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", v), "bookworm", "cpu")])
+    old = "pool/cpu/libm/libmxnet/libmxnet_1.0-1_amd64.deb"
+    until = storage.retained_until(old)
+    assert 3 * 86400 - 600 < until - time.time() <= 3 * 86400
+    by_hash = [o.key for o in storage.list("dists/") if "/by-hash/" in o.key]
+    assert by_hash and all(storage.retained_until(k) is None for k in by_hash)
+    assert storage.retained_until("dists/bookworm/InRelease") is None
+    ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "1.0-1")
+    found = ops.garbage(storage, keyring, grace_seconds=0)
+    deleted = {g.key for g in ops.delete_garbage(storage, found)}
+    assert old in {g.key for g in found} and old not in deleted
+    assert deleted and all("/by-hash/" in k for k in deleted)   # unlocked garbage goes
+    assert storage.get(old) is not None
+    assert ops.verify(storage, keyring) == []
+
+
+def test_pool_retention_without_object_lock_is_refused_before_any_write(
+        moto_endpoint, s3_bucket, signer, tmp_path):
+    storage = storage_for(moto_endpoint, s3_bucket, pool_retention_days=3)
+    with pytest.raises(ConfigError, match="has no S3 Object Lock") as info:
+        publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"),
+                                         "bookworm", "cpu")])
+    assert "MXBUILD_POOL_RETENTION_DAYS" in info.value.hint
+    assert boto3.client("s3", endpoint_url=moto_endpoint).list_objects_v2(
+        Bucket=s3_bucket).get("KeyCount") == 0

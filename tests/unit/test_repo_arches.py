@@ -37,7 +37,8 @@ def test_an_amd64_only_suite_looks_as_it_always_did(tmp_path, signer):
     publish(storage, signer, [Upload(_debs(tmp_path)["amd64"], "bookworm", "cpu")])
     assert _release(storage, signer)["Architectures"] == "amd64"
     state = read_state(storage, "bookworm", signer.public_keyring())
-    assert sorted(state.files) == [f"cpu/binary-amd64/Packages{x}" for x in ("", ".gz", ".xz")]
+    assert sorted(state.files) == ["cpu/Contents-amd64", "cpu/Contents-amd64.gz"] + [
+        f"cpu/binary-amd64/Packages{x}" for x in ("", ".gz", ".xz")]
 
 
 def test_publishing_arm64_keeps_every_amd64_entry_and_file(tmp_path, signer):

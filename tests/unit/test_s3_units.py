@@ -105,3 +105,14 @@ def test_verdict_round_trip_safety_and_age():
     lost = probe.Verdict("http://db", "x", probe.QUOTED, ("stale If-Match ACCEPTED",))
     assert not lost.safe and lost.refusals == ["stale If-Match ACCEPTED"]
     assert not probe.Verdict("http://x", "x", None).safe     # no form commits at all
+
+
+def test_pool_retention_days_setting():
+    from mxbuild.errors import ConfigError
+    from mxbuild.repo.target import pool_retention_days
+    assert pool_retention_days({}) is None
+    assert pool_retention_days({"MXBUILD_POOL_RETENTION_DAYS": " 30 "}) == 30
+    for bad in ("0", "-3", "30d", "1.5"):
+        with pytest.raises(ConfigError, match="not a number of days") as info:
+            pool_retention_days({"MXBUILD_POOL_RETENTION_DAYS": bad})
+        assert "unset it" in info.value.hint
