@@ -118,8 +118,8 @@ def lock_targets(m, distro: str | None, arch: str | None) -> list[tuple]:
 
 
 def lock(distro: str | None, arch: str | None = None) -> None:
-    """Record in pins.lock what the selected distros' bases are now: the one writer of
-    pins.lock (builds only verify against it). Another architecture's bases are keyed
+    """Record in pins.lock what the selected distros' bases and the CUDA toolkit images of
+    their compile cells are now: the one writer of pins.lock (builds only verify against it). Another architecture's bases are keyed
     <distro>-<arch>; the primary architecture's entries stay what they are."""
     from . import emulation, images
     from .bootstrap import package_drift
@@ -149,6 +149,14 @@ def lock(distro: str | None, arch: str | None = None) -> None:
                       f"[green]✓[/] {name}: {detail}" + (f" — {len(changes)} package(s) "
                                                         f"changed: {'; '.join(changes[:8])}"
                                                         if old and changes else ""))
+    # the CUDA toolkit images the selected distros' compile cells build FROM
+    chosen = {(d.name, a.name) for d, a in targets}
+    toolkits = images.toolkit_images(c for c in m.cells
+                                     if (c.distro.name, c.arch.name) in chosen)
+    pins, news = images.lock_toolkits(pins, toolkits, lambda image: images.registry_digest(
+        ctx.docker, image, "`docker load` it, then run `invoke lock` again"))
+    for line in news:
+        console.print(line)
     pins.write()
     console.print(f"wrote {opts.pins_path}")
 
