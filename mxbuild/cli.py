@@ -119,8 +119,9 @@ def lock_targets(m, distro: str | None, arch: str | None) -> list[tuple]:
 
 def lock(distro: str | None, arch: str | None = None) -> None:
     """Record in pins.lock what the selected distros' bases and the CUDA toolkit images of
-    their compile cells are now: the one writer of pins.lock (builds only verify against it). Another architecture's bases are keyed
-    <distro>-<arch>; the primary architecture's entries stay what they are."""
+    their compile cells are now: the one writer of pins.lock (builds only verify against
+    it). Another architecture's bases are keyed <distro>-<arch>; the primary architecture's
+    entries stay what they are."""
     from . import emulation, images
     from .bootstrap import package_drift
     from .pins import Pins

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import (client as _client, deb, debpack, emulation, engine, images,
-               payload as payload_mod, recipes, smoke, thin, xzjoin)
+               payload as payload_mod, plugins, recipes, smoke, thin, xzjoin)
 from .cache import key_of, link_or_copy
 from .context import RunContext, open_run
 from .errors import MxbuildError, StageError

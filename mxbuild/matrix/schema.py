@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from .. import plugins     # names of recipes and client kinds, no plug-in imported
 from ..errors import MatrixError
 from .model import (OUTCOMES, Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CompileSpec,
                     CrossSpec, Distro, JarPin, JvmBuildSpec, KeyringPackage, KnownOutcome,
@@ -263,9 +264,9 @@ def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
                    "a mapping like 'shared-library-lacks-version *': one-line reason")
         client = entry.get("client")
         if client is not None:
-            from .. import thin      # the client registry; imported here: it imports matrix
-            if client not in thin.kinds():
-                c.fail(f"{key}.client", f"is {client!r}", "one of " + ", ".join(thin.kinds()))
+            if client not in plugins.client_names():
+                c.fail(f"{key}.client", f"is {client!r}",
+                       "one of " + ", ".join(plugins.client_names()))
         description = None
         if "description" in entry:
             text = c.string(entry["description"], f"{key}.description")
@@ -524,7 +525,6 @@ def _parse_jvm_build(c: _Checker, spec, distros) -> JvmBuildSpec:
 
 
 def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[Cell, str]]:
-    from .. import recipes     # the registry; imported here: recipes import this package
     distros = cat.distros
     key = f"variants.{vname}"
     if not isinstance(vname, str) or not VARIANT_RE.match(vname):
@@ -556,7 +556,7 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                    "true or false (what mx.runtime.Features() must report)")
     if not isinstance(vspec["builds"], list) or not vspec["builds"]:
         c.fail(f"{key}.builds", "is empty or not a list", "a list of builds")
-    known = recipes.names()
+    known = plugins.recipe_names()
     for i, build in enumerate(vspec["builds"]):
         bkey = f"{key}.builds[{i}]"
         c.mapping(build, bkey, {"mxnet": "a version string",
@@ -619,7 +619,8 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                             runtime_alternatives=tuple(sorted(
                                 (so, alts[dname]) for so, alts in alternatives.items()
                                 if dname in alts)))
-                unfit = recipes.get(cell.recipe).unfit(cell)
+                # the recipe itself judges the cell (its module imported on first use)
+                unfit = plugins.recipe(cell.recipe).unfit(cell)
                 if unfit:
                     c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])
                 yield cell, f"{bkey}.distros[{j}]"

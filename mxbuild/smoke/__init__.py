@@ -24,13 +24,14 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from docker.errors import NotFound
 
 from ..client import INDEX_PREFIX, THIN_NAME, pip_install_args
 from ..containers import CommandFailed, Container
 from ..errors import MxbuildError
+from ..fetch import cached_wheel
 from ..images import ImageRef, content_hash
 from ..matrix import Cell
 from ..payload import PRIVATE_DIR, Payload
@@ -389,3 +390,29 @@ def junit_counts(path: Path, missing: dict | None = None, gpu: bool | None = Non
     gpu_checks = None if gpu is None else ("run" if gpu else "skipped: no GPU")
     return SmokeCounts(tests, tests - failed - errors - skipped, failed, errors, skipped,
                        gpu_checks, sorted(set((missing or {}).values())))
+
+
+# ------------------------------------------------------------------ the suites
+
+@dataclass(frozen=True)
+class Suite:
+    """A thin-client kind's smoke suite (the plug-in table names its module: SMOKE_SUITE)."""
+    image: "Callable[..., ImageRef]"     # (ctx, cell, runtime, logf) -> the image it runs in
+    run: "Callable[..., SmokeCounts]"    # (ctx, cell, image, client, payload, url, keyring,
+                                         #  logf, work) -> counts; raises on a failure
+
+
+def _python_image(ctx, cell: Cell, runtime: ImageRef, logf: IO[str]) -> ImageRef:
+    from . import client_image
+    wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads",
+                         ctx.opts.extra_ca_bundle)
+    return client_image.ensure_client_image(ctx, cell, runtime, wheel, logf)
+
+
+def _python_run(ctx, cell, image, client, payload: Payload, url, keyring, logf,
+                work) -> SmokeCounts:
+    return run(ctx, cell, image, payload, client.version, url, keyring, logf, work)
+
+
+# the "python" kind's suite: tests/smoke with mxnet-thin, in the client image
+SMOKE_SUITE = Suite(_python_image, _python_run)

@@ -22,7 +22,7 @@ from ..images import ImageRef
 from ..matrix import Cell
 from ..repo.sign import KEYRING_NAME
 from ..thin import ThinClient
-from . import (SmokeCounts, apt_source_line, apt_update, finished, gpu_checks_skipped_junit,
+from . import (SmokeCounts, Suite, apt_source_line, apt_update, finished, gpu_checks_skipped_junit,
                install, jvm_max_diff, model_fixtures)
 
 JVM_REPO = "mxbuild/smoke-jvm"
@@ -139,3 +139,12 @@ def run(ctx, cell: Cell, image: ImageRef, client: ThinClient, url: str, keyring:
                    f"atol {tolerance.atol})\n")
     counts = finished(junit, result.exit_code, {}, ctx.gpu if cell.cuda else None, "JVM")
     return dataclasses.replace(counts, max_abs_diff=max_abs)
+
+
+def _run_suite(ctx, cell, image, client: ThinClient, payload, url, keyring, logf,
+               work) -> SmokeCounts:
+    return run(ctx, cell, image, client, url, keyring, logf, work)
+
+
+# the "jvm" kind's suite: examples/jvm-predictor with the thin jar, in the distro's JRE image
+SMOKE_SUITE = Suite(ensure_image, _run_suite)

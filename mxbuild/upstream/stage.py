@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO
 
-from .. import recipes, smoke
+from .. import plugins, recipes, smoke
 from ..cache import key_of
 from ..containers import Container
 from ..errors import ConfigError, MxbuildError
@@ -28,7 +28,6 @@ from ..images import ImageRef
 from ..matrix import Cell
 from ..paths import module_digest
 from ..repo import keys
-from ..smoke import suites as smoke_suites
 from . import compare, image, outcomes, recorder, runner, tree
 from .outcomes import FileRun
 
@@ -78,7 +77,7 @@ def run(ctx, cell: Cell, runtime: ImageRef, clients, debs, logf: IO[str]) -> dic
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    client = smoke_suites.SUITES["python"].image(ctx, cell, runtime, logf)
+    client = plugins.smoke_suite("python").image(ctx, cell, runtime, logf)
     test_image = image.ensure_test_image(ctx, cell, client, spec, logf)
     digest = tree.digest(tests)
     subset = [asdict(f) for f in spec.files]

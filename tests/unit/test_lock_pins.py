@@ -111,6 +111,7 @@ def test_no_fix_hint_asks_to_edit_pins_lock():
     offenders = [f"{path.relative_to(ROOT)}: {call[:100]}"
                  for path in sorted((ROOT / "mxbuild").rglob("*.py"))
                  for call in _error_calls(path)
-                 if re.search(r"pins\.lock|pins file", call) and (re.search(r"by hand|add it under|\bedit", call) or (
+                 if re.search(r"pins\.lock|pins file", call)
+                 and (re.search(r"by hand|add it under|\bedit", call) or (
                      "invoke lock" not in call and "restore it from git" not in call))]
     assert offenders == []
