@@ -178,6 +178,7 @@ def forced_stages(force: bool, force_stage: str | None) -> frozenset[str]:
     return names | ({"all"} if force else set())
 
 
+# params: one per `invoke build` flag (tasks.py passes them through)
 def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
           s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False,
           force: frozenset[str] = frozenset(), jobs: int = 1,
@@ -208,6 +209,7 @@ def _with_artifact_cache(opts: options.Options, location: str | None,
                                artifact_s3=s3)
 
 
+# params: one per `invoke plan` flag, the same as build's
 def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Options,
               recipe: RecipeArgs = RecipeArgs(), as_json: bool = False,
               artifact_cache: str | None = None, staging: bool = False) -> None:

@@ -12,9 +12,8 @@ from typing import IO
 from .. import plugins
 from ..images import ImageRef
 from ..matrix import Cell
-from ..payload import Payload
 from ..thin import ThinClient
-from . import SmokeCounts, merge_junit
+from . import SmokeCounts, SmokeRun, merge_junit
 
 
 def images(ctx, cell: Cell, runtime: ImageRef, clients: tuple[ThinClient, ...],
@@ -24,15 +23,16 @@ def images(ctx, cell: Cell, runtime: ImageRef, clients: tuple[ThinClient, ...],
 
 
 def run_all(ctx, cell: Cell, suite_images: dict[str, ImageRef],
-            clients: tuple[ThinClient, ...], payload: Payload, url: str, keyring: bytes,
-            logf: IO[str], work: Path) -> tuple[SmokeCounts, Path]:
-    """Every client's suite, in the clients' order; the counts together and one JUnit file
-    holding every suite's cases. The first failing suite stops the stage."""
+            clients: tuple[ThinClient, ...], given: SmokeRun) -> tuple[SmokeCounts, Path]:
+    """Every client's suite, in the clients' order, each in given.work/<kind>; the counts
+    together and one JUnit file holding every suite's cases. The first failing suite
+    stops the stage."""
+    logf, work = given.logf, given.work
     counts, parts = None, []
     for c in clients:
         start = time.monotonic()
-        got = plugins.smoke_suite(c.kind).run(ctx, cell, suite_images[c.kind], c, payload,
-                                              url, keyring, logf, work / c.kind)
+        got = plugins.smoke_suite(c.kind).run(ctx, cell, suite_images[c.kind], c,
+                                              dataclasses.replace(given, work=work / c.kind))
         got = dataclasses.replace(got, seconds={c.kind: round(time.monotonic() - start, 1)})
         logf.write(f"{c.kind} suite: {got.seconds[c.kind]} s\n")
         counts = got if counts is None else counts + got

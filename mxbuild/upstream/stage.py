@@ -145,6 +145,7 @@ def _check_shipped(tests: Path, spec) -> None:
                           "collects the tests from the source)")
 
 
+# params: the reference run's cache key parts, over the stage's locals
 def _reference(ctx, cell: Cell, test_image: ImageRef, tests: Path, digest: str, subset,
                logf: IO[str]) -> tuple[list[FileRun], bool, Path]:
     """The same files on the official wheel, from the stage cache when the wheel, the
@@ -187,6 +188,7 @@ def _reference(ctx, cell: Cell, test_image: ImageRef, tests: Path, digest: str, 
     return runs, False, log_path
 
 
+# params: one run of the upstream stage, over that stage's locals
 def _run_installed(ctx, cell: Cell, test_image: ImageRef, client_version: str, url: str,
                    tests: Path, logf: IO[str], work: Path) -> list[FileRun]:
     with Container(ctx.docker, test_image.ref, label=f"upstream-{cell.id}", network="host",

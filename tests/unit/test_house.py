@@ -127,3 +127,13 @@ def test_the_pipeline_imports_the_table_and_the_table_names_every_plug_in():
         assert plugins.client_kind(name).name == name
         suite = plugins.smoke_suite(name)
         assert callable(suite.image) and callable(suite.run)
+
+
+def test_every_smoke_suite_takes_a_smoke_run():
+    """The pipeline calls suite.run(ctx, cell, image, client, SmokeRun)."""
+    import inspect
+    for name in plugins.CLIENTS:
+        params = list(inspect.signature(plugins.smoke_suite(name).run).parameters)
+        assert len(params) == 5, (name, params)
+        image_params = inspect.signature(plugins.smoke_suite(name).image).parameters
+        assert len(image_params) == 4, (name, list(image_params))
