@@ -55,6 +55,12 @@ def register_recipe(recipe) -> None:
     _recipes[recipe.name] = recipe
 
 
+def unregister_recipe(name: str) -> None:
+    """Forget a recipe registered from outside the table (a test's, when it is done)."""
+    if name not in RECIPES:
+        _recipes.pop(name, None)
+
+
 def register_client(kind, suite=None) -> None:
     """A client kind, and (for one outside the table) its smoke suite."""
     _clients[kind.name] = kind

@@ -46,6 +46,13 @@ class Recipe:
         """Why this recipe cannot build `cell` — (problem, fix) — or None."""
         return None
 
+    def parse_config(self, block, key: str, check) -> object:
+        """This recipe's own block of a build (`builds[i].<name>` in the matrix) as its cells
+        carry it (Cell.recipe_config: a frozen value). `check`: the schema's checker
+        (mapping, string, str_list, version, fail), whose failures name `key`.
+        Default: the recipe takes no block of its own."""
+        check.fail(key, "is given", f"no such block: recipe {self.name} takes none")
+
     def builds_for(self, cell: Cell) -> str | None:
         """Why this recipe cannot make natives for `cell.arch` (what it takes them from), or
         None. Default: any architecture."""
@@ -119,4 +126,5 @@ def with_recipe(cell: Cell, name: str,
     unfit = recipe.unfit(cell)
     if unfit:
         raise SelectionError(f"{cell.id}: {unfit[0]}", unfit[1])
-    return cell if name == cell.recipe else replace(cell, recipe=name)
+    # another recipe's own block means nothing to this one
+    return cell if name == cell.recipe else replace(cell, recipe=name, recipe_config=None)
