@@ -109,4 +109,5 @@ def test_serve_lets_apt_install_from_the_local_repository(docker_client, cell_im
     finally:
         server.terminate()
         server.wait(20)
+        signer.close()     # the agent publish started in this process
     assert server.returncode is not None
