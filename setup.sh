@@ -9,13 +9,14 @@ cd "$(dirname "$0")"
 # gpg signs the repository;
 # dpkg-deb and gcc build test fixtures; chromium screenshots the HTML report and groovy
 # checks the Jenkinsfile, openssl makes the S3 server's test certificate, a JDK and Maven
-# build the JVM fixtures (tests/fixtures/jvm-standin, examples/jvm-predictor) (tests only).
+# build the JVM fixtures (tests/fixtures/jvm-standin, examples/jvm-predictor), libdnnl-dev
+# (oneDNN) reproduces the Deconvolution defect the compile recipe works around (tests only).
 # Everything else runs inside containers. The tests' S3 server (SeaweedFS) is built by
 # .ci/seaweedfs.sh with the Go toolchain (Go >= 1.26).
 host_packages=(mmdebstrap arch-test fakechroot fakeroot libdistro-info-perl uidmap mount
                debootstrap debian-archive-keyring gnupg gpgv dpkg-dev xz-utils gcc libc6-dev
                python3-venv ca-certificates chromium groovy default-jre-headless openssl
-               default-jdk-headless maven)
+               default-jdk-headless maven libdnnl-dev)
 missing=()
 for p in "${host_packages[@]}"; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

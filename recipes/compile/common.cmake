@@ -7,6 +7,9 @@
 # Checked against the real 1.9.1 tree (CMakeLists.txt line numbers below are 1.9.1's);
 # see the compile notes for why each differs from upstream's file.
 set(CMAKE_BUILD_TYPE "Distribution" CACHE STRING "Build type")
+# Per-source compile options for defects of released trees (why: in the file itself).
+set(CMAKE_PROJECT_mxnet_INCLUDE "${CMAKE_CURRENT_LIST_DIR}/mxnet_source_fixes.cmake"
+    CACHE FILEPATH "Included by MXNet's project(mxnet): mxbuild's per-source options")
 
 set(USE_OPENCV ON CACHE BOOL "Build with OpenCV support")
 set(USE_OPENMP ON CACHE BOOL "Build with OpenMP support")

@@ -17,9 +17,11 @@ import pytest
 
 from mxbuild import images
 from mxbuild.recipes.jvm import source as jvm_source
+from mxbuild.upstream import tree
 from mxbuild.containers import Container
 
 from ..conftest import ROOT
+from ..fixtures import upstream_tests
 from ..fixtures.scala_source import scala_source_tree
 from ..integration.test_compile import fixture_tree
 from .jvm_checks import assert_libmxnet_scala
@@ -35,11 +37,16 @@ def invoke(*args, env):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, gnupg_home, docker_client):
     work = tmp_path_factory.mktemp("compile-jvm")
-    tree = fixture_tree(scala_source_tree(work / "apache-mxnet-src-1.9.1"), exist_ok=True)
+    # distro_libs=False: the JNI probe installs both .debs with dpkg alone (the distro
+    # libraries' Depends are test_compile's)
+    tree = fixture_tree(scala_source_tree(work / "apache-mxnet-src-1.9.1"), exist_ok=True,
+                        distro_libs=False)
     out = work / "out"
     volume = f"mxbuild-test-ccache-{uuid.uuid4().hex[:8]}"
+    # the fixture tree has the fixture's Python tests, not MXNet's
+    matrix = upstream_tests.matrix_with_fixture_tests(ROOT / "matrix.yaml", work / "matrix.yaml")
     env = {**os.environ, "MXBUILD_OUT_DIR": str(out), "MXBUILD_GNUPGHOME": str(gnupg_home),
-           "MXBUILD_CCACHE_VOLUME": volume}
+           "MXBUILD_CCACHE_VOLUME": volume, "MXBUILD_MATRIX": str(matrix)}
     try:
         proc = invoke("build", "--cell", CELL, "--recipe", "compile-jvm", "--source-dir",
                       str(tree), "--no-smoke", "--force-stage", "recipe,package", env=env)
@@ -70,6 +77,10 @@ def test_both_packages_from_source_lintian_clean(built):
     scala = Path(debs["libmxnet-scala"]["path"])
     assert_libmxnet_scala(scala, cell["version"])
     assert cell["jvm"]["jni"]["distro"] == "debian12"
+    # compile-jvm builds libmxnet.so from source: MXNet's tests (here the fixture's) come
+    # with its .debs for the upstream stage (not run: --no-smoke)
+    out = built[0]
+    assert (out / "debs" / CELL / tree.TESTS_TAR).is_file()
 
 
 def test_the_thin_jar_is_published_and_the_repo_verifies(built):

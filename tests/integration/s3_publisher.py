@@ -98,7 +98,13 @@ def publish_concurrently(endpoint: str, target: str, gnupg: Path, debs_of: list[
 
 
 def attempts_of(results) -> int:
-    return sum(int(out.split("attempts=")[1]) for _, out, _ in results)
+    return sum(int(out.split("attempts=")[1]) for _, out, _ in results if "attempts=" in out)
+
+
+def published_of(results) -> set[str]:
+    """The .deb file names the publishers reported as published."""
+    return {name for _, out, _ in results for line in out.splitlines()
+            if line.startswith("published ") for name in line.split()[1:]}
 
 
 def main() -> int:
@@ -127,6 +133,8 @@ def main() -> int:
     with Signer(Path(args.gnupg)) as signer:
         for batch in batches:
             attempts += publish(storage, signer, batch).attempts
+            # what this publisher believes it published, before a later batch may fail
+            print("published " + " ".join(u.deb.name for u in batch), flush=True)
     print(f"done attempts={attempts}")
     return 0
 

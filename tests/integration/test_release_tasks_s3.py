@@ -130,7 +130,8 @@ def _audit_actions(repo, env) -> list[str]:
     s3 = boto3.client("s3", endpoint_url=repo[2], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{prefix}/log/bookworm/") for o in page.get("Contents", [])]
+        Bucket=bucket, Prefix=f"{prefix}/log/bookworm/") for o in page.get("Contents", [])
+        if o["Key"].endswith(".json")]          # not the .committed markers
     return [json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read())["action"]
             for k in keys]
 

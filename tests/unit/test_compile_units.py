@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -469,3 +470,33 @@ def test_arm64_data_member_gets_no_x86_filter():
     arm64 = debpack.choose("1.21.22", "debian12", 184_000_000, "aarch64")
     assert not arm64.x86_filter and arm64.describe()["data"]["filters"][0] != "x86"
     assert debpack.choose("1.21.22", "debian12", 184_000_000).x86_filter   # amd64: as before
+
+
+def test_the_deconvolution_source_alone_is_compiled_without_stack_slot_reuse(tmp_path):
+    """Issue 27: the presets make MXNet's project (named `mxnet`, sources in its top
+    directory) compile src/operator/nn/mkldnn/mkldnn_deconvolution.cc, and only it, with
+    -fstack-reuse=none; another project's sources are untouched. Real CMake + Ninja."""
+    from ..require import need_tools
+    need_tools("cmake", "ninja", "g++")
+    deconv = "src/operator/nn/mkldnn/mkldnn_deconvolution.cc"
+
+    def configure(project: str) -> dict[str, str]:
+        src, build = tmp_path / project, tmp_path / f"{project}-build"
+        for rel in (deconv, "src/operator/nn/convolution.cc"):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_text("int f() { return 0; }\n")
+        (src / "CMakeLists.txt").write_text(
+            f"cmake_minimum_required(VERSION 3.13)\nproject({project} C CXX)\n"
+            f"add_library(mxnet SHARED {deconv} src/operator/nn/convolution.cc)\n")
+        subprocess.run(["cmake", "-S", src, "-B", build, "-G", "Ninja",
+                        "-C", PRESETS / "arch_amd64.cmake", "-C", PRESETS / "linux_cpu.cmake",
+                        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"],
+                       check=True, capture_output=True, text=True)
+        commands = json.loads((build / "compile_commands.json").read_text())
+        return {c["file"].split(f"{project}/", 1)[1]: c["command"] for c in commands}
+
+    commands = configure("mxnet")
+    assert "-fstack-reuse=none" in commands[deconv]
+    assert "-fstack-reuse=none" not in commands["src/operator/nn/convolution.cc"]
+    assert "-mno-avx" in commands[deconv]          # the layer's flags stay
+    assert all("-fstack-reuse=none" not in c for c in configure("fixture").values())
