@@ -63,7 +63,8 @@ def setup(c):
                     "one, amd64); arm64 bases are bootstrapped under emulation"})
 @entrypoint
 def lock(c, distro=None, arch=None):
-    """Record the distros' base images (digest, package set) in pins.lock."""
+    """Record the distros' base images (digest, package set) and their compile cells'
+    CUDA toolkit images (digest) in pins.lock."""
     cli.lock(distro, arch)
 
 

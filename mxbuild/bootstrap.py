@@ -214,6 +214,7 @@ def for_arch(spec: BootstrapSpec, arch: Architecture | None) -> BootstrapSpec:
     return replace(spec, mirror=mirror, arch_mirrors=())
 
 
+# params: keyword-only, each an input of the bootstrap
 def bootstrap_rootfs(spec: BootstrapSpec, dest: Path, *, epoch: int, work: Path,
                      cache_dir: Path, logf: IO[str],
                      arch: Architecture | None = None) -> Rootfs:
@@ -259,6 +260,7 @@ def bootstrap_rootfs(spec: BootstrapSpec, dest: Path, *, epoch: int, work: Path,
                   tool_version=tool_version(tool), phases=phases)
 
 
+# params: keyword-only, each an input of the bootstrap
 def bootstrap_image(client, spec: BootstrapSpec, tag: str, *, epoch: int, work: Path,
                     cache_dir: Path, logf: IO[str],
                     arch: Architecture | None = None) -> Bootstrapped:
@@ -358,6 +360,7 @@ def _tool_env(epoch: int, tmp: Path) -> dict[str, str]:
     return env
 
 
+# params: the bootstrap's inputs and scratch paths, each distinct
 def run_mmdebstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, debs: Path,
                    tmp: Path, logf: IO[str], arch: Architecture | None = None) -> None:
     seeded = tmp / "debs-out"
@@ -405,6 +408,7 @@ MERGED_USR_ESSENTIAL = (
     f'then {_HOOKS}/merged-usr/essential00.sh "$1"; fi')
 
 
+# params: the bootstrap's inputs and scratch paths, each distinct
 def run_debootstrap(spec: BootstrapSpec, rootfs: Path, key: Path, epoch: int, debs: Path,
                     logf: IO[str], arch: Architecture | None = None) -> None:
     cmd = ["debootstrap", f"--variant={DEBOOTSTRAP_VARIANT}", "--force-check-gpg",

@@ -118,9 +118,10 @@ def lock_targets(m, distro: str | None, arch: str | None) -> list[tuple]:
 
 
 def lock(distro: str | None, arch: str | None = None) -> None:
-    """Record in pins.lock what the selected distros' bases are now: the one writer of
-    pins.lock (builds only verify against it). Another architecture's bases are keyed
-    <distro>-<arch>; the primary architecture's entries stay what they are."""
+    """Record in pins.lock what the selected distros' bases and the CUDA toolkit images of
+    their compile cells are now: the one writer of pins.lock (builds only verify against
+    it). Another architecture's bases are keyed <distro>-<arch>; the primary architecture's
+    entries stay what they are."""
     from . import emulation, images
     from .bootstrap import package_drift
     from .pins import Pins
@@ -149,6 +150,14 @@ def lock(distro: str | None, arch: str | None = None) -> None:
                       f"[green]✓[/] {name}: {detail}" + (f" — {len(changes)} package(s) "
                                                         f"changed: {'; '.join(changes[:8])}"
                                                         if old and changes else ""))
+    # the CUDA toolkit images the selected distros' compile cells build FROM
+    chosen = {(d.name, a.name) for d, a in targets}
+    toolkits = images.toolkit_images(c for c in m.cells
+                                     if (c.distro.name, c.arch.name) in chosen)
+    pins, news = images.lock_toolkits(pins, toolkits, lambda image: images.registry_digest(
+        ctx.docker, image, "`docker load` it, then run `invoke lock` again"))
+    for line in news:
+        console.print(line)
     pins.write()
     console.print(f"wrote {opts.pins_path}")
 
@@ -169,6 +178,7 @@ def forced_stages(force: bool, force_stage: str | None) -> frozenset[str]:
     return names | ({"all"} if force else set())
 
 
+# params: one per `invoke build` flag (tasks.py passes them through)
 def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str | None,
           s3: S3Options, recipe: RecipeArgs = RecipeArgs(), staging: bool = False,
           force: frozenset[str] = frozenset(), jobs: int = 1,
@@ -199,6 +209,7 @@ def _with_artifact_cache(opts: options.Options, location: str | None,
                                artifact_s3=s3)
 
 
+# params: one per `invoke plan` flag, the same as build's
 def show_plan(sel: Selectors, publish: str | None, run_smoke: bool, s3: S3Options,
               recipe: RecipeArgs = RecipeArgs(), as_json: bool = False,
               artifact_cache: str | None = None, staging: bool = False) -> None:

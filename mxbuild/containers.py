@@ -95,6 +95,7 @@ class Container:
     SIGINT/SIGTERM by the entry point, see remove_live_containers).
     """
 
+    # params: keyword-only `docker run` options, each with a default
     def __init__(self, client: docker.DockerClient, image: str, *, label: str,
                  network: str = "none", extra_ca: Path | None = None,
                  mounts: Iterable[Mount] = (), log_file: IO[str] | None = None,

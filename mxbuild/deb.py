@@ -283,6 +283,7 @@ def build(ctx, cell: Cell, payload: Payload, build_ref: str, logf: IO[str],
     return tuple(built)
 
 
+# params: one package's step of the package stage's loop, over that stage's locals
 def _assemble_and_check(ctx, box, cell: Cell, spec: PackageSpec, payload: Payload,
                         rels: list[str], compression: debpack.Compression, src: Path,
                         out_dir: Path, logf: IO[str]) -> BuiltDeb:

@@ -334,6 +334,7 @@ class DataMember:
     shared_tar_size: int
 
 
+# params: data.tar's independent inputs; assemble's, minus the control part
 def write_data_member(out: BinaryIO, tree: list[Entry], shared: Mapping[str, str],
                       compression: Compression, parts_dir: Path, threads: int,
                       locks: Callable[[str], threading.Lock] | None = None) -> DataMember:
@@ -426,6 +427,7 @@ def deb_filename(control_dir: Path) -> str:
     return f"{fields['Package']}_{version}_{fields['Architecture']}.deb"
 
 
+# params: the .deb's independent inputs (tree, control, payload, epoch, compression, dirs)
 def assemble(tree_root: Path, control_dir: Path, shared: Mapping[str, str], epoch: int,
              compression: Compression, parts_dir: Path, out_dir: Path,
              threads: int | None = None,

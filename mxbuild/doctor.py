@@ -97,6 +97,7 @@ def fitting_cell(matrix: Matrix, distro: str, gpu: Gpu | None,
     return max(pool, key=lambda c: (_version(c.mxnet), _version(c.cuda or "0")))
 
 
+# params: keyword-only probes a test replaces (docker, os-release, gpu, disks, machine, binfmt)
 def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_path=None,
              gpu: Gpu | None | bool = False, disk_paths=(Path("/"), Path("/var/lib/docker")),
              machine: str | None = None, binfmt: Path | None = None):

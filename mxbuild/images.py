@@ -190,12 +190,9 @@ def lock_entry(ctx, distro: Distro, logf: IO[str], arch: Architecture | None = N
     and its package set; a registry image's digest."""
     client = ctx.docker
     if distro.base.image and not arch:
-        image = _pull(client, distro.base.image, "check the image name in matrix.yaml")
-        digests = [d.split("@", 1)[1] for d in image.attrs.get("RepoDigests", []) if "@" in d]
-        if not digests:
-            raise ImageError(f"{distro.base.image} has no registry digest in this engine",
-                             "pull it from its registry first")
-        return {"kind": "registry", "image": distro.base.image, "digest": digests[0]}
+        return {"kind": "registry", "image": distro.base.image,
+                "digest": registry_digest(client, distro.base.image,
+                                          "check the image name in matrix.yaml")}
     tag = base_tag(distro, arch)
     image = find(client, tag) or _bootstrap(ctx, distro, tag, logf, arch)
     spec = distro.base.bootstrap
@@ -212,13 +209,57 @@ def lock_entry(ctx, distro: Distro, logf: IO[str], arch: Architecture | None = N
             "packages": image_packages(client, image.id)}
 
 
+def registry_digest(client, image: str, alternative: str) -> str:
+    """The registry digest (sha256:…) of a registry image name:tag, as this engine has it
+    (pulled first if it lacks it): what `invoke lock` records for it."""
+    pulled = _pull(client, image, alternative)
+    digests = [d.split("@", 1)[1] for d in pulled.attrs.get("RepoDigests", []) if "@" in d]
+    if not digests:
+        raise ImageError(f"{image} has no registry digest in this engine",
+                         "pull it from its registry first")
+    return digests[0]
+
+
+def toolkit_images(cells) -> list[str]:
+    """The CUDA toolkit images (name:tag) the compile recipe needs for these cells."""
+    return sorted({c.compile.toolkit_image for c in cells
+                   if c.compile and c.compile.toolkit_image})
+
+
+def lock_toolkits(pins: Pins, toolkits: list[str],
+                  resolve: Callable[[str], str]) -> tuple[Pins, list[str]]:
+    """pins with each toolkit image's current digest (resolve: name:tag → sha256:…), and
+    one line of news per image. An image resolve cannot reach keeps the digest pins.lock
+    has (a warning says so); one that has none is an ImageError, after the rest is done."""
+    news, missing = [], []
+    for image in toolkits:
+        old = pins.toolkits.get(image)
+        try:
+            digest = resolve(image)
+        except ImageError as exc:
+            if old is None:
+                missing.append(f"{image} ({exc.message})")
+            else:
+                news.append(f"! {image}: kept {old} (cannot resolve it now: {exc.message})")
+            continue
+        pins = pins.with_toolkit(image, digest)
+        news.append(f"= {image}: {digest} (unchanged)" if digest == old else
+                    f"✓ {image}: {digest}" + (f" (was {old})" if old else ""))
+    if missing:
+        pins.write()
+        raise ImageError("no digest for toolkit image(s): " + "; ".join(missing),
+                         "make the registry reachable or `docker load` the image, then run "
+                         "`invoke lock` again for the distros that use it")
+    return pins, news
+
+
 def _registry_base(client, distro: Distro, pins: Pins) -> ImageRef:
     pin = pins.base(distro.name)
     if not pin or pin.get("image") != distro.base.image or not pin.get("digest"):
         raise ImageError(f"{distro.base.image} (distros.{distro.name}.base.image) has no "
                          f"digest in {pins.path.name}",
-                         f"pin it: invoke lock --distro {distro.name} (pulls it), or add its "
-                         "digest to pins.lock by hand")
+                         f"pin it: invoke lock --distro {distro.name} (pulls it and records "
+                         "its digest)")
     ref = f"{distro.base.image}@{pin['digest']}"
     image = pull_pinned(client, ref, "give the distro a `bootstrap:` base in matrix.yaml")
     return ImageRef(ref, image.id)
@@ -367,7 +408,8 @@ def ensure_compile_image(ctx, cell: Cell, build: ImageRef, logf) -> ImageRef:
         toolkit_ref = Pins.load(ctx.opts.pins_path).toolkit_ref(toolkit)
         if toolkit_ref is None:
             raise ImageError(f"toolkit image {toolkit} has no digest in pins.lock",
-                             "add it under toolkits in pins.lock (name:tag → sha256:…)")
+                             f"pin it: invoke lock --distro {cell.distro.name} (pulls it and "
+                             "records its digest)")
         pull_pinned(ctx.docker, toolkit_ref, "set variants.<variant>.compile.toolkit to "
                     "{package: nvidia-cuda-toolkit} where the distro carries the toolkit")
     text = ctx.data.render("docker/compile.Dockerfile.j2", build=build, distro=cell.distro,

@@ -124,6 +124,7 @@ def _epoch_time(epoch: int) -> tuple[int, int, int, int, int, int]:
     return time.gmtime(max(epoch, 315532800))[:6]
 
 
+# params: the jar's contents and its manifest's fields, each independent
 def assemble_thin_jar(modules: list[Path], out: Path, version: str, epoch: int,
                       license_text: bytes, notice_text: bytes, title: str) -> int:
     """One jar of the classes of `modules` (scala-package's core and infer jars), as

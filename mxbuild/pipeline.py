@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import (client as _client, deb, debpack, emulation, engine, images,
-               payload as payload_mod, recipes, smoke, thin, xzjoin)
+               payload as payload_mod, plugins, smoke, thin, xzjoin)
 from .cache import key_of, link_or_copy
 from .context import RunContext, open_run
 from .errors import MxbuildError, StageError
@@ -23,7 +23,7 @@ from .matrix import Cell, load as load_matrix
 from .options import Options
 from .paths import module_digest
 from .payload import Payload
-from .recipes import CellImages
+from .recipes import CellImages     # (the recipes package: the built-in recipes register)
 from .repo import keys
 from .repo.publish import Upload, publish, published_entries
 from .repo.sign import KEYRING_NAME, Signer
@@ -105,7 +105,7 @@ def _stages_of(cell: Cell, stages: list[str], opts: Options) -> list[str]:
     """The run's stages that apply to this cell: the upstream stage only where the
     cell's upstream tests are (they come with its .debs, upstream.prepare)."""
     has_tests = upstream.tests_of(opts.out_dir / "debs" / cell.id) is not None or (
-        cell.upstream_tests is not None and recipes.get(cell.recipe).runs_upstream_tests)
+        cell.upstream_tests is not None and plugins.recipe(cell.recipe).runs_upstream_tests)
     return [s for s in stages if s != UPSTREAM or has_tests]
 
 
@@ -163,12 +163,12 @@ def _image_stage(ctx: RunContext, cell: Cell, build: bool) -> CellImages:
 
 def recipe_key(ctx: RunContext, cell: Cell, build_ref: str) -> str | None:
     """The recipe stage's cache key, or None if the recipe is not cached."""
-    inputs = recipes.get(cell.recipe).cache_inputs(ctx, cell, build_ref)
+    inputs = plugins.recipe(cell.recipe).cache_inputs(ctx, cell, build_ref)
     return None if inputs is None else key_of("recipe", {"recipe": cell.recipe, **inputs})
 
 
 def _recipe_stage(ctx: RunContext, cell: Cell, cell_images: CellImages) -> Payload:
-    recipe = recipes.get(cell.recipe)
+    recipe = plugins.recipe(cell.recipe)
     with ctx.report.stage(cell, "recipe") as logf:
         key = recipe_key(ctx, cell, cell_images.build.ref)
         hit = ctx.cache.get("recipe", key) if key else None
@@ -206,7 +206,7 @@ def _package_stage(ctx: RunContext, cell: Cell, payload: Payload,
                    cell_images: CellImages) -> tuple[deb.BuiltDeb, ...]:
     out_dir = ctx.opts.out_dir / "debs" / cell.id
     with ctx.report.stage(cell, "package") as logf:
-        build_ref = recipes.get(cell.recipe).package_image(ctx, cell, cell_images, logf).ref
+        build_ref = plugins.recipe(cell.recipe).package_image(ctx, cell, cell_images, logf).ref
         key = package_key(ctx, cell, build_ref, payload.manifest())
         hit = ctx.cache.get("package", key)
         if hit is not None:
@@ -268,14 +268,14 @@ def _publish_stage(ctx: RunContext, cell: Cell, debs) -> tuple[thin.ThinClient, 
         clients = thin.for_cell(ctx, cell, ctx.opts.out_dir / "debs" / cell.id)
         forced = bool({"all", "publish"} & ctx.opts.force)
         if not forced and _already_published(ctx, cell, suite, debs) and all(
-                thin.get(c.kind).is_published(storage, c) for c in clients):
+                plugins.client_kind(c.kind).is_published(storage, c) for c in clients):
             logf.write(f"{cell.deb_version} of {', '.join(cell.package_names)} (same sha256) "
                        f"and {', '.join(c.path.name for c in clients)} are already in "
                        f"{storage.describe()} {suite}/{cell.component}\n")
             ctx.report.reused(cell)
         else:
             for c in clients:
-                changed = thin.get(c.kind).publish(storage, c)
+                changed = plugins.client_kind(c.kind).publish(storage, c)
                 logf.write(f"thin client {c.path.name}: "
                            f"{'published' if changed else 'already there'}\n")
             published = publish(storage, ctx.signer, [Upload(d.path, suite, cell.component,
@@ -334,8 +334,8 @@ def _smoke_stage(ctx: RunContext, cell: Cell, runtime, payload: Payload, clients
             junit = entry / "junit.xml"
         else:
             with smoke.repo_url(ctx.storage) as url:
-                counts, junit = smoke_suites.run_all(ctx, cell, suite_images, clients, payload,
-                                                     url, repo_keyring(ctx), logf, work)
+                given = smoke.SmokeRun(payload, url, repo_keyring(ctx), logf, work)
+                counts, junit = smoke_suites.run_all(ctx, cell, suite_images, clients, given)
             ctx.cache.put("smoke", key, {"junit.xml": junit}, {"counts": counts.as_dict()})
     ctx.report.cell(cell).artifacts["smoke"] = {**counts.as_dict(), "junit": str(junit)}
 

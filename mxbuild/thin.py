@@ -1,11 +1,14 @@
 """Thin clients: a service's MXNet client without native code (the mxnet-thin wheel; room
 for a thin jar), published next to the apt repository so that the host's packages decide
-the native flavour. One kind per client, found through one registry; a package of the
-matrix names the kind that uses it (packages.<name>.client)."""
+the native flavour. One kind per client, found through the plug-in table
+(mxbuild/plugins.py, with its smoke suite); a package of the matrix names the kind that
+uses it (packages.<name>.client)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import plugins
 
 
 @dataclass(frozen=True)
@@ -33,27 +36,19 @@ class ThinClientKind:
         raise NotImplementedError
 
 
-# Process-wide: client kinds are code; they register once at import.
-_kinds: dict[str, ThinClientKind] = {}
-
-
-def register(kind: ThinClientKind) -> ThinClientKind:
-    _kinds[kind.name] = kind
+def register(kind: ThinClientKind, suite=None) -> ThinClientKind:
+    """Client kinds are code; they register once at import. `suite`: the smoke suite
+    (smoke.Suite) of a kind the plug-in table does not list."""
+    plugins.register_client(kind, suite)
     return kind
 
 
 def kinds() -> tuple[str, ...]:
-    _builtin()
-    return tuple(_kinds)
+    return plugins.client_names()
 
 
 def get(name: str) -> ThinClientKind:
-    _builtin()
-    return _kinds[name]
-
-
-def _builtin() -> None:
-    from . import client, jvm_client  # noqa: F401  (register "python" and "jvm")
+    return plugins.client_kind(name)
 
 
 def for_cell(ctx, cell, built: Path) -> tuple[ThinClient, ...]:

@@ -278,6 +278,9 @@ class Cell:
     upstream_tests: UpstreamTests | None = None
     # soname -> this distro's own package providing it: an alternative in Depends
     runtime_alternatives: tuple[tuple[str, str], ...] = ()
+    # the cell's recipe's own block of the build (`builds[i].<recipe>`), as the recipe
+    # parsed it (Recipe.parse_config: a frozen value); None: the build has none
+    recipe_config: object = None
 
     @property
     def smoke_tolerance(self) -> Tolerance:

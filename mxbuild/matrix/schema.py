@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from .. import plugins     # names of recipes and client kinds, no plug-in imported
 from ..errors import MatrixError
 from .model import (OUTCOMES, Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CompileSpec,
                     CrossSpec, Distro, JarPin, JvmBuildSpec, KeyringPackage, KnownOutcome,
@@ -263,9 +264,9 @@ def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
                    "a mapping like 'shared-library-lacks-version *': one-line reason")
         client = entry.get("client")
         if client is not None:
-            from .. import thin      # the client registry; imported here: it imports matrix
-            if client not in thin.kinds():
-                c.fail(f"{key}.client", f"is {client!r}", "one of " + ", ".join(thin.kinds()))
+            if client not in plugins.client_names():
+                c.fail(f"{key}.client", f"is {client!r}",
+                       "one of " + ", ".join(plugins.client_names()))
         description = None
         if "description" in entry:
             text = c.string(entry["description"], f"{key}.description")
@@ -523,8 +524,12 @@ def _parse_jvm_build(c: _Checker, spec, distros) -> JvmBuildSpec:
                                                 "a Debian package name"))
 
 
+# the keys of a build besides `recipe`'s own block (a recipe of one of these names has none)
+BUILD_KEYS = frozenset({"mxnet", "recipe", "distros", "wheel", "packages", "architectures",
+                        "features", "jar", "smoke_tolerance"})
+
+
 def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[Cell, str]]:
-    from .. import recipes     # the registry; imported here: recipes import this package
     distros = cat.distros
     key = f"variants.{vname}"
     if not isinstance(vname, str) or not VARIANT_RE.match(vname):
@@ -556,15 +561,21 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                    "true or false (what mx.runtime.Features() must report)")
     if not isinstance(vspec["builds"], list) or not vspec["builds"]:
         c.fail(f"{key}.builds", "is empty or not a list", "a list of builds")
-    known = recipes.names()
+    known = plugins.recipe_names()
     for i, build in enumerate(vspec["builds"]):
         bkey = f"{key}.builds[{i}]"
-        c.mapping(build, bkey, {"mxnet": "a version string",
-                                "recipe": "one of " + ", ".join(known),
-                                "distros": "a list of distro names",
-                                "wheel": "the official wheel's pin (harvested by the wheel "
-                                         "recipe; every recipe's smoke client comes from it)"},
-                  {"packages": "the packages the build ships (default: the first of "
+        required = {"mxnet": "a version string",
+                    "recipe": "one of " + ", ".join(known),
+                    "distros": "a list of distro names",
+                    "wheel": "the official wheel's pin (harvested by the wheel "
+                             "recipe; every recipe's smoke client comes from it)"}
+        # a recipe's own block: the key of its name (unless that is a build key already)
+        own = build.get("recipe") if isinstance(build, dict) else None
+        own = own if isinstance(own, str) and own in known and own not in required \
+            and own not in BUILD_KEYS else None
+        c.mapping(build, bkey, required,
+                  {**({own: f"the {own} recipe's own settings"} if own else {}),
+                   "packages": "the packages the build ships (default: the first of "
                                "`packages`)",
                    "architectures": "the architectures it builds (default: the primary "
                                     "one, " + next(iter(cat.arches)) + ")",
@@ -577,6 +588,8 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
         mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
         if build["recipe"] not in known:
             c.fail(f"{bkey}.recipe", f"is {build['recipe']!r}", "one of " + ", ".join(known))
+        recipe_config = (plugins.recipe(own).parse_config(build[own], f"{bkey}.{own}", c)
+                         if own and own in build else None)
         w = c.mapping(build["wheel"], f"{bkey}.wheel",
                       {"name": "the PyPI project", "version": "the exact version",
                        "filename": "the wheel file name", "sha256": "64 lowercase hex"},
@@ -618,8 +631,9 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                             jvm_build=cat.jvm_build, tolerance=tolerance,
                             runtime_alternatives=tuple(sorted(
                                 (so, alts[dname]) for so, alts in alternatives.items()
-                                if dname in alts)))
-                unfit = recipes.get(cell.recipe).unfit(cell)
+                                if dname in alts)), recipe_config=recipe_config)
+                # the recipe itself judges the cell (its module imported on first use)
+                unfit = plugins.recipe(cell.recipe).unfit(cell)
                 if unfit:
                     c.fail(f"{bkey}.recipe", f"is {cell.recipe} but {unfit[0]}", unfit[1])
                 yield cell, f"{bkey}.distros[{j}]"

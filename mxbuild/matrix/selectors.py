@@ -43,6 +43,7 @@ def _cuda_matches(want: str, cuda: str | None) -> bool:
     return cuda == want or ("." not in want and cuda.split(".")[0] == want)
 
 
+# params: one per selector flag (--variant, --cuda, --distro, --mxnet, --cell, --arch)
 def select(cells: Iterable[Cell], variant=None, cuda=None, distro=None, mxnet=None,
            cell=None, arch=None, known_arches: tuple[str, ...] = ()) -> list[Cell]:
     cells = list(cells)

@@ -1,10 +1,12 @@
-"""The recipe registry and the interface every recipe provides."""
+"""The interface every recipe provides, and its registration in the plug-in table
+(mxbuild/plugins.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING
 
+from .. import plugins
 from ..errors import SelectionError
 from ..matrix import Cell, PackageSpec
 from ..payload import Payload
@@ -44,6 +46,13 @@ class Recipe:
         """Why this recipe cannot build `cell` — (problem, fix) — or None."""
         return None
 
+    def parse_config(self, block, key: str, check) -> object:
+        """This recipe's own block of a build (`builds[i].<name>` in the matrix) as its cells
+        carry it (Cell.recipe_config: a frozen value). `check`: the schema's checker
+        (mapping, string, str_list, version, fail), whose failures name `key`.
+        Default: the recipe takes no block of its own."""
+        check.fail(key, "is given", f"no such block: recipe {self.name} takes none")
+
     def builds_for(self, cell: Cell) -> str | None:
         """Why this recipe cannot make natives for `cell.arch` (what it takes them from), or
         None. Default: any architecture."""
@@ -55,7 +64,8 @@ class Recipe:
         why = self.builds_for(cell)
         if why is None:
             return None
-        serving = [n for n, r in _recipes.items() if r.builds_for(cell) is None]
+        serving = [n for n in plugins.recipe_names()
+                   if plugins.recipe(n).builds_for(cell) is None]
         if serving:
             fix = (f"{cell.arch.name} cells are built by recipe {' or '.join(serving)}: "
                    f"--recipe {serving[0]}, or that recipe in the build of matrix.yaml")
@@ -90,26 +100,21 @@ class Recipe:
         return images.build
 
 
-# Process-wide: recipes are code; they register once at import, like entry points.
-_recipes: dict[str, Recipe] = {}
-
-
 def register(recipe: Recipe) -> Recipe:
+    """Recipes are code; they register once at import, like entry points (the plug-in
+    table names the built-in ones' modules)."""
     if not recipe.name:
         raise ValueError("a recipe needs a name")
-    _recipes[recipe.name] = recipe
+    plugins.register_recipe(recipe)
     return recipe
 
 
 def names() -> tuple[str, ...]:
-    return tuple(_recipes)
+    return plugins.recipe_names()
 
 
 def get(name: str) -> Recipe:
-    try:
-        return _recipes[name]
-    except KeyError:
-        raise SelectionError(f"unknown recipe {name!r}", "use one of: " + ", ".join(_recipes))
+    return plugins.recipe(name)
 
 
 def with_recipe(cell: Cell, name: str,
@@ -121,4 +126,5 @@ def with_recipe(cell: Cell, name: str,
     unfit = recipe.unfit(cell)
     if unfit:
         raise SelectionError(f"{cell.id}: {unfit[0]}", unfit[1])
-    return cell if name == cell.recipe else replace(cell, recipe=name)
+    # another recipe's own block means nothing to this one
+    return cell if name == cell.recipe else replace(cell, recipe=name, recipe_config=None)

@@ -10,7 +10,8 @@ from debian.debian_support import Version
 from ..errors import RepoError, SigningError
 from ..matrix import STAGING
 from . import audit, contents, index, keys, maven
-from .publish import (inrelease_key, packages_name, published_entries, read_contents,
+from .publish import (CommitOptions, inrelease_key, packages_name, published_entries,
+                      read_contents,
                       read_indexes, read_packages, read_state, update_suite)
 from .sign import KEYRING_NAME, Signer, check_detached, keyring_keys
 
@@ -199,6 +200,7 @@ def _check_release_pair(storage, base: str, inrelease_text: str, keyring: bytes)
     return problems
 
 
+# params: an index entry's key (suite, component, package, version, arch) and the signer
 def remove(storage, signer: Signer, codename: str, component: str, package: str,
            version: str, arch: str | None = None) -> list[str]:
     """Drop one version from a suite's index: of one architecture, or (arch None) of
@@ -217,7 +219,7 @@ def remove(storage, signer: Signer, codename: str, component: str, package: str,
         raise RepoError(f"{storage.describe()} has no suite {codename}",
                         "see `invoke repo.list` for what is published")
     removed, _ = update_suite(storage, signer, codename, {component: drop}, keyring,
-                              action="remove")
+                              CommitOptions(action="remove"))
     if not removed:
         raise RepoError(f"{package} {version}{f' ({arch})' if arch else ''} is not published "
                         f"in {codename}/{component}",
@@ -231,6 +233,7 @@ def staging_suite(codename: str) -> str:
     return f"{codename}-{STAGING}"
 
 
+# params: an index entry's key (suite, component, packages, version, arch) and the signer
 def promote(storage, signer: Signer, codename: str, component: str,
             packages: list[str] | tuple[str, ...], version: str,
             arch: str | None = None) -> list[str]:
@@ -258,7 +261,7 @@ def promote(storage, signer: Signer, codename: str, component: str,
                             "run `invoke repo.verify` before promoting")
     added, _ = update_suite(storage, signer, codename,
                             {component: lambda existing: index.merge(existing, entries)}, keyring,
-                            action="promote")
+                            CommitOptions(action="promote"))
     return added
 
 
@@ -267,7 +270,8 @@ def resign_all(storage, signer: Signer, keyring: bytes, action: str) -> list[str
     A compare-and-swap commit like any other: a concurrent publish is merged, not lost."""
     done = []
     for codename in suites(storage):
-        update_suite(storage, signer, codename, {}, keyring, action=action, resign=True)
+        update_suite(storage, signer, codename, {}, keyring,
+                     CommitOptions(action=action, resign=True))
         done.append(codename)
     return done
 

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from debian.debfile import DebFile
 
@@ -127,6 +128,7 @@ def read_index(storage, state: SuiteState, component: str, arch: str) -> list:
     return index.parse_packages(got[0].decode())
 
 
+# params: an index entry's key: suite, component, package, version, arch
 def published_entries(storage, keyring: bytes, suite: str, component: str, package: str,
                       version: str, arch: str | None = None) -> list:
     """The index entries of one package version in a suite's component, of `arch` (None:
@@ -178,8 +180,9 @@ def publish(storage, signer: Signer, uploads: list[Upload],
             return lambda existing: index.merge(existing, new)
         changes = {component: adder(new) for component, new in new_by_component.items()}
         cells = tuple(sorted({u.cell for u in uploads if u.cell and u.codename == codename}))
-        added, attempts = update_suite(storage, signer, codename, changes, keyring, identity,
-                                       date, hook, cells=cells, debs=debs)
+        added, attempts = update_suite(storage, signer, codename, changes, keyring,
+                                       CommitOptions(identity, date, hook, cells=cells,
+                                                     debs=debs))
         result.attempts += attempts
         if added:
             result.added += added
@@ -212,17 +215,30 @@ def _pool_conflict(storage, deb: Path, key: str, have: str | None, want: str,
         f"are immutable: {outcome}")
 
 
+def _no_hook(kind: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class CommitOptions:
+    """How update_suite commits a suite (beyond what changes)."""
+    identity: index.RepoIdentity = index.RepoIdentity()   # Origin/Label of the Release
+    date: str | None = None          # the Release's Date (None: now)
+    hook: Callable[[str], None] = _no_hook   # test hook, called after each step's writes
+    action: str = "publish"          # what the audit log says the commit did
+    cells: tuple = ()                # the cells whose packages it publishes (audit log)
+    resign: bool = False             # commit (signed by the signer's keys) even if unchanged
+    # the file lists of .debs known already (those being published); any other .deb
+    # whose files a Contents index needs is read from the pool
+    debs: contents.DebPaths | None = None
+
+
 def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring: bytes,
-                 identity: index.RepoIdentity = index.RepoIdentity(), date: str | None = None,
-                 hook=lambda kind: None, *, action: str = "publish", cells: tuple = (),
-                 resign: bool = False,
-                 debs: contents.DebPaths | None = None) -> tuple[list[str], int]:
+                 commit: CommitOptions = CommitOptions()) -> tuple[list[str], int]:
     """Steps 2-5 for one suite. changes: component -> f(entries) -> (entries, changed).
-    resign: commit (signed by the signer's keys) even when nothing changed.
-    debs: the file lists of .debs known already (those being published); any other .deb
-    whose files a Contents index needs is read from the pool.
     Returns (descriptions of what changed, attempts)."""
-    debs = debs or contents.DebPaths(storage)
+    identity, date, hook = commit.identity, commit.date, commit.hook
+    debs = commit.debs or contents.DebPaths(storage)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         state = read_state(storage, codename, keyring)              # 2. state + token
         if state.token is not None and not state.signed_by_exactly(signer.fingerprints):
@@ -251,12 +267,12 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
                     files.update(_write_contents(
                         storage, state, component, arch, of_arch,
                         [e for e in changed if e["Architecture"] == arch], debs, hook))
-        if not done and state.token is not None and not resign:
+        if not done and state.token is not None and not commit.resign:
             break
         components = sorted({f.component for f in files.values()})
         signed = _signed_release(storage, signer, state, components, list(files.values()),
                                  identity, date)
-        _log_commit(storage, state, signed, added, removed, action, cells, signer, hook)
+        _log_commit(storage, state, signed, added, removed, commit, signer)
         try:                                                        # 4. commit
             storage.put_cas(inrelease_key(codename), signed, state.token)
         except CasConflict:
@@ -269,10 +285,11 @@ def update_suite(storage, signer: Signer, codename: str, changes: dict, keyring:
     else:
         raise RepoError(f"gave up updating {codename} after {MAX_ATTEMPTS} conflicts",
                         "too many concurrent publishers; re-run the command")
-    finish(storage, signer, codename, keyring, hook, resign)          # 5. legacy files
+    finish(storage, signer, codename, keyring, hook, commit.resign)   # 5. legacy files
     return done, attempt
 
 
+# params: the Release's parts as update_suite has them at that step
 def _signed_release(storage, signer: Signer, state: SuiteState, components, files,
                     identity: index.RepoIdentity, date: str | None) -> bytes:
     """The signed InRelease of this commit, never byte-identical to an earlier commit of
@@ -287,8 +304,9 @@ def _signed_release(storage, signer: Signer, state: SuiteState, components, file
         time.sleep(1.01 - time.time() % 1)
 
 
+# params: the commit's parts as update_suite has them at that step
 def _log_commit(storage, state: SuiteState, signed: bytes, added: list, removed: list,
-                action: str, cells: tuple, signer: Signer, hook) -> None:
+                options: CommitOptions, signer: Signer) -> None:
     """The audit record of the commit about to happen (before it: see audit.py)."""
     baseline = None
     if state.inrelease_sha256 is not None and not storage.exists(
@@ -296,10 +314,11 @@ def _log_commit(storage, state: SuiteState, signed: bytes, added: list, removed:
         # the first commit logged on a suite made without a log: record what it held
         baseline = [p for c in state.components
                     for p in audit.packages_of(read_packages(storage, state, c), c)]
-    commit = audit.Commit(state.codename, action, state.inrelease_sha256, audit.sha256(signed),
-                          added, removed, tuple(signer.fingerprints), cells, baseline)
+    commit = audit.Commit(state.codename, options.action, state.inrelease_sha256,
+                          audit.sha256(signed), added, removed, tuple(signer.fingerprints),
+                          options.cells, baseline)
     audit.write(storage, commit)
-    hook("log")
+    options.hook("log")
 
 
 def _write_indexes(storage, codename, component, arch, entries,

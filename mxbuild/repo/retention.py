@@ -15,7 +15,7 @@ from debian.debian_support import Version
 from ..errors import ConfigError
 from . import keys
 from .ops import suites
-from .publish import read_packages, read_state, update_suite
+from .publish import CommitOptions, read_packages, read_state, update_suite
 from .sign import Signer
 
 
@@ -78,6 +78,6 @@ def apply(storage, signer: Signer, keep: int) -> list[str]:
         state = read_state(storage, codename, keyring)
         changes = {component: trim for component in state.components}
         dropped, _ = update_suite(storage, signer, codename, changes, keyring,
-                                  action=f"retention keep={keep}")
+                                  CommitOptions(action=f"retention keep={keep}"))
         done += dropped
     return done

@@ -24,13 +24,14 @@ import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from docker.errors import NotFound
 
 from ..client import INDEX_PREFIX, THIN_NAME, pip_install_args
 from ..containers import CommandFailed, Container
 from ..errors import MxbuildError
+from ..fetch import cached_wheel
 from ..images import ImageRef, content_hash
 from ..matrix import Cell
 from ..payload import PRIVATE_DIR, Payload
@@ -251,11 +252,25 @@ def repo_url(storage) -> Iterator[str]:
         yield served
 
 
-def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_version: str,
-        url: str, keyring: bytes, logf: IO[str], work: Path) -> SmokeCounts:
+@dataclass(frozen=True)
+class SmokeRun:
+    """What each suite of a cell's smoke stage is given besides its cell, image and client:
+    the cell's payload, the repository its container installs from (`url`, trusted with
+    `keyring`), the stage log and the host directory of the suite's results."""
+    payload: Payload
+    url: str
+    keyring: bytes
+    logf: IO[str]
+    work: Path
+
+
+def run(ctx, cell: Cell, client_image: ImageRef, client_version: str,
+        given: SmokeRun) -> SmokeCounts:
     """The Python suite: install libmxnet with apt and mxnet-thin==client_version with pip,
-    both from the repository at `url` (trusted with `keyring`, what hosts install), then
-    run tests/smoke in the container."""
+    both from the repository at `given.url` (trusted with `given.keyring`, what hosts
+    install), then run tests/smoke in the container."""
+    payload, url, keyring, logf, work = (given.payload, given.url, given.keyring, given.logf,
+                                         given.work)
     fixtures = model_fixtures(ctx)
     if work.exists():
         shutil.rmtree(work)
@@ -299,6 +314,7 @@ def run(ctx, cell: Cell, client_image: ImageRef, payload: Payload, client_versio
     return dataclasses.replace(counts, max_abs_diff=max_abs, tolerance_ratio=ratio)
 
 
+# params: what a host does needs each: box, repository (url, keyring), client version, work
 def install_client(box, ctx, cell: Cell, url: str, keyring: bytes, client_version: str,
                    work: Path) -> dict[str, str]:
     """What a host does, in `box` (a client image's container): the repository at `url`
@@ -389,3 +405,28 @@ def junit_counts(path: Path, missing: dict | None = None, gpu: bool | None = Non
     gpu_checks = None if gpu is None else ("run" if gpu else "skipped: no GPU")
     return SmokeCounts(tests, tests - failed - errors - skipped, failed, errors, skipped,
                        gpu_checks, sorted(set((missing or {}).values())))
+
+
+# ------------------------------------------------------------------ the suites
+
+@dataclass(frozen=True)
+class Suite:
+    """A thin-client kind's smoke suite (the plug-in table names its module: SMOKE_SUITE)."""
+    image: "Callable[..., ImageRef]"     # (ctx, cell, runtime, logf) -> the image it runs in
+    run: "Callable[..., SmokeCounts]"    # (ctx, cell, image, client, SmokeRun) -> counts;
+                                         # raises on a failure
+
+
+def _python_image(ctx, cell: Cell, runtime: ImageRef, logf: IO[str]) -> ImageRef:
+    from . import client_image
+    wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads",
+                         ctx.opts.extra_ca_bundle)
+    return client_image.ensure_client_image(ctx, cell, runtime, wheel, logf)
+
+
+def _python_run(ctx, cell, image, client, given: SmokeRun) -> SmokeCounts:
+    return run(ctx, cell, image, client.version, given)
+
+
+# the "python" kind's suite: tests/smoke with mxnet-thin, in the client image
+SMOKE_SUITE = Suite(_python_image, _python_run)

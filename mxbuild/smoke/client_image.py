@@ -85,6 +85,7 @@ def requirements_for(cell: Cell, wheel: Path) -> list[str]:
     return (wheel_requirements(wheel) if smoke.wheel_deps else []) + list(smoke.pip)
 
 
+# params: the client image's inputs, computed once by its caller
 def _make(ctx, cell: Cell, runtime: ImageRef, wheel: Path, tag: str, compat: Path, logf):
     client, opts = ctx.docker, ctx.opts
     smoke = cell.distro.smoke

@@ -22,7 +22,7 @@ from ..images import ImageRef
 from ..matrix import Cell
 from ..repo.sign import KEYRING_NAME
 from ..thin import ThinClient
-from . import (SmokeCounts, apt_source_line, apt_update, finished, gpu_checks_skipped_junit,
+from . import (SmokeCounts, SmokeRun, Suite, apt_source_line, apt_update, finished, gpu_checks_skipped_junit,
                install, jvm_max_diff, model_fixtures)
 
 JVM_REPO = "mxbuild/smoke-jvm"
@@ -90,9 +90,9 @@ def build_example(ctx, client: ThinClient, repo_url: str, work: Path,
     return target
 
 
-def run(ctx, cell: Cell, image: ImageRef, client: ThinClient, url: str, keyring: bytes,
-        logf: IO[str], work: Path) -> SmokeCounts:
-    """Install libmxnet-scala from the repository at `url` and run the program."""
+def run(ctx, cell: Cell, image: ImageRef, client: ThinClient, given: SmokeRun) -> SmokeCounts:
+    """Install libmxnet-scala from the repository at `given.url` and run the program."""
+    url, keyring, logf, work = given.url, given.keyring, given.logf, given.work
     fixtures = model_fixtures(ctx)
     if work.exists():
         shutil.rmtree(work)
@@ -139,3 +139,7 @@ def run(ctx, cell: Cell, image: ImageRef, client: ThinClient, url: str, keyring:
                    f"atol {tolerance.atol})\n")
     counts = finished(junit, result.exit_code, {}, ctx.gpu if cell.cuda else None, "JVM")
     return dataclasses.replace(counts, max_abs_diff=max_abs)
+
+
+# the "jvm" kind's suite: examples/jvm-predictor with the thin jar, in the distro's JRE image
+SMOKE_SUITE = Suite(ensure_image, run)

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO
 
-from .. import recipes, smoke
+from .. import plugins, recipes, smoke
 from ..cache import key_of
 from ..containers import Container
 from ..errors import ConfigError, MxbuildError
@@ -28,7 +28,6 @@ from ..images import ImageRef
 from ..matrix import Cell
 from ..paths import module_digest
 from ..repo import keys
-from ..smoke import suites as smoke_suites
 from . import compare, image, outcomes, recorder, runner, tree
 from .outcomes import FileRun
 
@@ -78,7 +77,7 @@ def run(ctx, cell: Cell, runtime: ImageRef, clients, debs, logf: IO[str]) -> dic
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    client = smoke_suites.SUITES["python"].image(ctx, cell, runtime, logf)
+    client = plugins.smoke_suite("python").image(ctx, cell, runtime, logf)
     test_image = image.ensure_test_image(ctx, cell, client, spec, logf)
     digest = tree.digest(tests)
     subset = [asdict(f) for f in spec.files]
@@ -146,6 +145,7 @@ def _check_shipped(tests: Path, spec) -> None:
                           "collects the tests from the source)")
 
 
+# params: the reference run's cache key parts, over the stage's locals
 def _reference(ctx, cell: Cell, test_image: ImageRef, tests: Path, digest: str, subset,
                logf: IO[str]) -> tuple[list[FileRun], bool, Path]:
     """The same files on the official wheel, from the stage cache when the wheel, the
@@ -188,6 +188,7 @@ def _reference(ctx, cell: Cell, test_image: ImageRef, tests: Path, digest: str, 
     return runs, False, log_path
 
 
+# params: one run of the upstream stage, over that stage's locals
 def _run_installed(ctx, cell: Cell, test_image: ImageRef, client_version: str, url: str,
                    tests: Path, logf: IO[str], work: Path) -> list[FileRun]:
     with Container(ctx.docker, test_image.ref, label=f"upstream-{cell.id}", network="host",

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mxbuild import images, jvm_source
+from mxbuild import images
+from mxbuild.recipes.jvm import source as jvm_source
 from mxbuild.upstream import tree
 from mxbuild.containers import Container
 

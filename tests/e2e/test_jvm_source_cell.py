@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mxbuild import images, jvm_source
+from mxbuild import images
+from mxbuild.recipes.jvm import source as jvm_source
 from mxbuild.containers import Container
 
 from ..conftest import ROOT

@@ -1,4 +1,4 @@
-"""The JVM half from source (mxbuild/jvm_source.py) on the fixture tree
+"""The JVM half from source (mxbuild/recipes/jvm/source.py) on the fixture tree
 (tests/fixtures/scala_source.py): libmxnet-scala.so compiled in the cell's distro and
 linked against a stub libmxnet.so, and the thin jar built by Maven on JDK 8 (the matrix's
 jvm_build image; Maven Central from the container). MXNet's own scala-package is built only
@@ -13,7 +13,8 @@ import zipfile
 
 import pytest
 
-from mxbuild import jvm_client, jvm_source
+from mxbuild import jvm_client
+from mxbuild.recipes.jvm import source as jvm_source
 from mxbuild.cache import StageCache
 from mxbuild.containers import Container
 from mxbuild.matrix import load

@@ -13,7 +13,8 @@ import tarfile
 
 import pytest
 
-from mxbuild import debpack, images, jvm_source, options
+from mxbuild import debpack, images, options
+from mxbuild.recipes.jvm import source as jvm_source
 from mxbuild.context import open_run
 from mxbuild.images import ImageRef
 from mxbuild.recipes import compile as compile_recipe

@@ -8,7 +8,7 @@ top of the libmxnet.so another recipe makes:
 
 To that payload they add libmxnet-scala.so (scala-package/native, compiled in the cell's
 distro and linked against that libmxnet.so) and the thin jar + POM (scala-package core +
-infer, built with Maven on JDK 8): mxbuild/jvm_source.py. The cell ships libmxnet as the
+infer, built with Maven on JDK 8): source.py of this package. The cell ships libmxnet as the
 underlying recipe makes it, plus the matrix's package for the JVM client (libmxnet-scala).
 """
 from __future__ import annotations
@@ -18,14 +18,15 @@ import sys
 from dataclasses import replace
 from typing import IO
 
-from .. import jvm_client, jvm_source
-from ..errors import ConfigError
-from ..fetch import sha256_file
-from ..matrix import Cell
-from ..paths import module_digest
-from ..payload import CLIENT_DIR, Part
-from . import compile as compile_recipe
-from .registry import CellImages, Produced, Recipe, get, register
+from ... import jvm_client
+from ...errors import ConfigError
+from ...fetch import sha256_file
+from ...matrix import Cell
+from ...paths import module_digest
+from ...payload import CLIENT_DIR, Part
+from .. import compile as compile_recipe
+from ..registry import CellImages, Produced, Recipe, get, register
+from . import source as jvm_source
 
 PROVENANCE = ("libmxnet-scala.so was compiled by mxbuild from scala-package/native of the",
               "Apache MXNet source release ({source}) and linked against the libmxnet.so",

@@ -37,15 +37,16 @@ from typing import IO, Iterator
 
 from docker.types import Mount
 
-from . import images, jvm_client, source_tree, truststore
-from .cache import key_of, tree_digest
-from .containers import CommandFailed, Container
-from .errors import ConfigError, MxbuildError
-from .fetch import cached_wheel, sha256_file
-from .images import ImageRef
-from .matrix import Cell
-from .paths import module_digest
-from .payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR
+from ... import images, jvm_client, source_tree, truststore
+from ...cache import key_of, tree_digest
+from ...containers import CommandFailed, Container
+from ...errors import ConfigError, MxbuildError
+from ...fetch import cached_wheel, sha256_file
+from ...images import ImageRef
+from ...matrix import Cell
+from ...paths import module_digest
+from ...payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR
+from ..compile import abi_requirements, machine_gate
 
 # What the JVM build reads of a source tree (paths relative to its top).
 TREE_PARTS = ("scala-package", "include", "3rdparty/dmlc-core/include",
@@ -379,7 +380,6 @@ def jni_library(ctx, cell: Cell, source: JvmSource, libmxnet_dir: Path, build: I
         box.copy_out(f"{BUILD_HOME}/out", work)
     seconds = round(time.monotonic() - started, 1)
     built = work / "out" / JNI_NAME
-    from .recipes.compile import machine_gate     # imported here: recipes import this
     machine_gate((work / "out" / "elf-header.txt").read_text(), cell.arch, JNI_NAME,
                  f"build-jni.sh did not use the {cell.arch.name} toolchain "
                  f"({cross_tools(cell).get('CXX', 'g++')}): check recipes/jvm/build-jni.sh")
@@ -395,7 +395,6 @@ def jni_library(ctx, cell: Cell, source: JvmSource, libmxnet_dir: Path, build: I
 
 def glibcxx_needed(dyn_syms: str) -> str | None:
     """The newest GLIBCXX_ version the undefined symbols of `readelf --dyn-syms` need."""
-    from .recipes.compile import abi_requirements    # imported here: recipes import this
     return abi_requirements(dyn_syms).get("GLIBCXX", (None,))[0]
 
 
