@@ -234,7 +234,7 @@ def write(root: Path) -> list[str]:
 
 # ---------------------------------------------------------------- the report's picture
 
-def screenshot(html: Path, png: Path, width: int = 1600, height: int = 1000) -> Path:
+def screenshot(html: Path, png: Path, width: int = 2240, height: int = 1380) -> Path:
     """A real run's report.html as headless Chromium renders it (as tests/unit/test_report.py
     checks the grid's colours)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
