@@ -158,3 +158,31 @@ def test_the_readme_is_short_and_its_links_resolve():
     assert "./setup.sh && .venv/bin/invoke build --variant cpu --distro debian12" in text
     assert "./setup.sh && .venv/bin/pytest" in text
     assert shlex.split("sudo apt-get install libmxnet")[-1] in text
+
+
+# ---------------------------------------------------------------- the report's picture
+
+def test_the_screenshot_command_renders_a_report_and_refuses_a_missing_one(tmp_path):
+    """`invoke docs --screenshot` in a real headless Chromium, on a small page of the
+    report's kind (a green cell); a report that is not there is a settings error."""
+    import pytest
+    from mxbuild.errors import ConfigError
+    from tests.require import need_tools
+    from PIL import Image
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        need_tools("chromium", hint="./setup.sh installs it")
+    html = tmp_path / "report.html"
+    html.write_text('<html><body style="margin:0;background:#c8e6c9">ok</body></html>')
+    png = docsgen.screenshot(html, tmp_path / "shot.png", width=320, height=200)
+    image = Image.open(png).convert("RGB")
+    assert image.size == (320, 200) and image.getpixel((300, 190)) == (0xc8, 0xe6, 0xc9)
+    assert png.stat().st_size < docsgen.SCREENSHOT_LIMIT
+    with pytest.raises(ConfigError, match="no such report"):
+        docsgen.screenshot(tmp_path / "nothing.html", tmp_path / "x.png")
+
+
+def test_pictures_are_small_and_shown():
+    pages = "\n".join(p.read_text() for p in PAGES)
+    for picture in (DOCS / "images").glob("*"):
+        assert picture.stat().st_size < docsgen.SCREENSHOT_LIMIT, picture
+        assert f"images/{picture.name}" in pages, f"{picture} is on no page"
