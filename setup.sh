@@ -39,7 +39,7 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 # needs pip again. CI agents run this script before every step.
 stamp=.venv/.mxbuild-pyproject.sha256
 if ! sha256sum --status -c "$stamp" 2>/dev/null; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test,docs]'
     sha256sum pyproject.toml > "$stamp"
 fi
 

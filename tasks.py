@@ -68,17 +68,23 @@ def lock(c, distro=None, arch=None):
     cli.lock(distro, arch)
 
 
-@task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
+# build's flags that plan shares (plan says what build would do with them)
+BUILD_HELP = {
     "publish": "where to publish: s3://BUCKET/PREFIX, a directory, or none "
                "(default: out/repo)",
     "smoke": "run the smoke suite from the published repository (default on)",
-    **CA_HELP, **STAGING_HELP, **CACHE_HELP,
+    **STAGING_HELP, **CACHE_HELP,
     "recipe": "wheel (the official binary, default), compile (from the source release), "
               "wheel-jvm / compile-jvm (also the JVM half from the source release), maven",
     "source_tarball": "recipes from source (compile, *-jvm): the release tarball on disk "
                       "instead of downloading it",
     "source_dir": "recipes from source (compile, *-jvm): an unpacked source tree (not "
                   "checked against a pin)",
+}
+
+
+@task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | BUILD_HELP | {
+    **CA_HELP,
     "force": "run every stage even if its inputs did not change",
     "force_stage": "run these stages (comma-separated: recipe,package,smoke…) regardless",
     "jobs": "cells run at once (default 1), within memory and disk limits"})
@@ -96,11 +102,8 @@ def build(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=N
               cli.forced_stages(force, force_stage), int(jobs), artifact_cache)
 
 
-@task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | {
-    "publish": "as for build: s3://BUCKET/PREFIX, a directory, or none (default: out/repo)",
-    "smoke": "as for build", "json": "print JSON",
-    "recipe": "as for build", "source_tarball": "as for build", "source_dir": "as for build",
-    "artifact_cache": "as for build", "staging": "as for build"})
+@task(optional=["publish"], help=SELECTOR_HELP | S3_HELP | BUILD_HELP | {
+    "json": "print JSON"})
 @entrypoint
 def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None, publish=None,
          smoke=True, endpoint_url=None, region=None, path_style=False, sse=None,
@@ -239,7 +242,16 @@ def repo_rotate_key(c, repo=None, new_key=None, retire=None, keyring=None, endpo
                                                sse_kms_key_id), keyring), new_key, retire)
 
 
+@task(help={"screenshot": "also take docs/images/report.png from this report.html (a real "
+                        "run's out/report.html) with headless Chromium"})
+@entrypoint
+def docs(c, screenshot=None):
+    """Regenerate the reference pages made from the code (tasks, matrix.yaml keys, exit
+    codes); the unit tests fail when the committed pages differ."""
+    cli.docs(screenshot)
+
+
 repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_promote, repo_clean,
                   repo_rotate_key)
 ns = Collection(matrix, setup, lock, plan, build, smoke, publish, client, serve, doctor,
-                repo)
+                docs, repo)

@@ -3,7 +3,7 @@ runs give the same rootfs tar and image id; apt-get update in a container of the
 and the build/runtime Dockerfiles built on it. Optionally the same suite with today's
 `debootstrap --variant=minbase` for the package count. (The image stage before/after —
 debootstrap + docker import, the code mxbuild replaced — was measured with this bench's
-earlier --before-after mode: bench/README.md.)
+earlier --before-after mode: docs/bench.md.)
 
     .venv/bin/python bench/bootstrap_bench.py [--suite bookworm,xenial] [--debootstrap]
                                              [--no-dockerfiles] [--json out.json]

@@ -48,7 +48,7 @@ def selected(cells: str, mxnet: str) -> list[dict]:
 
 def disk_estimate(cells: list[dict], agents: int) -> dict[str, float]:
     """Bytes the run needs, from the pinned wheels' sizes (measured .deb and image sizes
-    per kind of cell, bench/README.md): each agent holds what it built or smoked."""
+    per kind of cell, docs/bench.md): each agent holds what it built or smoked."""
     import yaml
     doc = yaml.safe_load((ROOT / "matrix.yaml").read_text())
     wheel_dir = Path(os.environ.get("MXBUILD_WHEEL_DIR", "/nonexistent"))

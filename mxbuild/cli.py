@@ -446,3 +446,14 @@ def serve(port: int) -> None:
         console.print(f"serving {opts.repo_dir} at {url} (Ctrl-C stops)")
         while True:
             time.sleep(3600)
+
+
+def docs(screenshot: str | None) -> None:
+    from . import docsgen
+    root = docsgen.ROOT
+    for rel in docsgen.write(root):
+        log.info("wrote %s", rel)
+    if screenshot:
+        png = docsgen.screenshot(Path(screenshot), root / docsgen.SCREENSHOT)
+        log.info("wrote %s (%.0f kB): commit it only if it shows a real run",
+                 png.relative_to(root), png.stat().st_size / 1000)

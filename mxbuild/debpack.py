@@ -103,7 +103,7 @@ _PRESET_DICT = {0: 256 << 10, 1: MiB, 2: 2 * MiB, 3: 4 * MiB, 4: 4 * MiB, 5: 8 *
 # libraries against xz -6 in 24 MiB blocks (dpkg-deb's setting), CPU time / size: a
 # dictionary as large as the 96 MiB block takes the size to 0.79 (cu92's fatbin; 0.83
 # with 32 MiB) at no cost in time, and a one-candidate hash-chain search (depth 1) takes
-# the time from 1.03 (depth 4) to 0.69. bench/README.md "Per-payload choice" has the rest.
+# the time from 1.03 (depth 4) to 0.69. docs/bench.md "Per-payload choice" has the rest.
 LZMA2_SETTINGS = {s.name: s for s in (
     Lzma2("default", 5),
     Lzma2("wide", 4, match_finder="hc4", depth=1, pb=0, whole_block_dict=True),
@@ -173,7 +173,7 @@ def setting_for(payload_bytes: int) -> str:
     (never of the machine or of timing), so its bytes are the same anywhere. No sample is
     compressed to choose: the gain of `wide` comes from matches up to 96 MiB apart, which
     a sample cheap enough to compress first cannot see (16 MiB windows misjudged 7 of the
-    12 GPU libraries and cost 6-17 % of the packaging time; bench/README.md)."""
+    12 GPU libraries and cost 6-17 % of the packaging time; docs/bench.md)."""
     return "wide" if payload_bytes >= WIDE_FROM else "default"
 
 

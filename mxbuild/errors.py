@@ -77,6 +77,7 @@ class PoolConflictError(RepoError):
 
 
 class SigningError(MxbuildError):
+    """The repository could not be signed (no usable key, an expired key, gpg failed)."""
     exit_code = 8
     default_hint = "check the signing key directory (MXBUILD_GNUPGHOME) and that gpg is installed"
 

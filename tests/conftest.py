@@ -1,6 +1,7 @@
 import copy
 import functools
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -158,8 +159,20 @@ def invoke_help(task: str) -> str:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         program.run(["invoke", "--search-root", str(ROOT), "--help", task], exit=False)
-    usage = f"Usage: inv[oke] [--core-opts] {task} [--options]"
+    usage = f"Usage: inv[oke] [--core-opts] {task} "    # then [--options], if it has any
     return out.getvalue() if out.getvalue().startswith(usage) else ""
+
+
+@functools.cache
+def task_flags(task: str) -> set[str]:
+    """The flags `invoke --help TASK` lists (the Jenkinsfile's and the docs' invoke lines
+    are checked against them)."""
+    text = invoke_help(task)
+    assert text, f"`invoke {task}` is not a task"
+    flags = set(re.findall(r"(--[a-z][a-z0-9-]*)", text))
+    for name in re.findall(r"--\[no-\]([a-z][a-z0-9-]*)", text):    # a flag on by default
+        flags |= {f"--{name}", f"--no-{name}"}
+    return flags
 
 
 def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends: str = "",
@@ -292,7 +305,7 @@ def cpu_cell():
     return matrix.load(ROOT / "matrix.yaml").select(cell="1.9.1-cpu-debian12")[0]
 
 
-# The Cache-Control values README promises, literally (tests never compare with the
+# The Cache-Control values the docs promise (docs/operators/s3.md), literally (tests never compare with the
 # module's own constants).
 CACHE_LONG = "public, max-age=31536000, immutable"
 CACHE_SHORT = "public, max-age=60, must-revalidate"

@@ -101,8 +101,9 @@ def load(path: str | Path) -> Matrix:
     return parse(doc, path)
 
 
-def parse(doc: Any, path: str = "matrix.yaml") -> Matrix:
-    c = _Checker(path)
+def parse(doc: Any, path: str = "matrix.yaml", checker: _Checker | None = None) -> Matrix:
+    # checker: mxbuild.docsgen passes one that records every mapping's keys (the reference)
+    c = checker or _Checker(path)
     if isinstance(doc, dict):  # x-… keys only hold YAML anchors
         doc = {k: v for k, v in doc.items() if not str(k).startswith("x-")}
     c.mapping(doc, "", {"schema": str(SCHEMA), "package": "a mapping",

@@ -2,7 +2,6 @@
 every invoke call in it must name a real task with real flags."""
 from __future__ import annotations
 
-import functools
 import os
 import pytest
 import re
@@ -12,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 
-from ..conftest import ROOT, invoke_help, run_cli
+from ..conftest import ROOT, run_cli, task_flags
 from ..require import need_tools
 
 JENKINSFILE = ROOT / "Jenkinsfile"
@@ -65,24 +64,17 @@ def invoke_calls(text: str) -> list[list[str]]:
     return calls
 
 
-@functools.cache
-def _flags_of(task: str) -> set[str]:
-    text = invoke_help(task)
-    assert text, f"`invoke {task}` is not a task"
-    return set(re.findall(r"(--[a-z][a-z0-9-]*)", text))
-
-
 def test_every_invoke_call_names_a_real_task_and_real_flags():
     calls = invoke_calls(JENKINSFILE.read_text())
     tasks = {c[0] for c in calls}
     assert {"matrix", "build", "smoke", "publish", "repo.promote", "repo.verify"} <= tasks
     for call in calls:
-        flags = _flags_of(call[0])
+        flags = task_flags(call[0])
         used = {w.split("=")[0] for w in call[1:] if w.startswith("--")}
         assert used <= flags, f"invoke {' '.join(call)}: unknown {used - flags}"
     # flags assembled in Groovy (`args << "--mxnet …"`) go to `invoke matrix`
     assembled = set(re.findall(r'args << "(--[a-z-]+)', JENKINSFILE.read_text()))
-    assert assembled and assembled <= _flags_of("matrix")
+    assert assembled and assembled <= task_flags("matrix")
 
 
 def test_matrix_json_gives_what_the_jenkinsfile_reads():

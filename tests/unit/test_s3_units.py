@@ -9,8 +9,8 @@ from mxbuild.repo.target import S3Options, open_storage
 from ..conftest import CACHE_LONG, CACHE_SHORT, ROOT
 
 
-def test_readme_promises_these_cache_control_values():
-    text = " ".join((ROOT / "README.md").read_text().split())
+def test_the_docs_promise_these_cache_control_values():
+    text = " ".join((ROOT / "docs/operators/s3.md").read_text().split())
     assert f"Cache-Control: {CACHE_LONG}" in text
     assert f"Cache-Control: {CACHE_SHORT}" in text
 
