@@ -335,6 +335,8 @@ def _write_indexes(storage, codename, component, arch, entries,
     return files
 
 
+# the parts update_suite has at that step (state, place, entries, .deb file lists, hook)
+# params: one index's place, its entries and what changed, as update_suite has them
 def _write_contents(storage, state: SuiteState, component: str, arch: str, entries: list,
                     changed: list, debs: contents.DebPaths,
                     hook) -> dict[str, index.IndexFile]:
