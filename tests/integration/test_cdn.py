@@ -3,6 +3,7 @@ mutable paths it rewrote, on a CloudFront distribution (moto's CloudFront API, r
 through boto3's standard AWS_ENDPOINT_URL_CLOUDFRONT); and apt reading the repository
 through a caching proxy (a CDN edge honouring Cache-Control) never sees a mismatch while
 publishes run, with or without the invalidation."""
+import os
 import threading
 import time
 from pathlib import Path
@@ -167,6 +168,16 @@ def test_a_failed_invalidation_says_the_commit_stands_and_exits_non_zero(
         [("bookworm", "cpu", "libmxnet", "2.0-1")]
 
 
+@pytest.fixture(params=("moto", "seaweedfs"))
+def origin(request, moto_endpoint):
+    """The S3 server behind the edge (CloudFront's API is moto's in both cases): moto, and
+    SeaweedFS, a production server."""
+    if request.param == "moto":
+        return moto_endpoint, request.getfixturevalue("s3_bucket")
+    server = request.getfixturevalue("seaweedfs")
+    return server.endpoint, make_bucket(server.endpoint, f"cdn-apt-{os.getpid()}")
+
+
 def apt_update(box, *options: str):
     """apt-get update from scratch (no lists kept), through the edge."""
     box.run(["sh", "-c", "rm -rf /var/lib/apt/lists/*"])
@@ -179,17 +190,18 @@ def visible(box) -> set[str]:
 
 
 def test_apt_through_a_caching_cdn_never_sees_a_mismatch_and_invalidation_shows_new_at_once(
-        docker_client, cell_images, moto_endpoint, s3_bucket, cloudfront, signer, tmp_path):
-    dist = distribution(cloudfront, s3_bucket)
-    plain = storage_for(moto_endpoint, s3_bucket)              # publishes without --cdn
-    with_cdn = storage_for(moto_endpoint, s3_bucket, dist)
+        docker_client, cell_images, origin, cloudfront, signer, tmp_path):
+    endpoint, bucket = origin
+    dist = distribution(cloudfront, bucket)
+    plain = storage_for(endpoint, bucket)              # publishes without --cdn
+    with_cdn = storage_for(endpoint, bucket, dist)
     # the edge applies an invalidation when CloudFront accepts it
     cf = boto3.client("cloudfront")
 
     def deb(version):
         return [Upload(make_deb(tmp_path, "libcdn", version), "bookworm", "cpu")]
     publish(plain, signer, deb("1.0-1"))
-    with CachingProxy(f"{moto_endpoint}/{s3_bucket}") as edge, \
+    with CachingProxy(f"{endpoint}/{bucket}") as edge, \
             apt_box(docker_client, cell_images[2].ref, signer.public_keyring(),
                     tmp_path) as box:
         cf.meta.events.register("after-call.cloudfront.CreateInvalidation",
