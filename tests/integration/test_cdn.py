@@ -72,12 +72,6 @@ def suite_paths(suite: str, contents: bool = True) -> list[str]:
                      if contents else [])])
 
 
-def test_paths_are_url_paths_from_the_bucket_origin():
-    assert cdn.paths("apt/prod", ["dists/bookworm/InRelease", "simple/mxnet-thin/"]) == \
-        ["/apt/prod/dists/bookworm/InRelease", "/apt/prod/simple/mxnet-thin/"]
-    assert cdn.paths("", ["dists/a b/Release"]) == ["/dists/a%20b/Release"]
-
-
 def test_each_command_invalidates_exactly_the_mutable_paths_it_rewrote_after_its_commit(
         moto_endpoint, s3_bucket, cloudfront, signer, tmp_path):
     dist = distribution(cloudfront, s3_bucket)
