@@ -104,7 +104,7 @@ def invalidating(storage, client=None):
     before = len(storage.changed_mutable)     # what earlier commands wrote is theirs
     try:
         yield
-    except BaseException:
+    except Exception:           # not on Ctrl-C: stop at once (the edges expire in max-age)
         _after(storage, distribution, before, client, quiet=True)
         raise
     _after(storage, distribution, before, client)

@@ -11,12 +11,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from mxbuild.repo import cdn, keys, ops, retention
+from mxbuild.repo import cdn, keys, maven, ops, retention
 from mxbuild.client import publish_thin
 from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.s3 import S3Storage, S3Target
 from mxbuild.repo.sign import Signer
 
+from .. import maven_tools
 from ..conftest import make_bucket, make_deb, run_cli
 from .caching_proxy import CachingProxy
 from .conftest import apt_box, point_apt
@@ -130,6 +131,13 @@ def test_each_command_invalidates_exactly_the_mutable_paths_it_rewrote_after_its
     assert run(lambda: publish_thin(storage, wheel)) == [
         "/apt/simple/", "/apt/simple/index.html", "/apt/simple/mxnet-thin/",
         "/apt/simple/mxnet-thin/index.html"]
+    # a Maven version (immutable) and the metadata it rewrote, with its checksums
+    version = maven_tools.coords("1.9.1")
+    metadata = "/apt/" + maven.metadata_key(version.group_id, version.artifact_id)
+    assert run(lambda: maven.publish_artifact(
+        storage, version, maven_tools.make_jar(tmp_path / "jar", "1.9.1"),
+        maven_tools.make_pom(version))) == \
+        sorted([metadata, *(f"{metadata}.{d}" for d in maven.DIGESTS)])
     assert ops.verify(storage, signer.public_keyring()) == []
 
 
