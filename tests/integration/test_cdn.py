@@ -144,30 +144,38 @@ def test_each_command_invalidates_exactly_the_mutable_paths_it_rewrote_after_its
 def test_a_failed_invalidation_says_the_commit_stands_and_exits_non_zero(
         moto_endpoint, s3_bucket, cloudfront, signer, tmp_path, monkeypatch):
     storage = storage_for(moto_endpoint, s3_bucket)
-    for version in ("1.0-1", "2.0-1"):
+    for version in ("1.0-1", "2.0-1", "3.0-1"):
         publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", version),
                                          "bookworm", "cpu")])
     monkeypatch.setenv("MXBUILD_GNUPGHOME", str(signer.home))
-    got = run_cli("repo.remove", "--suite", "bookworm", "--component", "cpu",
-                  "--version", "1.0-1", "--repo", f"s3://{s3_bucket}/apt",
-                  "--endpoint-url", moto_endpoint, "--path-style", "--cdn", "ENOSUCHDIST")
+
+    def remove(version, *more):
+        return run_cli("repo.remove", "--suite", "bookworm", "--component", "cpu",
+                       "--version", version, "--repo", f"s3://{s3_bucket}/apt",
+                       "--endpoint-url", moto_endpoint, "--path-style", *more)
+
+    def listed():
+        return [row[3] for row in ops.list_repo(storage, signer.public_keyring()).rows()]
+    got = remove("1.0-1", "--cdn", "ENOSUCHDIST")
     assert got.returncode != 0
     assert "CloudFront distribution ENOSUCHDIST does not exist" in got.stderr
     assert "the commit itself succeeded" in got.stderr
     assert "fix: " in got.stderr and "aws cloudfront create-invalidation --distribution-id " \
         "ENOSUCHDIST --paths /apt/dists/bookworm/InRelease" in " ".join(got.stderr.split())
     # the remove was committed, and the repository is consistent
-    assert ops.list_repo(storage, signer.public_keyring()).rows() == \
-        [("bookworm", "cpu", "libmxnet", "2.0-1")]
+    assert listed() == ["2.0-1", "3.0-1"]
     assert ops.verify(storage, signer.public_keyring()) == []
+    # the task with a distribution that exists: its paths, invalidated once
+    dist = distribution(cloudfront, s3_bucket)
+    got = remove("2.0-1", "--cdn", dist)
+    assert got.returncode == 0, got.stderr
+    assert invalidated(cloudfront, dist) == [suite_paths("bookworm", contents=False)]
+    assert listed() == ["3.0-1"]
     # the setting works like the flag; a malformed ID is refused before anything
     monkeypatch.setenv("MXBUILD_CDN_DISTRIBUTION", "d111.cloudfront.net")
-    got = run_cli("repo.remove", "--suite", "bookworm", "--component", "cpu",
-                  "--version", "2.0-1", "--repo", f"s3://{s3_bucket}/apt",
-                  "--endpoint-url", moto_endpoint, "--path-style")
+    got = remove("3.0-1")
     assert got.returncode != 0 and "'d111.cloudfront.net' is malformed" in got.stderr
-    assert ops.list_repo(storage, signer.public_keyring()).rows() == \
-        [("bookworm", "cpu", "libmxnet", "2.0-1")]
+    assert listed() == ["3.0-1"]
 
 
 @pytest.fixture(params=("moto", "seaweedfs"))
