@@ -18,8 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class CachingProxy:
     def __init__(self, origin: str):
         self.origin = origin.rstrip("/")
-        self.cache: dict[str, tuple[float, int, dict, bytes]] = {}   # path -> (expiry, …)
+        # path -> (fetched at, max-age, status, headers, body)
+        self.cache: dict[str, tuple[float, float, int, dict, bytes]] = {}
         self.hits = self.misses = 0
+        self.max_ttl: float | None = None       # the edge's cap on max-age (a CDN's MaxTTL)
         self._lock = threading.Lock()
         proxy = self
 
@@ -44,9 +46,9 @@ class CachingProxy:
     def fetch(self, path: str) -> tuple[int, dict, bytes]:
         with self._lock:
             cached = self.cache.get(path)
-            if cached and cached[0] > time.monotonic():
+            if cached and self._fresh(cached, time.monotonic()):
                 self.hits += 1
-                return cached[1:]
+                return cached[2:]
             self.misses += 1
         try:
             with urllib.request.urlopen(self.origin + path, timeout=30) as resp:
@@ -59,17 +61,23 @@ class CachingProxy:
         age = re.search(r"max-age=(\d+)", headers.get("Cache-Control", ""))
         if status == 200 and age and int(age.group(1)) > 0:
             with self._lock:
-                self.cache[path] = (time.monotonic() + int(age.group(1)), status, headers, body)
+                self.cache[path] = (time.monotonic(), int(age.group(1)), status, headers, body)
         return status, headers, body
 
-    def purge(self, paths) -> int:
-        """Forget these URL paths (a trailing * matches a prefix, as in CloudFront)."""
+    def _fresh(self, cached, now: float) -> bool:
+        return now < cached[0] + min(cached[1], self.max_ttl or float("inf"))
+
+    def purge(self, paths) -> list[str]:
+        """Forget these URL paths (a trailing * matches a prefix, as in CloudFront);
+        returns those it still held unexpired."""
+        now = time.monotonic()
         with self._lock:
             gone = [p for p in self.cache for want in paths
                     if p == want or (want.endswith("*") and p.startswith(want[:-1]))]
+            held = [p for p in gone if self._fresh(self.cache[p], now)]
             for p in gone:
                 self.cache.pop(p, None)
-        return len(gone)
+        return held
 
     def __enter__(self) -> "CachingProxy":
         self._thread.start()

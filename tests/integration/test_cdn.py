@@ -6,6 +6,7 @@ publishes run, with or without the invalidation."""
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -199,14 +200,55 @@ def visible(box) -> set[str]:
     return {line.split("|")[1].strip() for line in out.splitlines() if "|" in line}
 
 
+@dataclass
+class Reads:
+    """What apt saw while a publish ran: updates done, the publish's steps, failures."""
+    updates: int = 0
+    steps: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+
+
+def publish_while_apt_reads(box, publishing) -> Reads:
+    """Run publishing(after_write) in a thread while apt-get update (from scratch, through
+    the edge) runs in a loop; after each step's writes the publisher waits until one update
+    ran entirely after them, so apt reads every intermediate state."""
+    reads, done, updated = Reads(), threading.Event(), threading.Condition()
+
+    def read_twice(kind):
+        reads.steps.append(kind)
+        with updated:
+            seen = reads.updates
+            if not updated.wait_for(lambda: reads.updates >= seen + 2, timeout=120):
+                reads.failures.append(f"no apt-get update after step {kind}")
+
+    def publisher():
+        try:
+            publishing(read_twice)
+        except Exception as exc:        # reported with apt's failures
+            reads.failures.append(f"publisher: {exc!r}")
+        finally:
+            done.set()
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    while not done.is_set():
+        got = apt_update(box)
+        with updated:
+            reads.updates += 1
+            updated.notify_all()
+        if got.exit_code != 0:
+            reads.failures.append(got.output)
+    thread.join()
+    return reads
+
+
 def test_apt_through_a_caching_cdn_never_sees_a_mismatch_and_invalidation_shows_new_at_once(
         docker_client, cell_images, origin, cloudfront, signer, tmp_path):
     endpoint, bucket = origin
     dist = distribution(cloudfront, bucket)
     plain = storage_for(endpoint, bucket)              # publishes without --cdn
     with_cdn = storage_for(endpoint, bucket, dist)
-    # the edge applies an invalidation when CloudFront accepts it
     cf = boto3.client("cloudfront")
+    purged = []
 
     def deb(version):
         return [Upload(make_deb(tmp_path, "libcdn", version), "bookworm", "cpu")]
@@ -214,9 +256,11 @@ def test_apt_through_a_caching_cdn_never_sees_a_mismatch_and_invalidation_shows_
     with CachingProxy(f"{endpoint}/{bucket}") as edge, \
             apt_box(docker_client, cell_images[2].ref, signer.public_keyring(),
                     tmp_path) as box:
+        # the edge applies an invalidation when CloudFront accepts it
         cf.meta.events.register("after-call.cloudfront.CreateInvalidation",
-                                lambda parsed, **kw: edge.purge(
-                                    parsed["Invalidation"]["InvalidationBatch"]["Paths"]["Items"]))
+                                lambda parsed, **kw: purged.extend(edge.purge(
+                                    parsed["Invalidation"]["InvalidationBatch"]["Paths"]
+                                    ["Items"])))
         point_apt(box, f"{edge.url}/apt")
         assert apt_update(box).exit_code == 0 and visible(box) == {"1.0-1"}   # cached now
 
@@ -229,36 +273,32 @@ def test_apt_through_a_caching_cdn_never_sees_a_mismatch_and_invalidation_shows_
         broken = apt_update(box, "-o", "Acquire::By-Hash=no")
         assert broken.exit_code != 0
         assert "Hash Sum mismatch" in broken.output or "unexpected size" in broken.output
-        print(broken.output)
 
-        # with invalidation, while apt reads in a loop: never a mismatch, and the new
-        # state is visible as soon as the command returns
-        done, failures, updates, steps = threading.Event(), [], [0], []
-
-        def publisher():
-            try:
-                with cdn.invalidating(with_cdn, cf):
-                    # a pause after each step's writes: apt reads every intermediate state
-                    publish(with_cdn, signer, deb("3.0-1"), after_write=lambda kind: (
-                        steps.append(kind), time.sleep(0.4)))
-            except Exception as exc:        # reported by the assertion below
-                failures.append(f"publisher: {exc!r}")
-            finally:
-                done.set()
-        thread = threading.Thread(target=publisher)
-        thread.start()
-        while not done.is_set() or updates[0] == 0:
-            got = apt_update(box)
-            updates[0] += 1
-            if got.exit_code != 0:
-                failures.append(got.output)
-        thread.join()
-        assert failures == [] and "InRelease" in steps and updates[0] >= len(steps) // 2
+        # with invalidation, apt reading at every step: never a mismatch, and the new
+        # state is visible as soon as the command returns (the edge still held the old
+        # InRelease until the invalidation purged it)
+        def with_invalidation(after_write):
+            with cdn.invalidating(with_cdn, cf):
+                publish(with_cdn, signer, deb("3.0-1"), after_write=after_write)
+        cached = publish_while_apt_reads(box, with_invalidation)
+        assert cached.failures == [] and "InRelease" in cached.steps
+        assert "/apt/dists/bookworm/InRelease" in purged
         assert apt_update(box).exit_code == 0 and visible(box) == {"1.0-1", "2.0-1", "3.0-1"}
         assert apt_update(box, "-o", "Acquire::By-Hash=no").exit_code == 0
         box.run(["apt-get", "install", "-y", "libcdn"])
         assert box.run(["dpkg-query", "-W", "-f", "${Version}", "libcdn"]).output == "3.0-1"
+
+        # an edge whose copies expire within a second (its maximum TTL), no invalidation:
+        # InRelease turns over in the middle of the publish, and still no mismatch
+        edge.max_ttl = 1.0
+        expiring = publish_while_apt_reads(
+            box, lambda after_write: publish(plain, signer, deb("4.0-1"),
+                                             after_write=after_write))
+        assert expiring.failures == []
+        time.sleep(1.1)
+        assert apt_update(box).exit_code == 0 and "4.0-1" in visible(box)
     assert invalidated(cloudfront, dist) == [suite_paths("bookworm", contents=False)]
-    print(f"apt-get update through the edge during the publish ({len(steps)} steps): "
-          f"{updates[0]}, "
-          f"edge hits {edge.hits}, misses {edge.misses}")
+    print(f"apt-get update through the edge: {cached.updates} during the publish with "
+          f"invalidation ({len(cached.steps)} steps), {expiring.updates} during the one "
+          f"with 1 s TTL ({len(expiring.steps)} steps); edge hits {edge.hits}, misses "
+          f"{edge.misses}")
