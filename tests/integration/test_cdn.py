@@ -132,6 +132,14 @@ def test_each_command_invalidates_exactly_the_mutable_paths_it_rewrote_after_its
     assert run(lambda: publish_thin(storage, wheel)) == [
         "/apt/simple/", "/apt/simple/index.html", "/apt/simple/mxnet-thin/",
         "/apt/simple/mxnet-thin/index.html"]
+    # a command that fails after its commit still invalidates what it changed, then fails
+    before = len(invalidated(cloudfront, dist))
+    with pytest.raises(RuntimeError, match="after the commit"):
+        with cdn.invalidating(storage, cf):
+            ops.remove(storage, signer, "bookworm", "cpu", "libmxnet", "2.0-1")
+            raise RuntimeError("failed after the commit")
+    assert [sorted(p) for p in invalidated(cloudfront, dist)[before:]] == \
+        [suite_paths("bookworm")]
     # a Maven version (immutable) and the metadata it rewrote, with its checksums
     version = maven_tools.coords("1.9.1")
     metadata = "/apt/" + maven.metadata_key(version.group_id, version.artifact_id)
