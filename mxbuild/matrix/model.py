@@ -260,7 +260,9 @@ class Cell:
     distro: Distro
     arch: Architecture
     recipe: str
-    wheel: WheelPin | None
+    # the official wheel of the build (matrix `wheel:`): the smoke's reference outputs and
+    # client, the upstream stage's comparison; the wheel recipe harvests it
+    official_wheel: WheelPin | None
     features: tuple[tuple[str, bool], ...]
     packaging: Packaging
     packages: tuple[PackageSpec, ...]    # what the cell ships; the first holds libmxnet.so

@@ -280,7 +280,7 @@ def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
 def _with_client_wheels(cells: list[Cell]) -> list[Cell]:
     canonical: dict[str, WheelPin] = {}
     for cell in sorted(cells, key=lambda c: (c.variant != "cpu", c.variant, c.distro.name)):
-        canonical.setdefault(cell.mxnet, cell.wheel)
+        canonical.setdefault(cell.mxnet, cell.official_wheel)
     return [replace(cell, client_wheel=canonical[cell.mxnet]) for cell in cells]
 
 

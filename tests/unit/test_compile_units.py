@@ -425,7 +425,8 @@ def test_thin_clients_are_shared_by_both_architectures(tmp_path):
     the same bytes published for amd64 and arm64."""
     ctx = open_run(_opts(tmp_path), gpu=False)
     assert jvm_source.thin_inputs(ctx, AMD64, "src") == jvm_source.thin_inputs(ctx, ARM64, "src")
-    assert (ARM64.client_wheel or ARM64.wheel) == (AMD64.client_wheel or AMD64.wheel)
+    assert (ARM64.client_wheel or ARM64.official_wheel) == \
+        (AMD64.client_wheel or AMD64.official_wheel)
 
 
 NINJA_LOG = """\

@@ -70,7 +70,7 @@ class JvmHalfRecipe(Recipe):
             return ("matrix.yaml has no jvm_build (where scala-package is built)",
                     "add jvm_build: {distro: <a distro that ships JDK 8>, jdk: "
                     "openjdk-8-jdk-headless}")
-        if (cell.client_wheel or cell.wheel) is None:
+        if (cell.client_wheel or cell.official_wheel) is None:
             return (f"no official wheel of MXNet {cell.mxnet}: scala-package generates its "
                     "operator API from a cpu libmxnet.so at build time",
                     "pin the version's cpu wheel in matrix.yaml")

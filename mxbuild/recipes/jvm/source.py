@@ -231,7 +231,7 @@ def jni_headers(ctx, jvm_image: ImageRef, logf: IO[str]) -> Path:
 def _cpu_library(ctx, cell: Cell, dest: Path) -> tuple[Path, str]:
     """The version's cpu libmxnet.so and what it bundles, as the official wheel has them
     (its RPATH ${ORIGIN} finds them next to it): (directory, wheel file name)."""
-    pin = cell.client_wheel or cell.wheel
+    pin = cell.client_wheel or cell.official_wheel
     wheel = cached_wheel(pin, ctx.opts.cache_dir / "downloads", ctx.opts.extra_ca_bundle)
     if dest.exists():
         shutil.rmtree(dest)
@@ -245,7 +245,7 @@ def _cpu_library(ctx, cell: Cell, dest: Path) -> tuple[Path, str]:
 
 def thin_inputs(ctx, cell: Cell, source_digest: str) -> dict:
     """What the thin jar depends on (its stage-cache key)."""
-    pin = cell.client_wheel or cell.wheel
+    pin = cell.client_wheel or cell.official_wheel
     spec = cell.jvm_build
     return {"code": module_digest(jvm_client, truststore, sys.modules[__name__]), "source": source_digest,
             "libmxnet": pin.sha256, "bundled": list(pin.bundled), "mxnet": cell.mxnet,
