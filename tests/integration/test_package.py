@@ -1,4 +1,5 @@
-"""The wheel recipe and the .deb of the cpu × debian12 cell, inspected with real tools."""
+"""The wheel recipe (and the harvest path it shares with recipe maven) and the .deb of the
+cpu × debian12 cell, inspected with real tools."""
 import dataclasses
 import gzip
 import hashlib
@@ -287,3 +288,52 @@ def test_harvest_strips_an_unstripped_upstream_library(run_ctx, cpu_cell, test_o
                          check=True).stdout
     assert "[libmxnet.so]" in dyn and "RPATH" not in dyn    # it bundles nothing
     assert payload.upstream_sha256["libmxnet.so"] != payload.files["libmxnet.so"]
+
+
+def test_the_one_harvest_path_takes_a_jar_s_natives(run_ctx, cpu_cell, test_opts,
+                                                    cell_images, tmp_path):
+    """Recipe maven harvests through the wheel's path (recipes/official/harvest.sh): a jar's
+    lib/native/, libmxnet-scala.so to jni/, unstripped libraries stripped except one whose
+    licence forbids modifying it, RPATH pointed at the private directory; a native library
+    matrix.yaml does not list is refused naming the key that lists them."""
+    import zipfile
+    from mxbuild.payload import PRIVATE_DIR
+    from mxbuild.recipes import official
+    libs = tmp_path / "libs"
+    libs.mkdir()
+
+    def shared_library(name, *flags):
+        subprocess.run(["gcc", "-g", "-shared", "-fPIC", "-o", str(libs / name), "-x", "c", "-",
+                        "-x", "none", f"-Wl,-soname,{name}", *flags],
+                       input=f"int f_{abs(hash(name))}(void){{return 1;}}", text=True,
+                       check=True)
+    shared_library("libmxnet.so", "-Wl,-rpath,$ORIGIN/room-for-the-private-directory-link")
+    shared_library("libmxnet-scala.so", f"-L{libs}", "-lmxnet")
+    shared_library("libgfortran.so.3")
+    shared_library("libiomp5.so")
+    jar = tmp_path / "mxnet-full_2.11-linux-x86_64-cpu-1.5.1.jar"
+    with zipfile.ZipFile(jar, "w") as zf:
+        zf.writestr("org/apache/mxnet/Base.class", b"\xca\xfe\xba\xbe")
+        for name in ("libmxnet.so", "libmxnet-scala.so", "libgfortran.so.3", "libiomp5.so"):
+            zf.write(libs / name, f"lib/native/{name}")
+    spec = official.Harvest(jar, "lib/native", (("libmxnet.so", "libmxnet.so"),
+                                                ("libmxnet-scala.so", "jni/libmxnet-scala.so")),
+                            ("libgfortran.so.3", "libiomp5.so"), "jar.bundled", ("libiomp5.so",))
+    ctx = ctx_with(run_ctx, dataclasses.replace(test_opts, out_dir=tmp_path / "out"))
+    log = io.StringIO()
+    out = official.harvest(ctx, cpu_cell, cell_images[1].ref, log, spec)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == \
+        sorted(spec.rels)
+    for rel in ("libmxnet.so", "jni/libmxnet-scala.so", f"{PRIVATE_DIR}/libgfortran.so.3"):
+        assert f"stripped {rel}" in log.getvalue()
+    assert f"kept as is: {PRIVATE_DIR}/libiomp5.so" in log.getvalue()
+    assert sha256(out / PRIVATE_DIR / "libiomp5.so") == sha256(libs / "libiomp5.so")
+    assert spec.upstream_hashes()["libmxnet-scala.so"] == sha256(libs / "libmxnet-scala.so")
+    dyn = subprocess.run(["readelf", "-d", str(out / "libmxnet.so")], capture_output=True,
+                         text=True, check=True).stdout
+    assert f"$ORIGIN/" in dyn and "room-for" not in dyn
+
+    undeclared = dataclasses.replace(spec, bundled=("libiomp5.so",))
+    with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
+        official.harvest(ctx, cpu_cell, cell_images[1].ref, io.StringIO(), undeclared)
+    assert "libgfortran.so.3" in info.value.message and "jar.bundled" in info.value.message
