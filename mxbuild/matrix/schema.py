@@ -2,8 +2,10 @@
 key path and the expected form (MatrixError).
 
 Distros, packages, variants and their builds all come from the file: adding a distro or
-a CUDA version needs no code change. Recipe names are checked against the recipe
-registry (mxbuild.recipes).
+a CUDA version needs no code change. Recipe names are checked against the plug-in table
+(mxbuild/plugins.py); what a recipe takes of its own (a build's `<recipe>:` block, and the
+keys it declares in Recipe.matrix_keys: `sources`, `variants.<v>.compile`, `jar`,
+`jvm_build`) the recipe parses, with this module's checker (BuildScope, recipe_keys).
 """
 from __future__ import annotations
 
