@@ -6,7 +6,7 @@ from invoke import Collection
 
 from mxbuild import cli
 from mxbuild.entry import entrypoint
-from mxbuild.repo.target import S3Options, pool_retention_days
+from mxbuild.repo.target import S3Options, cdn_distribution, pool_retention_days
 
 # Long flags only: invoke's automatic short flags change when a flag is added.
 task = functools.partial(invoke.task, auto_shortflags=False)
@@ -33,14 +33,17 @@ CACHE_HELP = {"artifact_cache": "stage outputs and images shared between machine
                                 "s3://BUCKET/PREFIX "
                                 "(S3 flags as for the repository) or a directory "
                                 "(default: $MXBUILD_ARTIFACT_CACHE, else none)"}
+CDN_HELP = {"cdn": "CloudFront distribution ID in front of the S3 repository: invalidate the "
+                   "paths each commit rewrote, after it (default: "
+                   "$MXBUILD_CDN_DISTRIBUTION, else none)"}
 REPO_HELP = {"repo": "s3://BUCKET/PREFIX or a directory (default: out/repo)",
              "keyring": "public keyring to verify against (default: the local signing key)",
              **S3_HELP}
 
 
-def _s3(endpoint_url, region, path_style, sse, sse_kms_key_id):
+def _s3(endpoint_url, region, path_style, sse, sse_kms_key_id, cdn=None):
     return S3Options(endpoint_url, region, path_style, sse, sse_kms_key_id,
-                     pool_retention_days())
+                     pool_retention_days(), cdn_distribution(cdn))
 
 
 @task(help=SELECTOR_HELP | {"json": "print a JSON list instead of a table"})
@@ -117,28 +120,30 @@ def plan(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=No
                   staging)
 
 
-@task(help=SELECTOR_HELP | S3_HELP | {
+@task(help=SELECTOR_HELP | S3_HELP | CDN_HELP | {
     "to": "s3://BUCKET/PREFIX or a directory", **STAGING_HELP})
 @entrypoint
 def publish(c, to=None, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None,
             endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None,
-            staging=False):
+            staging=False, cdn=None):
     """Publish the built .debs (and thin clients) of the selected cells to a repository."""
     cli.publish(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
-                cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)),
+                cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id,
+                                     cdn)),
                 staging)
 
 
-@task(help=SELECTOR_HELP | S3_HELP | {
+@task(help=SELECTOR_HELP | S3_HELP | CDN_HELP | {
     "to": "repository to publish to: s3://BUCKET/PREFIX, a directory, or none "
           "(default: out/repo)"})
 @entrypoint
 def client(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None, to=None,
-           endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None):
+           endpoint_url=None, region=None, path_style=False, sse=None, sse_kms_key_id=None,
+           cdn=None):
     """Build the mxnet-thin wheel of the selected MXNet versions and publish its index."""
     cli.thin_clients(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
                      cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse,
-                                          sse_kms_key_id)))
+                                          sse_kms_key_id, cdn)))
 
 
 @task(help=SELECTOR_HELP | S3_HELP | {
@@ -190,7 +195,7 @@ def repo_verify(c, repo=None, keyring=None, endpoint_url=None, region=None, path
                                            sse_kms_key_id), keyring))
 
 
-@task(name="remove", help=REPO_HELP | {"suite": "codename, e.g. bookworm",
+@task(name="remove", help=REPO_HELP | CDN_HELP | {"suite": "codename, e.g. bookworm",
                                        "component": "variant, e.g. cpu",
                                        "package": "package name (default libmxnet)",
                                        "version": "the exact version to remove",
@@ -199,47 +204,48 @@ def repo_verify(c, repo=None, keyring=None, endpoint_url=None, region=None, path
 @entrypoint
 def repo_remove(c, suite, component, version, package="libmxnet", arch=None, repo=None,
                 keyring=None, endpoint_url=None, region=None, path_style=False, sse=None,
-                sse_kms_key_id=None):
+                sse_kms_key_id=None, cdn=None):
     """Remove one version from a suite's index (explicit request only)."""
     cli.repo_remove(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
-                                           sse_kms_key_id), keyring),
+                                           sse_kms_key_id, cdn), keyring),
                     suite, component, package, version, arch)
 
 
-@task(name="promote", help=SELECTOR_HELP | REPO_HELP)
+@task(name="promote", help=SELECTOR_HELP | REPO_HELP | CDN_HELP)
 @entrypoint
 def repo_promote(c, variant=None, cuda=None, distro=None, mxnet=None, cell=None, arch=None,
                  repo=None, keyring=None, endpoint_url=None, region=None, path_style=False, sse=None,
-                 sse_kms_key_id=None):
+                 sse_kms_key_id=None, cdn=None):
     """Promote the selected cells' versions from <codename>-staging to <codename>."""
     cli.repo_promote(cli.Selectors(variant, cuda, distro, mxnet, cell, arch),
                      cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
-                                            sse_kms_key_id), keyring))
+                                            sse_kms_key_id, cdn), keyring))
 
 
-@task(name="clean", help=REPO_HELP | {
+@task(name="clean", help=REPO_HELP | CDN_HELP | {
     "grace": "keep unreferenced files younger than this (default 24h; e.g. 30m, 7d)",
     "apply": "really delete (default: dry run)",
     "keep": "also drop all but the newest N versions of each package, per suite and "
             "component (default: keep everything)"})
 @entrypoint
 def repo_clean(c, repo=None, keyring=None, grace="24h", apply=False, endpoint_url=None,
-               region=None, path_style=False, sse=None, sse_kms_key_id=None, keep=None):
+               region=None, path_style=False, sse=None, sse_kms_key_id=None, keep=None,
+               cdn=None):
     """Unreferenced pool files and old by-hash generations past the grace period."""
     cli.repo_clean(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
-                                          sse_kms_key_id), keyring), grace, apply, keep)
+                                          sse_kms_key_id, cdn), keyring), grace, apply, keep)
 
 
-@task(name="rotate-key", help=REPO_HELP | {
+@task(name="rotate-key", help=REPO_HELP | CDN_HELP | {
     "new_key": "fingerprint of a secret key in MXBUILD_GNUPGHOME to add (default: generate "
                "one)",
     "retire": "end the overlap: stop signing with this key and drop it from the keyring"})
 @entrypoint
 def repo_rotate_key(c, repo=None, new_key=None, retire=None, keyring=None, endpoint_url=None,
-                    region=None, path_style=False, sse=None, sse_kms_key_id=None):
+                    region=None, path_style=False, sse=None, sse_kms_key_id=None, cdn=None):
     """Add a signing key (old and new sign during the overlap), or retire the old one."""
     cli.repo_rotate_key(cli.RepoArgs(repo, _s3(endpoint_url, region, path_style, sse,
-                                               sse_kms_key_id), keyring), new_key, retire)
+                                               sse_kms_key_id, cdn), keyring), new_key, retire)
 
 
 @task(help={"screenshot": "also take docs/images/report.png from this report.html (a real "

@@ -16,7 +16,7 @@ from . import (client as thin_client, deb, engine, matrix as matrix_mod, options
 from .context import open_run
 from .errors import ConfigError, RepoError, SelectionError
 from .log import console, log
-from .repo import keys, ops, private, retention
+from .repo import cdn, keys, ops, private, retention
 from .repo.publish import Upload, publish as publish_debs
 from .repo.sign import Signer, keyring_keys
 from .repo.target import S3Options, open_storage, public_url
@@ -199,14 +199,16 @@ def build(sel: Selectors, publish: str | None, run_smoke: bool, ca_bundle: str |
         pipeline.build(cells, opts, storage=None, do_smoke=False, jobs=jobs)
         return
     storage = open_storage(publish or opts.repo_dir, s3)
-    pipeline.build(cells, opts, storage=storage, do_smoke=run_smoke, jobs=jobs)
+    with cdn.invalidating(storage):
+        pipeline.build(cells, opts, storage=storage, do_smoke=run_smoke, jobs=jobs)
 
 
 def _with_artifact_cache(opts: options.Options, location: str | None,
                          s3: S3Options) -> options.Options:
     """--artifact-cache (else MXBUILD_ARTIFACT_CACHE), reached with the run's S3 flags."""
+    # the cache is read by builders, never through the CDN: nothing to invalidate
     return dataclasses.replace(opts, artifact_cache=location or opts.artifact_cache,
-                               artifact_s3=s3)
+                               artifact_s3=dataclasses.replace(s3, cdn_distribution=None))
 
 
 # params: one per `invoke plan` flag, the same as build's
@@ -274,10 +276,11 @@ def publish(sel: Selectors, repo: RepoArgs, staging: bool = False) -> None:
     ctx = open_run(opts, storage=storage, gpu=False)
     clients = {c.path: c for cell in cells
                for c in thin.for_cell(ctx, cell, opts.out_dir / "debs" / cell.id)}
-    for client in sorted(clients.values(), key=lambda c: c.path.name):  # clients first
-        changed = thin.get(client.kind).publish(storage, client)
-        console.print(f"{'[green]✓[/] published' if changed else '='} {client.path.name}")
-    result = publish_debs(storage, Signer(opts.gnupg_home), uploads)
+    with cdn.invalidating(storage):
+        for client in sorted(clients.values(), key=lambda c: c.path.name):  # clients first
+            changed = thin.get(client.kind).publish(storage, client)
+            console.print(f"{'[green]✓[/] published' if changed else '='} {client.path.name}")
+        result = publish_debs(storage, Signer(opts.gnupg_home), uploads)
     for line in result.added:
         console.print(f"[green]✓[/] published {line} to {storage.describe()}")
     for line in result.skipped:
@@ -293,14 +296,15 @@ def thin_clients(sel: Selectors, repo: RepoArgs) -> None:
     for cell in cells:                      # one thin wheel per MXNet version
         first.setdefault(cell.mxnet, cell)
     storage = None if repo.location == "none" else _repo(repo, opts)
-    for version, cell in sorted(first.items()):
-        wheel = thin_client.thin_wheel_for(cell, opts)
-        console.print(f"{wheel} ({wheel.stat().st_size / 1e6:.1f} MB, from "
-                      f"{(cell.client_wheel or cell.official_wheel).filename})")
-        if storage is not None:
-            changed = thin_client.publish_thin(storage, wheel)
-            console.print(f"{'[green]✓[/] published' if changed else '= already in'} "
-                          f"{storage.describe()}/simple/{thin_client.THIN_NAME}/")
+    with cdn.invalidating(storage):
+        for version, cell in sorted(first.items()):
+            wheel = thin_client.thin_wheel_for(cell, opts)
+            console.print(f"{wheel} ({wheel.stat().st_size / 1e6:.1f} MB, from "
+                          f"{(cell.client_wheel or cell.official_wheel).filename})")
+            if storage is not None:
+                changed = thin_client.publish_thin(storage, wheel)
+                console.print(f"{'[green]✓[/] published' if changed else '= already in'} "
+                              f"{storage.describe()}/simple/{thin_client.THIN_NAME}/")
 
 
 def smoke_built(sel: Selectors, repo: RepoArgs, staging: bool, ca_bundle: str | None,
@@ -308,7 +312,8 @@ def smoke_built(sel: Selectors, repo: RepoArgs, staging: bool, ca_bundle: str | 
     opts = dataclasses.replace(_with_artifact_cache(options.resolve(ca_bundle=ca_bundle),
                                                     artifact_cache, repo.s3), staging=staging)
     storage = open_storage(repo.location or opts.out_dir / "smoke-repo", repo.s3)
-    pipeline.smoke_built(_cells(opts, sel), opts, storage, jobs=jobs)
+    with cdn.invalidating(storage):
+        pipeline.smoke_built(_cells(opts, sel), opts, storage, jobs=jobs)
 
 
 def repo_promote(sel: Selectors, repo: RepoArgs) -> None:
@@ -316,12 +321,14 @@ def repo_promote(sel: Selectors, repo: RepoArgs) -> None:
     opts = options.resolve()
     storage = _repo(repo, opts)
     signer = Signer(opts.gnupg_home)
-    for cell in _cells(opts, sel):
-        added = ops.promote(storage, signer, cell.codename, cell.component,
-                            cell.package_names, cell.deb_version, cell.arch.name)
-        what = (f"{', '.join(cell.package_names)} {cell.deb_version} ({cell.arch.name}) "
-                f"{cell.suite(True)} → {cell.codename}")
-        console.print(f"[green]✓[/] promoted {what}" if added else f"= {what}: already there")
+    with cdn.invalidating(storage):
+        for cell in _cells(opts, sel):
+            added = ops.promote(storage, signer, cell.codename, cell.component,
+                                cell.package_names, cell.deb_version, cell.arch.name)
+            what = (f"{', '.join(cell.package_names)} {cell.deb_version} ({cell.arch.name}) "
+                    f"{cell.suite(True)} → {cell.codename}")
+            console.print(f"[green]✓[/] promoted {what}" if added else
+                          f"= {what}: already there")
 
 
 def _repo(repo: RepoArgs, opts: options.Options):
@@ -377,8 +384,10 @@ def repo_remove(repo: RepoArgs, suite: str, component: str, package: str, versio
     """Remove a version of one architecture, or (arch None) of every one it has."""
     opts = options.resolve()
     storage = _repo(repo, opts)
-    for line in ops.remove(storage, Signer(opts.gnupg_home), suite, component, package, version,
-                           arch):
+    with cdn.invalidating(storage):
+        removed = ops.remove(storage, Signer(opts.gnupg_home), suite, component, package,
+                             version, arch)
+    for line in removed:
         console.print(f"[green]✓[/] removed {line} (its pool file goes with `repo.clean`)")
 
 
@@ -393,6 +402,12 @@ def repo_rotate_key(repo: RepoArgs, new_key: str | None, retire: str | None) -> 
     """Start a signing-key rotation (old + new key sign) or end it (--retire OLD)."""
     opts = options.resolve()
     storage = _repo(repo, opts)
+    with cdn.invalidating(storage):
+        _rotate_key(storage, opts, new_key, retire)
+
+
+def _rotate_key(storage, opts: options.Options, new_key: str | None,
+                retire: str | None) -> None:
     signer = Signer(opts.gnupg_home)
     if retire and new_key:
         raise ConfigError("--new-key and --retire together", "rotate first, retire later: "
@@ -410,8 +425,15 @@ def repo_rotate_key(repo: RepoArgs, new_key: str | None, retire: str | None) -> 
 
 
 def repo_clean(repo: RepoArgs, grace: str, apply: bool, keep: str | None = None) -> None:
+    """Drop versions beyond --keep (a commit per suite), then delete the garbage."""
     opts = options.resolve()
     storage = _repo(repo, opts)
+    with cdn.invalidating(storage):
+        _clean(storage, repo, opts, grace, apply, keep)
+
+
+def _clean(storage, repo: RepoArgs, opts: options.Options, grace: str, apply: bool,
+           keep: str | None) -> None:
     if keep is not None:
         count = retention.parse_keep(keep)
         drops = retention.plan(storage, _keyring(repo, opts), count)

@@ -48,6 +48,7 @@ class S3Target:
     sse: str | None = None            # AES256 | aws:kms
     sse_kms_key_id: str | None = None
     pool_retention_days: int | None = None   # S3 Object Lock (GOVERNANCE) on pool files
+    cdn_distribution: str | None = None      # CloudFront distribution to invalidate (cdn.py)
 
     @classmethod
     def parse(cls, url: str, **kw) -> "S3Target":
@@ -93,11 +94,16 @@ def content_type(key: str, data: bytes | None) -> str:
     return "text/plain; charset=utf-8"
 
 
-def cache_control(key: str) -> str:
-    immutable = key.startswith("pool/") or "/by-hash/" in key or key.endswith(".whl") or (
+def is_immutable(key: str) -> bool:
+    """Written once, never changed: what a cache may keep for a year (and a CDN never
+    needs to forget). Everything else is rewritten in place by commits."""
+    return key.startswith("pool/") or "/by-hash/" in key or key.endswith(".whl") or (
         # a published Maven version never changes; maven-metadata.xml(.sha1…) does
         key.startswith("maven/") and "/maven-metadata.xml" not in key)
-    return IMMUTABLE if immutable else MUTABLE
+
+
+def cache_control(key: str) -> str:
+    return IMMUTABLE if is_immutable(key) else MUTABLE
 
 
 class S3Storage:
@@ -113,6 +119,10 @@ class S3Storage:
         self.rounds = rounds
         self.check_server = check_server
         self.verdict = None            # probe.Verdict, once checked
+        # mutable keys this storage rewrote or deleted (put, put_cas, delete), in order:
+        # what a CDN in front must forget after the commit (cdn.py). Create-only writes
+        # (put_new: pool, by-hash, audit records) never change a key: not recorded.
+        self.changed_mutable: list[str] = []
         self._checking = threading.Lock()
         self.client = client or boto3.client(
             "s3", endpoint_url=target.endpoint_url, region_name=target.region,
@@ -250,6 +260,10 @@ class S3Storage:
                 "create the bucket with Object Lock enabled (it can only be enabled at "
                 "creation, or on AWS by support), or unset MXBUILD_POOL_RETENTION_DAYS")
 
+    def _changed(self, key: str) -> None:
+        if not is_immutable(key):
+            self.changed_mutable.append(key)
+
     def _put(self, key: str, data: bytes | None, src: Path | None, sha256: str, **cond):
         self._writable()
         args = {**self._put_args(key, data), "Metadata": {SHA256_META: sha256},
@@ -315,6 +329,7 @@ class S3Storage:
             raise self._fail("PUT", key, exc)
         except BotoCoreError as exc:
             raise self._fail("PUT", key, exc)
+        self._changed(key)
         return resp["ETag"]
 
     def _check_refusal(self, key: str, expected_token: str, sent: str) -> None:
@@ -351,6 +366,7 @@ class S3Storage:
             self._put(key, data, None, hashlib.sha256(data).hexdigest())
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("PUT", key, exc)
+        self._changed(key)
 
     def list(self, prefix: str = "") -> list[StoredObject]:
         out = []
@@ -387,4 +403,5 @@ class S3Storage:
                                                        Key=self._key(key)))
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("DELETE", key, exc)
+        self._changed(key)
 

@@ -14,7 +14,9 @@
 # another object as its descriptor. The descriptor is trivially destructible and next_impl()
 # runs in the same function: without stack slot reuse its bytes stay intact there.
 set(_mxbuild_deconv "${CMAKE_CURRENT_SOURCE_DIR}/src/operator/nn/mkldnn/mkldnn_deconvolution.cc")
-if(EXISTS "${_mxbuild_deconv}")
+# MXNet calls project(mxnet) twice: append once.
+get_property(_mxbuild_opts SOURCE "${_mxbuild_deconv}" PROPERTY COMPILE_OPTIONS)
+if(EXISTS "${_mxbuild_deconv}" AND NOT "-fstack-reuse=none" IN_LIST _mxbuild_opts)
   set_property(SOURCE "${_mxbuild_deconv}" APPEND PROPERTY COMPILE_OPTIONS -fstack-reuse=none)
   message(STATUS "mxbuild: ${_mxbuild_deconv} compiled with -fstack-reuse=none (issue 27)")
 endif()

@@ -489,7 +489,9 @@ def test_the_deconvolution_source_alone_is_compiled_without_stack_slot_reuse(tmp
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_text("int f() { return 0; }\n")
         (src / "CMakeLists.txt").write_text(
+            # MXNet's CMakeLists.txt calls project(mxnet) twice (the include runs twice)
             f"cmake_minimum_required(VERSION 3.13)\nproject({project} C CXX)\n"
+            f"project({project} C CXX)\n"
             f"add_library(mxnet SHARED {deconv} src/operator/nn/convolution.cc)\n")
         subprocess.run(["cmake", "-S", src, "-B", build, "-G", "Ninja",
                         "-C", PRESETS / "arch_amd64.cmake", "-C", PRESETS / "linux_cpu.cmake",
@@ -499,7 +501,7 @@ def test_the_deconvolution_source_alone_is_compiled_without_stack_slot_reuse(tmp
         return {c["file"].split(f"{project}/", 1)[1]: c["command"] for c in commands}
 
     commands = configure("mxnet")
-    assert "-fstack-reuse=none" in commands[deconv]
+    assert commands[deconv].count("-fstack-reuse=none") == 1
     assert "-fstack-reuse=none" not in commands["src/operator/nn/convolution.cc"]
     assert "-mno-avx" in commands[deconv]          # the layer's flags stay
     assert all("-fstack-reuse=none" not in c for c in configure("fixture").values())
