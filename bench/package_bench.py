@@ -57,19 +57,20 @@ def host_dpkg() -> str:
 def payload_from_wheel(cell, opts, into: Path) -> Payload:
     """libmxnet.so and the bundled libraries straight from the pinned wheel (the wheel
     recipe also rewrites the RPATH; that does not change what compression costs)."""
-    wheel = fetch_wheel(cell.wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
+    wheel = fetch_wheel(cell.official_wheel, opts.cache_dir / "downloads", opts.extra_ca_bundle)
     files = {}
     with zipfile.ZipFile(wheel) as zf:
         for name, rel in [("libmxnet.so", "libmxnet.so"),
-                          *((b, f"{PRIVATE_DIR}/{b}") for b in cell.wheel.bundled)]:
+                          *((b, f"{PRIVATE_DIR}/{b}") for b in cell.official_wheel.bundled)]:
             (into / rel).parent.mkdir(parents=True, exist_ok=True)
             with zf.open(f"mxnet/{name}") as src, open(into / rel, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             files[rel] = hashlib.sha256((into / rel).read_bytes()).hexdigest()
-    source = f"{cell.wheel.filename} (PyPI {cell.wheel.name}=={cell.wheel.version})"
+    pin = cell.official_wheel
+    source = f"{pin.filename} (PyPI {pin.name}=={pin.version})"
     return Payload(into, files,
-                   official.member_hashes(wheel, "mxnet", ["libmxnet.so", *cell.wheel.bundled]),
-                   source, official.archive_epoch(wheel), tuple(cell.wheel.bundled),
+                   official.member_hashes(wheel, "mxnet", ["libmxnet.so", *pin.bundled]),
+                   source, official.archive_epoch(wheel), tuple(pin.bundled),
                    tuple(line.format(source=source) for line in PROVENANCE), official.OVERRIDES)
 
 
@@ -154,10 +155,10 @@ def main() -> None:
         payloads: dict[str, Payload] = {}
         trees = []
         for cell in cells:
-            if cell.wheel.sha256 not in payloads:
-                payloads[cell.wheel.sha256] = payload_from_wheel(
-                    cell, opts, tmp / "payload" / cell.wheel.sha256[:12])
-            payload = payloads[cell.wheel.sha256]
+            if cell.official_wheel.sha256 not in payloads:
+                payloads[cell.official_wheel.sha256] = payload_from_wheel(
+                    cell, opts, tmp / "payload" / cell.official_wheel.sha256[:12])
+            payload = payloads[cell.official_wheel.sha256]
             # as the package stage chooses it (the target's dpkg: here the host's)
             compression = deb.compression_for(cell, payload, list(payload.files), host_dpkg())
             trees.append((cell, payload, compression,

@@ -300,7 +300,7 @@ def thin_clients(sel: Selectors, repo: RepoArgs) -> None:
         for version, cell in sorted(first.items()):
             wheel = thin_client.thin_wheel_for(cell, opts)
             console.print(f"{wheel} ({wheel.stat().st_size / 1e6:.1f} MB, from "
-                          f"{(cell.client_wheel or cell.wheel).filename})")
+                          f"{(cell.client_wheel or cell.official_wheel).filename})")
             if storage is not None:
                 changed = thin_client.publish_thin(storage, wheel)
                 console.print(f"{'[green]✓[/] published' if changed else '= already in'} "

@@ -145,7 +145,7 @@ def thin_wheel_for(cell: Cell, opts: Options) -> Path:
     """The thin wheel of the cell's MXNet version (built once, then reused). Cells of one
     version may ask at once (--jobs): each writes the same bytes under a temporary name
     and renames, so no lock is needed."""
-    pin = cell.client_wheel or cell.wheel
+    pin = cell.client_wheel or cell.official_wheel
     # keyed by the input wheel and by how it is rewritten: a changed rewrite is rebuilt
     key = hashlib.sha256(f"{pin.sha256}\n{THIN_FORMAT}\n{LIBINFO_FALLBACK}".encode()).hexdigest()
     out_dir = opts.out_dir / "client" / key[:16]

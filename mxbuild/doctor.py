@@ -164,7 +164,7 @@ def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_pa
         f"echo 'deb [signed-by={KEYRING_DEST}] {url} {d.cell.codename} {d.cell.component}' "
         "| sudo tee /etc/apt/sources.list.d/mxbuild.list",
         f"sudo apt-get update && sudo apt-get install {d.cell.package.name}",
-        user_pip_command(f"{url}/simple/", (d.cell.client_wheel or d.cell.wheel).version),
+        user_pip_command(f"{url}/simple/", (d.cell.client_wheel or d.cell.official_wheel).version),
     ]
     if d.cell.cuda:
         d.commands.insert(2, "# CUDA runtime packages (Depends) come from NVIDIA's CUDA "

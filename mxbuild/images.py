@@ -221,9 +221,11 @@ def registry_digest(client, image: str, alternative: str) -> str:
 
 
 def toolkit_images(cells) -> list[str]:
-    """The CUDA toolkit images (name:tag) the compile recipe needs for these cells."""
-    return sorted({c.compile.toolkit_image for c in cells
-                   if c.compile and c.compile.toolkit_image})
+    """The registry images (name:tag) any recipe builds these cells FROM (the compile
+    recipe's CUDA toolkit images): what `invoke lock` pins."""
+    from . import plugins       # the table only: it imports no plug-in at import
+    recipes = [plugins.recipe(name) for name in plugins.recipe_names()]
+    return sorted({image for c in cells for r in recipes for image in r.pinned_images(c)})
 
 
 def lock_toolkits(pins: Pins, toolkits: list[str],
@@ -375,7 +377,7 @@ def ensure_runtime_image(ctx, cell: Cell, base: ImageRef, logf) -> ImageRef:
 HOST_QUALIFIER = ":host"    # build-deps.txt: a library the compiled binary links
 
 
-def compile_packages(ctx, cell: Cell) -> list[str]:
+def compile_packages(ctx, cell: Cell, toolkit: str | None = None) -> list[str]:
     """recipes/compile/build-deps.txt for the cell's architecture: a `:host` library as it
     is natively, as `name:<arch>` (multiarch) in a cross compile, which also gets the
     architecture's cross toolchain (`architectures.<arch>.cross.packages`)."""
@@ -391,18 +393,19 @@ def compile_packages(ctx, cell: Cell) -> list[str]:
         packages.append(name)
     if cross:
         packages += cross.packages
-    toolkit = cell.compile.toolkit_package if cell.compile else None
-    return packages + ([toolkit] if toolkit else [])
+    return packages + ([toolkit] if toolkit else [])   # the distro's CUDA toolkit package
 
 
-def ensure_compile_image(ctx, cell: Cell, build: ImageRef, logf) -> ImageRef:
+def ensure_compile_image(ctx, cell: Cell, build: ImageRef, logf,
+                         toolkit_image: str | None = None,
+                         toolkit_package: str | None = None) -> ImageRef:
     """The build image plus MXNet's build dependencies, or, for a GPU preset that names
     NVIDIA's CUDA devel image (pinned by digest in pins.lock), that image plus the same
     dependencies. For an architecture the build machines compile for with a cross
     toolchain (arm64), `build` is the build machines' own (amd64) build image of the
     distro, and the image adds the toolchain and the distro's libraries of that
     architecture (one compile image per distro, variant and architecture)."""
-    toolkit = cell.compile.toolkit_image if cell.compile else None
+    toolkit = toolkit_image
     toolkit_ref = None
     if toolkit:
         toolkit_ref = Pins.load(ctx.opts.pins_path).toolkit_ref(toolkit)
@@ -414,8 +417,8 @@ def ensure_compile_image(ctx, cell: Cell, build: ImageRef, logf) -> ImageRef:
                     "{package: nvidia-cuda-toolkit} where the distro carries the toolkit")
     text = ctx.data.render("docker/compile.Dockerfile.j2", build=build, distro=cell.distro,
                            toolkit_image=toolkit_ref,
-                           toolkit_package=cell.compile.toolkit_package if cell.compile else None,
+                           toolkit_package=toolkit_package,
                            cross_arch=cell.arch.name if cell.arch.cross else None,
-                           packages=compile_packages(ctx, cell))
+                           packages=compile_packages(ctx, cell, toolkit_package))
     return build_from_template(ctx, COMPILE_REPO,
                                f"{cell.distro.name}-{cell.variant}{cell.arch.suffix}", text, logf)

@@ -123,5 +123,5 @@ def _upstream_step(cell: Cell, ctx: RunContext, do_smoke: bool) -> Step:
     if why_not:
         return Step(cell.id, "upstream", "skip", why_not)
     return Step(cell.id, "upstream", "run", f"{len(spec.files)} of MXNet's own test files on "
-                f"the installed packages and on {cell.wheel.filename} (the reference; "
+                f"the installed packages and on {cell.official_wheel.filename} (the reference; "
                 "from the stage cache when run before)")

@@ -345,7 +345,8 @@ def client_image_for(ctx, cell: Cell, logf) -> str:
     from mxbuild.smoke import client_image
     base = images.ensure_base(ctx, cell.distro, logf)
     runtime = images.ensure_runtime_image(ctx, cell, base, logf)
-    wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads", ctx.opts.extra_ca_bundle)
+    wheel = cached_wheel(cell.official_wheel, ctx.opts.cache_dir / "downloads",
+                         ctx.opts.extra_ca_bundle)
     return client_image.ensure_client_image(ctx, cell, runtime, wheel, logf).ref
 
 

@@ -302,7 +302,7 @@ def host_checks(outcome: Outcome, repo_url: str, log=print) -> list[dict]:
         packages = [p for p, _v in outcome.listing.get(cell.codename, {}).get(cell.component, [])]
         # a GPU cell's check runs in the smoke client image the smoking agent has
         found = (cell.cuda and _engine_with(outcome.agents, f"mxbuild/smoke-client:"
-                                            f"{cell.distro.name}-{cell.wheel.name}-")) or \
+                                            f"{cell.distro.name}-{cell.official_wheel.name}-")) or \
             _engine_with(outcome.agents, f"mxbuild/base:{cell.distro.name}-")
         start = time.monotonic()
         row = {"cell": cell_id, "packages": packages, "ok": False}

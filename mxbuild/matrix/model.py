@@ -7,7 +7,7 @@ id, e.g. ``1.9.1-cpu-debian12`` (amd64, the primary architecture) or
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 STAGING = "staging"
@@ -157,51 +157,6 @@ class WheelPin:
         return self.filename.endswith(f"_{machine}.whl")
 
 
-@dataclass(frozen=True)
-class JarPin:
-    """An official JVM jar with natives (org.apache.mxnet:mxnet-full_2.11-linux-x86_64-*),
-    the input of recipe "maven"."""
-    group: str
-    artifact: str
-    version: str
-    sha256: str
-    bundled: tuple[str, ...]           # lib/native/ beside libmxnet.so and libmxnet-scala.so
-    repository: str = "https://repo1.maven.org/maven2"
-
-    def url(self, ext: str, repository: str | None = None) -> str:
-        base = (repository or self.repository).rstrip("/")
-        return (f"{base}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/"
-                f"{self.artifact}-{self.version}.{ext}")
-
-    @property
-    def filename(self) -> str:
-        return f"{self.artifact}-{self.version}.jar"
-
-
-@dataclass(frozen=True)
-class SourcePin:
-    """An Apache MXNet source release: where it is and what its bytes must hash to."""
-    version: str
-    url: str
-    sha512: str | None
-    sha256: str | None
-    signature_url: str | None = None   # the release's .asc
-    keys_url: str | None = None        # the project's KEYS file
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class CompileSpec:
-    """How a variant is compiled from source (recipe "compile")."""
-    preset: str                          # recipes/compile/<preset>.cmake
-    build_on: "Distro | None" = None     # distro whose image compiles; None: the cell's own
-    toolkit_image: str | None = None     # GPU: NVIDIA's CUDA devel image (digest: pins file)
-    toolkit_package: str | None = None   # GPU: the distro's CUDA toolkit package instead
-
-
 # What an upstream test can come to (mxbuild/upstream/outcomes.py decides which).
 OUTCOMES = ("passed", "skipped", "xfailed", "xpassed", "failed", "error", "crashed",
             "timeout", "not-run")
@@ -244,15 +199,6 @@ class UpstreamTests:
 
 
 @dataclass(frozen=True)
-class JvmBuildSpec:
-    """Where MXNet's scala-package (the thin jar) is built by the recipes that make the JVM
-    half from source: MXNet 1.x's Scala 2.11 compiler runs on JDK 8 only, so a distro that
-    still ships one, and that JDK's package."""
-    distro: "Distro"
-    jdk: str                             # e.g. openjdk-8-jdk-headless
-
-
-@dataclass(frozen=True)
 class Cell:
     mxnet: str
     variant: str
@@ -260,19 +206,17 @@ class Cell:
     distro: Distro
     arch: Architecture
     recipe: str
-    wheel: WheelPin | None
+    # the official wheel of the build (matrix `wheel:`): the smoke's reference outputs and
+    # client, the upstream stage's comparison; the wheel recipe harvests it
+    official_wheel: WheelPin | None
     features: tuple[tuple[str, bool], ...]
     packaging: Packaging
     packages: tuple[PackageSpec, ...]    # what the cell ships; the first holds libmxnet.so
     # NEEDED soname -> package providing it on the host ("driver": the NVIDIA driver)
     runtime_packages: tuple[tuple[str, str], ...] = ()
-    compile: CompileSpec | None = None   # set when the variant can be compiled
-    source: SourcePin | None = None      # the source release of this mxnet version
     # The official wheel the thin client of this MXNet version is made from: the same for
     # every cell of the version (the cpu build's, else the first GPU variant's).
     client_wheel: WheelPin | None = None
-    jar: JarPin | None = None            # recipe "maven": the official jar with natives
-    jvm_build: JvmBuildSpec | None = None   # the JVM half from source (matrix `jvm_build:`)
     tolerance: Tolerance | None = None   # the build's smoke_tolerance (None: the arch's)
     # MXNet's own tests, run when the cell's libmxnet.so is built from source
     upstream_tests: UpstreamTests | None = None
@@ -281,6 +225,19 @@ class Cell:
     # the cell's recipe's own block of the build (`builds[i].<recipe>`), as the recipe
     # parsed it (Recipe.parse_config: a frozen value); None: the build has none
     recipe_config: object = None
+    # what each recipe made of the matrix keys it owns (Recipe.matrix_keys) for this cell,
+    # by the recipe's input_name (a frozen value each; Recipe.parse_inputs): recipes other
+    # than the cell's own too, as --recipe may choose them
+    inputs: tuple[tuple[str, object], ...] = ()
+
+    def input_of(self, name: str) -> object:
+        """The inputs recipe `name` parsed for this cell (Recipe.input_name), or None."""
+        return dict(self.inputs).get(name)
+
+    def with_input(self, name: str, value: object) -> "Cell":
+        """This cell with recipe `name`'s inputs replaced (None: removed)."""
+        rest = tuple((n, v) for n, v in self.inputs if n != name)
+        return replace(self, inputs=rest + (((name, value),) if value is not None else ()))
 
     @property
     def smoke_tolerance(self) -> Tolerance:

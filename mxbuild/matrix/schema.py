@@ -2,13 +2,15 @@
 key path and the expected form (MatrixError).
 
 Distros, packages, variants and their builds all come from the file: adding a distro or
-a CUDA version needs no code change. Recipe names are checked against the recipe
-registry (mxbuild.recipes).
+a CUDA version needs no code change. Recipe names are checked against the plug-in table
+(mxbuild/plugins.py); what a recipe takes of its own (a build's `<recipe>:` block, and the
+keys it declares in Recipe.matrix_keys: `sources`, `variants.<v>.compile`, `jar`,
+`jvm_build`) the recipe parses, with this module's checker (BuildScope, recipe_keys).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,10 +18,9 @@ import yaml
 
 from .. import plugins     # names of recipes and client kinds, no plug-in imported
 from ..errors import MatrixError
-from .model import (OUTCOMES, Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CompileSpec,
-                    CrossSpec, Distro, JarPin, JvmBuildSpec, KeyringPackage, KnownOutcome,
-                    Matrix, PackageSpec, Packaging, SmokeSpec, SourcePin, Tolerance,
-                    UpstreamTestFile, UpstreamTests, WheelPin)
+from .model import (OUTCOMES, Abi, Architecture, BaseSpec, BootstrapSpec, Cell, CrossSpec,
+                    Distro, KeyringPackage, KnownOutcome, Matrix, PackageSpec, Packaging,
+                    SmokeSpec, Tolerance, UpstreamTestFile, UpstreamTests, WheelPin)
 
 SCHEMA = 2
 VARIANT_RE = re.compile(r"^(cpu|cu\d{2,3})$")
@@ -111,8 +112,7 @@ def parse(doc: Any, path: str = "matrix.yaml", checker: _Checker | None = None) 
                         "architectures": "a mapping of Debian architecture to its triplet, "
                                          "machine, elf_machine and platform",
                         "distros": "a mapping", "variants": "a mapping"},
-              {"sources": "a mapping of mxnet version to its source release pin",
-               "jvm_build": "a mapping: distro (one that ships JDK 8), jdk (its package)",
+              {**recipe_keys("matrix"),
                "upstream_tests": "a mapping of mxnet version to the upstream tests to run"})
     if doc["schema"] != SCHEMA:
         c.fail("schema", f"is {doc['schema']!r}",
@@ -141,17 +141,15 @@ def parse(doc: Any, path: str = "matrix.yaml", checker: _Checker | None = None) 
                    f"distros.{codenames[distro.codename]}", "one distro per apt suite")
         codenames[distro.codename] = name
 
-    sources = _parse_sources(c, doc.get("sources", {}))
-    jvm_build = (_parse_jvm_build(c, doc["jvm_build"], distros) if "jvm_build" in doc
-                 else None)
 
     if not isinstance(doc["variants"], dict) or not doc["variants"]:
         c.fail("variants", "is empty or not a mapping", "a mapping of variant name to its builds")
     cells: list[Cell] = []
     seen: dict[str, str] = {}
+    memo: dict = {}     # what recipes parse once for every build (BuildScope.once)
     for vname, vspec in doc["variants"].items():
-        for cell, key in _parse_variant(c, vname, vspec, _Catalog(distros, arches, packaging,
-                                                                  packages, sources, jvm_build)):
+        for cell, key in _parse_variant(c, vname, vspec, _Catalog(doc, distros, arches,
+                                                                  packaging, packages, memo)):
             if cell.id in seen:
                 c.fail(key, f"cell {cell.id} is defined twice (first at {seen[cell.id]})",
                        "each (mxnet, variant, distro, architecture) once")
@@ -167,12 +165,42 @@ def parse(doc: Any, path: str = "matrix.yaml", checker: _Checker | None = None) 
 @dataclass(frozen=True)
 class _Catalog:
     """What the builds of a variant refer to by name (parsed before the variants)."""
+    doc: dict          # the whole document: the recipes' own top-level keys
     distros: dict[str, Distro]
     arches: dict[str, Architecture]
     packaging: Packaging
     packages: dict[str, PackageSpec]
-    sources: dict[str, SourcePin]
-    jvm_build: JvmBuildSpec | None
+    memo: dict
+
+
+@dataclass(frozen=True)
+class BuildScope:
+    """What a recipe parses its inputs from (Recipe.parse_inputs): one build, its variant
+    and the whole matrix, raw, with the key paths its complaints name."""
+    doc: dict                   # the matrix document: its top-level keys
+    variant: dict               # variants.<name>
+    variant_key: str            # "variants.cpu"
+    build: dict
+    build_key: str              # "variants.cpu.builds[0]"
+    mxnet: str
+    distros: dict[str, Distro]
+    memo: dict = field(compare=False, repr=False)
+
+    def once(self, key: str, parse):
+        """parse(), the first time `key` is asked for in this matrix: a top-level key is
+        parsed (and checked) once, not once a build."""
+        if key not in self.memo:
+            self.memo[key] = parse()
+        return self.memo[key]
+
+
+def recipe_keys(level: str) -> dict[str, str]:
+    """The keys the recipes own at `level` (matrix, variant, build), with their expected
+    form: the recipes parse them (every recipe of the plug-in table is imported)."""
+    out: dict[str, str] = {}
+    for name in plugins.recipe_names():
+        out.update(plugins.recipe(name).matrix_keys.get(level, {}))
+    return out
 
 
 def _parse_architectures(c: _Checker, spec) -> dict[str, Architecture]:
@@ -280,33 +308,8 @@ def _parse_packages(c: _Checker, spec) -> dict[str, PackageSpec]:
 def _with_client_wheels(cells: list[Cell]) -> list[Cell]:
     canonical: dict[str, WheelPin] = {}
     for cell in sorted(cells, key=lambda c: (c.variant != "cpu", c.variant, c.distro.name)):
-        canonical.setdefault(cell.mxnet, cell.wheel)
+        canonical.setdefault(cell.mxnet, cell.official_wheel)
     return [replace(cell, client_wheel=canonical[cell.mxnet]) for cell in cells]
-
-
-def _parse_sources(c: _Checker, spec) -> dict[str, SourcePin]:
-    if not isinstance(spec, dict):
-        c.fail("sources", f"is {spec!r}", "a mapping of mxnet version to url/sha512")
-    out = {}
-    for version, pin in spec.items():
-        key = f"sources.{version}"
-        c.version(version, key)
-        c.mapping(pin, key, {"url": "the source release URL"},
-                  {"sha512": "128 lowercase hex", "sha256": "64 lowercase hex",
-                   "signature": "the .asc URL", "keys": "the KEYS URL"})
-        c.string(pin["url"], f"{key}.url", re.compile(r"^https?://.+\.tar\.gz$"),
-                 "an http(s) URL of a .tar.gz")
-        if "sha512" not in pin and "sha256" not in pin:
-            c.fail(key, "has no checksum", "sha512 (or sha256) of the tarball")
-        if "sha512" in pin:
-            c.string(pin["sha512"], f"{key}.sha512", SHA512_RE, "128 lowercase hex digits")
-        if "sha256" in pin:
-            c.string(pin["sha256"], f"{key}.sha256", SHA256_RE, "64 lowercase hex digits")
-        if ("signature" in pin) != ("keys" in pin):
-            c.fail(key, "has only one of signature / keys", "both (the .asc and KEYS URLs)")
-        out[version] = SourcePin(version, pin["url"], pin.get("sha512"), pin.get("sha256"),
-                                 pin.get("signature"), pin.get("keys"))
-    return out
 
 
 REL_PATH_RE = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[\w.+/-]+$")
@@ -378,31 +381,6 @@ def _seconds(c: _Checker, value, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         c.fail(key, f"is {value!r}", "a positive number of seconds")
     return value
-
-
-def _parse_compile(c: _Checker, key: str, spec, distros) -> CompileSpec:
-    c.mapping(spec, key, {"preset": "a file name under recipes/compile/ without .cmake"},
-              {"build_on": "a distro name", "toolkit": "a mapping with image or package"})
-    c.string(spec["preset"], f"{key}.preset", re.compile(r"^[a-z0-9_]+$"),
-             "a preset name such as linux_cpu")
-    build_on = spec.get("build_on")
-    if build_on is not None and build_on not in distros:
-        c.fail(f"{key}.build_on", f"{build_on!r} is not defined under distros",
-               "one of " + ", ".join(distros))
-    image = package = None
-    if "toolkit" in spec:
-        t = c.mapping(spec["toolkit"], f"{key}.toolkit", {},
-                      {"image": "nvidia/cuda:<tag> (digest: pins.lock)",
-                       "package": "the distro's CUDA toolkit package"})
-        if ("image" in t) == ("package" in t):
-            c.fail(f"{key}.toolkit", "needs exactly one of image / package",
-                   "image: nvidia/cuda:<tag> or package: nvidia-cuda-toolkit")
-        if "image" in t:
-            image = c.string(t["image"], f"{key}.toolkit.image", IMAGE_RE,
-                             "a registry image name:tag; its digest belongs in pins.lock")
-        else:
-            package = c.string(t["package"], f"{key}.toolkit.package")
-    return CompileSpec(spec["preset"], distros[build_on] if build_on else None, image, package)
 
 
 def _parse_distro(c: _Checker, name, spec, arches: dict[str, Architecture]) -> Distro:
@@ -514,20 +492,9 @@ def _parse_mirrors(c: _Checker, key: str, value,
     return value[primary], tuple((a, value[a]) for a in arches if a in value)
 
 
-def _parse_jvm_build(c: _Checker, spec, distros) -> JvmBuildSpec:
-    c.mapping(spec, "jvm_build", {"distro": "a distro defined under distros that ships JDK 8",
-                                  "jdk": "the JDK 8 package, e.g. openjdk-8-jdk-headless"})
-    name = c.string(spec["distro"], "jvm_build.distro")
-    if name not in distros:
-        c.fail("jvm_build.distro", f"{name!r} is not defined under distros",
-               "one of " + ", ".join(distros))
-    return JvmBuildSpec(distros[name], c.string(spec["jdk"], "jvm_build.jdk", PACKAGE_RE,
-                                                "a Debian package name"))
-
-
 # the keys of a build besides `recipe`'s own block (a recipe of one of these names has none)
 BUILD_KEYS = frozenset({"mxnet", "recipe", "distros", "wheel", "packages", "architectures",
-                        "features", "jar", "smoke_tolerance"})
+                        "features", "smoke_tolerance"})
 
 
 def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[Cell, str]]:
@@ -538,9 +505,7 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
     c.mapping(vspec, key, {"cuda": "null for cpu, or 'X.Y'", "features": "a mapping",
                            "builds": "a list"},
               {"runtime_packages": "a mapping of soname to package (or driver)",
-               "compile": "a mapping: preset, build_on, toolkit"})
-    compile_spec = (_parse_compile(c, f"{key}.compile", vspec["compile"], distros)
-                    if "compile" in vspec else None)
+               **recipe_keys("variant")})
     runtime, alternatives = _parse_runtime(c, f"{key}.runtime_packages",
                                            vspec.get("runtime_packages", {}), distros)
     cuda = vspec["cuda"]
@@ -563,6 +528,7 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
     if not isinstance(vspec["builds"], list) or not vspec["builds"]:
         c.fail(f"{key}.builds", "is empty or not a list", "a list of builds")
     known = plugins.recipe_names()
+    owned = recipe_keys("build")
     for i, build in enumerate(vspec["builds"]):
         bkey = f"{key}.builds[{i}]"
         required = {"mxnet": "a version string",
@@ -573,7 +539,7 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
         # a recipe's own block: the key of its name (unless that is a build key already)
         own = build.get("recipe") if isinstance(build, dict) else None
         own = own if isinstance(own, str) and own in known and own not in required \
-            and own not in BUILD_KEYS else None
+            and own not in BUILD_KEYS and own not in owned else None
         c.mapping(build, bkey, required,
                   {**({own: f"the {own} recipe's own settings"} if own else {}),
                    "packages": "the packages the build ships (default: the first of "
@@ -582,8 +548,7 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                                     "one, " + next(iter(cat.arches)) + ")",
                    "features": "what Features() reports for these cells where it differs "
                                "from the variant's (e.g. MKLDNN: false on arm64)",
-                   "jar": "the official JVM jar with natives (recipe maven): group, "
-                          "artifact, version, sha256, bundled",
+                   **owned,
                    "smoke_tolerance": "rtol, atol for its smoke's comparison with the "
                                       "amd64 reference (default: the architecture's)"})
         mxnet = c.version(build["mxnet"], f"{bkey}.mxnet")
@@ -603,7 +568,8 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                                   "64 lowercase hex digits (sha256 of the wheel)"),
                          c.str_list(w.get("bundled", []), f"{bkey}.wheel.bundled"))
         shipped = _shipped_packages(c, f"{bkey}.packages", build, cat.packages)
-        jar = _parse_jar(c, f"{bkey}.jar", build["jar"]) if "jar" in build else None
+        inputs = _recipe_inputs(c, BuildScope(cat.doc, vspec, key, build, bkey, mxnet,
+                                              distros, cat.memo))
         features = _build_features(c, f"{bkey}.features", feats, build.get("features", {}))
         tolerance = (_parse_tolerance(c, f"{bkey}.smoke_tolerance", build["smoke_tolerance"])
                      if "smoke_tolerance" in build else None)
@@ -628,11 +594,11 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                            f"add {aname}: URL of an archive that serves {aname}")
                 cell = Cell(mxnet, vname, cuda, distros[dname], arch, build["recipe"], wheel,
                             features, cat.packaging, shipped, tuple(sorted(runtime.items())),
-                            compile_spec, cat.sources.get(mxnet), jar=jar,
-                            jvm_build=cat.jvm_build, tolerance=tolerance,
+                            tolerance=tolerance,
                             runtime_alternatives=tuple(sorted(
                                 (so, alts[dname]) for so, alts in alternatives.items()
-                                if dname in alts)), recipe_config=recipe_config)
+                                if dname in alts)), recipe_config=recipe_config,
+                            inputs=inputs)
                 # the recipe itself judges the cell (its module imported on first use)
                 unfit = plugins.recipe(cell.recipe).unfit(cell)
                 if unfit:
@@ -648,6 +614,17 @@ def _parse_variant(c: _Checker, vname, vspec, cat: _Catalog) -> Iterable[tuple[C
                        + ", ".join(sorted(built_on)))
 
 
+def _recipe_inputs(c: _Checker, scope: BuildScope) -> tuple[tuple[str, object], ...]:
+    """What every recipe makes of its own keys for the cells of one build, by input name
+    (recipes sharing an input name parse once)."""
+    out: dict[str, object] = {}
+    for name in plugins.recipe_names():
+        recipe = plugins.recipe(name)
+        if recipe.input_name not in out:
+            out[recipe.input_name] = recipe.parse_inputs(scope, c)
+    return tuple((n, v) for n, v in out.items() if v is not None)
+
+
 def _build_features(c: _Checker, key: str, variant_features: dict, override) -> tuple:
     """The variant's features with a build's overrides applied."""
     if not isinstance(override, dict):
@@ -659,23 +636,6 @@ def _build_features(c: _Checker, key: str, variant_features: dict, override) -> 
         if not isinstance(fvalue, bool):
             c.fail(f"{key}.{fname}", f"is {fvalue!r}", "true or false")
     return tuple(sorted({**variant_features, **override}.items()))
-
-
-def _parse_jar(c: _Checker, key: str, spec) -> JarPin:
-    c.mapping(spec, key, {"group": "the Maven groupId", "artifact": "the artifactId",
-                          "version": "the version", "sha256": "64 lowercase hex"},
-              {"bundled": "the libraries lib/native/ holds beside libmxnet.so and "
-                          "libmxnet-scala.so",
-               "repository": "the Maven repository URL (default: Maven Central)"})
-    maven_id = re.compile(r"^[A-Za-z0-9_.-]+$")
-    return JarPin(c.string(spec["group"], f"{key}.group", maven_id, "a Maven groupId"),
-                  c.string(spec["artifact"], f"{key}.artifact", maven_id, "a Maven artifactId"),
-                  c.string(str(spec["version"]), f"{key}.version", maven_id, "a Maven version"),
-                  c.string(spec["sha256"], f"{key}.sha256", SHA256_RE,
-                           "64 lowercase hex digits (sha256 of the jar)"),
-                  c.str_list(spec.get("bundled", []), f"{key}.bundled"),
-                  c.string(spec.get("repository", JarPin.repository), f"{key}.repository",
-                           re.compile(r"^(https?|file)://"), "an http(s) or file URL"))
 
 
 def _parse_runtime(c: _Checker, key: str, spec, distros) -> tuple[dict[str, str],

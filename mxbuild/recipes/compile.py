@@ -28,7 +28,8 @@ from .. import payload as payload_mod
 from ..containers import CommandFailed, Container
 from ..errors import AbiError, ConfigError, DownloadError, MxbuildError, SigningError
 from ..fetch import copy_pinned, download_bytes, fetch_pinned, sha256_file
-from ..matrix import Abi, Architecture, Cell, SourcePin
+from ..matrix import Abi, Architecture, Cell, Distro
+from ..matrix.schema import IMAGE_RE, SHA256_RE, SHA512_RE
 from ..options import Options
 from ..paths import module_digest
 from ..payload import BUILD_HOME, BUILD_UID, Payload, patchelf_binary
@@ -59,6 +60,108 @@ class CompileReport:
     steps: dict[str, float]         # Ninja's steps: count, summed and wall seconds
 
 
+# ---------------------------------------------------------------- its inputs
+
+@dataclass(frozen=True)
+class SourcePin:
+    """An Apache MXNet source release: where it is and what its bytes must hash to."""
+    version: str
+    url: str
+    sha512: str | None
+    sha256: str | None
+    signature_url: str | None = None   # the release's .asc
+    keys_url: str | None = None        # the project's KEYS file
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class CompileSpec:
+    """How a variant is compiled from source (recipe "compile")."""
+    preset: str                          # recipes/compile/<preset>.cmake
+    build_on: Distro | None = None     # distro whose image compiles; None: the cell's own
+    toolkit_image: str | None = None     # GPU: NVIDIA's CUDA devel image (digest: pins file)
+    toolkit_package: str | None = None   # GPU: the distro's CUDA toolkit package instead
+
+
+@dataclass(frozen=True)
+class CompileInputs:
+    """What the recipe takes from matrix.yaml for a build's cells: the variant's preset
+    (`variants.<v>.compile`) and the version's source release (`sources.<version>`)."""
+    spec: CompileSpec | None
+    source: SourcePin | None
+
+
+def compile_spec(cell: Cell) -> CompileSpec | None:
+    """How the cell's variant is compiled (None: the variant has no preset)."""
+    inputs = cell.input_of(CompileRecipe.name)
+    return inputs.spec if inputs else None
+
+
+def source_pin(cell: Cell) -> SourcePin | None:
+    """The source release of the cell's MXNet version (None: matrix.yaml pins none)."""
+    inputs = cell.input_of(CompileRecipe.name)
+    return inputs.source if inputs else None
+
+
+def with_inputs(cell: Cell, **changes) -> Cell:
+    """The cell with its compile inputs changed (spec=…, source=…): tests and --recipe."""
+    inputs = cell.input_of(CompileRecipe.name) or CompileInputs(None, None)
+    return cell.with_input(CompileRecipe.name, replace(inputs, **changes))
+
+
+def parse_sources(c, spec) -> dict[str, SourcePin]:
+    if not isinstance(spec, dict):
+        c.fail("sources", f"is {spec!r}", "a mapping of mxnet version to url/sha512")
+    out = {}
+    for version, pin in spec.items():
+        key = f"sources.{version}"
+        c.version(version, key)
+        c.mapping(pin, key, {"url": "the source release URL"},
+                  {"sha512": "128 lowercase hex", "sha256": "64 lowercase hex",
+                   "signature": "the .asc URL", "keys": "the KEYS URL"})
+        c.string(pin["url"], f"{key}.url", re.compile(r"^https?://.+\.tar\.gz$"),
+                 "an http(s) URL of a .tar.gz")
+        if "sha512" not in pin and "sha256" not in pin:
+            c.fail(key, "has no checksum", "sha512 (or sha256) of the tarball")
+        if "sha512" in pin:
+            c.string(pin["sha512"], f"{key}.sha512", SHA512_RE, "128 lowercase hex digits")
+        if "sha256" in pin:
+            c.string(pin["sha256"], f"{key}.sha256", SHA256_RE, "64 lowercase hex digits")
+        if ("signature" in pin) != ("keys" in pin):
+            c.fail(key, "has only one of signature / keys", "both (the .asc and KEYS URLs)")
+        out[version] = SourcePin(version, pin["url"], pin.get("sha512"), pin.get("sha256"),
+                                 pin.get("signature"), pin.get("keys"))
+    return out
+
+
+def parse_compile(c, key: str, spec, distros) -> CompileSpec:
+    c.mapping(spec, key, {"preset": "a file name under recipes/compile/ without .cmake"},
+              {"build_on": "a distro name", "toolkit": "a mapping with image or package"})
+    c.string(spec["preset"], f"{key}.preset", re.compile(r"^[a-z0-9_]+$"),
+             "a preset name such as linux_cpu")
+    build_on = spec.get("build_on")
+    if build_on is not None and build_on not in distros:
+        c.fail(f"{key}.build_on", f"{build_on!r} is not defined under distros",
+               "one of " + ", ".join(distros))
+    image = package = None
+    if "toolkit" in spec:
+        t = c.mapping(spec["toolkit"], f"{key}.toolkit", {},
+                      {"image": "nvidia/cuda:<tag> (digest: pins.lock)",
+                       "package": "the distro's CUDA toolkit package"})
+        if ("image" in t) == ("package" in t):
+            c.fail(f"{key}.toolkit", "needs exactly one of image / package",
+                   "image: nvidia/cuda:<tag> or package: nvidia-cuda-toolkit")
+        if "image" in t:
+            image = c.string(t["image"], f"{key}.toolkit.image", IMAGE_RE,
+                             "a registry image name:tag; its digest belongs in pins.lock")
+        else:
+            package = c.string(t["package"], f"{key}.toolkit.package")
+    return CompileSpec(spec["preset"], distros[build_on] if build_on else None, image, package)
+
+
 # ---------------------------------------------------------------- source
 
 def pin_digest(pin: SourcePin) -> tuple[str, str]:
@@ -72,13 +175,14 @@ def source_identity(opts: Options, cell: Cell) -> dict | None:
         if not opts.source_dir.is_dir():
             return None                     # resolve_source says what is wrong
         return {"tree": opts.source_dir.name, "sha256": source_tree.digest(opts.source_dir)}
-    if cell.source is not None:
-        return dict([pin_digest(cell.source)])
+    pin = source_pin(cell)
+    if pin is not None:
+        return dict([pin_digest(pin)])
     return None
 
 
 def resolve_source(cell: Cell, opts: Options, logf: IO[str]) -> Source:
-    pin = cell.source
+    pin = source_pin(cell)
     if opts.source_dir:
         tree = opts.source_dir
         if not (tree / "CMakeLists.txt").is_file():
@@ -268,9 +372,26 @@ class CompileRecipe(Recipe):
     takes_source = True
     runs_upstream_tests = True
     reuse_reason = "stage cache: same source, preset and compile image"
+    matrix_keys = {"matrix": {"sources": "a mapping of mxnet version to its source release "
+                                         "pin"},
+                   "variant": {"compile": "a mapping: preset, build_on, toolkit"}}
+
+    def parse_inputs(self, scope, check) -> CompileInputs | None:
+        sources = scope.once("sources", lambda: parse_sources(check, scope.doc.get("sources",
+                                                                                  {})))
+        key = f"{scope.variant_key}.compile"
+        spec = (scope.once(key, lambda: parse_compile(check, key, scope.variant["compile"],
+                                                      scope.distros))
+                if "compile" in scope.variant else None)
+        source = sources.get(scope.mxnet)
+        return CompileInputs(spec, source) if spec or source else None
+
+    def pinned_images(self, cell: Cell) -> tuple[str, ...]:
+        spec = compile_spec(cell)
+        return (spec.toolkit_image,) if spec and spec.toolkit_image else ()
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
-        if cell.compile is None:
+        if compile_spec(cell) is None:
             return (f"variant {cell.variant} has no compile preset",
                     f"add variants.{cell.variant}.compile to matrix.yaml, or use recipe wheel")
         return self.arch_unfit(cell)
@@ -287,7 +408,7 @@ class CompileRecipe(Recipe):
         return None
 
     def cache_inputs(self, ctx, cell: Cell, build_ref: str) -> dict | None:
-        spec, opts = cell.compile, ctx.opts
+        spec, opts = compile_spec(cell), ctx.opts
         if spec is None:
             return None
         source = source_identity(opts, cell)
@@ -308,12 +429,13 @@ class CompileRecipe(Recipe):
 
     def plan(self, ctx, cell: Cell) -> tuple[str, str]:
         opts = ctx.opts
-        how = (cell.compile.preset if cell.arch.cross is None else
-               f"{cell.compile.preset}, cross-compiled for {cell.arch.name}")
+        preset = compile_spec(cell).preset
+        how = (preset if cell.arch.cross is None else
+               f"{preset}, cross-compiled for {cell.arch.name}")
         if opts.source_dir:
             return "run", (f"compile {opts.source_dir} with {how} "
                            f"(ccache volume {opts.ccache_volume})")
-        if cell.source is None and not opts.source_tarball:
+        if source_pin(cell) is None and not opts.source_tarball:
             return "fail", (f"no source release pinned for {cell.mxnet}: pass "
                             "--source-tarball or --source-dir")
         return "run", f"compile the {cell.mxnet} source release with {how}"
@@ -324,9 +446,7 @@ class CompileRecipe(Recipe):
         be installed where it runs (the CUDA toolkit image is not needed for that). For
         arm64 that is the arm64 compile image: amd64's dpkg tools and the :arm64 libraries
         (`images_.build`: the build machines' amd64 build image of the distro)."""
-        spec = replace(cell.compile, toolkit_image=None, toolkit_package=None)
-        return images.ensure_compile_image(ctx, replace(cell, compile=spec), images_.build,
-                                           logf)
+        return images.ensure_compile_image(ctx, cell, images_.build, logf)
 
     def produce(self, ctx, cell: Cell, images_: CellImages, logf: IO[str]) -> Produced:
         payload, compiled = compile_cell(ctx, cell, logf, images_.build)
@@ -344,7 +464,7 @@ def compile_cell(ctx, cell: Cell, logf: IO[str],
     (for an arm64 cell too); None: made here."""
     client, opts = ctx.docker, ctx.opts
     recipe_dir = ctx.data.recipe("compile")
-    spec = cell.compile
+    spec = compile_spec(cell)
     if spec is None:
         raise ConfigError(f"variant {cell.variant} has no compile preset",
                           f"add variants.{cell.variant}.compile to matrix.yaml")
@@ -377,7 +497,8 @@ def compile_cell(ctx, cell: Cell, logf: IO[str],
     if build is None or host != cell.distro:
         base = images.ensure_base(ctx, host, logf)
         build = images.ensure_build_image(ctx, host_cell, base, logf)
-    image = images.ensure_compile_image(ctx, host_cell, build, logf)
+    image = images.ensure_compile_image(ctx, host_cell, build, logf, spec.toolkit_image,
+                                        spec.toolkit_package)
 
     work = opts.work_dir / cell.id
     result_dir = work / "compile"

@@ -14,6 +14,7 @@ from ..payload import Payload
 if TYPE_CHECKING:
     from ..context import RunContext
     from ..images import ImageRef
+    from ..matrix import BuildScope
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,33 @@ class Recipe:
     # whether it builds libmxnet.so from the source, so that MXNet's own tests
     # (matrix `upstream_tests`) must pass on it: the upstream stage
     runs_upstream_tests: bool = False
+
+    # the matrix.yaml keys this recipe parses itself (parse_inputs), by where they are
+    # ("matrix": top level, "variant": variants.<v>, "build": a build), with the form
+    # each expects (the schema lets them through, the reference lists them)
+    matrix_keys: Mapping[str, Mapping[str, str]] = {}
+
+    @property
+    def input_name(self) -> str:
+        """What its inputs are called in Cell.inputs: its name (recipes of one module that
+        parse the same keys share one)."""
+        return self.name
+
+    def parse_inputs(self, scope: "BuildScope", check) -> object:
+        """What this recipe makes of its matrix_keys for the cells of one build (a frozen
+        value the cells carry: `inputs(cell)`), or None. `scope`: the build, its variant
+        and the matrix, raw; `check`: the schema's checker, whose failures name the file,
+        the key path and the expected form. Default: none."""
+        return None
+
+    def inputs(self, cell: Cell) -> object:
+        """What parse_inputs made for `cell`, or None."""
+        return cell.input_of(self.input_name)
+
+    def pinned_images(self, cell: Cell) -> tuple[str, ...]:
+        """Registry images (name:tag) this recipe builds `cell` FROM, whose digests
+        `invoke lock` records in pins.lock. Default: none."""
+        return ()
 
     def unfit(self, cell: Cell) -> tuple[str, str] | None:
         """Why this recipe cannot build `cell` — (problem, fix) — or None."""

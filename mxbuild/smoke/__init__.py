@@ -419,7 +419,7 @@ class Suite:
 
 def _python_image(ctx, cell: Cell, runtime: ImageRef, logf: IO[str]) -> ImageRef:
     from . import client_image
-    wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads",
+    wheel = cached_wheel(cell.official_wheel, ctx.opts.cache_dir / "downloads",
                          ctx.opts.extra_ca_bundle)
     return client_image.ensure_client_image(ctx, cell, runtime, wheel, logf)
 

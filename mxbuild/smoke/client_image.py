@@ -44,14 +44,14 @@ def ensure_client_image(ctx, cell: Cell, runtime: ImageRef, wheel: Path, logf) -
     """
     smoke = cell.distro.smoke
     compat = ctx.data.docker / NUMPY_COMPAT
-    inputs = [runtime.id, cell.wheel.sha256, smoke.python, list(smoke.pip),
+    inputs = [runtime.id, cell.official_wheel.sha256, smoke.python, list(smoke.pip),
               smoke.pip_upgrade, smoke.numpy_compat, smoke.wheel_deps,
               compat.read_text() if smoke.numpy_compat else None, 4]
     arch = foreign(cell)
     if arch:   # the amd64 tag stays what it was
         inputs.append({"arch": arch.name, "requirements": requirements_for(cell, wheel)})
     digest = content_hash(*inputs)
-    tag = (f"{CLIENT_REPO}:{cell.distro.name}{cell.arch.suffix}-{cell.wheel.name}-deps-"
+    tag = (f"{CLIENT_REPO}:{cell.distro.name}{cell.arch.suffix}-{cell.official_wheel.name}-deps-"
            f"{digest[:12]}")
     return ensure_tagged(ctx, tag, lambda: _make(ctx, cell, runtime, wheel, tag, compat, logf),
                          logf)
@@ -147,7 +147,7 @@ def _make(ctx, cell: Cell, runtime: ImageRef, wheel: Path, tag: str, compat: Pat
             if native_wheel:
                 # Keep its dependencies, drop the official client (its native stack with it).
                 box.run([f"{CLIENT_VENV}/bin/pip", "uninstall", "-y",
-                         "--disable-pip-version-check", cell.wheel.name])
+                         "--disable-pip-version-check", cell.official_wheel.name])
             box.run(["rm", "-rf", "/tmp/wheelhouse"])
             image_id = box.commit(CLIENT_REPO, tag.split(":", 1)[1],
                                   changes=list(COMMIT_CHANGES))

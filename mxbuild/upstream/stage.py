@@ -107,7 +107,8 @@ def run(ctx, cell: Cell, runtime: ImageRef, clients, debs, logf: IO[str]) -> dic
         ctx.cache.put("upstream", key, {"results.json": results}, {"ok": True})
     _log_verdict(logf, verdict)
     return {**compare.report_dict(runs, wheel_runs, verdict),
-            "wheel": {"filename": cell.wheel.filename, "sha256": cell.wheel.sha256,
+            "wheel": {"filename": cell.official_wheel.filename,
+                      "sha256": cell.official_wheel.sha256,
                       "counts": outcomes.counts(compare.results_of(wheel_runs)),
                       "reused": wheel_reused, "log": str(wheel_log),
                       "results": str(wheel_results)},
@@ -119,8 +120,9 @@ def not_here(ctx, cell: Cell) -> str | None:
     """Why the stage cannot run for this cell on this machine, or None."""
     if cell.cuda is not None and not ctx.gpu:
         return "no GPU: libmxnet cannot load here"
-    if not cell.wheel.runs_on(cell.arch.machine):
-        return (f"no official {cell.arch.name} binary to compare with ({cell.wheel.filename} "
+    if not cell.official_wheel.runs_on(cell.arch.machine):
+        return (f"no official {cell.arch.name} binary to compare with "
+                f"({cell.official_wheel.filename} "
                 f"is not {cell.arch.machine}); MXNet's own tests are not run under emulation")
     return None
 
@@ -152,7 +154,7 @@ def _reference(ctx, cell: Cell, test_image: ImageRef, tests: Path, digest: str, 
     tests, the subset, the image and the runner are the same."""
     log_path = ctx.opts.logs_dir / cell.id / REFERENCE_LOG
     key = key_of("upstream-reference", {
-        "code": module_digest(runner, recorder, outcomes), "wheel": cell.wheel.sha256,
+        "code": module_digest(runner, recorder, outcomes), "wheel": cell.official_wheel.sha256,
         "tests": digest, "files": subset, "image": test_image.id, "gpu": ctx.gpu})
     hit = ctx.cache.get("upstream-reference", key)
     log_path.unlink(missing_ok=True)        # never write through a link into the cache
@@ -161,7 +163,7 @@ def _reference(ctx, cell: Cell, test_image: ImageRef, tests: Path, digest: str, 
         logf.write(f"the official wheel's outcomes: reused {hit[0]} (same wheel, tests, "
                    f"subset and image); its log: {log_path}\n")
         return _load(hit[0] / "results.json"), True, log_path
-    wheel = cached_wheel(cell.wheel, ctx.opts.cache_dir / "downloads",
+    wheel = cached_wheel(cell.official_wheel, ctx.opts.cache_dir / "downloads",
                          ctx.opts.extra_ca_bundle)
     logf.write(f"running the same tests on the official wheel {wheel.name}: {log_path}\n")
     logf.flush()

@@ -101,7 +101,7 @@ def test_the_arm64_smoke_client_has_numpy_for_aarch64(arm64_runtime, run_ctx, do
     """The smoke client image of the arm64 cell: the official wheel's requirements from
     PyPI (aarch64 wheels, pip under emulation), never the x86_64 wheel itself."""
     from mxbuild.fetch import cached_wheel
-    wheel = cached_wheel(CELL.wheel, run_ctx.opts.cache_dir / "downloads",
+    wheel = cached_wheel(CELL.official_wheel, run_ctx.opts.cache_dir / "downloads",
                          run_ctx.opts.extra_ca_bundle)
     ref = client_image.ensure_client_image(run_ctx, CELL, arm64_runtime, wheel, io.StringIO())
     assert ref.ref.startswith("mxbuild/smoke-client:debian12-arm64-mxnet-deps-")

@@ -18,7 +18,8 @@ import pytest
 from mxbuild.recipes import compile as compile_recipe
 from mxbuild import source_tree
 from mxbuild.errors import AbiError
-from mxbuild.matrix import CompileSpec, load
+from mxbuild.matrix import load
+from mxbuild.recipes import compile as compile_recipe
 
 from ..conftest import ROOT, ctx_with
 from ..fixtures import upstream_tests
@@ -105,9 +106,11 @@ def _cell(variant: str, target: str, build_on: str, arch: str = "amd64"):
     `build_on`'s image (the amd64 one: arm64 is cross-compiled)."""
     m = load(ROOT / "matrix.yaml")
     cell = m.select(variant=variant, mxnet="1.9.1", arch=arch)[0]   # the fixture's version
-    spec = CompileSpec(cell.compile.preset if cell.compile else f"linux_{variant}",
-                       m.distros[build_on])
-    return dataclasses.replace(cell, distro=m.distros[target], compile=spec, recipe="compile")
+    own = compile_recipe.compile_spec(cell)
+    spec = compile_recipe.CompileSpec(own.preset if own else f"linux_{variant}",
+                                      m.distros[build_on])
+    return compile_recipe.with_inputs(dataclasses.replace(cell, distro=m.distros[target],
+                                                          recipe="compile"), spec=spec)
 
 
 def _recorded(lib) -> dict[str, str]:

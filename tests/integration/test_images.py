@@ -112,7 +112,7 @@ def test_derived_images_are_tagged_by_content(docker_client, run_ctx, cpu_cell, 
 def test_extra_ca_bundle_never_lands_in_an_image(docker_client, run_ctx, cpu_cell, test_opts,
                                                  cell_images):
     assert test_opts.extra_ca_bundle is not None, "the host has a system CA bundle"
-    wheel = fetch_wheel(cpu_cell.wheel, test_opts.cache_dir / "downloads",
+    wheel = fetch_wheel(cpu_cell.official_wheel, test_opts.cache_dir / "downloads",
                         test_opts.extra_ca_bundle)
     client_image = ensure_client_image(run_ctx, cpu_cell, cell_images[2], wheel, io.StringIO())
     attrs = docker_client.images.get(client_image.ref).attrs

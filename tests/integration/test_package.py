@@ -1,4 +1,5 @@
-"""The wheel recipe and the .deb of the cpu × debian12 cell, inspected with real tools."""
+"""The wheel recipe (and the harvest path it shares with recipe maven) and the .deb of the
+cpu × debian12 cell, inspected with real tools."""
 import dataclasses
 import gzip
 import hashlib
@@ -109,8 +110,8 @@ def test_library_rpath_points_at_the_private_directory_in_place(unpacked, cpu_ce
                          text=True).stdout
     assert "(RPATH)              Library rpath: [$ORIGIN/m]" in dyn
     assert "Library soname: [libmxnet.so]" in dyn
-    wheel = cas_path(test_opts.cache_dir / "downloads", cpu_cell.wheel.sha256,
-                     cpu_cell.wheel.filename)
+    wheel = cas_path(test_opts.cache_dir / "downloads", cpu_cell.official_wheel.sha256,
+                     cpu_cell.official_wheel.filename)
     with zipfile.ZipFile(wheel) as zf:
         assert zf.getinfo("mxnet/libmxnet.so").file_size == lib.stat().st_size
     loads = subprocess.run(["readelf", "-lW", str(lib)], check=True, capture_output=True,
@@ -147,7 +148,7 @@ def run_ctx_matrix():
 def test_build_info_records_inputs_and_file_hashes(unpacked, cpu_cell, cell_images, payload):
     info = json.loads((unpacked / "usr/share/doc/libmxnet/buildinfo.json").read_text())
     assert info["recipe"] == "wheel"
-    assert cpu_cell.wheel.sha256 in info["source"]
+    assert cpu_cell.official_wheel.sha256 in info["source"]
     # tool versions, not image ids: two bootstraps of the same inputs give the same .deb
     assert set(info["build_tools"]) == {"dpkg", "dpkg-dev", "binutils", "xz-utils", "libc6"}
     assert info["build_tools"]["dpkg"].startswith("1.21.") and "build_image" not in info
@@ -203,9 +204,9 @@ def test_rebuilding_with_clean_caches_gives_a_bit_identical_deb(
 def test_corrupted_wheel_is_refused_before_anything_is_built(run_ctx, cpu_cell, test_opts,
                                                              cell_images, tmp_path,
                                                              monkeypatch):
-    cached = cas_path(test_opts.cache_dir / "downloads", cpu_cell.wheel.sha256,
-                      cpu_cell.wheel.filename)
-    corrupt = tmp_path / "wheels" / cpu_cell.wheel.filename
+    cached = cas_path(test_opts.cache_dir / "downloads", cpu_cell.official_wheel.sha256,
+                      cpu_cell.official_wheel.filename)
+    corrupt = tmp_path / "wheels" / cpu_cell.official_wheel.filename
     corrupt.parent.mkdir()
     data = bytearray(cached.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -215,15 +216,15 @@ def test_corrupted_wheel_is_refused_before_anything_is_built(run_ctx, cpu_cell, 
                                out_dir=tmp_path / "out")
     with pytest.raises(ChecksumError) as info:
         harvest(ctx_with(run_ctx, opts), cpu_cell, cell_images[1].ref, io.StringIO())
-    assert cpu_cell.wheel.sha256 in info.value.message
+    assert cpu_cell.official_wheel.sha256 in info.value.message
     assert not (opts.work_dir / cpu_cell.id / "payload").exists()
     assert not any((tmp_path / "cache").rglob("*.whl"))
 
 
 def test_harvest_refuses_undeclared_bundled_libraries(run_ctx, cpu_cell, test_opts,
                                                       cell_images, tmp_path):
-    wheel = dataclasses.replace(cpu_cell.wheel, bundled=("libopenblas.so.0",))
-    cell = dataclasses.replace(cpu_cell, wheel=wheel)
+    wheel = dataclasses.replace(cpu_cell.official_wheel, bundled=("libopenblas.so.0",))
+    cell = dataclasses.replace(cpu_cell, official_wheel=wheel)
     opts = dataclasses.replace(test_opts, out_dir=tmp_path / "out")
     with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
         harvest(ctx_with(run_ctx, opts), cell, cell_images[1].ref, io.StringIO())
@@ -273,7 +274,7 @@ def test_harvest_strips_an_unstripped_upstream_library(run_ctx, cpu_cell, test_o
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.write(lib, "mxnet/libmxnet.so")
     pin = WheelPin("mxnet-probe", "1.7.0", wheel.name, sha256(wheel), ())
-    cell = dataclasses.replace(cpu_cell, wheel=pin)
+    cell = dataclasses.replace(cpu_cell, official_wheel=pin)
     monkeypatch.setenv("MXBUILD_WHEEL_DIR", str(wheels))
     opts = dataclasses.replace(test_opts, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
     log = io.StringIO()
@@ -287,3 +288,52 @@ def test_harvest_strips_an_unstripped_upstream_library(run_ctx, cpu_cell, test_o
                          check=True).stdout
     assert "[libmxnet.so]" in dyn and "RPATH" not in dyn    # it bundles nothing
     assert payload.upstream_sha256["libmxnet.so"] != payload.files["libmxnet.so"]
+
+
+def test_the_one_harvest_path_takes_a_jar_s_natives(run_ctx, cpu_cell, test_opts,
+                                                    cell_images, tmp_path):
+    """Recipe maven harvests through the wheel's path (recipes/official/harvest.sh): a jar's
+    lib/native/, libmxnet-scala.so to jni/, unstripped libraries stripped except one whose
+    licence forbids modifying it, RPATH pointed at the private directory; a native library
+    matrix.yaml does not list is refused naming the key that lists them."""
+    import zipfile
+    from mxbuild.payload import PRIVATE_DIR
+    from mxbuild.recipes import official
+    libs = tmp_path / "libs"
+    libs.mkdir()
+
+    def shared_library(name, *flags):
+        subprocess.run(["gcc", "-g", "-shared", "-fPIC", "-o", str(libs / name), "-x", "c", "-",
+                        "-x", "none", f"-Wl,-soname,{name}", *flags],
+                       input=f"int f_{abs(hash(name))}(void){{return 1;}}", text=True,
+                       check=True)
+    shared_library("libmxnet.so", "-Wl,-rpath,$ORIGIN/room-for-the-private-directory-link")
+    shared_library("libmxnet-scala.so", f"-L{libs}", "-lmxnet")
+    shared_library("libgfortran.so.3")
+    shared_library("libiomp5.so")
+    jar = tmp_path / "mxnet-full_2.11-linux-x86_64-cpu-1.5.1.jar"
+    with zipfile.ZipFile(jar, "w") as zf:
+        zf.writestr("org/apache/mxnet/Base.class", b"\xca\xfe\xba\xbe")
+        for name in ("libmxnet.so", "libmxnet-scala.so", "libgfortran.so.3", "libiomp5.so"):
+            zf.write(libs / name, f"lib/native/{name}")
+    spec = official.Harvest(jar, "lib/native", (("libmxnet.so", "libmxnet.so"),
+                                                ("libmxnet-scala.so", "jni/libmxnet-scala.so")),
+                            ("libgfortran.so.3", "libiomp5.so"), "jar.bundled", ("libiomp5.so",))
+    ctx = ctx_with(run_ctx, dataclasses.replace(test_opts, out_dir=tmp_path / "out"))
+    log = io.StringIO()
+    out = official.harvest(ctx, cpu_cell, cell_images[1].ref, log, spec)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == \
+        sorted(spec.rels)
+    for rel in ("libmxnet.so", "jni/libmxnet-scala.so", f"{PRIVATE_DIR}/libgfortran.so.3"):
+        assert f"stripped {rel}" in log.getvalue()
+    assert f"kept as is: {PRIVATE_DIR}/libiomp5.so" in log.getvalue()
+    assert sha256(out / PRIVATE_DIR / "libiomp5.so") == sha256(libs / "libiomp5.so")
+    assert spec.upstream_hashes()["libmxnet-scala.so"] == sha256(libs / "libmxnet-scala.so")
+    dyn = subprocess.run(["readelf", "-d", str(out / "libmxnet.so")], capture_output=True,
+                         text=True, check=True).stdout
+    assert f"$ORIGIN/" in dyn and "room-for" not in dyn
+
+    undeclared = dataclasses.replace(spec, bundled=("libiomp5.so",))
+    with pytest.raises(MxbuildError, match="harvesting .* failed") as info:
+        official.harvest(ctx, cpu_cell, cell_images[1].ref, io.StringIO(), undeclared)
+    assert "libgfortran.so.3" in info.value.message and "jar.bundled" in info.value.message

@@ -20,7 +20,8 @@ from mxbuild.images import ImageRef
 from mxbuild.recipes import compile as compile_recipe
 from mxbuild import source_tree
 from mxbuild.errors import AbiError, ChecksumError, ConfigError, DownloadError, SigningError
-from mxbuild.matrix import Abi, SourcePin, load
+from mxbuild.matrix import Abi, load
+from mxbuild.recipes.compile import SourcePin, compile_spec, source_pin, with_inputs
 
 from ..conftest import ROOT
 
@@ -44,7 +45,8 @@ def test_every_variant_has_a_preset_that_matches_its_features(variant, arch):
     """Every (variant, architecture) of the matrix: the architecture layer and the variant's
     preset together set what its cells' features say (arm64: no oneDNN)."""
     cell = MATRIX.select(variant=variant, arch=arch)[0]
-    values = preset_values(cell.compile.preset if cell.compile else f"linux_{variant}", arch)
+    spec = compile_spec(cell)
+    values = preset_values(spec.preset if spec else f"linux_{variant}", arch)
     assert values["CMAKE_BUILD_TYPE"] == "Distribution"
     features = dict(cell.features)
     for feature, flag in FEATURE_FLAGS.items():
@@ -173,7 +175,7 @@ def _cell(tarball, url="http://127.0.0.1:9/apache-mxnet-src-9.9.9-incubating.tar
           sha512=None, **pin):
     cell = MATRIX.select(cell="1.9.1-cpu-debian12")[0]
     digest = sha512 or hashlib.sha512(tarball.read_bytes()).hexdigest()
-    return dataclasses.replace(cell, source=SourcePin("9.9.9", url, digest, None, **pin))
+    return with_inputs(cell, source=SourcePin("9.9.9", url, digest, None, **pin))
 
 
 def _opts(tmp_path, **kw):
@@ -234,13 +236,13 @@ def test_source_dir_needs_a_cmake_project_and_no_pin(tmp_path):
         compile_recipe.resolve_source(_cell(tarball), _opts(tmp_path, source_dir=tmp_path),
                                       io.StringIO())
     tree = tmp_path / "apache-mxnet-src-9.9.9-incubating"
-    cell = dataclasses.replace(_cell(tarball), source=None)
+    cell = with_inputs(_cell(tarball), source=None)
     source = compile_recipe.resolve_source(cell, _opts(tmp_path, source_dir=tree), io.StringIO())
     assert source.is_dir and source.path == tree
 
 
 def test_no_pin_and_no_source_option_is_a_clear_error(tmp_path):
-    cell = dataclasses.replace(MATRIX.select(cell="1.9.1-cpu-debian12")[0], source=None)
+    cell = with_inputs(MATRIX.select(cell="1.9.1-cpu-debian12")[0], source=None)
     with pytest.raises(ConfigError, match="pins no source release"):
         compile_recipe.resolve_source(cell, _opts(tmp_path), io.StringIO())
 
@@ -340,13 +342,13 @@ def test_compiled_payload_is_keyed_by_the_tree_and_the_preset(tmp_path):
     (copy / "src").mkdir()
     (copy / "src/operator.cc").write_text("// patched\n")
     assert key(copy)["source"] != first["source"]
-    other = dataclasses.replace(cell, compile=dataclasses.replace(cell.compile,
-                                                                  preset="linux_cu112"))
+    other = with_inputs(cell, spec=dataclasses.replace(compile_spec(cell),
+                                                       preset="linux_cu112"))
     assert key(tree, other)["preset"] == "linux_cu112" != first["preset"]
-    no_source = dataclasses.replace(cell, source=None)
+    no_source = with_inputs(cell, source=None)
     assert recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), no_source, "b") is None
     pinned = recipe.cache_inputs(open_run(_opts(tmp_path), gpu=False), cell, "b")
-    assert pinned["source"] == dict([compile_recipe.pin_digest(cell.source)])
+    assert pinned["source"] == dict([compile_recipe.pin_digest(source_pin(cell))])
 
 
 # ---------------------------------------------------------------- architectures
@@ -425,7 +427,8 @@ def test_thin_clients_are_shared_by_both_architectures(tmp_path):
     the same bytes published for amd64 and arm64."""
     ctx = open_run(_opts(tmp_path), gpu=False)
     assert jvm_source.thin_inputs(ctx, AMD64, "src") == jvm_source.thin_inputs(ctx, ARM64, "src")
-    assert (ARM64.client_wheel or ARM64.wheel) == (AMD64.client_wheel or AMD64.wheel)
+    assert (ARM64.client_wheel or ARM64.official_wheel) == \
+        (AMD64.client_wheel or AMD64.official_wheel)
 
 
 NINJA_LOG = """\

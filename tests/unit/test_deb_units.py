@@ -16,10 +16,11 @@ def test_wheel_cell_package_texts_are_unchanged(tmp_path, golden):
     rels = ("libmxnet.so", "libmxnet/libopenblas.so.0", "libmxnet/libgfortran.so.3")
     for rel in rels:
         (payload_dir / rel).write_bytes(b"x")
-    source = (f"{cell.wheel.filename} (PyPI {cell.wheel.name}=={cell.wheel.version}, "
-              f"sha256 {cell.wheel.sha256})")   # as the wheel recipe writes it
+    pin = cell.official_wheel
+    source = (f"{pin.filename} (PyPI {pin.name}=={pin.version}, "
+              f"sha256 {pin.sha256})")   # as the wheel recipe writes it
     payload = Payload(payload_dir, {rel: "0" * 64 for rel in rels}, {}, source, 1652763094,
-                      cell.wheel.bundled, tuple(p.format(source=source) for p in PROVENANCE),
+                      pin.bundled, tuple(p.format(source=source) for p in PROVENANCE),
                       OVERRIDES)
     ctx = open_run(options.resolve(out_dir=str(tmp_path / "out")), gpu=False)
     src = stage_tree(ctx, cell, payload, {"dpkg": "1.21.22"},

@@ -305,7 +305,7 @@ def official_191(dest: Path) -> Path:
     from mxbuild import matrix, options
     from mxbuild.fetch import cas_path
     cell = matrix.load(ROOT / "matrix.yaml").select(cell="1.9.1-cpu-debian12")[0]
-    pin = cell.wheel
+    pin = cell.official_wheel
     (dest / "m").mkdir(parents=True, exist_ok=True)
     wheel = cas_path(options.resolve().cache_dir / "downloads", pin.sha256, pin.filename)
     if wheel.is_file():

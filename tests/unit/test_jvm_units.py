@@ -13,8 +13,8 @@ import pytest
 from mxbuild import jvm_client, matrix, options
 from mxbuild.context import open_run
 from mxbuild.errors import ChecksumError, DownloadError, MatrixError, MxbuildError
-from mxbuild.matrix import JarPin
 from mxbuild.recipes import maven
+from mxbuild.recipes.maven import JarPin
 
 from ..conftest import dump_yaml
 from ..require import skip_or_fail
@@ -141,7 +141,8 @@ def test_the_jar_pin_is_validated_and_the_recipe_needs_it(tmp_path, matrix_doc):
     build["jar"]["sha256"] = "a" * 64
     path.write_text(dump_yaml(doc))
     cell = matrix.load(path).select(cell="1.9.1-cpu-debian12")[0]
-    assert cell.recipe == "maven" and cell.jar.repository == "https://repo1.maven.org/maven2"
+    assert cell.recipe == "maven"
+    assert maven.jar_pin(cell).repository == "https://repo1.maven.org/maven2"
     assert cell.package_names == ("libmxnet", "libmxnet-scala")
 
 

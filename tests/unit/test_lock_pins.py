@@ -11,6 +11,7 @@ import pytest
 from mxbuild import images
 from mxbuild.errors import ImageError
 from mxbuild.matrix import load
+from mxbuild.recipes.compile import compile_spec
 from mxbuild.pins import Pins
 
 from ..conftest import ROOT
@@ -79,10 +80,11 @@ def test_an_unreachable_unpinned_toolkit_fails_after_writing_the_rest(docker_cli
 
 
 def test_an_unpinned_toolkit_points_to_invoke_lock(tmp_path):
-    cell = next(c for c in MATRIX.cells if c.compile and c.compile.toolkit_image)
+    spec, cell = next((compile_spec(c), c) for c in MATRIX.cells
+                      if compile_spec(c) and compile_spec(c).toolkit_image)
     ctx = SimpleNamespace(opts=SimpleNamespace(pins_path=tmp_path / "empty.lock"))
     with pytest.raises(ImageError) as err:
-        images.ensure_compile_image(ctx, cell, None, None)
+        images.ensure_compile_image(ctx, cell, None, None, spec.toolkit_image)
     assert err.value.hint == (f"pin it: invoke lock --distro {cell.distro.name} (pulls it and "
                               "records its digest)")
 

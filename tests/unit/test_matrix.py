@@ -17,7 +17,7 @@ def test_real_matrix_loads_into_frozen_cells():
     cell = next(c for c in m.cells if c.id == "1.9.1-cpu-debian12")
     assert (cell.mxnet, cell.variant, cell.cuda, cell.distro.name, cell.codename, cell.recipe) \
         == ("1.9.1", "cpu", None, "debian12", "bookworm", "wheel")
-    assert cell.wheel.name == "mxnet" and len(cell.wheel.sha256) == 64
+    assert cell.official_wheel.name == "mxnet" and len(cell.official_wheel.sha256) == 64
     assert cell.deb_version == "1.9.1-6~deb12"
     with pytest.raises(AttributeError):
         cell.variant = "cu112"
@@ -201,7 +201,7 @@ def test_gpu_cells_map_every_cuda_soname():
                     (cell.id, soname, package)
     (cu90,) = m.select(cuda="9", distro="ubuntu16")
     assert dict(cu90.runtime_packages)["libcudart.so.9.0"] == "cuda-cudart-9-0"
-    assert cu90.wheel.name == "mxnet-cu90" and cu90.cuda == "9.0"
+    assert cu90.official_wheel.name == "mxnet-cu90" and cu90.cuda == "9.0"
 
 
 def test_x_keys_hold_anchors_only(tmp_path, matrix_doc):

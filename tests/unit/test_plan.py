@@ -7,6 +7,7 @@ import dataclasses
 from mxbuild import options, plan, recipes
 from mxbuild.context import open_run
 from mxbuild.matrix import load
+from mxbuild.recipes import compile as compile_recipe
 from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.sign import Signer
 from mxbuild.repo.storage import LocalStorage
@@ -55,7 +56,8 @@ def test_plan_task_takes_staging_and_artifact_cache():
 
 def test_plan_for_compile_without_any_source_says_it_would_fail(tmp_path):
     opts = options.resolve(out_dir=str(tmp_path / "out"))
-    cell = dataclasses.replace(recipes.with_recipe(MATRIX.select(cell="1.9.1-cpu-debian12")[0],
-                                                   "compile"), source=None)
+    cell = compile_recipe.with_inputs(
+        recipes.with_recipe(MATRIX.select(cell="1.9.1-cpu-debian12")[0], "compile"),
+        source=None)
     step = _steps(plan.plan([cell], open_run(opts, gpu=False)), cell.id)["recipe"]
     assert step.action == "fail" and "--source-dir" in step.reason

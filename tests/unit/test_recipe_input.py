@@ -132,7 +132,7 @@ def test_a_block_belongs_to_the_build_s_own_recipe_only():
 def test_a_recipe_named_like_a_build_key_keeps_that_key():
     """"wheel" is also a build's key (the official wheel's pin): it stays the pin."""
     (cell,) = matrix.parse(_doc(None, recipe="wheel")).cells
-    assert cell.recipe_config is None and cell.wheel is not None
+    assert cell.recipe_config is None and cell.official_wheel is not None
 
 
 def test_a_recipe_that_parses_no_block_refuses_one():

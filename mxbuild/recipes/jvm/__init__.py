@@ -22,10 +22,12 @@ from ... import jvm_client
 from ...errors import ConfigError
 from ...fetch import sha256_file
 from ...matrix import Cell
+from ...matrix.schema import PACKAGE_RE
 from ...paths import module_digest
 from ...payload import CLIENT_DIR, Part
 from .. import compile as compile_recipe
 from ..registry import CellImages, Produced, Recipe, get, register
+from .build import INPUT_NAME, JvmBuildSpec, jvm_build
 from . import source as jvm_source
 
 PROVENANCE = ("libmxnet-scala.so was compiled by mxbuild from scala-package/native of the",
@@ -38,6 +40,16 @@ SOURCE_OPTIONS = compile_recipe.SOURCE_OPTIONS
 class JvmHalfRecipe(Recipe):
     """The underlying recipe (`base`) plus the JVM half from source."""
     takes_source = True
+    # both recipes take the same top-level key: parsed once, under one name
+    input_name = INPUT_NAME
+    matrix_keys = {"matrix": {"jvm_build": "a mapping: distro (one that ships JDK 8), jdk "
+                                           "(its package)"}}
+
+    def parse_inputs(self, scope, check) -> JvmBuildSpec | None:
+        if "jvm_build" not in scope.doc:
+            return None
+        return scope.once("jvm_build", lambda: parse_jvm_build(check, scope.doc["jvm_build"],
+                                                               scope.distros))
 
     def __init__(self, name: str, base: str):
         self.name, self.base_name = name, base
@@ -66,11 +78,11 @@ class JvmHalfRecipe(Recipe):
             return ("matrix.yaml defines no package for the JVM client",
                     "add packages.libmxnet-scala (files: [jni/*], depends_on: [libmxnet], "
                     "client: jvm)")
-        if cell.jvm_build is None:
+        if jvm_build(cell) is None:
             return ("matrix.yaml has no jvm_build (where scala-package is built)",
                     "add jvm_build: {distro: <a distro that ships JDK 8>, jdk: "
                     "openjdk-8-jdk-headless}")
-        if (cell.client_wheel or cell.wheel) is None:
+        if (cell.client_wheel or cell.official_wheel) is None:
             return (f"no official wheel of MXNet {cell.mxnet}: scala-package generates its "
                     "operator API from a cpu libmxnet.so at build time",
                     "pin the version's cpu wheel in matrix.yaml")
@@ -85,7 +97,7 @@ class JvmHalfRecipe(Recipe):
         source = (base or {}).get("source") or compile_recipe.source_identity(ctx.opts, cell)
         if base is None or source is None:
             return None
-        spec = cell.jvm_build
+        spec = jvm_build(cell)
         return {"base": {"recipe": self.base_name, **base}, "jvm_source": source,
                 "code": module_digest(jvm_source, jvm_client, sys.modules[__name__]),
                 "jvm_build": [spec.distro.name, spec.jdk],
@@ -97,7 +109,7 @@ class JvmHalfRecipe(Recipe):
         if action == "run" and compile_recipe.source_identity(ctx.opts, cell) is None:
             return "fail", f"no source for the JVM half: {SOURCE_OPTIONS}"
         return action, (f"{why}; libmxnet-scala.so and the thin jar from scala-package "
-                        f"(JDK 8 on {cell.jvm_build.distro.name})")
+                        f"(JDK 8 on {jvm_build(cell).distro.name})")
 
     def package_image(self, ctx, cell: Cell, images: CellImages, logf: IO[str]):
         return self.base.package_image(ctx, cell, images, logf)
@@ -132,6 +144,17 @@ class JvmHalfRecipe(Recipe):
         payload.save()
         return Produced(payload, {**produced.report,
                                   "jvm": {"jni": jni.report, "thin_jar": thin.report}})
+
+
+def parse_jvm_build(c, spec, distros) -> JvmBuildSpec:
+    c.mapping(spec, "jvm_build", {"distro": "a distro defined under distros that ships JDK 8",
+                                  "jdk": "the JDK 8 package, e.g. openjdk-8-jdk-headless"})
+    name = c.string(spec["distro"], "jvm_build.distro")
+    if name not in distros:
+        c.fail("jvm_build.distro", f"{name!r} is not defined under distros",
+               "one of " + ", ".join(distros))
+    return JvmBuildSpec(distros[name], c.string(spec["jdk"], "jvm_build.jdk", PACKAGE_RE,
+                                                "a Debian package name"))
 
 
 register(JvmHalfRecipe("wheel-jvm", "wheel"))

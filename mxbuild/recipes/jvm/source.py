@@ -47,6 +47,7 @@ from ...matrix import Cell
 from ...paths import module_digest
 from ...payload import BUILD_HOME, BUILD_UID, PRIVATE_DIR
 from ..compile import abi_requirements, machine_gate
+from .build import jvm_build
 
 # What the JVM build reads of a source tree (paths relative to its top).
 TREE_PARTS = ("scala-package", "include", "3rdparty/dmlc-core/include",
@@ -173,7 +174,7 @@ def deploy_dependencies(source: JvmSource) -> tuple[jvm_client.Dependency, ...]:
 # ---------------------------------------------------------------- images
 
 def jvm_build_image(ctx, cell: Cell, logf: IO[str]) -> ImageRef:
-    spec = cell.jvm_build
+    spec = jvm_build(cell)
     if spec is None:
         raise ConfigError("matrix.yaml has no jvm_build",
                           "add jvm_build: {distro: <a distro that ships JDK 8>, "
@@ -231,7 +232,7 @@ def jni_headers(ctx, jvm_image: ImageRef, logf: IO[str]) -> Path:
 def _cpu_library(ctx, cell: Cell, dest: Path) -> tuple[Path, str]:
     """The version's cpu libmxnet.so and what it bundles, as the official wheel has them
     (its RPATH ${ORIGIN} finds them next to it): (directory, wheel file name)."""
-    pin = cell.client_wheel or cell.wheel
+    pin = cell.client_wheel or cell.official_wheel
     wheel = cached_wheel(pin, ctx.opts.cache_dir / "downloads", ctx.opts.extra_ca_bundle)
     if dest.exists():
         shutil.rmtree(dest)
@@ -245,8 +246,8 @@ def _cpu_library(ctx, cell: Cell, dest: Path) -> tuple[Path, str]:
 
 def thin_inputs(ctx, cell: Cell, source_digest: str) -> dict:
     """What the thin jar depends on (its stage-cache key)."""
-    pin = cell.client_wheel or cell.wheel
-    spec = cell.jvm_build
+    pin = cell.client_wheel or cell.official_wheel
+    spec = jvm_build(cell)
     return {"code": module_digest(jvm_client, truststore, sys.modules[__name__]), "source": source_digest,
             "libmxnet": pin.sha256, "bundled": list(pin.bundled), "mxnet": cell.mxnet,
             "jvm_build": [spec.distro.name, spec.jdk] if spec else None,
