@@ -86,7 +86,7 @@ def test_killed_mirror_leaves_an_apt_readable_mirror_at_every_write(
             point_apt(box, dest.target.public_url())
             update = box.run(["apt-get", "update", "--error-on=any"], check=False)
             assert update.exit_code == 0, f"after write {kill_after}:\n{update.output}"
-            assert visible(box, "mxbuild-probe") in ({"1.0-1"}, {"2.0-1"}), kill_after
+            assert visible(box, "mxbuild-probe") in ({"1.0-1"}, {"1.0-1", "2.0-1"}), kill_after
             box.run(["apt-get", "install", "-y", "--allow-downgrades", "mxbuild-probe"],
                     env={"DEBIAN_FRONTEND": "noninteractive"})
             mirror(source, dest, keyring, MirrorOptions(name="test-mirror"))   # re-run
