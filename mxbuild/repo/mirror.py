@@ -96,9 +96,13 @@ class SuitePlan:
 class _Writer:
     """The mirror's writes, counted, each followed by the hook."""
 
-    def __init__(self, dest, hook, result: MirrorResult):
-        self.dest, self.hook, self.result = dest, hook, result
+    def __init__(self, dest, hook, result: MirrorResult, pool: ThreadPoolExecutor):
+        self.dest, self.hook, self.result, self.pool = dest, hook, result, pool
         self._lock = threading.Lock()
+
+    def each(self, fn, items) -> list:
+        """fn over items on the worker threads (the writes of one step, in any order)."""
+        return list(self.pool.map(fn, list(items)))
 
     def _done(self, key: str, size: int, kind: str) -> None:
         with self._lock:
@@ -121,7 +125,8 @@ class _Writer:
 
     def delete(self, key: str) -> None:
         self.dest.delete(key)
-        self.result.deleted.append(key)
+        with self._lock:
+            self.result.deleted.append(key)
         self.hook("delete")
 
 
@@ -131,9 +136,16 @@ def mirror(source, dest, keyring: bytes, options: MirrorOptions = MirrorOptions(
     if source.describe() == dest.describe():
         raise ConfigError(f"--from and --to are the same repository ({source.describe()})",
                           "mirror to another bucket, prefix or directory")
-    started = dt.datetime.now(dt.timezone.utc)
     result = MirrorResult()
-    out = _Writer(dest, options.hook, result)
+    with ThreadPoolExecutor(max(1, options.workers)) as pool:
+        _run(source, dest, keyring, name, _Writer(dest, options.hook, result, pool))
+    return result
+
+
+# params: the two repositories, the trust anchor, the trace's name and the writer
+def _run(source, dest, keyring: bytes, name: str, out: _Writer) -> None:
+    started = dt.datetime.now(dt.timezone.utc)
+    result = out.result
     plans = []
     for codename in suite_names(source):
         plan = _plan_suite(source, dest, keyring, codename)
@@ -147,8 +159,7 @@ def mirror(source, dest, keyring: bytes, options: MirrorOptions = MirrorOptions(
     with tempfile.TemporaryDirectory(prefix="mxbuild-mirror-") as tmp:
         copy = _pool_copier(source, out, Path(tmp))
         wanted = {e["Filename"]: e for p in plans for e in p.pool}
-        with ThreadPoolExecutor(max(1, options.workers)) as pool:           # 1. pool
-            list(pool.map(copy, wanted.values()))
+        out.each(copy, wanted.values())                                      # 1. pool
         for plan in plans:                                                   # 2. by-hash
             _copy_by_hash(source, out, plan)
         for plan in plans:                                                   # 3. log …
@@ -175,10 +186,9 @@ def mirror(source, dest, keyring: bytes, options: MirrorOptions = MirrorOptions(
     if pending:                                                              # 6. deletions
         _delete_gone(source, out, plans, pending, pending_key, result)
     for prefix, tree in trees.items():
-        for key in tree.extra:
-            out.delete(key)
+        out.each(out.delete, tree.extra)
     out.put(f"{TRACE_DIR}/{name}", render_trace(source.describe(), started, result), "trace")
-    return result                                                            # 7. trace
+                                                                             # 7. trace
 
 
 def suite_names(storage) -> list[str]:
@@ -284,7 +294,9 @@ def _pool_copier(source, out: _Writer, tmp: Path):
 def _copy_by_hash(source, out: _Writer, plan: SuitePlan) -> None:
     if plan.current:
         return
-    for name, named in sorted(plan.changed.items()):
+
+    def copy(item) -> None:
+        name, named = item
         key = named.by_hash_key(plan.codename, "SHA256")
         got = source.get(key)
         if got is None or index.IndexFile.of(name, got[0]) != named:
@@ -294,6 +306,7 @@ def _copy_by_hash(source, out: _Writer, plan: SuitePlan) -> None:
         for field_name in ("SHA256", "SHA512"):
             out.put_new(named.by_hash_key(plan.codename, field_name), "by-hash", data=got[0],
                         sha256=named.sha256)
+    out.each(copy, sorted(plan.changed.items()))
 
 
 def _copy_log(source, out: _Writer, plan: SuitePlan) -> None:
@@ -341,11 +354,14 @@ def _commit_suite(out: _Writer, plan: SuitePlan) -> None:
     if plan.current:
         return
     base = f"dists/{plan.codename}"
-    for name, named in sorted(plan.state.files.items()):
+
+    def write_plain(item) -> None:
+        name, named = item
         plain = f"{base}/{name}"
-        if name in plan.changed and out.dest.sha256_of(plain) != named.sha256:
+        if out.dest.sha256_of(plain) != named.sha256:
             got = out.dest.get(named.by_hash_key(plan.codename, "SHA256"))   # copied in 2.
             out.put(plain, got[0], "plain")
+    out.each(write_plain, sorted(plan.changed.items()))
     release, signature = plan.release
     out.put_if_changed(f"{base}/Release.gpg", signature, "Release.gpg")
     out.put_if_changed(f"{base}/Release", release, "Release")
@@ -441,12 +457,10 @@ def _delete_gone(source, out: _Writer, plans: list[SuitePlan], pending: set[str]
         for component in st.components:
             for arch in st.arches(component):
                 referenced |= {e["Filename"] for e in read_index(source, st, component, arch)}
-    kept = set()
-    for key in sorted(pending - referenced):
-        if source.exists(key):
-            kept.add(key)
-        else:
-            out.delete(key)
+    unreferenced = sorted(pending - referenced)
+    held = out.each(source.exists, unreferenced)
+    kept = {key for key, there in zip(unreferenced, held) if there}
+    out.each(out.delete, [key for key, there in zip(unreferenced, held) if not there])
     result.kept = sorted(kept)
     if kept != pending:
         out.put(pending_key, _render_pending(kept), "pending")
