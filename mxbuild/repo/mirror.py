@@ -45,7 +45,7 @@ from .sign import KEYRING_NAME, check_detached
 TRACE_DIR = "project/trace"
 PENDING_DIR = "project/mirror"
 TREES = ("simple", "maven")          # PEP 503 index and the Maven repository, when present
-CHECKSUM_SUFFIXES = (".md5", ".sha1", ".sha256", ".sha512")
+SMALL = 8 << 20                      # pool files up to this size are copied in memory
 
 
 def _no_hook(kind: str) -> None:
@@ -274,21 +274,31 @@ def _release_pair(source, codename: str, state: SuiteState,
 def _pool_copier(source, out: _Writer, tmp: Path):
     def copy(entry: dict) -> None:
         key, want = entry["Filename"], entry["SHA256"]
+        if int(entry.get("Size", 0)) <= SMALL:
+            # one GET; the create-only write checks for a copy of an earlier run itself
+            got = source.get(key)
+            _check_pool_file(source, key, want, got and hashlib.sha256(got[0]).hexdigest())
+            out.put_new(key, "pool", data=got[0], sha256=want)
+            return
         if out.dest.sha256_of(key) == want:
-            return                                    # there already (an earlier run)
+            return                        # there already (an earlier run): not downloaded
         path = tmp / hashlib.sha256(key.encode()).hexdigest()
         try:
-            if not source.download(key, path):
-                raise RepoError(f"{source.describe()}/{key}, named by the signed index, is "
-                                "missing", "run `invoke repo.verify` on the source")
-            have = sha256_file(path)
-            if have != want:
-                raise RepoError(f"{source.describe()}/{key} has sha256 {have}, its signed "
-                                f"index says {want}", "run `invoke repo.verify` on the source")
+            there = source.download(key, path)
+            _check_pool_file(source, key, want, sha256_file(path) if there else None)
             out.put_new(key, "pool", src=path, sha256=want)
         finally:
             path.unlink(missing_ok=True)
     return copy
+
+
+def _check_pool_file(source, key: str, want: str, have: str | None) -> None:
+    if have is None:
+        raise RepoError(f"{source.describe()}/{key}, named by the signed index, is "
+                        "missing", "run `invoke repo.verify` on the source")
+    if have != want:
+        raise RepoError(f"{source.describe()}/{key} has sha256 {have}, its signed "
+                        f"index says {want}", "run `invoke repo.verify` on the source")
 
 
 def _copy_by_hash(source, out: _Writer, plan: SuitePlan) -> None:

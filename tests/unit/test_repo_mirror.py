@@ -210,3 +210,19 @@ def test_mirroring_a_repository_onto_itself_is_refused(tmp_path, signer):
     source = LocalStorage(tmp_path / "source")
     with pytest.raises(ConfigError):
         mirror(source, LocalStorage(tmp_path / "source"), signer.public_keyring())
+
+
+def test_large_pool_files_are_streamed_and_not_downloaded_again(tmp_path, signer, monkeypatch):
+    from mxbuild.repo import mirror as mirror_mod
+    monkeypatch.setattr(mirror_mod, "SMALL", 0)       # every .deb takes the streamed path
+    source = Recording(tmp_path / "source")
+    publish_debs(source, signer, tmp_path, ["a", "b"])
+    dest = LocalStorage(tmp_path / "mirror")
+    keyring = signer.public_keyring()
+    mirror(source, dest, keyring, MirrorOptions(name="m"))
+    assert ops.verify(dest, keyring) == []
+    (dest.root / "dists/bookworm/InRelease").unlink()     # the mirror forgets its state
+    source.calls.clear()
+    mirror(source, dest, keyring, MirrorOptions(name="m"))
+    assert [k for k in source.keys("get") if k.startswith("pool/")] == []
+    assert ops.verify(dest, keyring) == []
