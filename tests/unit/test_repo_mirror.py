@@ -226,3 +226,44 @@ def test_large_pool_files_are_streamed_and_not_downloaded_again(tmp_path, signer
     mirror(source, dest, keyring, MirrorOptions(name="m"))
     assert [k for k in source.keys("get") if k.startswith("pool/")] == []
     assert ops.verify(dest, keyring) == []
+
+
+def test_a_suite_whose_source_is_mid_publish_keeps_its_old_state(tmp_path, signer):
+    source = LocalStorage(tmp_path / "source")
+    publish_debs(source, signer, tmp_path, ["a"])
+    dest = LocalStorage(tmp_path / "mirror")
+    keyring = signer.public_keyring()
+    mirror(source, dest, keyring, MirrorOptions(name="m"))
+    publish_debs(source, signer, tmp_path, ["b"])
+    release = source.get("dists/bookworm/Release")[0]
+    source.put("dists/bookworm/Release", b"Origin: stale\n")   # finish() has not run yet
+    result = mirror(source, dest, keyring, MirrorOptions(name="m"))
+    assert result.skipped and result.skipped[0].startswith("bookworm: ")
+    assert [r[2] for r in ops.list_repo(dest, keyring).rows()] == ["a"]
+    assert ops.verify(dest, keyring) == []
+    source.put("dists/bookworm/Release", release)
+    assert mirror(source, dest, keyring, MirrorOptions(name="m")).skipped == []
+    assert [r[2] for r in ops.list_repo(dest, keyring).rows()] == ["a", "b"]
+
+
+def test_the_task_mirrors_and_says_what_it_did(tmp_path, signer):
+    import subprocess
+    import sys
+    from ..conftest import ROOT
+    source = LocalStorage(tmp_path / "source")
+    publish_debs(source, signer, tmp_path, ["a"])
+    ring = tmp_path / "keyring.gpg"
+    ring.write_bytes(signer.public_keyring())
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "invoke", "repo.mirror", *args], cwd=ROOT,
+                              capture_output=True, text=True)
+    proc = run("--from", str(source.root), "--to", str(tmp_path / "mirror"), "--keyring",
+               str(ring), "--name", "eu")
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stdout + proc.stderr            # the console writes to stderr
+    assert "bookworm: InRelease sha256" in said and "0 deleted" in said
+    assert (tmp_path / "mirror/project/trace/eu").is_file()
+    proc = run("--from", str(source.root), "--to", str(source.root), "--keyring", str(ring))
+    assert proc.returncode != 0 and "are the same repository" in proc.stderr
+    assert "fix: " in proc.stderr
