@@ -130,3 +130,26 @@ def test_incremental_mirror_of_one_package_puts_its_pool_file_and_the_changed_in
     assert all(d == "/" or not k.split("/", 1)[1].startswith(("pool", "dists"))
                for k, d in lists), lists
     assert ops.verify(dest, keyring) == []
+
+
+def test_s3_to_a_directory_and_back_keeps_the_pep503_pages_and_their_aliases(
+        moto_endpoint, s3_bucket, signer, tmp_path):
+    keyring = signer.public_keyring()
+    source = s3(moto_endpoint, s3_bucket, "source")
+    publish(source, signer, [Upload(make_deb(tmp_path, "a", "1.0-1"), "bookworm", "cpu")])
+    for key, text in (("simple/index.html", b"root\n"), ("simple/mxnet-thin/index.html",
+                                                        b"project\n")):
+        source.put(key, text)
+        source.put(key[:-len("index.html")], text)       # S3 serves dir/ from this alias
+    directory = LocalStorage(tmp_path / "mirror")
+    mirror(source, directory, keyring, MirrorOptions(name="dir"))
+    assert ops.verify(directory, keyring) == []
+    assert (tmp_path / "mirror/simple/mxnet-thin/index.html").read_bytes() == b"project\n"
+    back = s3(moto_endpoint, s3_bucket, "back")
+    mirror(directory, back, keyring, MirrorOptions(name="back"))
+    assert ops.verify(back, keyring) == []
+    assert back.get("simple/mxnet-thin/")[0] == b"project\n"      # the alias made again
+    assert back.get("simple/")[0] == b"root\n"
+    assert back.get("project/trace/dir") is not None           # the chain of traces
+    trace = back.get("project/trace/back")[0].decode()
+    assert f"Upstream-mirror: {directory.describe()}\n" in trace
