@@ -87,6 +87,7 @@ class SuitePlan:
     release: tuple[bytes, bytes] | None = None   # the source's Release and Release.gpg
     pool: list[dict] = field(default_factory=list)      # index entries to copy
     candidates: set[str] = field(default_factory=set)   # mirror keys the new state drops
+    indexes: dict[str, bytes] = field(default_factory=dict)  # changed files, checked bytes
 
     @property
     def current(self) -> bool:
@@ -316,6 +317,7 @@ def _copy_by_hash(source, out: _Writer, plan: SuitePlan) -> None:
         for field_name in ("SHA256", "SHA512"):
             out.put_new(named.by_hash_key(plan.codename, field_name), "by-hash", data=got[0],
                         sha256=named.sha256)
+        plan.indexes[name] = got[0]
     out.each(copy, sorted(plan.changed.items()))
 
 
@@ -365,16 +367,12 @@ def _commit_suite(out: _Writer, plan: SuitePlan) -> None:
         return
     base = f"dists/{plan.codename}"
 
-    def write_plain(item) -> None:
-        name, named = item
-        plain = f"{base}/{name}"
-        if out.dest.sha256_of(plain) != named.sha256:
-            got = out.dest.get(named.by_hash_key(plan.codename, "SHA256"))   # copied in 2.
-            out.put(plain, got[0], "plain")
-    out.each(write_plain, sorted(plan.changed.items()))
+    def write_plain(name: str) -> None:
+        out.put(f"{base}/{name}", plan.indexes[name], "plain")     # checked in 2.
+    out.each(write_plain, sorted(plan.changed))
     release, signature = plan.release
-    out.put_if_changed(f"{base}/Release.gpg", signature, "Release.gpg")
-    out.put_if_changed(f"{base}/Release", release, "Release")
+    out.put(f"{base}/Release.gpg", signature, "Release.gpg")
+    out.put(f"{base}/Release", release, "Release")
     out.put(inrelease_key(plan.codename), plan.inrelease, "InRelease")
 
 
