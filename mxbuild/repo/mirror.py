@@ -456,19 +456,23 @@ def _render_pending(keys: set[str]) -> bytes:
 # params: the state of the run at its deletion step
 def _delete_gone(source, out: _Writer, plans: list[SuitePlan], pending: set[str],
                  pending_key: str, result: MirrorResult) -> None:
-    """Delete the candidates no source index names and the source no longer holds."""
-    referenced: set[str] = set()
-    for plan in plans:
-        st = plan.state
-        referenced |= {f.by_hash_key(plan.codename, h) for f in st.files.values()
-                       for h in ("SHA256", "SHA512")}
-        for component in st.components:
-            for arch in st.arches(component):
-                referenced |= {e["Filename"] for e in read_index(source, st, component, arch)}
-    unreferenced = sorted(pending - referenced)
-    held = out.each(source.exists, unreferenced)
-    kept = {key for key, there in zip(unreferenced, held) if there}
-    out.each(out.delete, [key for key, there in zip(unreferenced, held) if not there])
+    """Delete the candidates the source no longer holds (one HEAD each, in parallel); the
+    others stay on the list for the next run. The source's indexes are read only when
+    something is to be deleted: a safety net (what a source index names is never deleted)."""
+    named = {f.by_hash_key(p.codename, h) for p in plans for f in p.state.files.values()
+             for h in ("SHA256", "SHA512")}
+    keys = sorted(pending - named)
+    held = out.each(source.exists, keys)
+    kept = {key for key, there in zip(keys, held) if there}
+    gone = [key for key, there in zip(keys, held) if not there]
+    if gone:
+        referenced = set()
+        for plan in plans:
+            st = plan.state
+            for component in st.components:
+                for arch in st.arches(component):
+                    referenced |= {e["Filename"] for e in read_index(source, st, component, arch)}
+        out.each(out.delete, [key for key in gone if key not in referenced])
     result.kept = sorted(kept)
     if kept != pending:
         out.put(pending_key, _render_pending(kept), "pending")
