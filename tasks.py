@@ -248,6 +248,29 @@ def repo_rotate_key(c, repo=None, new_key=None, retire=None, keyring=None, endpo
                                                sse_kms_key_id, cdn), keyring), new_key, retire)
 
 
+@task(name="mirror", help=S3_HELP | {
+    "from": "the repository to copy: s3://BUCKET/PREFIX or a directory",
+    "to": "the mirror: s3://BUCKET/PREFIX or a directory (S3 flags apply to both sides; "
+          "--sse to the mirror's writes)",
+    "from_endpoint_url": "S3 endpoint of --from when it differs from the mirror's",
+    "from_region": "S3 region of --from when it differs from the mirror's",
+    "keyring": "public keyring the source's InRelease must verify with (default: the local "
+               "signing key)",
+    "name": "this mirror's name: its trace file project/trace/<name> (default: host name)",
+    "workers": "pool files copied in parallel (default 8)"})
+@entrypoint
+def repo_mirror(c, from_, to, keyring=None, name=None, workers=8, endpoint_url=None,
+                region=None, path_style=False, sse=None, sse_kms_key_id=None,
+                from_endpoint_url=None, from_region=None):
+    """Copy a repository in Debian's order (pool, by-hash, InRelease last, deletions after
+    the source's clean), incrementally; write the trace file."""
+    cli.repo_mirror(
+        cli.RepoArgs(from_, S3Options(from_endpoint_url or endpoint_url, from_region or region,
+                                      path_style), keyring),
+        cli.RepoArgs(to, _s3(endpoint_url, region, path_style, sse, sse_kms_key_id)),
+        name, int(workers))
+
+
 @task(help={"screenshot": "also take docs/images/report.png from this report.html (a real "
                         "run's out/report.html) with headless Chromium"})
 @entrypoint
@@ -258,6 +281,6 @@ def docs(c, screenshot=None):
 
 
 repo = Collection("repo", repo_list, repo_verify, repo_remove, repo_promote, repo_clean,
-                  repo_rotate_key)
+                  repo_rotate_key, repo_mirror)
 ns = Collection(matrix, setup, lock, plan, build, smoke, publish, client, serve, doctor,
                 docs, repo)

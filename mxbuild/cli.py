@@ -16,7 +16,7 @@ from . import (client as thin_client, deb, engine, matrix as matrix_mod, options
 from .context import open_run
 from .errors import ConfigError, RepoError, SelectionError
 from .log import console, log
-from .repo import cdn, keys, ops, private, retention
+from .repo import cdn, keys, mirror as mirror_mod, ops, private, retention
 from .repo.publish import Upload, publish as publish_debs
 from .repo.sign import Signer, keyring_keys
 from .repo.target import S3Options, open_storage, public_url
@@ -422,6 +422,30 @@ def _rotate_key(storage, opts: options.Options, new_key: str | None,
                   f"{', '.join(done) or 'no suite'} re-signed by both")
     console.print(f"  hosts: install the new {keys.KEYRING_NAME} (it holds both keys); then "
                   "`invoke repo.rotate-key --retire OLD-FINGERPRINT`", markup=False)
+
+
+def repo_mirror(source: RepoArgs, dest: RepoArgs, name: str | None, workers: int) -> None:
+    """Copy source to dest in Debian's order (mirror.py), print what it did."""
+    opts = options.resolve()
+    if not source.location or not dest.location:
+        raise ConfigError("repo.mirror needs both --from and --to",
+                          "e.g. invoke repo.mirror --from s3://A/apt --to s3://B/apt")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} is not a positive number", "give 1 or more")
+    src, dst = _repo(source, opts), _repo(dest, opts)
+    result = mirror_mod.mirror(src, dst, _keyring(source, opts),
+                               mirror_mod.MirrorOptions(name=name or "", workers=workers))
+    for suite, sha in sorted(result.suites.items()):
+        console.print(f"[green]✓[/] {suite}: InRelease sha256 {sha}")
+    console.print(f"{dst.describe()}: {len(result.copied)} object(s) written "
+                  f"({result.bytes_copied} bytes), {len(result.deleted)} deleted, "
+                  f"{len(result.kept)} unreferenced kept until the source's repo.clean")
+    if result.skipped:
+        for why in result.skipped:
+            console.print(f"[yellow]![/] skipped {why}", markup=True)
+        raise RepoError(f"{len(result.skipped)} suite(s) of {src.describe()} were not mirrored "
+                        "(the mirror keeps their previous state)",
+                        "re-run once the publish on the source has finished")
 
 
 def repo_clean(repo: RepoArgs, grace: str, apply: bool, keep: str | None = None) -> None:

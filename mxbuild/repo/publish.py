@@ -91,7 +91,11 @@ def read_state(storage, codename: str, keyring: bytes) -> SuiteState:
     current = storage.get(inrelease_key(codename))
     if current is None:
         return SuiteState(codename, None)
-    data, token = current
+    return state_of(codename, *current, keyring)
+
+
+def state_of(codename: str, data: bytes, token: str | None, keyring: bytes) -> SuiteState:
+    """The state an InRelease's bytes describe, once its signature verifies with keyring."""
     verified = verify_inrelease(data, keyring)
     return SuiteState(codename, token, verified.text,
                       index.release_files(index.parse_release(verified.text)),

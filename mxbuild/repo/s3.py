@@ -385,6 +385,24 @@ class S3Storage:
             raise self._fail("LIST", prefix, exc)
         return sorted(out)
 
+    def subdirs(self, prefix: str) -> list[str]:
+        """The names of the 'directories' right under prefix (which ends with /): one
+        delimited LIST, whatever the number of objects below them."""
+        base = f"{self.target.prefix}/" if self.target.prefix else ""
+        out: list[str] = []
+        def call():
+            out.clear()
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.target.bucket, Prefix=base + prefix, Delimiter="/")
+            for page in pages:
+                out.extend(p["Prefix"][len(base + prefix):].rstrip("/")
+                           for p in page.get("CommonPrefixes", []))
+        try:
+            self._do(call)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("LIST", prefix, exc)
+        return sorted(out)
+
     def retained_until(self, key: str) -> float | None:
         """Until when S3 Object Lock keeps this object (seconds since the epoch; inf: a
         legal hold), or None. On a bucket with Object Lock a plain DELETE still succeeds: it

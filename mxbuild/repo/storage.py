@@ -146,6 +146,11 @@ class LocalStorage:
                 out.append(StoredObject(str(path.relative_to(base)), st.st_size, st.st_mtime))
         return sorted(out)
 
+    def subdirs(self, prefix: str) -> list[str]:
+        """The names of the 'directories' right under prefix (which ends with /)."""
+        base = self.root / prefix
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+
     def retained_until(self, key: str) -> float | None:
         """A directory has no retention (S3 Object Lock: see S3Storage)."""
         return None
