@@ -164,7 +164,13 @@ def _start_weed(binary: Path, workdir: Path, data: Path, conf: Path,
            f"-s3.port={s3}", f"-s3.port.grpc={s3_g}", "-s3.port.iceberg=0",
            "-s3.port.lance=0", f"-s3.config={conf}", f"-s3.domainName={VHOST_DOMAIN}",
            "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
-           "-s3.autoCreateBucket=false", "-s3.iam=false"]
+           "-s3.autoCreateBucket=false", "-s3.iam=false",
+           # every bucket is a collection with volumes of its own; left to itself, mini
+           # sizes volumes at 1 GiB and allows free disk / 1 GiB of them (26 on a CI run
+           # with 35 GB free), and a session's buckets ran out: "failed to find writable
+           # volumes". Volumes are sparse files: a fixed, small size and a fixed count make
+           # the server the same on every machine.
+           "-master.volumeSizeLimitMB=64", "-volume.max=400"]
     https = None
     if tls:
         cmd += [f"-s3.port.https={s3_tls}", f"-s3.cert.file={tls[0]}", f"-s3.key.file={tls[1]}"]
