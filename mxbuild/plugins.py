@@ -68,25 +68,27 @@ def register_client(kind, suite=None) -> None:
         _suites[kind.name] = suite
 
 
+def _registered(registry: dict, name: str, module: str | None, what: str, known) -> object:
+    """registry[name], importing `module` (which registers it) first if it is not there."""
+    if name not in registry and module is not None:
+        importlib.import_module(module)
+    try:
+        return registry[name]
+    except KeyError:
+        raise SelectionError(f"unknown {what} {name!r}",
+                             "use one of: " + ", ".join(known())) from None
+
+
 def recipe(name: str):
     """The recipe registered under `name` (its module imported if it is not yet)."""
-    if name not in _recipes and name in RECIPES:
-        importlib.import_module(RECIPES[name])
-    try:
-        return _recipes[name]
-    except KeyError:
-        raise SelectionError(f"unknown recipe {name!r}",
-                             "use one of: " + ", ".join(recipe_names())) from None
+    return _registered(_recipes, name, RECIPES.get(name), "recipe", recipe_names)
 
 
 def client_kind(name: str):
-    if name not in _clients and name in CLIENTS:
-        importlib.import_module(CLIENTS[name].module)
-    try:
-        return _clients[name]
-    except KeyError:
-        raise SelectionError(f"unknown thin-client kind {name!r}",
-                             "use one of: " + ", ".join(client_names())) from None
+    """The thin-client kind registered under `name` (its module imported if it is not yet)."""
+    entry = CLIENTS.get(name)
+    return _registered(_clients, name, entry.module if entry else None, "thin-client kind",
+                       client_names)
 
 
 def smoke_suite(name: str):
