@@ -30,7 +30,7 @@ from mxbuild.repo.mirror import MirrorOptions, mirror       # noqa: E402
 from mxbuild.repo.publish import Upload, publish            # noqa: E402
 from mxbuild.repo.sign import Signer                        # noqa: E402
 from mxbuild.repo.target import S3Options, open_storage     # noqa: E402
-from publish_bench import start_server                      # noqa: E402
+from publish_bench import servers_with_bucket               # noqa: E402
 from tests.conftest import make_deb                         # noqa: E402
 
 
@@ -93,7 +93,6 @@ def main() -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    import boto3
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -104,30 +103,20 @@ def main() -> int:
         new = make_deb(work / "new", "zz-new", "1.0-1")
         print(f"{args.packages} .debs made in {time.perf_counter() - t0:.1f} s "
               f"({sum(d.stat().st_size for d in debs) // len(debs)} B each)", flush=True)
-        for name in args.servers.split(","):
-            try:
-                proc, endpoint = start_server(name, work)
-            except RuntimeError as exc:
-                print(f"{name}: not available ({str(exc).splitlines()[0]})")
-                continue
-            try:
-                bucket = "mirror-bench"
-                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-                source = open_storage(f"s3://{bucket}/source",
-                                      S3Options(endpoint_url=endpoint, path_style=True))
-                publish(source, signer, [Upload(d, "bookworm", "cpu") for d in debs])
-                first = (ours(endpoint, bucket, keyring, "ours"),
-                         sync_style(endpoint, bucket, "sync"))
-                rows.append((name, "first copy", *first))
-                print(name, rows[-1][1], f"ours {first[0][0]:.2f} s, sync {first[1][0]:.2f} s",
-                      flush=True)
-                publish(source, signer, [Upload(new, "bookworm", "cpu")])
-                update = (ours(endpoint, bucket, keyring, "ours"),
-                          sync_style(endpoint, bucket, "sync"))
-                rows.append((name, "+1 package", *update))
-            finally:
-                proc.terminate()
-                proc.wait(30)
+        bucket = "mirror-bench"
+        for name, endpoint in servers_with_bucket(args.servers.split(","), work, bucket):
+            source = open_storage(f"s3://{bucket}/source",
+                                  S3Options(endpoint_url=endpoint, path_style=True))
+            publish(source, signer, [Upload(d, "bookworm", "cpu") for d in debs])
+            first = (ours(endpoint, bucket, keyring, "ours"),
+                     sync_style(endpoint, bucket, "sync"))
+            rows.append((name, "first copy", *first))
+            print(name, rows[-1][1], f"ours {first[0][0]:.2f} s, sync {first[1][0]:.2f} s",
+                  flush=True)
+            publish(source, signer, [Upload(new, "bookworm", "cpu")])
+            update = (ours(endpoint, bucket, keyring, "ours"),
+                      sync_style(endpoint, bucket, "sync"))
+            rows.append((name, "+1 package", *update))
     print(f"\nmirror an S3 repo of {args.packages} packages to another prefix "
           f"(servers on loopback, {os.cpu_count()} cores)")
     print(f"{'server':>10} {'step':>11} {'ours s':>8} {'sync s':>8} {'ours/sync':>10}"

@@ -113,6 +113,24 @@ def start_server(name: str, work: Path):
     return server.proc, server.endpoint
 
 
+def servers_with_bucket(names: list[str], work: Path, bucket: str):
+    """(name, endpoint) for each server that can be had here, with `bucket` created; each
+    server is stopped before the next one starts."""
+    import boto3
+    for name in names:
+        try:
+            proc, endpoint = start_server(name, work)
+        except RuntimeError as exc:
+            print(f"{name}: not available ({str(exc).splitlines()[0]})")
+            continue
+        try:
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+            yield name, endpoint
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000")
@@ -122,7 +140,6 @@ def main() -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    import boto3
     results: dict[tuple[str, int], tuple[float, float | None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -130,22 +147,12 @@ def main() -> int:
         signer.public_keyring()
         debs = {n: make_debs(work / f"n{n}", n) for n in sizes}
         new = {n: make_deb(work / f"new{n}", "zz-new", "1.0-1") for n in sizes}
-        for name in args.servers.split(","):
-            try:
-                proc, endpoint = start_server(name, work)
-            except RuntimeError as exc:
-                print(f"{name}: not available ({str(exc).splitlines()[0]})")
-                continue
-            try:
-                bucket = "publish-bench"
-                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-                for n in sizes:
-                    results[(name, n)] = (
-                        ours(endpoint, bucket, signer, debs[n], new[n]),
-                        aptly(endpoint, bucket, signer, debs[n], new[n], work, name))
-            finally:
-                proc.terminate()
-                proc.wait(30)
+        bucket = "publish-bench"
+        for name, endpoint in servers_with_bucket(args.servers.split(","), work, bucket):
+            for n in sizes:
+                results[(name, n)] = (
+                    ours(endpoint, bucket, signer, debs[n], new[n]),
+                    aptly(endpoint, bucket, signer, debs[n], new[n], work, name))
     print(f"add 1 package to an S3 repo of N packages (servers on loopback, "
           f"{os.cpu_count()} cores)")
     print(f"{'server':>10} {'N':>6} {'mxbuild s':>10} {'aptly s':>9} {'mxbuild/aptly':>14}")
