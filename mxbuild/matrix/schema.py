@@ -77,6 +77,15 @@ class _Checker:
             self.fail(key, f"is {value!r} ({type(value).__name__})", "a version string like 1.9.1")
         return self.string(value, key, VERSION_RE, "a version string like 1.9.1 or 1.6.0.post0")
 
+    def by_version(self, value, key, form):
+        """(version, entry, the entry's key) of a mapping of MXNet version to entries."""
+        if not isinstance(value, dict):
+            self.fail(key, f"is {value!r}", form)
+        for version, entry in value.items():
+            entry_key = f"{key}.{version}"
+            self.version(version, entry_key)
+            yield version, entry, entry_key
+
     def str_list(self, value, key, form="a list of strings"):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             self.fail(key, f"is {value!r}", form)
@@ -318,12 +327,9 @@ DEFAULT_KNOWN_OUTCOMES = ("failed", "error")
 
 
 def _parse_upstream_tests(c: _Checker, spec) -> dict[str, UpstreamTests]:
-    if not isinstance(spec, dict):
-        c.fail("upstream_tests", f"is {spec!r}", "a mapping of mxnet version to its tests")
     out = {}
-    for version, entry in spec.items():
-        key = f"upstream_tests.{version}"
-        c.version(version, key)
+    for version, entry, key in c.by_version(spec, "upstream_tests",
+                                            "a mapping of mxnet version to its tests"):
         c.mapping(entry, key, {"ship": "the files and folders of the source tree the tests "
                                        "need, e.g. [pytest.ini, tests/python/unittest]",
                                "files": "a list of test files (path, select, timeout)"},

@@ -113,12 +113,9 @@ def with_inputs(cell: Cell, **changes) -> Cell:
 
 
 def parse_sources(c, spec) -> dict[str, SourcePin]:
-    if not isinstance(spec, dict):
-        c.fail("sources", f"is {spec!r}", "a mapping of mxnet version to url/sha512")
     out = {}
-    for version, pin in spec.items():
-        key = f"sources.{version}"
-        c.version(version, key)
+    for version, pin, key in c.by_version(spec, "sources",
+                                          "a mapping of mxnet version to url/sha512"):
         c.mapping(pin, key, {"url": "the source release URL"},
                   {"sha512": "128 lowercase hex", "sha256": "64 lowercase hex",
                    "signature": "the .asc URL", "keys": "the KEYS URL"})
