@@ -38,7 +38,7 @@ from ..errors import ConfigError, RepoError, SigningError
 from ..fetch import sha256_file
 from ..log import log
 from . import audit, index
-from .publish import SuiteState, inrelease_key, read_index, state_of
+from .publish import SuiteState, inrelease_key, no_hook, read_index, state_of
 from .s3 import IMMUTABLE, cache_control
 from .sign import KEYRING_NAME, check_detached
 
@@ -48,15 +48,11 @@ TREES = ("simple", "maven")          # PEP 503 index and the Maven repository, w
 SMALL = 8 << 20                      # pool files up to this size are copied in memory
 
 
-def _no_hook(kind: str) -> None:
-    pass
-
-
 @dataclass(frozen=True)
 class MirrorOptions:
     name: str = ""                  # the trace file's name (default: this host's name)
     workers: int = 8                # parallel pool copies
-    hook: Callable[[str], None] = _no_hook   # test hook, called after each write
+    hook: Callable[[str], None] = no_hook    # test hook, called after each write
 
     @property
     def trace_name(self) -> str:

@@ -219,8 +219,8 @@ def _pool_conflict(storage, deb: Path, key: str, have: str | None, want: str,
         f"are immutable: {outcome}")
 
 
-def _no_hook(kind: str) -> None:
-    pass
+def no_hook(kind: str) -> None:
+    """The hook of a run without a test watching it (tests pass theirs: after each write)."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ class CommitOptions:
     """How update_suite commits a suite (beyond what changes)."""
     identity: index.RepoIdentity = index.RepoIdentity()   # Origin/Label of the Release
     date: str | None = None          # the Release's Date (None: now)
-    hook: Callable[[str], None] = _no_hook   # test hook, called after each step's writes
+    hook: Callable[[str], None] = no_hook    # test hook, called after each step's writes
     action: str = "publish"          # what the audit log says the commit did
     cells: tuple = ()                # the cells whose packages it publishes (audit log)
     resign: bool = False             # commit (signed by the signer's keys) even if unchanged
@@ -339,8 +339,7 @@ def _write_indexes(storage, codename, component, arch, entries,
     return files
 
 
-# the parts update_suite has at that step (state, place, entries, .deb file lists, hook)
-# params: one index's place, its entries and what changed, as update_suite has them
+# params: one index's place, its entries, what changed, the .debs' file lists and the hook
 def _write_contents(storage, state: SuiteState, component: str, arch: str, entries: list,
                     changed: list, debs: contents.DebPaths,
                     hook) -> dict[str, index.IndexFile]:
