@@ -132,7 +132,7 @@ def test_cli_a_harvesting_recipe_for_arm64_names_the_recipes_that_serve_it(tmp_p
     import os
     env = {**os.environ, "MXBUILD_OUT_DIR": str(tmp_path / "out"),
            "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}   # never reached
-    proc = _invoke("build", "--arch", "arm64", "--recipe", recipe, env=env)
+    proc = run_cli("build", "--arch", "arm64", "--recipe", recipe, env=env)
     assert proc.returncode == 2, proc.stderr
     assert f"recipe {recipe} cannot build arm64" in proc.stderr
     assert "x86_64" in proc.stderr and "not aarch64" in proc.stderr

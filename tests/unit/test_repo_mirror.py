@@ -247,17 +247,14 @@ def test_a_suite_whose_source_is_mid_publish_keeps_its_old_state(tmp_path, signe
 
 
 def test_the_task_mirrors_and_says_what_it_did(tmp_path, signer):
-    import subprocess
-    import sys
-    from ..conftest import ROOT
+    from ..conftest import run_cli      # the task in this process (a CLI start costs a second)
     source = LocalStorage(tmp_path / "source")
     publish_debs(source, signer, tmp_path, ["a"])
     ring = tmp_path / "keyring.gpg"
     ring.write_bytes(signer.public_keyring())
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "invoke", "repo.mirror", *args], cwd=ROOT,
-                              capture_output=True, text=True)
+        return run_cli("repo.mirror", *args)
     proc = run("--from", str(source.root), "--to", str(tmp_path / "mirror"), "--keyring",
                str(ring), "--name", "eu")
     assert proc.returncode == 0, proc.stderr
