@@ -25,22 +25,49 @@ def pytest_addoption(parser):
 # Each run gets its own id: every process it starts inherits it in the environment and
 # every container/volume mxbuild creates is labelled with it (tests/leaks.py), so the
 # session-end check finds exactly what this run left, on a machine other runs share.
+# Under pytest-xdist (`-n 2`, the unit tier) the workers keep the controller's id: the
+# controller checks processes, containers and volumes once every worker has exited; each
+# worker checks what only it can see (its own sockets and child processes) and sends that.
+
+def _worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
 
 def pytest_configure(config):
     from mxbuild.containers import RUN_ID_ENV
-    config.stash[_RUN] = (f"pytest-{uuid.uuid4().hex[:16]}", os.environ.get(RUN_ID_ENV))
+    inherited = os.environ.get(RUN_ID_ENV)
+    if _worker(config) and inherited:
+        config.stash[_RUN] = (inherited, inherited)
+        return
+    config.stash[_RUN] = (f"pytest-{uuid.uuid4().hex[:16]}", inherited)
     os.environ[RUN_ID_ENV] = config.stash[_RUN][0]
 
 
+@pytest.hookimpl(optionalhook=True)     # an xdist hook: without xdist never called
+def pytest_testnodedown(node, error):
+    """(controller) what a worker found it left; reported with the controller's own check."""
+    found = getattr(node, "workeroutput", {}).get(_WORKER_LEAKS, [])
+    node.config.stash.setdefault(_FROM_WORKERS, []).extend(
+        f"{line} (worker {node.gateway.id})" for line in found)
+
+
+@pytest.hookimpl(trylast=True)          # after xdist has stopped its workers
 def pytest_sessionfinish(session, exitstatus):
     from tests import leaks
-    run_id = session.config.stash[_RUN][0]
-    factory = getattr(session.config, "_tmp_path_factory", None)
+    config = session.config
+    run_id = config.stash[_RUN][0]
+    if _worker(config):
+        found = leaks.check_worker()
+        leaks.clean(found)
+        config.workeroutput[_WORKER_LEAKS] = [str(leak) for leak in found]
+        return
+    factory = getattr(config, "_tmp_path_factory", None)
     basetemp = factory.getbasetemp() if factory is not None else None
     found = leaks.check(run_id, basetemp)
-    session.config.stash[_LEAKS] = found
-    if found:
-        leaks.clean(found)
+    leaks.clean(found)
+    reported = [str(leak) for leak in found] + config.stash.get(_FROM_WORKERS, [])
+    config.stash[_LEAKS] = reported
+    if reported:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -71,6 +98,8 @@ def pytest_unconfigure(config):
 
 _RUN = pytest.StashKey[tuple]()
 _LEAKS = pytest.StashKey[list]()
+_FROM_WORKERS = pytest.StashKey[list]()
+_WORKER_LEAKS = "mxbuild_leaks"
 
 
 @pytest.fixture

@@ -80,10 +80,12 @@ def agent_homes() -> list[Path]:
     return homes
 
 
-def processes(run_id: str, basetemp: Path | None) -> list[Leak]:
+def processes(run_id: str | None, basetemp: Path | None) -> list[Leak]:
+    """Processes of the run (by its id or basetemp), or with run_id None of this process
+    only (its descendants: an xdist worker, whose run id the other workers share)."""
     me = os.getpid()
     procs = _processes()
-    marker = f"{RUN_ID_ENV}={run_id}".encode()
+    marker = f"{RUN_ID_ENV}={run_id}".encode() if run_id else None
 
     def descends(pid: int) -> bool:
         seen = set()
@@ -97,7 +99,7 @@ def processes(run_id: str, basetemp: Path | None) -> list[Leak]:
     for pid, (_, state, environ, cmdline) in procs.items():
         if pid == me or state == "Z":            # a zombie runs nothing
             continue
-        ours = marker in environ.split(b"\0") or descends(pid)
+        ours = (marker is not None and marker in environ.split(b"\0")) or descends(pid)
         if not ours and basetemp is not None and "gpg-agent" in cmdline:
             home = _homedir(cmdline)
             ours = home is not None and Path(home).is_relative_to(basetemp)
@@ -155,9 +157,20 @@ def docker_objects(run_id: str) -> list[Leak]:
 def check(run_id: str, basetemp: Path | None, grace: float = 5.0) -> list[Leak]:
     """Everything the run left; waits up to `grace` seconds for what is still exiting (an
     agent told to stop a moment ago)."""
+    return _settled(lambda: processes(run_id, basetemp) + sockets() + docker_objects(run_id),
+                    grace)
+
+
+def check_worker(grace: float = 5.0) -> list[Leak]:
+    """What an xdist worker left that only it can see: its listening sockets and child
+    processes. (What carries the run id outlives the worker: the controller finds it.)"""
+    return _settled(lambda: processes(None, None) + sockets(), grace)
+
+
+def _settled(find, grace: float) -> list[Leak]:
     deadline = time.monotonic() + grace
     while True:
-        leaks = processes(run_id, basetemp) + sockets() + docker_objects(run_id)
+        leaks = find()
         if not leaks or time.monotonic() > deadline:
             return leaks
         time.sleep(0.2)

@@ -9,16 +9,25 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 from ..conftest import ROOT
 
 CONFTEST = """from tests.conftest import (pytest_configure, pytest_sessionfinish,
-                            pytest_terminal_summary, pytest_unconfigure)
+                            pytest_terminal_summary, pytest_testnodedown, pytest_unconfigure)
 """
 
-LEAKY = """import socket
+LEAKY = """import os
+import socket
 import subprocess
 
 KEEP = []
+
+
+def print(*words):
+    # to a file: an xdist worker's output does not reach the controller's
+    with open(os.environ["LEAK_INFO"], "a") as f:
+        f.write(" ".join(str(w) for w in words) + "\\n")
 
 
 def test_leaves_things_behind(tmp_path):
@@ -38,29 +47,38 @@ def test_leaves_things_behind(tmp_path):
     print("HOME", home)
 """
 
-def _run(tmp_path, test_source: str) -> subprocess.CompletedProcess:
+def _run(tmp_path, test_source: str, xdist_args: list[str]) -> tuple[str, str, int]:
+    """(pytest's output, what the test wrote to LEAK_INFO, exit code)"""
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_it.py").write_text(test_source)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    info = tmp_path / "info.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEAK_INFO": str(info)}
     # a short basetemp: gpg-agent's socket path must fit in 108 bytes
     with tempfile.TemporaryDirectory(prefix="leak") as base:
-        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s",
-                               "--rootdir", str(tmp_path), "--basetemp", base,
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                               *xdist_args, "--rootdir", str(tmp_path), "--basetemp", base,
                                str(tmp_path / "test_it.py")], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
+    return proc.stdout, info.read_text() if info.exists() else "", proc.returncode
 
 
-def test_a_run_that_leaves_processes_sockets_or_agents_fails_and_lists_them(tmp_path):
-    proc = _run(tmp_path, LEAKY)
-    out = proc.stdout
+# serial (the whole suite) and under xdist (the unit tier: `-n 2`), where the worker names
+# what it still holds (its socket, its child) and the controller the agent that outlived it
+@pytest.mark.parametrize("xdist_args, worker_suffix", [
+    (["-p", "no:xdist"], ""), (["-n", "1"], r" \(worker gw0\)")], ids=["serial", "xdist"])
+def test_a_run_that_leaves_processes_sockets_or_agents_fails_and_lists_them(
+        tmp_path, xdist_args, worker_suffix):
+    out, info, returncode = _run(tmp_path, LEAKY, xdist_args)
     assert "1 passed" in out, out[-3000:]
-    assert proc.returncode == 1, out[-3000:]            # the test passed, the run did not
-    sleep_pid = re.search(r"SLEEP (\d+)", out).group(1)
-    port = re.search(r"PORT (\d+)", out).group(1)
-    home = re.search(r"HOME (\S+)", out).group(1)
+    assert returncode == 1, out[-3000:]            # the test passed, the run did not
+    sleep_pid = re.search(r"SLEEP (\d+)", info).group(1)
+    port = re.search(r"PORT (\d+)", info).group(1)
+    home = re.search(r"HOME (\S+)", info).group(1)
     assert "left 3 thing(s) behind" in out, out[-3000:]
-    assert re.search(rf"^  process {sleep_pid}: sleep 300$", out, re.M), out[-3000:]
-    assert re.search(rf"^  socket fd \d+: listening on port {port}$", out, re.M), out[-3000:]
+    assert re.search(rf"^  process {sleep_pid}: sleep 300{worker_suffix}$", out, re.M), \
+        out[-3000:]
+    assert re.search(rf"^  socket fd \d+: listening on port {port}{worker_suffix}$", out,
+                     re.M), out[-3000:]
     assert re.search(rf"^  process \d+: gpg-agent --homedir {re.escape(home)} ", out, re.M)
     assert not os.path.exists(f"/proc/{sleep_pid}")        # and stopped them
 
