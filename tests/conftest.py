@@ -229,6 +229,24 @@ def make_deb(tmp: Path, name: str, version: str, payload: bytes = b"x", depends:
     return out
 
 
+class Stopped(Exception):
+    """Raised by a WriteStop hook: the code under test stopped at a chosen write."""
+
+
+class WriteStop:
+    """A write hook (publish's after_write, the mirror's hook) that stops the code under test
+    at the `at`-th write or at the first write `when(written)` holds for, as a killed
+    process would stop there; `writes` lists what was written up to then."""
+
+    def __init__(self, at: int | None = None, when=None):
+        self.at, self.when, self.writes = at, when, []
+
+    def __call__(self, written: str) -> None:
+        self.writes.append(written)
+        if len(self.writes) == self.at or (self.when is not None and self.when(written)):
+            raise Stopped(written)
+
+
 def stop_gnupg(*dirs: Path) -> None:
     """Stop the GnuPG daemons (gpg-agent…) of the homes a test made: each of `dirs` and
     every home below one of them, whoever started the daemon (a Signer, a gpg call)."""

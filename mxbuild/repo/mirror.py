@@ -30,6 +30,7 @@ import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -279,14 +280,21 @@ def _pool_copier(source, out: _Writer, tmp: Path):
             return
         if out.dest.sha256_of(key) == want:
             return                        # there already (an earlier run): not downloaded
-        path = tmp / hashlib.sha256(key.encode()).hexdigest()
-        try:
-            there = source.download(key, path)
+        with _downloaded(source, key, tmp) as (path, there):
             _check_pool_file(source, key, want, sha256_file(path) if there else None)
             out.put_new(key, "pool", src=path, sha256=want)
-        finally:
-            path.unlink(missing_ok=True)
     return copy
+
+
+@contextmanager
+def _downloaded(source, key: str, tmp: Path):
+    """(path, whether the source had it): `key` downloaded into the run's temp dir under a
+    name of its own (copies run in parallel), removed afterwards."""
+    path = tmp / hashlib.sha256(key.encode()).hexdigest()
+    try:
+        yield path, source.download(key, path)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _check_pool_file(source, key: str, want: str, have: str | None) -> None:
@@ -408,9 +416,8 @@ def _alias_missing(dest, key: str, dst: dict) -> bool:
 
 
 def _copy_tree_file(source, out: _Writer, key: str, tmp: Path, immutable: bool) -> None:
-    path = tmp / hashlib.sha256(key.encode()).hexdigest()
-    try:
-        if not source.download(key, path):
+    with _downloaded(source, key, tmp) as (path, there):
+        if not there:
             raise RepoError(f"{source.describe()}/{key} vanished while mirroring",
                             "re-run the mirror")
         if immutable:
@@ -420,8 +427,6 @@ def _copy_tree_file(source, out: _Writer, key: str, tmp: Path, immutable: bool) 
         out.put_if_changed(key, data, key.split("/", 1)[0])
         if not out.dest.serves_directory_index and key.endswith("/index.html"):
             out.put_if_changed(key[:-len("index.html")], data, key.split("/", 1)[0])
-    finally:
-        path.unlink(missing_ok=True)
 
 
 def _copy_traces(source, out: _Writer, name: str) -> None:

@@ -14,7 +14,7 @@ from mxbuild.repo.publish import Upload, finish, publish, read_packages, read_st
 from mxbuild.repo.sign import KEYRING_NAME, Signer
 from mxbuild.repo.storage import CasConflict, LocalStorage
 
-from ..conftest import copy_gnupg_home, make_deb
+from ..conftest import Stopped, WriteStop, copy_gnupg_home, make_deb
 
 DATE = "Sat, 21 Nov 2026 12:00:00 UTC"
 
@@ -181,16 +181,10 @@ def test_concurrent_commit_is_merged_not_lost(tmp_path, signer):
 
 def test_finish_completes_an_interrupted_publish(tmp_path, signer):
     storage = LocalStorage(tmp_path / "repo")
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_commit(key):
-        if key.endswith("InRelease"):
-            raise Killed
-    with pytest.raises(Killed):
+    with pytest.raises(Stopped):          # stopped right after the commit (InRelease)
         publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm",
-                                         "cpu")], after_write=kill_after_commit)
+                                         "cpu")],
+                after_write=WriteStop(when=lambda key: key.endswith("InRelease")))
     assert not (tmp_path / "repo/dists/bookworm/Release").exists()
     finish(storage, signer, "bookworm", signer.public_keyring())
     assert (tmp_path / "repo/dists/bookworm/Release").exists()

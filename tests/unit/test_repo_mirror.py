@@ -13,7 +13,7 @@ from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.sign import KEYRING_NAME, Signer
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import copy_gnupg_home, make_deb
+from ..conftest import Stopped, WriteStop, copy_gnupg_home, make_deb
 from ..maven_tools import coords, make_jar, make_pom
 
 
@@ -136,15 +136,9 @@ def test_deletions_follow_the_sources_clean_and_survive_a_stop(tmp_path, signer)
     assert dest.exists(pool_key) and ops.verify(dest, keyring) == []
     ops.delete_garbage(source, ops.garbage(source, keyring, grace_seconds=0))
     assert not source.exists(pool_key)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_first_delete(kind):
-        if kind == "delete":
-            raise Stop
-    with pytest.raises(Stop):
-        mirror(source, dest, keyring, MirrorOptions(name="m", hook=stop_at_first_delete))
+    with pytest.raises(Stopped):
+        mirror(source, dest, keyring,
+               MirrorOptions(name="m", hook=WriteStop(when=lambda kind: kind == "delete")))
     result = mirror(source, dest, keyring, MirrorOptions(name="m"))
     assert not dest.exists(pool_key) and result.kept == []
     assert ops.verify(dest, keyring) == []
@@ -167,25 +161,17 @@ def test_a_mirror_stopped_after_any_write_is_readable_and_a_rerun_finishes(tmp_p
     maven.publish_artifact(source, c, make_jar(tmp_path / "jars", "1.9.1"), make_pom(c))
     want = ops.list_repo(source, keyring)
     before_or_after = (ops.list_repo(base, keyring).rows(), want.rows())
-
-    class Stop(Exception):
-        pass
     kinds = []
     for stop_after in range(1, 200):
         dest = LocalStorage(tmp_path / f"stop{stop_after}")
         shutil.copytree(base.root, dest.root, dirs_exist_ok=True)
-        writes = []
-
-        def hook(kind):
-            writes.append(kind)
-            if len(writes) == stop_after:
-                raise Stop
+        stop = WriteStop(at=stop_after)
         try:
-            mirror(source, dest, keyring, MirrorOptions(name="m", workers=1, hook=hook))
+            mirror(source, dest, keyring, MirrorOptions(name="m", workers=1, hook=stop))
             break
-        except Stop:
-            kinds.append(writes[-1])
-        assert apt_readable(dest, keyring) == [], (stop_after, writes[-1])
+        except Stopped:
+            kinds.append(stop.writes[-1])
+        assert apt_readable(dest, keyring) == [], (stop_after, stop.writes[-1])
         assert ops.list_repo(dest, keyring).rows() in before_or_after, stop_after
         mirror(source, dest, keyring, MirrorOptions(name="m"))
         assert ops.verify(dest, keyring) == [], stop_after

@@ -18,7 +18,7 @@ from mxbuild.repo.sign import (KEYRING_NAME, Signer, check_clearsigned, check_de
                                keyring_keys)
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import make_deb, stop_gnupg
+from ..conftest import Stopped, WriteStop, make_deb, stop_gnupg
 
 # every GnuPG home of these tests lies under tmp_path: its agents stop after each test
 pytestmark = pytest.mark.usefixtures("gnupg_stopped")
@@ -375,16 +375,10 @@ def test_a_healthy_race_and_a_stopped_publisher_are_no_loss(tmp_path, two_keys):
     storage = LocalStorage(tmp_path / "repo")
     publish(storage, signer, [Upload(make_deb(tmp_path, "base", "1.0-1"), "bookworm", "cpu")])
     keyring = storage.get(KEYRING_NAME)[0]
-
-    class Stopped(Exception):
-        pass
-
-    def stop(kind):
-        if kind == "log":
-            raise Stopped
     with pytest.raises(Stopped):
         publish(storage, signer, [Upload(make_deb(tmp_path, "never", "1.0-1"), "bookworm",
-                                         "cpu")], after_write=stop)
+                                         "cpu")],
+                after_write=WriteStop(when=lambda kind: kind == "log"))
     notes = []
     assert ops.verify(storage, keyring, notes) == []
     assert any("1 record(s) of commits that never became current" in n for n in notes), notes
