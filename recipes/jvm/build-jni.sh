@@ -26,7 +26,9 @@ rpath_link="-Wl,-rpath-link,$lib"
 if [ -d "$lib/libmxnet" ]; then rpath_link="$rpath_link -Wl,-rpath-link,$lib/libmxnet"; fi
 case "${ARCH:-amd64}" in
     amd64) arch_flags="-msse3 -mf16c" ;;
-    arm64) arch_flags="-march=armv8-a" ;;
+    # mshadow's headers include x86 intrinsics unless told otherwise: the same definitions
+    # libmxnet.so was compiled with (USE_SSE/USE_F16C OFF in arch_arm64.cmake)
+    arm64) arch_flags="-march=armv8-a -DMSHADOW_USE_SSE=0 -DMSHADOW_USE_F16C=0" ;;
     *) echo "build-jni: no compiler flags for architecture $ARCH" >&2; exit 6 ;;
 esac
 ${CXX:-g++} --version | head -n 1
