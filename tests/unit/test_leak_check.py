@@ -12,6 +12,7 @@ import tempfile
 import pytest
 
 from ..conftest import ROOT
+from ..leaks import GRACE_ENV
 
 CONFTEST = """from tests.conftest import (pytest_configure, pytest_sessionfinish,
                             pytest_terminal_summary, pytest_testnodedown, pytest_unconfigure)
@@ -52,7 +53,8 @@ def _run(tmp_path, test_source: str, xdist_args: list[str]) -> tuple[str, str, i
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_it.py").write_text(test_source)
     info = tmp_path / "info.txt"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEAK_INFO": str(info)}
+    # its leaks never exit: no need to wait the grace period for them
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEAK_INFO": str(info), GRACE_ENV: "0.5"}
     # a short basetemp: gpg-agent's socket path must fit in 108 bytes
     with tempfile.TemporaryDirectory(prefix="leak") as base:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",

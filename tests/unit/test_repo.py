@@ -200,10 +200,10 @@ def test_tampered_inrelease_is_refused(tmp_path, signer):
         read_state(storage, "bookworm", signer.public_keyring())
 
 
-def test_repository_of_another_key_is_refused(tmp_path, signer, gnupg_stopped):
+def test_repository_of_another_key_is_refused(tmp_path, signer, short_tmp):
     storage = LocalStorage(tmp_path / "repo")
     publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
-    home = tmp_path / "other-gnupg"
+    home = short_tmp / "other-gnupg"          # the agent's socket path must fit in 108 bytes
     home.mkdir(mode=0o700)
     subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "",
                     "--quick-gen-key", "other <other@example.org>", "ed25519", "sign", "1d"],

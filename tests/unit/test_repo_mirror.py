@@ -182,10 +182,11 @@ def test_a_mirror_stopped_after_any_write_is_readable_and_a_rerun_finishes(tmp_p
     assert len(kinds) >= 25, kinds
 
 
-def test_a_source_signed_by_another_key_is_refused_before_any_write(tmp_path, signer):
+def test_a_source_signed_by_another_key_is_refused_before_any_write(tmp_path, signer,
+                                                                    short_tmp):
     source = LocalStorage(tmp_path / "source")
     publish_debs(source, signer, tmp_path, ["a"])
-    with Signer(tmp_path / "other-gnupg") as other:
+    with Signer(short_tmp / "other-gnupg") as other:    # its socket path: within 108 bytes
         with pytest.raises(SigningError) as info:
             mirror(source, LocalStorage(tmp_path / "mirror"), other.public_keyring())
     assert "refusing to mirror" in info.value.message and "--keyring" in info.value.hint
