@@ -99,6 +99,19 @@ def _agent_running(home: Path) -> bool:
             return False
 
 
+# a Unix socket's path holds at most 107 bytes (sun_path); gpg-agent puts its sockets
+# (S.gpg-agent, .extra, .browser, .ssh) in the GnuPG home unless /run/user/<uid> exists
+_SOCKET_PATH_MAX = 107
+
+
+def _agent_socket_too_long(home: Path) -> str | None:
+    """The agent's longest socket path when it cannot fit, else None."""
+    path = subprocess.run(["gpgconf", "--homedir", str(home), "--list-dirs", "agent-socket"],
+                          capture_output=True, text=True).stdout.strip()
+    longest = path + ".browser"
+    return longest if path and len(os.fsencode(longest)) > _SOCKET_PATH_MAX else None
+
+
 def _note_agent(home: Path) -> None:
     """Before a gpg call on `home`: remember whether the agent it may start is ours."""
     key = str(Path(home).resolve())
@@ -178,6 +191,14 @@ class Signer:
         _note_agent(self.home)
         proc = subprocess.run(cmd, input=data, capture_output=True)
         if proc.returncode != 0:
+            too_long = b"agent" in proc.stderr and _agent_socket_too_long(self.home)
+            if too_long:
+                raise SigningError(
+                    f"gpg-agent cannot start for the GnuPG home {self.home}: its socket path "
+                    f"{too_long} is {len(os.fsencode(too_long))} bytes, more than a Unix "
+                    f"socket allows ({_SOCKET_PATH_MAX})",
+                    "use a GnuPG home with a shorter path (MXBUILD_GNUPGHOME, e.g. "
+                    "/tmp/mxbuild-gnupg)")
             raise SigningError(f"`gpg {' '.join(args[:2])}` failed: "
                                f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
         return proc.stdout

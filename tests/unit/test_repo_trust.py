@@ -19,6 +19,7 @@ from mxbuild.repo.sign import (KEYRING_NAME, Signer, check_clearsigned, check_de
 from mxbuild.repo.storage import LocalStorage
 
 from ..conftest import Stopped, WriteStop, make_deb, stop_gnupg
+from ..require import skip_or_fail
 
 # every GnuPG home of these tests lies under tmp_path: its agents stop after each test
 pytestmark = pytest.mark.usefixtures("gnupg_stopped")
@@ -144,6 +145,21 @@ def test_a_keyring_that_is_not_a_keyring_is_named(tmp_path):
         keyring_keys(b"this is not a keyring\n", "junk.gpg")
     assert "junk.gpg is not an OpenPGP keyring" in info.value.message
     assert "gpg --export" in info.value.hint
+
+
+def test_a_gnupg_home_too_deep_for_the_agent_socket_is_named_with_the_fix(short_tmp):
+    home = short_tmp / ("deep-workspace-" * 6) / "gnupg"    # a long Jenkins workspace, say
+    home.mkdir(parents=True, mode=0o700)
+    socket_path = subprocess.run(["gpgconf", "--homedir", str(home), "--list-dirs",
+                                  "agent-socket"], capture_output=True, text=True).stdout
+    if not socket_path.startswith(str(home)):
+        skip_or_fail("tools", f"gpg puts this home's sockets elsewhere ({socket_path.strip()}): "
+                     "no socket path to overflow")
+    with Signer(home) as signer, pytest.raises(SigningError) as info:
+        signer.fingerprint                                   # makes a key: needs the agent
+    assert f"gpg-agent cannot start for the GnuPG home {home}" in info.value.message
+    assert "more than a Unix socket allows (107)" in info.value.message
+    assert "MXBUILD_GNUPGHOME" in info.value.hint
 
 
 def test_missing_secret_of_a_repository_key_is_refused(tmp_path, two_keys):
