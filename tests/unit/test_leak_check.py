@@ -25,7 +25,7 @@ import subprocess
 KEEP = []
 
 
-def print(*words):
+def note(*words):
     # to a file: an xdist worker's output does not reach the controller's
     with open(os.environ["LEAK_INFO"], "a") as f:
         f.write(" ".join(str(w) for w in words) + "\\n")
@@ -34,18 +34,18 @@ def print(*words):
 def test_leaves_things_behind(tmp_path):
     # a daemon in a session of its own (it outlives its parent, like gpg-agent or weed)
     KEEP.append(subprocess.Popen(["sleep", "300"], start_new_session=True))
-    print("SLEEP", KEEP[-1].pid)
+    note("SLEEP", KEEP[-1].pid)
     # an HTTP-like server shut down but never closed
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
     KEEP.append(server)
-    print("PORT", server.getsockname()[1])
+    note("PORT", server.getsockname()[1])
     # a gpg-agent, started in the GnuPG home as gpg starts it (on demand, daemonized)
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     subprocess.run(["gpg-connect-agent", "--homedir", str(home), "/bye"], check=True)
-    print("HOME", home)
+    note("HOME", home)
 """
 
 def _run(tmp_path, test_source: str, xdist_args: list[str]) -> tuple[str, str, int]:
