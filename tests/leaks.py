@@ -167,18 +167,18 @@ def check(run_id: str, basetemp: Path | None, grace: float | None = None) -> lis
     """Everything the run left; waits up to `grace` seconds for what is still exiting (an
     agent told to stop a moment ago)."""
     return _settled(lambda: processes(run_id, basetemp) + sockets() + docker_objects(run_id),
-                    _grace() if grace is None else grace)
+                    grace)
 
 
 def check_worker(grace: float | None = None) -> list[Leak]:
     """What an xdist worker left that only it can see: its listening sockets and child
     processes. (What carries the run id outlives the worker: the controller finds it.)"""
-    return _settled(lambda: processes(None, None) + sockets(),
-                    _grace() if grace is None else grace)
+    return _settled(lambda: processes(None, None) + sockets(), grace)
 
 
-def _settled(find, grace: float) -> list[Leak]:
-    deadline = time.monotonic() + grace
+def _settled(find, grace: float | None) -> list[Leak]:
+    """find() until it finds nothing or `grace` seconds (None: MXBUILD_LEAK_GRACE, 5) passed."""
+    deadline = time.monotonic() + (_grace() if grace is None else grace)
     while True:
         leaks = find()
         if not leaks or time.monotonic() > deadline:

@@ -87,10 +87,15 @@ _agents: dict[str, bool] = {}
 _agents_guard = threading.Lock()
 
 
+def _agent_socket(home: Path) -> str:
+    """Where the gpg-agent of `home` listens (gpg's answer; '' if gpgconf says nothing)."""
+    return subprocess.run(["gpgconf", "--homedir", str(home), "--list-dirs", "agent-socket"],
+                          capture_output=True, text=True).stdout.strip()
+
+
 def _agent_running(home: Path) -> bool:
     """Does a gpg-agent answer on the home's socket? (Asked without starting one.)"""
-    path = subprocess.run(["gpgconf", "--homedir", str(home), "--list-dirs", "agent-socket"],
-                          capture_output=True, text=True).stdout.strip()
+    path = _agent_socket(home)
     with socket.socket(socket.AF_UNIX) as sock:
         try:
             sock.connect(path)
@@ -106,8 +111,7 @@ _SOCKET_PATH_MAX = 107
 
 def _agent_socket_too_long(home: Path) -> str | None:
     """The agent's longest socket path when it cannot fit, else None."""
-    path = subprocess.run(["gpgconf", "--homedir", str(home), "--list-dirs", "agent-socket"],
-                          capture_output=True, text=True).stdout.strip()
+    path = _agent_socket(home)
     longest = path + ".browser"
     return longest if path and len(os.fsencode(longest)) > _SOCKET_PATH_MAX else None
 
