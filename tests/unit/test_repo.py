@@ -97,6 +97,8 @@ def test_local_storage_put_new_and_cas(tmp_path):
     assert s.get("dists/x/InRelease")[0] == b"v2"
     with pytest.raises(RepoError, match="escapes"):
         s.get("../outside")
+    with pytest.raises(RepoError, match="escapes"):
+        s.get("pool/../../outside/a.deb")
 
 
 # ------------------------------------------------------------------ publish protocol
