@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.require import skip_or_fail
+from tests.require import need_tools, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -284,6 +284,17 @@ def copy_gnupg_home(src: Path, dest: Path) -> Path:
     """A copy of a GnuPG home (keys and trust, not the agent's sockets or locks)."""
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("S.*", "*.lock", ".#lk*"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def jenkins_simulator():
+    """One Groovy JVM for the session's Jenkinsfile runs and parses (tests/jenkins_sim.py),
+    stopped at the end."""
+    from tests import jenkins_sim
+    need_tools("groovy", hint="./setup.sh installs it")
+    simulator = jenkins_sim.Simulator()
+    yield simulator
+    simulator.close()
 
 
 @pytest.fixture(scope="session")

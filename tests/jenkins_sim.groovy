@@ -18,6 +18,7 @@
 // A step, directive or property it does not know stops the run, naming it and the line.
 // Every step is one JSON line in the events file (stage, agent, command, times, exit).
 //   groovy jenkins_sim.groovy CONFIG.json        (tests/jenkins_sim.py writes CONFIG)
+//   groovy jenkins_sim.groovy --serve            (many runs in one JVM: tests/jenkins_sim.Simulator)
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
 import java.nio.file.Files
@@ -45,7 +46,18 @@ class Sim {
     static Map topAgent = null
     static File events
     static int steps = 0
-    static final long t0 = System.currentTimeMillis()
+    static long t0 = System.currentTimeMillis()
+
+    // One run's state from its configuration (a served JVM runs many, one after another)
+    static void begin(Map conf) {
+        config = conf
+        events = new File(conf.events)
+        jenkinsfileName = new File(conf.jenkinsfile).name
+        busy.clear(); assigned.clear(); scriptEnv.clear()
+        params = [:]; topAgent = null; steps = 0
+        t0 = System.currentTimeMillis()
+        PipelineScript.TL.remove()
+    }
 
     static synchronized int nextStep() { return ++steps }
 
@@ -630,30 +642,54 @@ abstract class PipelineScript extends Script {
     def error(String message) { throw new AbortException(message) }
 }
 
-def config = new JsonSlurper().parse(new File(args[0]))
-Sim.config = config
-Sim.events = new File(config.events)
-File jenkinsfile = new File(config.jenkinsfile)
-Sim.jenkinsfileName = jenkinsfile.name
-new File(config.logs_dir).mkdirs()
-def cc = new CompilerConfiguration()
-cc.scriptBaseClass = PipelineScript.name
-def shell = new GroovyShell(this.class.classLoader, new Binding(), cc)
-int exitCode = 0
-Sim.cps.lock()
-try {
-    def pipeline = shell.parse(jenkinsfile)
-    pipeline.run()
-    Sim.event([kind: 'result', result: 'SUCCESS', seconds: Sim.now()])
-} catch (MappingError e) {
-    Sim.event([kind: 'result', result: 'UNMAPPED', error: "${Sim.where(e)}: ${e.message}",
-               seconds: Sim.now()])
-    exitCode = 3
-} catch (Throwable e) {
-    Sim.event([kind: 'result', result: 'FAILURE', error: "${Sim.where(e)}: ${e.message}",
-               seconds: Sim.now()])
-    exitCode = 1
-} finally {
-    Sim.cps.unlock()
+// Run the Jenkinsfile of one configuration; the exit code: 0 SUCCESS, 1 FAILURE, 3 UNMAPPED
+int runOnce(String configPath) {
+    Sim.begin(new JsonSlurper().parse(new File(configPath)) as Map)
+    new File(Sim.config.logs_dir).mkdirs()
+    def cc = new CompilerConfiguration()
+    cc.scriptBaseClass = PipelineScript.name
+    def shell = new GroovyShell(this.class.classLoader, new Binding(), cc)
+    int exitCode = 0
+    Sim.cps.lock()
+    try {
+        def pipeline = shell.parse(new File(Sim.config.jenkinsfile))
+        pipeline.run()
+        Sim.event([kind: 'result', result: 'SUCCESS', seconds: Sim.now()])
+    } catch (MappingError e) {
+        Sim.event([kind: 'result', result: 'UNMAPPED', error: "${Sim.where(e)}: ${e.message}",
+                   seconds: Sim.now()])
+        exitCode = 3
+    } catch (Throwable e) {
+        Sim.event([kind: 'result', result: 'FAILURE', error: "${Sim.where(e)}: ${e.message}",
+                   seconds: Sim.now()])
+        exitCode = 1
+    } finally {
+        Sim.cps.unlock()
+    }
+    return exitCode
 }
-System.exit(exitCode)
+
+// Groovy's own parser on a file: "ok" or its first error lines
+String parseOnly(String path) {
+    try {
+        new GroovyShell().parse(new File(path))
+        return "ok"
+    } catch (Exception e) {
+        return "error " + e.message.readLines().take(2).join(" ")
+    }
+}
+
+if (args[0] == '--serve') {
+    // One request per line on stdin (`run CONFIG` or `parse FILE`), one answer line each,
+    // after the marker: a JVM start is about a second of CPU, a warm run a fraction of it.
+    def requests = new BufferedReader(new InputStreamReader(System.in))
+    String line
+    while ((line = requests.readLine()) != null) {
+        def (verb, path) = line.split(' ', 2) as List
+        String answer = verb == 'run' ? runOnce(path).toString() : parseOnly(path)
+        System.out.println("@@jenkins-sim " + answer)
+        System.out.flush()
+    }
+    System.exit(0)
+}
+System.exit(runOnce(args[0]))

@@ -1,8 +1,6 @@
 """The rehearsal's Jenkins step simulator (tests/jenkins_sim.groovy) on a small pipeline
 run for real: parallel branches, nodes on two agents, stash/unstash between them, Ant
 patterns, credentials, archiving, a failing step named with its line."""
-import shutil
-
 import pytest
 
 from tests import jenkins_sim
@@ -45,9 +43,7 @@ pipeline {
 '''
 
 
-def _run(tmp_path, text, **kw):
-    if not shutil.which("groovy"):
-        pytest.skip("groovy is not installed")
+def _run(tmp_path, simulator, text, **kw):
     jenkinsfile = tmp_path / "Jenkinsfile"
     jenkinsfile.write_text(text)
     agents = [jenkins_sim.Agent(n, ("cpu",), tmp_path / n) for n in ("agent-a", "agent-b")]
@@ -55,11 +51,11 @@ def _run(tmp_path, text, **kw):
         a.workspace.mkdir()
     return agents, jenkins_sim.run(jenkinsfile, tmp_path / "sim", agents, params={"WHAT": "y"},
                                    credentials={"c": {"username": "user", "password": "pw"}},
-                                   **kw)
+                                   simulator=simulator, **kw)
 
 
-def test_stash_carries_files_to_the_other_agent(tmp_path):
-    agents, sim = _run(tmp_path, PIPELINE)
+def test_stash_carries_files_to_the_other_agent(tmp_path, jenkins_simulator):
+    agents, sim = _run(tmp_path, jenkins_simulator, PIPELINE)
     assert sim.result == "SUCCESS", sim.error
     made = {e["name"]: e["agent"] for e in sim.of("stash")}
     assert {e["name"]: e["files"] for e in sim.of("stash")} == {"s-one": 1, "s-two": 1}
@@ -75,15 +71,15 @@ def test_stash_carries_files_to_the_other_agent(tmp_path):
     assert not (tmp_path / "sim/stashes/s-one/out/b.log").exists()
 
 
-def test_a_failing_step_fails_the_run_naming_its_line(tmp_path):
+def test_a_failing_step_fails_the_run_naming_its_line(tmp_path, jenkins_simulator):
     text = PIPELINE.replace('test \\"\\$U\\" = user', 'test \\"\\$U\\" = somebody')
-    _, sim = _run(tmp_path, text)
+    _, sim = _run(tmp_path, jenkins_simulator, text)
     assert sim.result == "FAILURE"
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "somebody" in t)
     assert f"Jenkinsfile:{line}" in sim.error and "exit code 1" in sim.error
 
 
-def test_a_label_no_agent_has_is_unmapped(tmp_path):
+def test_a_label_no_agent_has_is_unmapped(tmp_path, jenkins_simulator):
     with pytest.raises(jenkins_sim.UnmappedStep, match="no rehearsal agent has the label 'arm64'"):
-        _run(tmp_path, PIPELINE.replace("node('cpu') {\n                                    unstash",
+        _run(tmp_path, jenkins_simulator, PIPELINE.replace("node('cpu') {\n                                    unstash",
                                         "node('arm64') {\n                                    unstash"))

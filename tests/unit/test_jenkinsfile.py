@@ -3,56 +3,23 @@ every invoke call in it must name a real task with real flags."""
 from __future__ import annotations
 
 import os
-import pytest
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 
 from ..conftest import ROOT, run_cli, task_flags
-from ..require import need_tools
 
 JENKINSFILE = ROOT / "Jenkinsfile"
 
 
-def _java_home() -> str | None:
-    if os.environ.get("JAVA_HOME"):
-        return os.environ["JAVA_HOME"]
-    if Path("/usr/lib/jvm/default-java/bin/java").exists():
-        return "/usr/lib/jvm/default-java"
-    java = shutil.which("java")
-    return str(Path(java).resolve().parent.parent) if java else None
-
-
-# Groovy's own parser on each file (one JVM for all of them): "ok" or the first error line.
-PARSE_EACH = """args.each { f ->
-    try { new GroovyShell().parse(new File(f)); println("ok " + f) }
-    catch (Exception e) { println("error " + f + ": " + e.message.readLines().take(2).join(" ")) }
-}"""
-
-
-def _groovy_parse(*paths: Path) -> dict[str, str]:
-    need_tools("groovy", hint="./setup.sh installs it")
-    env = {**os.environ, "JAVA_HOME": _java_home() or ""}
-    proc = subprocess.run(["groovy", "-e", PARSE_EACH, *map(str, paths)], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    verdicts = {}
-    for line in proc.stdout.splitlines():
-        verdict, _, rest = line.partition(" ")
-        path, _, message = rest.partition(": ")
-        verdicts[path] = "ok" if verdict == "ok" else message
-    return verdicts
-
-
-def test_jenkinsfile_is_valid_groovy(tmp_path):
+def test_jenkinsfile_is_valid_groovy(tmp_path, jenkins_simulator):
     broken = tmp_path / "Jenkinsfile"   # the check really checks: a brace less fails
     broken.write_text(JENKINSFILE.read_text().rstrip().rstrip("}"))
-    verdicts = _groovy_parse(JENKINSFILE, broken)
-    assert verdicts[str(JENKINSFILE)] == "ok"
-    assert verdicts[str(broken)] not in ("ok", None), verdicts
+    assert jenkins_simulator.parse(JENKINSFILE) == "ok"     # Groovy's own parser
+    assert "expecting '}'" in jenkins_simulator.parse(broken)
 
 
 def invoke_calls(text: str) -> list[list[str]]:
@@ -124,22 +91,22 @@ def test_the_signing_key_home_is_deleted_with_its_agent_stopped(short_tmp):
 
 # ------------------------------------------------------------ the rehearsal's reading of it
 
-def _dry_run(tmp_path, jenkinsfile=JENKINSFILE, **params):
+def _dry_run(tmp_path, simulator, jenkinsfile=JENKINSFILE, **params):
     """The Jenkinsfile run by the rehearsal's simulator (tests/jenkins_sim.groovy) with sh
     steps recorded, not run (only `invoke matrix --json`, whose output it reads, runs)."""
     from tests import jenkins_sim
-    need_tools("groovy", hint="./setup.sh installs it")
     agents = [jenkins_sim.Agent(name, ("cpu", "gpu"), ROOT) for name in ("agent-a", "agent-b")]
-    return jenkins_sim.run(jenkinsfile, tmp_path, agents, dry_run=True, params={
+    return jenkins_sim.run(jenkinsfile, tmp_path, agents, dry_run=True, simulator=simulator, params={
         "CELLS": "1.9.1-cpu-debian1{1,2}", "REPO": "s3://bucket/apt", "PROMOTE": True,
         **params}, credentials={"mxbuild-s3": {"username": "u", "password": "p"},
                                 "mxbuild-signing-key": {"file": "/dev/null"}})
 
 
 @pytest.fixture(scope="module")
-def dry_runs(tmp_path_factory):
+def dry_runs(tmp_path_factory, jenkins_simulator):
     """With an artifact cache and without: the two ways the file's steps go."""
-    return {cache: _dry_run(tmp_path_factory.mktemp("dry"), ARTIFACT_CACHE=cache)
+    return {cache: _dry_run(tmp_path_factory.mktemp("dry"), jenkins_simulator,
+                            ARTIFACT_CACHE=cache)
             for cache in ("s3://bucket/cache", "")}
 
 
@@ -179,7 +146,7 @@ def test_the_debs_travel_by_stash_and_staging_follows_the_smoke(dry_runs):
     assert sim.of("input") and "invoke repo.verify" in sim.of("sh")[-2]["command"]
 
 
-def test_a_step_the_rehearsal_cannot_map_is_named_with_its_line(tmp_path):
+def test_a_step_the_rehearsal_cannot_map_is_named_with_its_line(tmp_path, jenkins_simulator):
     from tests import jenkins_sim
     changed = tmp_path / "Jenkinsfile"
     text = JENKINSFILE.read_text().replace("sh './setup.sh'", "sh './setup.sh'\n"
@@ -187,5 +154,5 @@ def test_a_step_the_rehearsal_cannot_map_is_named_with_its_line(tmp_path):
     changed.write_text(text)
     line = text.splitlines().index("                deleteDir()") + 1
     with pytest.raises(jenkins_sim.UnmappedStep) as info:
-        _dry_run(tmp_path / "run", jenkinsfile=changed)
+        _dry_run(tmp_path / "run", jenkins_simulator, jenkinsfile=changed)
     assert f"Jenkinsfile:{line}" in str(info.value) and "`deleteDir`" in str(info.value)
