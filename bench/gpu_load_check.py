@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,28 @@ from mxbuild.context import open_run                  # noqa: E402
 from tests import gpu_hosts                           # noqa: E402
 
 
+def _stop(signum, frame):
+    """SIGTERM: stop like Ctrl-C, so that the `with` blocks remove the check containers."""
+    raise KeyboardInterrupt
+
+
+def _build(cell_id: str) -> None:
+    """`invoke build` of one cell; interrupted, it gets SIGTERM (its own handler removes its
+    containers), never the SIGKILL subprocess.run would send."""
+    child = subprocess.Popen([sys.executable, "-m", "invoke", "build", "--cell", cell_id,
+                              "--publish", "none"], cwd=ROOT)
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait()
+        raise
+    if code:
+        sys.exit(f"invoke build --cell {cell_id} exited with {code}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cell", default="*-cu*", help="cell-id glob (GPU cells)")
     parser.add_argument("--build", action="store_true",
@@ -47,8 +69,7 @@ def main() -> None:
                 print(f"{cell.id}: not built at {cell.deb_version} (add --build, or run "
                       f"invoke build --cell {cell.id} --publish none)", flush=True)
                 continue
-            subprocess.run([sys.executable, "-m", "invoke", "build", "--cell", cell.id,
-                            "--publish", "none"], cwd=ROOT, check=True)
+            _build(cell.id)
         work = opts.work_dir / cell.id / "gpu-check"
         work.parent.mkdir(parents=True, exist_ok=True)
         result = gpu_hosts.check_built(ctx, cell, debs, work)

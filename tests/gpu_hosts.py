@@ -206,20 +206,26 @@ def _install_driver(box, env: dict, tries: int = 6) -> str | None:
     return None
 
 
-def _provider_deb(box, provides: list[str], dirs: list[str]) -> str:
+def _provider_deb(box, provides: list[str], libraries: dict[str, str], multiarch: str) -> str:
     """Build, inside the container, the local package that Provides the NVIDIA names the
-    PyPI libraries serve (its only file: the loader path of the mounted libraries)."""
+    PyPI libraries serve. Its files: a link in the multiarch directory to each mounted
+    library (`libraries`: file name -> its path in the container). Links, not an
+    ld.so.conf.d entry: bionic's ldconfig (glibc 2.27) calls cuDNN's and cuSOLVER's
+    libraries "truncated" and leaves them out of its cache, and the loader finds them
+    only in its default directories."""
     root = f"/tmp/{PROVIDER}"
     control = (f"Package: {PROVIDER}\nVersion: 0\nArchitecture: amd64\n"
                "Maintainer: mxbuild check harness <check@localhost>\n"
                f"Provides: {', '.join(provides)}\n"
                "Description: CUDA runtime from NVIDIA's PyPI wheels (local check only)\n"
                " Built inside a throwaway check container; never published.\n")
-    box.run(["mkdir", "-p", f"{root}/DEBIAN", f"{root}/etc/ld.so.conf.d"])
+    libdir = f"{root}/usr/lib/{multiarch}"
+    box.run(["mkdir", "-p", f"{root}/DEBIAN", libdir])
     box.write_file(f"{root}/DEBIAN/control", control)
-    box.write_file(f"{root}/DEBIAN/postinst", "#!/bin/sh\nldconfig\n")
-    box.write_file(f"{root}/etc/ld.so.conf.d/{PROVIDER}.conf", "".join(d + "\n" for d in dirs))
+    box.write_file(f"{root}/DEBIAN/postinst", "#!/bin/sh\nldconfig 2>/dev/null || true\n")
     box.run(["chmod", "0755", f"{root}/DEBIAN/postinst"])
+    for name, target in sorted(libraries.items()):
+        box.run(["ln", "-s", target, f"{libdir}/{name}"])
     box.run(["dpkg-deb", "--build", root, f"/tmp/{PROVIDER}.deb"])
     return f"/tmp/{PROVIDER}.deb"
 
@@ -275,8 +281,9 @@ def check(ctx, cell: Cell, client_image: str, repo_url: str, keyring: bytes,
         served = {p.soname for p in provided if p.source == "pypi"}
         names = sorted({pkg for so, pkg in cell.runtime_packages if so in served})
         if names:
-            dirs = sorted({f"{LIB_MOUNT}/{pypi[so][0].sha256[:16]}" for so in pypi})
-            deb = _provider_deb(box, names, dirs)
+            libraries = {f.name: f"{LIB_MOUNT}/{pin.sha256[:16]}/{f.name}"
+                         for pin, path in pypi.values() for f in path.parent.iterdir()}
+            deb = _provider_deb(box, names, libraries, cell.multiarch)
             box.run(["apt-get", "install", "-y", deb], env=env)
         pin = f"{cell.package.name}={cell.deb_version}"
         apt = box.run(["apt-get", "install", "-y", "--no-install-recommends", pin], env=env,
