@@ -280,6 +280,17 @@ def gnupg_stopped(tmp_path):
     stop_gnupg(tmp_path)
 
 
+def quick_key(home: Path, uid: str = "other <other@example.org>") -> Path:
+    """A GnuPG home holding one Ed25519 signing key, made at once (an RSA 4096 key, what
+    Signer makes, costs its agent seconds): "another key" for tests that need one. Put
+    `home` under short_tmp: its agent's socket path must fit in 108 bytes."""
+    home.mkdir(parents=True, mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "",
+                    "--quick-gen-key", uid, "ed25519", "sign", "1d"],
+                   check=True, capture_output=True)
+    return home
+
+
 def copy_gnupg_home(src: Path, dest: Path) -> Path:
     """A copy of a GnuPG home (keys and trust, not the agent's sockets or locks)."""
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("S.*", "*.lock", ".#lk*"))
@@ -299,13 +310,24 @@ def jenkins_simulator():
 
 @pytest.fixture(scope="session")
 def signing_key(tmp_path_factory) -> Path:
-    """A GnuPG home with one repository signing key, made once per session by Signer on
-    first use (RSA 4096 takes seconds); a test that signs gets a copy (copy_gnupg_home)."""
+    """A GnuPG home with one repository signing key, made once per run by Signer on first
+    use (RSA 4096 costs its agent seconds): under pytest-xdist the first worker makes it in
+    the run's base temp, which the workers share, and the others wait for it. A test that
+    signs gets a copy (copy_gnupg_home)."""
+    import fcntl
     from mxbuild.repo.sign import Signer
-    home = tmp_path_factory.mktemp("signing-key") / "gnupg"
-    with Signer(home) as signer:
-        assert len(signer.fingerprint) == 40
-    return home
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent          # the controller's: this run's, shared by its workers
+    made = base / "signing-key"
+    with open(base / "signing-key.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (made / "made").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            with Signer(made / "gnupg") as signer:
+                assert len(signer.fingerprint) == 40
+            (made / "made").touch()
+    return made / "gnupg"
 
 
 @pytest.fixture(scope="session")

@@ -213,7 +213,7 @@ def test_signature_next_to_the_tarball_is_verified_against_keys(tmp_path, gnupg_
     tarball = _tarball(tmp_path)
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
-    _gpg(home, "--quick-gen-key", "Release Manager <rm@example.org>", "rsa2048", "sign", "never")
+    _gpg(home, "--quick-gen-key", "Release Manager <rm@example.org>", "ed25519", "sign", "never")
     (tarball.parent / "KEYS").write_bytes(_gpg(home, "--armor", "--export"))
     asc = tarball.parent / (tarball.name + ".asc")
     asc.write_bytes(_gpg(home, "--armor", "--detach-sign", "--output", "-", str(tarball)))
@@ -223,7 +223,7 @@ def test_signature_next_to_the_tarball_is_verified_against_keys(tmp_path, gnupg_
     # a signature by another key must stop the build
     other = tmp_path / "other"
     other.mkdir(mode=0o700)
-    _gpg(other, "--quick-gen-key", "Mallory <m@example.org>", "rsa2048", "sign", "never")
+    _gpg(other, "--quick-gen-key", "Mallory <m@example.org>", "ed25519", "sign", "never")
     asc.write_bytes(_gpg(other, "--armor", "--detach-sign", "--output", "-", str(tarball)))
     with pytest.raises(SigningError):
         compile_recipe.resolve_source(_cell(tarball), _opts(tmp_path, source_tarball=tarball),

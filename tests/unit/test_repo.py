@@ -14,7 +14,7 @@ from mxbuild.repo.publish import Upload, finish, publish, read_packages, read_st
 from mxbuild.repo.sign import KEYRING_NAME, Signer
 from mxbuild.repo.storage import CasConflict, LocalStorage
 
-from ..conftest import Stopped, WriteStop, copy_gnupg_home, make_deb
+from ..conftest import Stopped, WriteStop, copy_gnupg_home, make_deb, quick_key
 
 DATE = "Sat, 21 Nov 2026 12:00:00 UTC"
 
@@ -205,11 +205,7 @@ def test_tampered_inrelease_is_refused(tmp_path, signer):
 def test_repository_of_another_key_is_refused(tmp_path, signer, short_tmp):
     storage = LocalStorage(tmp_path / "repo")
     publish(storage, signer, [Upload(make_deb(tmp_path, "libmxnet", "1.0-1"), "bookworm", "cpu")])
-    home = short_tmp / "other-gnupg"          # the agent's socket path must fit in 108 bytes
-    home.mkdir(mode=0o700)
-    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "",
-                    "--quick-gen-key", "other <other@example.org>", "ed25519", "sign", "1d"],
-                   check=True, capture_output=True)       # a quick key that is not the repo's
+    home = quick_key(short_tmp / "other-gnupg")      # a key that is not the repo's
     with Signer(home) as other, pytest.raises(SigningError, match="another key"):
         publish(storage, other, [Upload(make_deb(tmp_path, "libmxnet", "2.0-1"), "bookworm", "cpu")])
 

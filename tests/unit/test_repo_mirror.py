@@ -13,7 +13,7 @@ from mxbuild.repo.publish import Upload, publish
 from mxbuild.repo.sign import KEYRING_NAME, Signer
 from mxbuild.repo.storage import LocalStorage
 
-from ..conftest import Stopped, WriteStop, copy_gnupg_home, make_deb
+from ..conftest import Stopped, WriteStop, copy_gnupg_home, make_deb, quick_key
 from ..maven_tools import coords, make_jar, make_pom
 
 
@@ -186,7 +186,7 @@ def test_a_source_signed_by_another_key_is_refused_before_any_write(tmp_path, si
                                                                     short_tmp):
     source = LocalStorage(tmp_path / "source")
     publish_debs(source, signer, tmp_path, ["a"])
-    with Signer(short_tmp / "other-gnupg") as other:    # its socket path: within 108 bytes
+    with Signer(quick_key(short_tmp / "other-gnupg")) as other:
         with pytest.raises(SigningError) as info:
             mirror(source, LocalStorage(tmp_path / "mirror"), other.public_keyring())
     assert "refusing to mirror" in info.value.message and "--keyring" in info.value.hint
