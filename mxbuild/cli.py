@@ -245,7 +245,8 @@ def doctor(repo: RepoArgs) -> None:
     elif not re.match(r"^https?://", location):
         raise ConfigError(f"--repo {location!r} is not a URL apt can read",
                           "give http(s)://… or s3://BUCKET/PREFIX")
-    d = doctor_mod.diagnose(matrix_mod.load(opts.matrix_path), url)
+    d = doctor_mod.diagnose(matrix_mod.load(opts.matrix_path), url,
+                            disk_paths=(opts.out_dir, opts.cache_dir))
     mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]–[/]"}
     for name, ok, detail in d.checks:
         console.print(f"{mark[ok]} {name:<18} {detail}")

@@ -97,13 +97,25 @@ def fitting_cell(matrix: Matrix, distro: str, gpu: Gpu | None,
     return max(pool, key=lambda c: (_version(c.mxnet), _version(c.cuda or "0")))
 
 
+def _docker_root(docker_client) -> Path | None:
+    """The engine's data root (images, containers), where it says; else None."""
+    try:
+        root = docker_client.info().get("DockerRootDir")
+    except (AttributeError, DockerException):
+        return None
+    return Path(root) if root else None
+
+
 # params: keyword-only probes a test replaces (docker, os-release, gpu, disks, machine, binfmt)
 def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_path=None,
-             gpu: Gpu | None | bool = False, disk_paths=(Path("/"), Path("/var/lib/docker")),
+             gpu: Gpu | None | bool = False, disk_paths=(Path("/"),),
              machine: str | None = None, binfmt: Path | None = None):
     """gpu=False: ask nvidia-smi; a Gpu or None: use that (tests). machine/binfmt: uname
-    -m and the binfmt_misc directory (tests)."""
+    -m and the binfmt_misc directory (tests). disk_paths: the directories whose free space
+    builds need (the out and cache directories); Docker's data root is added when the
+    engine answers."""
     d = Diagnosis()
+    docker_root = None
     try:
         if docker_client is None:
             from .engine import client
@@ -111,13 +123,15 @@ def diagnose(matrix: Matrix, repo_url: str, *, docker_client=None, os_release_pa
         version = docker_client.version()
         d.add("docker", True, f"engine {version.get('Version')} answers "
                               f"({version.get('Os')}/{version.get('Arch')})")
+        docker_root = _docker_root(docker_client)
     except DockerEngineError as exc:
         d.add("docker", False, f"{exc.message} (needed to build, not to install)")
     except DockerException as exc:
         d.add("docker", False, f"the engine refused: {exc} (needed to build, not to install)")
-    for path in disk_paths:
-        if path.exists():
-            free = shutil.disk_usage(path).free / 1e9
+    for path in dict.fromkeys([*disk_paths, *([docker_root] if docker_root else [])]):
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is not None:
+            free = shutil.disk_usage(existing).free / 1e9
             d.add(f"disk {path}", free >= MIN_FREE_GB,
                   f"{free:.0f} GB free" + ("" if free >= MIN_FREE_GB else
                                            f" (a GPU cell needs about {MIN_FREE_GB} GB)"))

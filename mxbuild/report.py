@@ -3,6 +3,7 @@ README), out/junit.xml and out/report.html (a distro × variant grid)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -22,6 +23,16 @@ from .log import console
 from .matrix import Cell
 from .options import PROJECT_ROOT
 from .paths import DataFolders
+
+DISK_FULL_HINT = ("free disk space where the out directory, the cache directory and "
+                  "Docker's data root live (`invoke doctor` shows each one's free space); "
+                  "the stages already done are reused when the command runs again")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """No space left: said by this process (ENOSPC) or by the Docker engine (its message)."""
+    return ((isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+            or "no space left on device" in str(exc).lower())
 
 REPORT_FORMAT = 1
 REUSED = "reused: inputs unchanged (stage cache)"
@@ -151,7 +162,8 @@ class Report:
                     logf.write(f"\n{exc.render()}\n")
                     # a container refused because a signal arrived: we are being stopped
                     why = "interrupted" if stopping() else exc.message
-                    err = StageError(cell.id, name, why, log_path, exc.hint)
+                    err = StageError(cell.id, name, why, log_path,
+                                     DISK_FULL_HINT if disk_full(exc) else exc.hint)
                     # keep a specific cause's code (checksum 4, docker 5, …)
                     if exc.exit_code != MxbuildError.exit_code:
                         err.exit_code = exc.exit_code
@@ -161,7 +173,8 @@ class Report:
                     logf.write("\n" + traceback.format_exc())
                     # a container removed under a running command: we are being stopped
                     why = "interrupted" if stopping() else f"{type(exc).__name__}: {exc}"
-                    err = StageError(cell.id, name, why, log_path)
+                    err = StageError(cell.id, name, why, log_path,
+                                     DISK_FULL_HINT if disk_full(exc) else None)
                 else:
                     raise
                 stage.note = err.message

@@ -90,3 +90,16 @@ def test_a_cell_with_the_jvm_package_gets_the_maven_gradle_and_sbt_lines(tmp_pat
                             os_release_path=_os_release(tmp_path, "bookworm", "Debian 12"),
                             disk_paths=())
     assert not any("maven" in c for c in plain.commands)
+
+
+def test_disk_lines_name_the_out_and_cache_directories_and_dockers_data_root(tmp_path):
+    class RootedEngine(Engine):
+        def info(self):
+            return {"DockerRootDir": str(tmp_path / "docker")}
+    d = doctor.diagnose(MATRIX, "http://x", docker_client=RootedEngine(), gpu=None,
+                        os_release_path=_os_release(tmp_path, "bookworm", "Debian 12"),
+                        disk_paths=(tmp_path / "out", tmp_path / "cache", tmp_path / "out"))
+    disks = [(name, detail) for name, _, detail in d.checks if name.startswith("disk ")]
+    # not made yet: the free space of the filesystem they will be made on
+    assert [name for name, _ in disks] == [f"disk {tmp_path / p}" for p in ("out", "cache", "docker")]
+    assert all(detail.split()[1:3] == ["GB", "free"] for _, detail in disks)

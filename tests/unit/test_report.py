@@ -149,3 +149,32 @@ def test_live_table_shows_each_cells_stage_elapsed_and_result(tmp_path):
     row = [line for line in text().splitlines() if cells[0].id in line][0]
     assert "✓" in row and "pending" in [line for line in text().splitlines()
                                           if cells[1].id in line][0]
+
+
+@pytest.mark.parametrize("cause", [
+    OSError(28, "No space left on device"),
+    MxbuildError("cannot start a container of x: 500 Server Error: write /var/lib/docker/"
+                 "tmp/a: no space left on device", "start a Docker engine"),
+])
+def test_a_full_disk_is_named_with_the_fix(tmp_path, cause):
+    # stop 29's CI: "stage recipe: OSError: [Errno 28] No space left on device" with no fix
+    cell = MATRIX.select(variant="cpu")[0]
+    report = Report(tmp_path, tmp_path / "logs")
+    with pytest.raises(MxbuildError) as info:
+        with report.stage(cell, "recipe"):
+            raise cause
+    assert info.value.exit_code == 6
+    assert "No space left on device" in info.value.message or \
+        "no space left on device" in info.value.message
+    assert info.value.hint.startswith("free disk space where the out directory, the cache "
+                                      "directory and Docker's data root live")
+    assert "fix: free disk space" in info.value.render()
+
+
+def test_other_failures_keep_their_own_fix(tmp_path):
+    cell = MATRIX.select(variant="cpu")[0]
+    report = Report(tmp_path, tmp_path / "logs")
+    with pytest.raises(MxbuildError) as info:
+        with report.stage(cell, "recipe"):
+            raise OSError(13, "Permission denied")
+    assert "free disk space" not in (info.value.hint or "")
