@@ -280,14 +280,15 @@ def gnupg_stopped(tmp_path):
     stop_gnupg(tmp_path)
 
 
-def quick_key(home: Path, uid: str = "other <other@example.org>") -> Path:
+def quick_key(home: Path, uid: str = "other <other@example.org>", expire: str = "1d") -> Path:
     """A GnuPG home holding one Ed25519 signing key, made at once (an RSA 4096 key, what
-    Signer makes, costs its agent seconds): "another key" for tests that need one. Put
-    `home` under short_tmp: its agent's socket path must fit in 108 bytes."""
+    Signer makes, costs its agent seconds). Put `home` under short_tmp when an agent will
+    run in it: its socket path must fit in 108 bytes."""
     home.mkdir(parents=True, mode=0o700)
     subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "",
-                    "--quick-gen-key", uid, "ed25519", "sign", "1d"],
+                    "--quick-gen-key", uid, "ed25519", "sign", expire],
                    check=True, capture_output=True)
+    stop_gnupg(home)
     return home
 
 
@@ -310,12 +311,12 @@ def jenkins_simulator():
 
 @pytest.fixture(scope="session")
 def signing_key(tmp_path_factory) -> Path:
-    """A GnuPG home with one repository signing key, made once per run by Signer on first
-    use (RSA 4096 costs its agent seconds): under pytest-xdist the first worker makes it in
-    the run's base temp, which the workers share, and the others wait for it. A test that
+    """A GnuPG home with one repository signing key (Ed25519, made at once; Signer's own RSA
+    4096 costs its agent seconds: test_repo_trust checks that one), made once per run:
+    under pytest-xdist the workers share it through the run's base temp. A test that
     signs gets a copy (copy_gnupg_home)."""
     import fcntl
-    from mxbuild.repo.sign import Signer
+    from mxbuild.repo.sign import KEY_UID
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent          # the controller's: this run's, shared by its workers
@@ -324,8 +325,7 @@ def signing_key(tmp_path_factory) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (made / "made").exists():
             shutil.rmtree(made, ignore_errors=True)
-            with Signer(made / "gnupg") as signer:
-                assert len(signer.fingerprint) == 40
+            quick_key(made / "gnupg", KEY_UID, expire="never")
             (made / "made").touch()
     return made / "gnupg"
 

@@ -102,9 +102,17 @@ def test_an_unpinned_registry_base_points_to_invoke_lock(tmp_path):
 def _error_calls(path):
     """(source text of each XxxError(...) call in a module)."""
     text = path.read_text()
+    lines = text.encode().splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    data = text.encode()
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "").endswith("Error"):
-            yield ast.get_source_segment(text, node)
+            # ast.get_source_segment splits the whole text again for every call (seconds
+            # over the package); offsets are UTF-8 byte columns
+            yield data[starts[node.lineno - 1] + node.col_offset:
+                       starts[node.end_lineno - 1] + node.end_col_offset].decode()
 
 
 def test_no_fix_hint_asks_to_edit_pins_lock():

@@ -14,8 +14,8 @@ from mxbuild.errors import ConfigError, SigningError
 from mxbuild.log import log
 from mxbuild.repo import audit, index, keys, ops, retention
 from mxbuild.repo.publish import Upload, publish, read_state, update_suite
-from mxbuild.repo.sign import (KEYRING_NAME, Signer, check_clearsigned, check_detached,
-                               keyring_keys)
+from mxbuild.repo.sign import (KEY_UID, KEYRING_NAME, Signer, check_clearsigned,
+                               check_detached, keyring_keys)
 from mxbuild.repo.storage import LocalStorage
 
 from ..conftest import Stopped, WriteStop, make_deb, stop_gnupg
@@ -146,6 +146,19 @@ def test_a_keyring_that_is_not_a_keyring_is_named(tmp_path):
         keyring_keys(b"this is not a keyring\n", "junk.gpg")
     assert "junk.gpg is not an OpenPGP keyring" in info.value.message
     assert "gpg --export" in info.value.hint
+
+
+def test_signer_makes_an_rsa_4096_key_that_never_expires_on_first_use(short_tmp):
+    # RSA: xenial's gpgv 1.4 verifies no Ed25519 signature (the tests' quick keys are)
+    with Signer(short_tmp / "gnupg") as signer:
+        fingerprint = signer.fingerprint
+        listing = subprocess.run(["gpg", "--homedir", str(signer.home), "--with-colons",
+                                  "--list-secret-keys"], capture_output=True, text=True,
+                                 check=True).stdout
+        (key,) = signer.secret_keys()
+    sec = next(line.split(":") for line in listing.splitlines() if line.startswith("sec:"))
+    assert (sec[2], sec[3]) == ("4096", "1")              # length, algorithm 1 = RSA
+    assert key.fingerprint == fingerprint and key.expires is None and key.uid == KEY_UID
 
 
 def test_a_gnupg_home_too_deep_for_the_agent_socket_is_named_with_the_fix(short_tmp):
