@@ -101,5 +101,6 @@ def test_disk_lines_name_the_out_and_cache_directories_and_dockers_data_root(tmp
                         disk_paths=(tmp_path / "out", tmp_path / "cache", tmp_path / "out"))
     disks = [(name, detail) for name, _, detail in d.checks if name.startswith("disk ")]
     # not made yet: the free space of the filesystem they will be made on
-    assert [name for name, _ in disks] == [f"disk {tmp_path / p}" for p in ("out", "cache", "docker")]
+    assert [name for name, _ in disks] == [f"disk {tmp_path / p}"
+                                           for p in ("out", "cache", "docker")]
     assert all(detail.split()[1:3] == ["GB", "free"] for _, detail in disks)

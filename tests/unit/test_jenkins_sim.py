@@ -81,5 +81,6 @@ def test_a_failing_step_fails_the_run_naming_its_line(tmp_path, jenkins_simulato
 
 def test_a_label_no_agent_has_is_unmapped(tmp_path, jenkins_simulator):
     with pytest.raises(jenkins_sim.UnmappedStep, match="no rehearsal agent has the label 'arm64'"):
-        _run(tmp_path, jenkins_simulator, PIPELINE.replace("node('cpu') {\n                                    unstash",
-                                        "node('arm64') {\n                                    unstash"))
+        _run(tmp_path, jenkins_simulator, PIPELINE.replace(
+            "node('cpu') {\n                                    unstash",
+            "node('arm64') {\n                                    unstash"))

@@ -96,10 +96,12 @@ def _dry_run(tmp_path, simulator, jenkinsfile=JENKINSFILE, **params):
     steps recorded, not run (only `invoke matrix --json`, whose output it reads, runs)."""
     from tests import jenkins_sim
     agents = [jenkins_sim.Agent(name, ("cpu", "gpu"), ROOT) for name in ("agent-a", "agent-b")]
-    return jenkins_sim.run(jenkinsfile, tmp_path, agents, dry_run=True, simulator=simulator, params={
-        "CELLS": "1.9.1-cpu-debian1{1,2}", "REPO": "s3://bucket/apt", "PROMOTE": True,
-        **params}, credentials={"mxbuild-s3": {"username": "u", "password": "p"},
-                                "mxbuild-signing-key": {"file": "/dev/null"}})
+    return jenkins_sim.run(
+        jenkinsfile, tmp_path, agents, dry_run=True, simulator=simulator,
+        params={"CELLS": "1.9.1-cpu-debian1{1,2}", "REPO": "s3://bucket/apt", "PROMOTE": True,
+                **params},
+        credentials={"mxbuild-s3": {"username": "u", "password": "p"},
+                     "mxbuild-signing-key": {"file": "/dev/null"}})
 
 
 @pytest.fixture(scope="module")
