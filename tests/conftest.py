@@ -349,6 +349,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.docker)
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.e2e)
+    # Longest first: a worker of pytest-xdist that starts a test of several seconds last
+    # runs on alone after the other has finished (the unit tier's tail was 5 s of it).
+    items.sort(key=lambda item: item.get_closest_marker("seconds") is None)
 
 
 @pytest.fixture(scope="session")

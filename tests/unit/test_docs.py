@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mxbuild import docsgen
 
 from ..conftest import ROOT, task_flags
@@ -32,6 +34,7 @@ def _mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
                           timeout=120, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
 
 
+@pytest.mark.seconds
 def test_the_site_builds_strictly(tmp_path):
     run = _mkdocs_build(ROOT / "mkdocs.yml", tmp_path / "site")
     assert run.returncode == 0, run.stderr

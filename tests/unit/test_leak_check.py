@@ -66,6 +66,7 @@ def _run(tmp_path, test_source: str, xdist_args: list[str]) -> tuple[str, str, i
 
 # serial (the whole suite) and under xdist (the unit tier: `-n 2`), where the worker names
 # what it still holds (its socket, its child) and the controller the agent that outlived it
+@pytest.mark.seconds
 @pytest.mark.parametrize("xdist_args, worker_suffix", [
     (["-p", "no:xdist"], ""), (["-n", "1"], r" \(worker gw0\)")], ids=["serial", "xdist"])
 def test_a_run_that_leaves_processes_sockets_or_agents_fails_and_lists_them(

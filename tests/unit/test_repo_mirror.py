@@ -147,7 +147,26 @@ def test_deletions_follow_the_sources_clean_and_survive_a_stop(tmp_path, signer)
     assert old_by_hash == new_by_hash
 
 
-def test_a_mirror_stopped_after_any_write_is_readable_and_a_rerun_finishes(tmp_path, signer):
+@pytest.fixture
+def gpgv_once(monkeypatch):
+    """gpgv run once per distinct input: its verdict is a function of the keyring and the
+    signed bytes, and the sweep below asks for the same few verdicts hundreds of times
+    (600 gpgv processes; what the sweep tests is the mirror's order of writes)."""
+    from mxbuild.repo import sign
+    real, seen = sign._gpgv, {}
+
+    def once(keyring, args, data=None, files=None):
+        key = (keyring, tuple(args), data, tuple(sorted((files or {}).items())))
+        if key not in seen:
+            seen[key] = real(keyring, args, data, files)
+        return seen[key]
+    monkeypatch.setattr(sign, "_gpgv", once)
+    return seen
+
+
+@pytest.mark.seconds
+def test_a_mirror_stopped_after_any_write_is_readable_and_a_rerun_finishes(tmp_path, signer,
+                                                                           gpgv_once):
     source = LocalStorage(tmp_path / "source")
     publish_debs(source, signer, tmp_path, ["a", "b"])
     keyring = signer.public_keyring()

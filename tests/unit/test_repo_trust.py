@@ -148,6 +148,7 @@ def test_a_keyring_that_is_not_a_keyring_is_named(tmp_path):
     assert "gpg --export" in info.value.hint
 
 
+@pytest.mark.seconds
 def test_signer_makes_an_rsa_4096_key_that_never_expires_on_first_use(short_tmp):
     # RSA: xenial's gpgv 1.4 verifies no Ed25519 signature (the tests' quick keys are)
     with Signer(short_tmp / "gnupg") as signer:

@@ -109,6 +109,7 @@ def _screenshot(html, png):
                     f"file://{html}"], check=True, capture_output=True, timeout=120)
 
 
+@pytest.mark.seconds
 def test_chromium_renders_the_grid_with_the_right_colours(run, tmp_path):
     """Find the grid's lines in the screenshot, then sample each grid cell's background
     in its bottom-right corner (text is left-aligned and never reaches it)."""

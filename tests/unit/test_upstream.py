@@ -113,6 +113,7 @@ def test_a_crash_is_named_and_the_rest_of_the_file_still_runs(box):
     assert "fixture broke" in run.results["tests/test_fixture.py::test_setup_error"].message
 
 
+@pytest.mark.seconds
 def test_select_and_time_limit(box):
     src = box.root / "src/tests"
     (src / "test_slow.py").write_text("import time\n\ndef test_quick():\n    pass\n\n"
