@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,12 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from mxbuild import engine, matrix, options          # noqa: E402
 from mxbuild.context import open_run                  # noqa: E402
+from mxbuild.entry import stop_on_signals             # noqa: E402
 from tests import gpu_hosts                           # noqa: E402
-
-
-def _stop(signum, frame):
-    """SIGTERM: stop like Ctrl-C, so that the `with` blocks remove the check containers."""
-    raise KeyboardInterrupt
 
 
 def _build(cell_id: str) -> None:
@@ -49,7 +44,7 @@ def _build(cell_id: str) -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals()       # SIGTERM: the check containers go, the build child gets SIGTERM
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cell", default="*-cu*", help="cell-id glob (GPU cells)")
     parser.add_argument("--build", action="store_true",

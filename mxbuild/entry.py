@@ -20,13 +20,19 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM remove this process's containers and unwind (as Ctrl-C would);
+    only the main thread can install handlers."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+
+
 def entrypoint(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         configure()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, _stop)
-            signal.signal(signal.SIGTERM, _stop)
+        stop_on_signals()
         try:
             return fn(*args, **kwargs)
         except MxbuildError as exc:
