@@ -260,8 +260,10 @@ def check(ctx, cell: Cell, client_image: str, repo_url: str, keyring: bytes,
     shutil.copytree(ctx.data.smoke_tests, work / "tests",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (work / KEYRING_NAME).write_bytes(keyring)
-    mounts = [Mount(f"{LIB_MOUNT}/{pin.sha256[:16]}", str(path.parent), type="bind",
-                    read_only=True) for pin, path in {v[0].sha256: v for v in pypi.values()}.values()]
+    # the distinct unpacked wheels (a wheel serves several sonames): mounted, then linked
+    unpacked = {f"{LIB_MOUNT}/{pin.sha256[:16]}": path.parent for pin, path in pypi.values()}
+    mounts = [Mount(target, str(source), type="bind", read_only=True)
+              for target, source in unpacked.items()]
     result: dict = {"cell": cell.id, "ok": False}
     with Container(ctx.docker, client_image, label=f"gpu-check-{cell.id}", network="host",
                    mounts=mounts, log_file=logf) as box:
@@ -281,8 +283,8 @@ def check(ctx, cell: Cell, client_image: str, repo_url: str, keyring: bytes,
         served = {p.soname for p in provided if p.source == "pypi"}
         names = sorted({pkg for so, pkg in cell.runtime_packages if so in served})
         if names:
-            libraries = {f.name: f"{LIB_MOUNT}/{pin.sha256[:16]}/{f.name}"
-                         for pin, path in pypi.values() for f in path.parent.iterdir()}
+            libraries = {f.name: f"{target}/{f.name}"
+                         for target, source in unpacked.items() for f in source.iterdir()}
             deb = _provider_deb(box, names, libraries, cell.multiarch)
             box.run(["apt-get", "install", "-y", deb], env=env)
         pin = f"{cell.package.name}={cell.deb_version}"
