@@ -102,11 +102,10 @@ def test_an_unpinned_registry_base_points_to_invoke_lock(tmp_path):
 def _error_calls(path):
     """(source text of each XxxError(...) call in a module)."""
     text = path.read_text()
-    lines = text.encode().splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
     data = text.encode()
+    starts = [0]
+    for line in data.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "").endswith("Error"):
             # ast.get_source_segment splits the whole text again for every call (seconds

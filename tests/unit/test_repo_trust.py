@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("gnupg_stopped")
 
 def gen_key(home, uid, expire="never", faked_time=None) -> str:
     """A quick key for tests: Ed25519 is made at once, RSA takes the agent a second or more
-    (the product makes RSA 4096: the session's signing_key fixture)."""
+    (the product makes RSA 4096: test_signer_makes_an_rsa_4096_key_…)."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     gpg = ["gpg", "--batch", "--quiet", "--homedir", str(home), "--passphrase", ""]
     if faked_time:
