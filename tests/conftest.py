@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,12 @@ import yaml
 from tests.require import need_tools, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# pytest caches its assertion-rewritten test modules in __pycache__, and the subprocesses the
+# tests start (invoke, pytest, python) read mxbuild's compiled modules from there: with
+# PYTHONDONTWRITEBYTECODE set, each worker rewrote every test module again (~2 s) and each
+# child compiled mxbuild again. __pycache__ is .gitignored.
+sys.dont_write_bytecode = False
 
 
 def pytest_addoption(parser):

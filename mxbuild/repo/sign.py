@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import socket
 import subprocess
@@ -68,11 +69,7 @@ def parse_key_listing(colons: str) -> list[KeyInfo]:
 
 def keyring_keys(keyring: bytes, where: str = "keyring") -> list[KeyInfo]:
     """The keys of a binary (or armored) public keyring; SigningError if it holds none."""
-    with scratch_home() as home:
-        proc = subprocess.run(["gpg", "--homedir", home, "--batch", "--quiet", "--with-colons",
-                               "--import-options", "show-only", "--import"],
-                              input=keyring, capture_output=True)
-    keys = parse_key_listing(proc.stdout.decode(errors="replace")) if proc.returncode == 0 else []
+    keys = list(_keys_of_keyring(keyring))
     if not keys:
         raise SigningError(f"{where} is not an OpenPGP keyring (no public key could be read "
                            "from it)",
@@ -140,6 +137,25 @@ def stop_agents() -> None:
         homes = list(_agents)
     for home in homes:
         stop_agent(Path(home))
+
+
+# GnuPG home -> (its key files' state, its secret keys) as last listed
+_secret_listings: dict[str, tuple[tuple, tuple[KeyInfo, ...]]] = {}
+# what a key listing is read from: a key generated, imported, deleted or given a new expiry
+# rewrites one of them (gpg replaces the keybox by a rename, so its inode changes too)
+_KEY_FILES = ("pubring.kbx", "pubring.gpg", "public-keys.d/pubring.db", "private-keys-v1.d")
+
+
+def _key_files_state(home: Path) -> tuple:
+    state = []
+    for name in _KEY_FILES:
+        try:
+            st = (Path(home) / name).stat()
+        except FileNotFoundError:
+            state.append(None)
+            continue
+        state.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(state)
 
 
 @contextlib.contextmanager
@@ -214,10 +230,16 @@ class Signer:
         return self._fpr
 
     def secret_keys(self) -> list[KeyInfo]:
-        """The secret keys of the GnuPG home, oldest first (none if there is no home)."""
+        """The secret keys of the GnuPG home, oldest first (none if there is no home).
+        Listed again only when the home's key files changed (a publish asks several times)."""
         if not self.home.is_dir():
             return []
-        return parse_key_listing(self._gpg("--with-colons", "--list-secret-keys").decode())
+        key, state = str(Path(self.home).resolve()), _key_files_state(self.home)
+        cached = _secret_listings.get(key)
+        if cached is None or cached[0] != state:
+            listing = self._gpg("--with-colons", "--list-secret-keys").decode()
+            cached = _secret_listings[key] = (state, tuple(parse_key_listing(listing)))
+        return list(cached[1])
 
     def _secret_fprs(self) -> list[str]:
         return [k.fingerprint for k in self.secret_keys()]
@@ -369,6 +391,19 @@ def verify_inrelease(data: bytes, keyring: bytes) -> Verified:
                               or "no good signature"),
                            "the repository was signed by another key or tampered with")
     return verified
+
+
+# A pure function of the bytes, read once per process: a publish reads the repository's
+# keyring several times and `verify` once per audit record (each read was a gpg import in a
+# scratch home and the stop of its daemons: five processes).
+@functools.lru_cache(maxsize=16)
+def _keys_of_keyring(keyring: bytes) -> tuple[KeyInfo, ...]:
+    with scratch_home() as home:
+        proc = subprocess.run(["gpg", "--homedir", home, "--batch", "--quiet", "--with-colons",
+                               "--import-options", "show-only", "--import"],
+                              input=keyring, capture_output=True)
+    return tuple(parse_key_listing(proc.stdout.decode(errors="replace"))
+                 if proc.returncode == 0 else ())
 
 
 def keyring_from_armored(keys: bytes) -> bytes:

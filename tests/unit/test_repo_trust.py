@@ -148,6 +148,25 @@ def test_a_keyring_that_is_not_a_keyring_is_named(tmp_path):
     assert "gpg --export" in info.value.hint
 
 
+def test_the_secret_key_listing_follows_every_change_another_process_makes(tmp_path):
+    """Signer lists a home's secret keys again only when its key files changed: a key
+    made, given a new expiry or deleted by another gpg process is seen at once."""
+    home = tmp_path / "gnupg"
+    signer = Signer(home)
+    first = gen_key(home, "first <first@example.org>")
+    assert signer._secret_fprs() == [first]
+    second = gen_key(home, "second <second@example.org>")
+    assert signer._secret_fprs() == [first, second]
+    gpg = ["gpg", "--batch", "--quiet", "--homedir", str(home), "--yes"]
+    subprocess.run([*gpg, "--quick-set-expire", second, "2d"], check=True, capture_output=True)
+    expires = signer.key_info(second).expires
+    assert expires is not None and expires.year >= 2026
+    subprocess.run([*gpg, "--delete-secret-and-public-keys", first], check=True,
+                   capture_output=True)
+    assert signer._secret_fprs() == [second]
+    assert signer.key_info(first) is None
+
+
 @pytest.mark.seconds
 def test_signer_makes_an_rsa_4096_key_that_never_expires_on_first_use(short_tmp):
     # RSA: xenial's gpgv 1.4 verifies no Ed25519 signature (the tests' quick keys are)
