@@ -5,6 +5,7 @@ schema of matrix.yaml's upstream_tests and the test tree that travels with the .
 from __future__ import annotations
 
 import io
+import math
 import os
 import subprocess
 import sys
@@ -119,17 +120,21 @@ def test_select_and_time_limit(box):
     (src / "test_slow.py").write_text("import time\n\ndef test_quick():\n    pass\n\n"
                                       "def test_hangs():\n    time.sleep(600)\n\n"
                                       "def test_never_reached():\n    pass\n")
-    run = runner.run_file(box, UpstreamTestFile("tests/test_slow.py", timeout=6),
-                          "01-slow", io.StringIO())
+    picked = runner.run_file(box, UpstreamTestFile("tests/test_slow.py", "quick", 60),
+                             "01-slow", io.StringIO())
+    assert {t: r.outcome for t, r in picked.results.items()} == {
+        "tests/test_slow.py::test_quick": "passed"}
+    # the limit the hang waits for: six times what a run up to test_quick took just now
+    # (~0.5 s on an idle machine: a 3 s limit), so that a loaded machine still reaches
+    # test_hangs in time (the runner gives the first attempt the limit's whole seconds)
+    limit = 1 + max(3, math.ceil(6 * picked.seconds))
+    run = runner.run_file(box, UpstreamTestFile("tests/test_slow.py", timeout=limit),
+                          "02-slow", io.StringIO())
     got = {t.split("::")[1]: r.outcome for t, r in run.results.items()}
     assert got == {"test_quick": "passed", "test_hangs": "timeout",
                    "test_never_reached": "not-run"}
-    assert run.attempts[-1].timed_out and run.seconds < 60
+    assert run.attempts[-1].timed_out and limit - 1 <= run.seconds < limit + 30
     assert "test_hangs" in run.results["tests/test_slow.py::test_hangs"].message  # SIGTERM dump
-    picked = runner.run_file(box, UpstreamTestFile("tests/test_slow.py", "quick", 60),
-                             "02-slow", io.StringIO())
-    assert {t: r.outcome for t, r in picked.results.items()} == {
-        "tests/test_slow.py::test_quick": "passed"}
     nothing = runner.run_file(box, UpstreamTestFile("tests/test_slow.py", "nomatch", 60),
                               "03-slow", io.StringIO())
     assert nothing.results["tests/test_slow.py"].outcome == "error"     # selects nothing

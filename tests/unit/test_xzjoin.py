@@ -80,7 +80,8 @@ def test_dpkg_deb_reads_a_joined_data_member_whole_but_not_concatenated_streams(
                         ("./usr/lib/libbig.so", random.Random(2).randbytes(1 << 20))], end=False)
     rest = _tar_part([("./usr/share/", None), ("./usr/share/doc/", None),
                       ("./usr/share/doc/changelog", b"per-distro\n")], end=True)
-    joined = _deb(tmp_path, join(_xz(shared, "-T2"), _xz(rest)))
+    shared_xz, rest_xz = _xz(shared, "-T2"), _xz(rest)
+    joined = _deb(tmp_path, join(shared_xz, rest_xz))
     listing = subprocess.run(["dpkg-deb", "-c", joined], capture_output=True, text=True,
                              check=True).stdout
     assert "./usr/lib/libbig.so" in listing and "./usr/share/doc/changelog" in listing
@@ -88,7 +89,7 @@ def test_dpkg_deb_reads_a_joined_data_member_whole_but_not_concatenated_streams(
     subprocess.run(["dpkg-deb", "-x", joined, str(out)], check=True)
     assert (out / "usr/share/doc/changelog").read_bytes() == b"per-distro\n"
     # the tempting shortcut, for the record: dpkg-deb silently stops after stream one
-    concatenated = _deb(tmp_path, _xz(shared, "-T2") + _xz(rest))
+    concatenated = _deb(tmp_path, shared_xz + rest_xz)
     listing = subprocess.run(["dpkg-deb", "-c", concatenated], capture_output=True,
                              text=True).stdout
     assert "./usr/share/doc/changelog" not in listing
