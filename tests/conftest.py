@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,9 @@ def pytest_addoption(parser):
 # every container/volume mxbuild creates is labelled with it (tests/leaks.py), so the
 # session-end check finds exactly what this run left, on a machine other runs share.
 # Under pytest-xdist (`-n 2`, the unit tier) the workers keep the controller's id: the
-# controller checks processes, containers and volumes once every worker has exited; each
-# worker checks what only it can see (its own sockets and child processes) and sends that.
+# controller checks processes, containers, volumes and the run's temp dir once every worker
+# has exited; each worker checks what only it can see (its own sockets and child processes)
+# and sends that.
 
 def _worker(config) -> bool:
     return hasattr(config, "workerinput")
@@ -48,6 +50,22 @@ def pytest_configure(config):
         return
     config.stash[_RUN] = (f"pytest-{uuid.uuid4().hex[:16]}", inherited)
     os.environ[RUN_ID_ENV] = config.stash[_RUN][0]
+    config.stash[_TEMP] = _own_temp_dir()
+
+
+def _own_temp_dir() -> tuple[Path, dict, str | None]:
+    """A temp dir of the run's own, made TMPDIR for the run and every child it starts (the
+    workers too), so the leak check finds what anyone left in "the temp dir". pytest's base
+    temps stay in the system temp dir, where the failed runs' are kept for reading.
+    Returns (the dir, the environment and tempfile.tempdir to restore)."""
+    system = tempfile.gettempdir()
+    saved = ({name: os.environ.get(name) for name in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT")},
+             tempfile.tempdir)
+    # short: gpg-agent's socket in a GnuPG home under it must fit in 108 bytes
+    run_tmp = Path(tempfile.mkdtemp(prefix="mxb-run-", dir=system))
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", system)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(run_tmp)
+    return run_tmp, *saved
 
 
 @pytest.hookimpl(optionalhook=True)     # an xdist hook: without xdist never called
@@ -70,8 +88,10 @@ def pytest_sessionfinish(session, exitstatus):
         return
     factory = getattr(config, "_tmp_path_factory", None)
     basetemp = factory.getbasetemp() if factory is not None else None
-    found = leaks.check(run_id, basetemp)
+    run_tmp = config.stash[_TEMP][0]
+    found = leaks.check(run_id, basetemp, run_tmp)
     leaks.clean(found)
+    shutil.rmtree(run_tmp, ignore_errors=True)
     reported = [str(leak) for leak in found] + config.stash.get(_FROM_WORKERS, [])
     config.stash[_LEAKS] = reported
     if reported:
@@ -85,7 +105,8 @@ def pytest_terminal_summary(terminalreporter, config):
     run_id = config.stash[_RUN][0]
     if not found:
         terminalreporter.write_line(f"leak check ({run_id}): nothing left (no process, "
-                                    "container, volume or listening socket of this run)")
+                                    "container, volume, listening socket or temp file of "
+                                    "this run)")
         return
     terminalreporter.section("leak check", red=True)
     terminalreporter.write_line(f"this run ({run_id}) left {len(found)} thing(s) behind "
@@ -101,10 +122,19 @@ def pytest_unconfigure(config):
         os.environ.pop(RUN_ID_ENV, None)
     else:
         os.environ[RUN_ID_ENV] = previous
+    if _TEMP in config.stash:
+        run_tmp, environ, tempfile.tempdir = config.stash[_TEMP]
+        shutil.rmtree(run_tmp, ignore_errors=True)      # a session that never finished
+        for name, value in environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 _RUN = pytest.StashKey[tuple]()
 _LEAKS = pytest.StashKey[list]()
+_TEMP = pytest.StashKey[tuple]()
 _FROM_WORKERS = pytest.StashKey[list]()
 _WORKER_LEAKS = "mxbuild_leaks"
 

@@ -1,6 +1,6 @@
-"""What a test run left behind: processes, containers, volumes and listening sockets that
-THIS pytest process started (the machine is shared with other runs, so nothing is judged by
-name or by time).
+"""What a test run left behind: processes, containers, volumes, listening sockets and temp
+files that THIS pytest process started or made (the machine is shared with other runs, so
+nothing is judged by name or by time).
 
 A run is marked at its start with a run id (MXBUILD_RUN_ID in the environment):
 - a process is ours if its environment carries that id (every child inherits it, and so
@@ -9,11 +9,15 @@ A run is marked at its start with a run id (MXBUILD_RUN_ID in the environment):
 - a container or volume is ours if it carries the label org.mxbuild.run=<id>, which
   mxbuild's container wrapper (mxbuild.containers) puts on everything it creates;
 - a listening socket is ours if this process holds it open (an HTTP server that was shut
-  down but never closed).
+  down but never closed);
+- a temp file is ours if it lies in the run's own temp dir: the run points TMPDIR (and
+  Python's tempfile) there, so whatever the run or a child puts in "the temp dir" and does
+  not remove is found there (a process killed on purpose, a server's log files).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ KEPT_VOLUMES = {"mxbuild-ccache", "mxbuild-m2"}
 
 @dataclass(frozen=True)
 class Leak:
-    kind: str       # process | container | volume | socket
+    kind: str       # process | container | volume | socket | file
     ident: str
     what: str
 
@@ -154,6 +158,12 @@ def docker_objects(run_id: str) -> list[Leak]:
     return found
 
 
+def temp_files(run_tmp: Path) -> list[Leak]:
+    """What is still in the run's temp dir."""
+    return [Leak("file", str(path), "left in the run's temp dir")
+            for path in sorted(run_tmp.iterdir())]
+
+
 # how long the check waits for what is still exiting; the leak check's own test, whose
 # leaks never exit, sets it short
 GRACE_ENV = "MXBUILD_LEAK_GRACE"
@@ -163,11 +173,12 @@ def _grace() -> float:
     return float(os.environ.get(GRACE_ENV, "5"))
 
 
-def check(run_id: str, basetemp: Path | None, grace: float | None = None) -> list[Leak]:
+def check(run_id: str, basetemp: Path | None, run_tmp: Path | None = None,
+          grace: float | None = None) -> list[Leak]:
     """Everything the run left; waits up to `grace` seconds for what is still exiting (an
     agent told to stop a moment ago)."""
-    return _settled(lambda: processes(run_id, basetemp) + sockets() + docker_objects(run_id),
-                    grace)
+    return _settled(lambda: processes(run_id, basetemp) + sockets() + docker_objects(run_id)
+                    + (temp_files(run_tmp) if run_tmp is not None else []), grace)
 
 
 def check_worker(grace: float | None = None) -> list[Leak]:
@@ -202,5 +213,11 @@ def clean(leaks: list[Leak]) -> None:
                     client.containers.get(leak.ident).remove(force=True, v=True)
                 else:
                     client.volumes.get(leak.ident).remove(force=True)
+            elif leak.kind == "file":
+                path = Path(leak.ident)
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         except Exception:           # noqa: BLE001  gone meanwhile
             pass

@@ -157,7 +157,9 @@ class PortTaken(RuntimeError):
 def _start_weed(binary: Path, workdir: Path, data: Path, conf: Path,
                 tls: tuple[Path, Path] | None) -> Server:
     (master, master_g, volume, volume_g, filer, filer_g, s3, s3_g, s3_tls) = free_ports(9)
-    cmd = [str(binary), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+    # -logtostderr: its log goes to weed.log only (by default glog also writes files in /tmp)
+    cmd = [str(binary), "-logtostderr", "mini", f"-dir={data}", "-ip=127.0.0.1",
+           "-ip.bind=127.0.0.1",
            f"-master.port={master}", f"-master.port.grpc={master_g}",
            f"-volume.port={volume}", f"-volume.port.grpc={volume_g}",
            f"-filer.port={filer}", f"-filer.port.grpc={filer_g}",

@@ -3,6 +3,7 @@ SIGKILLed after each of its writes leaves a mirror a real apt-get (in a containe
 from and installs from, and a re-run finishes it (repo.verify clean); an incremental update
 of one package PUTs only that package's pool file and the changed indexes; pool and by-hash
 PUTs are create-only."""
+import os
 import subprocess
 import sys
 
@@ -77,7 +78,9 @@ def test_killed_mirror_leaves_an_apt_readable_mirror_at_every_write(
                 [sys.executable, "-m", "tests.integration.s3_mirrorer", "--endpoint", endpoint,
                  "--from", f"s3://{bucket}/source", "--to", f"s3://{bucket}/{prefix}",
                  "--keyring", str(ring), "--kill-after", str(kill_after)],
-                cwd=ROOT, capture_output=True, text=True)
+                cwd=ROOT, capture_output=True, text=True,
+                # SIGKILL leaves the mirror's scratch dir: in the test's dir, not the run's
+                env={**os.environ, "TMPDIR": str(tmp_path)})
             if proc.returncode == 0:
                 break                       # fewer writes than kill_after: all positions done
             assert proc.returncode == -9, proc.stderr

@@ -1,6 +1,7 @@
 """The session-end leak check (tests/leaks.py, hooked in tests/conftest.py) on a pytest run
 of its own whose one test leaves things behind: the run must fail, list each of them, and
-stop them. (A clean run passing and saying so is what every run of the suite shows.)"""
+stop them (processes, sockets, agents, temp files). (A clean run passing and saying so is
+what every run of the suite shows.)"""
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ CONFTEST = """from tests.conftest import (pytest_configure, pytest_sessionfinish
 LEAKY = """import os
 import socket
 import subprocess
+import tempfile
 
 KEEP = []
 
@@ -46,6 +48,10 @@ def test_leaves_things_behind(tmp_path):
     home.mkdir(mode=0o700)
     subprocess.run(["gpg-connect-agent", "--homedir", str(home), "/bye"], check=True)
     note("HOME", home)
+    # a file in the temp dir that nobody removes (what a process killed on purpose leaves)
+    fd, path = tempfile.mkstemp(prefix="left-")
+    os.close(fd)
+    note("FILE", path)
 """
 
 def _run(tmp_path, test_source: str, xdist_args: list[str]) -> tuple[str, str, int]:
@@ -77,11 +83,17 @@ def test_a_run_that_leaves_processes_sockets_or_agents_fails_and_lists_them(
     sleep_pid = re.search(r"SLEEP (\d+)", info).group(1)
     port = re.search(r"PORT (\d+)", info).group(1)
     home = re.search(r"HOME (\S+)", info).group(1)
-    assert "left 3 thing(s) behind" in out, out[-3000:]
+    left_file = re.search(r"FILE (\S+)", info).group(1)
+    assert "left 4 thing(s) behind" in out, out[-3000:]
     assert re.search(rf"^  process {sleep_pid}: sleep 300{worker_suffix}$", out, re.M), \
         out[-3000:]
     assert re.search(rf"^  socket fd \d+: listening on port {port}{worker_suffix}$", out,
                      re.M), out[-3000:]
     assert re.search(rf"^  process \d+: gpg-agent --homedir {re.escape(home)} ", out, re.M)
+    assert re.search(rf"^  file {re.escape(left_file)}: left in the run's temp dir$", out,
+                     re.M), out[-3000:]
+    # the run's temp dir lay in the one the run was given, and it is gone with the file
+    assert os.path.dirname(os.path.dirname(left_file)) == tempfile.gettempdir()
+    assert not os.path.exists(os.path.dirname(left_file))
     assert not os.path.exists(f"/proc/{sleep_pid}")        # and stopped them
 
