@@ -46,26 +46,27 @@ def pytest_configure(config):
     from mxbuild.containers import RUN_ID_ENV
     inherited = os.environ.get(RUN_ID_ENV)
     if _worker(config) and inherited:
-        config.stash[_RUN] = (inherited, inherited)
+        config.stash[_RUN] = inherited
         return
-    config.stash[_RUN] = (f"pytest-{uuid.uuid4().hex[:16]}", inherited)
-    os.environ[RUN_ID_ENV] = config.stash[_RUN][0]
-    config.stash[_TEMP] = _own_temp_dir()
+    config.stash[_RUN] = f"pytest-{uuid.uuid4().hex[:16]}"
+    # what the run changes in this process, undone at its end (a run inside a test's run)
+    config.stash[_UNDO] = changes = pytest.MonkeyPatch()
+    changes.setenv(RUN_ID_ENV, config.stash[_RUN])
+    config.stash[_TEMP] = _own_temp_dir(changes)
 
 
-def _own_temp_dir() -> tuple[Path, dict, str | None]:
+def _own_temp_dir(changes: pytest.MonkeyPatch) -> Path:
     """A temp dir of the run's own, made TMPDIR for the run and every child it starts (the
     workers too), so the leak check finds what anyone left in "the temp dir". pytest's base
-    temps stay in the system temp dir, where the failed runs' are kept for reading.
-    Returns (the dir, the environment and tempfile.tempdir to restore)."""
+    temps stay in the system temp dir, where the failed runs' are kept for reading."""
     system = tempfile.gettempdir()
-    saved = ({name: os.environ.get(name) for name in ("TMPDIR", "PYTEST_DEBUG_TEMPROOT")},
-             tempfile.tempdir)
     # short: gpg-agent's socket in a GnuPG home under it must fit in 108 bytes
     run_tmp = Path(tempfile.mkdtemp(prefix="mxb-run-", dir=system))
-    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", system)
-    os.environ["TMPDIR"] = tempfile.tempdir = str(run_tmp)
-    return run_tmp, *saved
+    if "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+        changes.setenv("PYTEST_DEBUG_TEMPROOT", system)
+    changes.setenv("TMPDIR", str(run_tmp))
+    changes.setattr(tempfile, "tempdir", str(run_tmp))
+    return run_tmp
 
 
 @pytest.hookimpl(optionalhook=True)     # an xdist hook: without xdist never called
@@ -80,7 +81,7 @@ def pytest_testnodedown(node, error):
 def pytest_sessionfinish(session, exitstatus):
     from tests import leaks
     config = session.config
-    run_id = config.stash[_RUN][0]
+    run_id = config.stash[_RUN]
     if _worker(config):
         found = leaks.check_worker()
         leaks.clean(found)
@@ -88,10 +89,8 @@ def pytest_sessionfinish(session, exitstatus):
         return
     factory = getattr(config, "_tmp_path_factory", None)
     basetemp = factory.getbasetemp() if factory is not None else None
-    run_tmp = config.stash[_TEMP][0]
-    found = leaks.check(run_id, basetemp, run_tmp)
+    found = leaks.check(run_id, basetemp, config.stash[_TEMP])
     leaks.clean(found)
-    shutil.rmtree(run_tmp, ignore_errors=True)
     reported = [str(leak) for leak in found] + config.stash.get(_FROM_WORKERS, [])
     config.stash[_LEAKS] = reported
     if reported:
@@ -102,7 +101,7 @@ def pytest_terminal_summary(terminalreporter, config):
     found = config.stash.get(_LEAKS, None)
     if found is None:
         return
-    run_id = config.stash[_RUN][0]
+    run_id = config.stash[_RUN]
     if not found:
         terminalreporter.write_line(f"leak check ({run_id}): nothing left (no process, "
                                     "container, volume, listening socket or temp file of "
@@ -116,25 +115,16 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def pytest_unconfigure(config):
-    from mxbuild.containers import RUN_ID_ENV
-    previous = config.stash.get(_RUN, (None, None))[1]
-    if previous is None:
-        os.environ.pop(RUN_ID_ENV, None)
-    else:
-        os.environ[RUN_ID_ENV] = previous
-    if _TEMP in config.stash:
-        run_tmp, environ, tempfile.tempdir = config.stash[_TEMP]
-        shutil.rmtree(run_tmp, ignore_errors=True)      # a session that never finished
-        for name, value in environ.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    if _UNDO in config.stash:
+        # the run's temp dir goes (emptied by the leak check, unless the session never ended)
+        shutil.rmtree(config.stash[_TEMP], ignore_errors=True)
+        config.stash[_UNDO].undo()
 
 
-_RUN = pytest.StashKey[tuple]()
+_RUN = pytest.StashKey[str]()
 _LEAKS = pytest.StashKey[list]()
-_TEMP = pytest.StashKey[tuple]()
+_TEMP = pytest.StashKey[Path]()
+_UNDO = pytest.StashKey[pytest.MonkeyPatch]()
 _FROM_WORKERS = pytest.StashKey[list]()
 _WORKER_LEAKS = "mxbuild_leaks"
 

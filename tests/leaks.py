@@ -173,12 +173,12 @@ def _grace() -> float:
     return float(os.environ.get(GRACE_ENV, "5"))
 
 
-def check(run_id: str, basetemp: Path | None, run_tmp: Path | None = None,
+def check(run_id: str, basetemp: Path | None, run_tmp: Path,
           grace: float | None = None) -> list[Leak]:
     """Everything the run left; waits up to `grace` seconds for what is still exiting (an
     agent told to stop a moment ago)."""
     return _settled(lambda: processes(run_id, basetemp) + sockets() + docker_objects(run_id)
-                    + (temp_files(run_tmp) if run_tmp is not None else []), grace)
+                    + temp_files(run_tmp), grace)
 
 
 def check_worker(grace: float | None = None) -> list[Leak]:
